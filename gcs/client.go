@@ -1,0 +1,307 @@
+package gcs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/goray/goray/protos"
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+)
+
+// DefaultRequestTimeout applies to Client calls whose context has no
+// deadline, so a lost reply cannot block a caller forever.
+const DefaultRequestTimeout = 10 * time.Second
+
+// Client talks to the GCS over NATS. It is safe for concurrent use.
+type Client struct {
+	nc        *nats.Conn
+	log       zerolog.Logger
+	closeOnce sync.Once
+}
+
+// connectOptions are the settings every goray NATS connection uses. A
+// cluster's NATS server is local or on the LAN, so reconnect attempts are
+// quick and never give up: a raylet must ride out a GCS restart.
+func connectOptions(name string, log zerolog.Logger, timeout time.Duration) []nats.Option {
+	opts := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(100 * time.Millisecond),
+		nats.ReconnectJitter(50*time.Millisecond, 50*time.Millisecond),
+		nats.PingInterval(5 * time.Second),
+		nats.MaxPingsOutstanding(3),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn().Err(err).Msg("NATS disconnected")
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("NATS reconnected")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := log.Error().Err(err)
+			if sub != nil {
+				ev = ev.Str("subject", sub.Subject)
+			}
+			ev.Msg("NATS async error")
+		}),
+	}
+	if timeout > 0 {
+		opts = append(opts, nats.Timeout(timeout))
+	}
+	return opts
+}
+
+// Dial connects to the NATS server at url (comma-separated URLs are
+// alternatives). extra options are applied after goray's defaults, e.g.
+// nats.Name to say which component is connecting. Dial does not contact the
+// GCS itself: a raylet may dial before the GCS has finished starting.
+func Dial(ctx context.Context, url string, logger zerolog.Logger, extra ...nats.Option) (*Client, error) {
+	timeout := 2 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, url, context.DeadlineExceeded)
+		}
+	}
+	log := logger.With().Str("component", "gcs-client").Logger()
+	opts := append(connectOptions("goray-gcs-client", log, timeout), extra...)
+
+	type result struct {
+		nc  *nats.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		nc, err := nats.Connect(url, opts...)
+		ch <- result{nc, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, url, r.err)
+		}
+		return &Client{nc: r.nc, log: log}, nil
+	case <-ctx.Done():
+		// nats.Connect takes no context; close whatever it yields later.
+		go func() {
+			if r := <-ch; r.nc != nil {
+				r.nc.Close()
+			}
+		}()
+		return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, url, ctx.Err())
+	}
+}
+
+// Close flushes pending publishes (node reports) and closes the connection.
+func (c *Client) Close() {
+	c.closeOnce.Do(func() {
+		// A disconnected connection would make Flush wait out its timeout
+		// for nothing: buffered publishes are lost either way.
+		if c.nc.IsConnected() {
+			_ = c.nc.FlushTimeout(time.Second)
+		}
+		c.nc.Close()
+	})
+}
+
+// NATS exposes the connection, for subscribing to events (SubjectNodeEvents,
+// SubjectJobEvents) or for traffic other than the GCS's.
+func (c *Client) NATS() *nats.Conn { return c.nc }
+
+// replyWithError is implemented by every generated reply carrying a GcsError.
+type replyWithError interface {
+	proto.Message
+	GetError() *protos.GcsError
+}
+
+// call sends req on subject and decodes the answer into rep, turning
+// transport failures and GcsErrors into errors wrapping the sentinels.
+func (c *Client) call(ctx context.Context, subject string, req proto.Message, rep replyWithError) error {
+	data, err := proto.Marshal(req)
+	if err != nil {
+		return fmt.Errorf("%w: %s: encode request: %w", ErrInvalid, subject, err)
+	}
+	m, err := c.request(ctx, subject, data)
+	if err != nil {
+		return err
+	}
+	if err := proto.Unmarshal(m.Data, rep); err != nil {
+		return fmt.Errorf("%w: %s: cannot decode reply as %s: %w",
+			ErrInternal, subject, rep.ProtoReflect().Descriptor().FullName(), err)
+	}
+	return replyError(subject, rep.GetError())
+}
+
+func (c *Client) request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
+		defer cancel()
+	}
+	m, err := c.nc.RequestWithContext(ctx, subject, data)
+	if err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil, fmt.Errorf("%w: %s: %w", ErrClosed, subject, err)
+		}
+		// No responders, timeouts and disconnects all mean the GCS is not
+		// answering right now; the cause stays in the chain.
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, subject, err)
+	}
+	return m, nil
+}
+
+// RegisterNode adds (or re-adds) a node as ALIVE.
+func (c *Client) RegisterNode(ctx context.Context, info *protos.NodeInfo) error {
+	return c.call(ctx, SubjectNodeRegister, &protos.RegisterNodeRequest{Node: info}, &protos.RegisterNodeReply{})
+}
+
+// UnregisterNode marks a node DEAD (it stays listed, as in Ray).
+func (c *Client) UnregisterNode(ctx context.Context, id protos.NodeID) error {
+	return c.call(ctx, SubjectNodeUnregister, &protos.UnregisterNodeRequest{NodeId: id.Bytes()}, &protos.UnregisterNodeReply{})
+}
+
+// ListNodes returns all nodes, alive and dead, oldest first.
+func (c *Client) ListNodes(ctx context.Context) ([]*protos.NodeInfo, error) {
+	rep := &protos.ListNodesReply{}
+	if err := c.call(ctx, SubjectNodeList, &protos.ListNodesRequest{}, rep); err != nil {
+		return nil, err
+	}
+	return rep.GetNodes(), nil
+}
+
+// ReportNode publishes the node's current state; it is also the node's
+// heartbeat. It does not wait for the GCS.
+func (c *Client) ReportNode(info *protos.NodeInfo) error {
+	id, err := protos.UniqueIDFromBytes(info.GetNodeId())
+	if err != nil {
+		return fmt.Errorf("%w: report node: %w", ErrInvalid, err)
+	}
+	data, err := proto.Marshal(&protos.NodeReport{Node: info})
+	if err != nil {
+		return fmt.Errorf("%w: report node: encode: %w", ErrInvalid, err)
+	}
+	if err := c.nc.Publish(NodeReportSubject(id), data); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return fmt.Errorf("%w: report node: %w", ErrClosed, err)
+		}
+		return fmt.Errorf("%w: report node: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// RegisterJob records a job (a driver run).
+func (c *Client) RegisterJob(ctx context.Context, job *protos.JobInfo) error {
+	return c.call(ctx, SubjectJobRegister, &protos.RegisterJobRequest{Job: job}, &protos.RegisterJobReply{})
+}
+
+// FinishJob marks a job finished; finishing twice is not an error.
+func (c *Client) FinishJob(ctx context.Context, id protos.JobID) error {
+	return c.call(ctx, SubjectJobFinish, &protos.FinishJobRequest{JobId: id.Bytes()}, &protos.FinishJobReply{})
+}
+
+// ListJobs returns all jobs, oldest first.
+func (c *Client) ListJobs(ctx context.Context) ([]*protos.JobInfo, error) {
+	rep := &protos.ListJobsReply{}
+	if err := c.call(ctx, SubjectJobList, &protos.ListJobsRequest{}, rep); err != nil {
+		return nil, err
+	}
+	return rep.GetJobs(), nil
+}
+
+// RegisterFunctions stores a job's function table, replacing any earlier one.
+func (c *Client) RegisterFunctions(ctx context.Context, t *protos.FunctionTable) error {
+	return c.call(ctx, SubjectFuncRegister, &protos.RegisterFunctionsRequest{Table: t}, &protos.RegisterFunctionsReply{})
+}
+
+// GetFunctions returns a job's function table, or an error wrapping
+// ErrNotFound.
+func (c *Client) GetFunctions(ctx context.Context, job protos.JobID) (*protos.FunctionTable, error) {
+	rep := &protos.GetFunctionsReply{}
+	if err := c.call(ctx, SubjectFuncGet, &protos.GetFunctionsRequest{JobId: job.Bytes()}, rep); err != nil {
+		return nil, err
+	}
+	return rep.GetTable(), nil
+}
+
+// KVPut stores value under (ns, key). Without overwrite an existing value
+// is kept. added reports whether the key was new.
+func (c *Client) KVPut(ctx context.Context, ns, key string, value []byte, overwrite bool) (added bool, err error) {
+	rep := &protos.KVPutReply{}
+	err = c.call(ctx, SubjectKVPut, &protos.KVPutRequest{Namespace: ns, Key: key, Value: value, Overwrite: overwrite}, rep)
+	return rep.GetAdded(), err
+}
+
+// KVGet returns the value under (ns, key) and whether it exists.
+func (c *Client) KVGet(ctx context.Context, ns, key string) ([]byte, bool, error) {
+	rep := &protos.KVGetReply{}
+	if err := c.call(ctx, SubjectKVGet, &protos.KVGetRequest{Namespace: ns, Key: key}, rep); err != nil {
+		return nil, false, err
+	}
+	if !rep.GetFound() {
+		return nil, false, nil
+	}
+	v := rep.GetValue()
+	if v == nil {
+		// proto3 does not distinguish empty from absent bytes; a found
+		// key always has a non-nil value.
+		v = []byte{}
+	}
+	return v, true, nil
+}
+
+// KVDelete removes (ns, key) and reports whether it existed.
+func (c *Client) KVDelete(ctx context.Context, ns, key string) (bool, error) {
+	rep := &protos.KVDeleteReply{}
+	err := c.call(ctx, SubjectKVDelete, &protos.KVDeleteRequest{Namespace: ns, Key: key}, rep)
+	return rep.GetDeleted(), err
+}
+
+// KVKeys lists the keys of namespace ns starting with prefix, sorted.
+func (c *Client) KVKeys(ctx context.Context, ns, prefix string) ([]string, error) {
+	rep := &protos.KVKeysReply{}
+	if err := c.call(ctx, SubjectKVKeys, &protos.KVKeysRequest{Namespace: ns, Prefix: prefix}, rep); err != nil {
+		return nil, err
+	}
+	return rep.GetKeys(), nil
+}
+
+// ClusterInfo returns nodes, jobs and the session directory.
+func (c *Client) ClusterInfo(ctx context.Context) (*protos.ClusterInfoReply, error) {
+	rep := &protos.ClusterInfoReply{}
+	if err := c.call(ctx, SubjectClusterInfo, &protos.ClusterInfoRequest{}, rep); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// RequestShutdown asks the GCS process to shut the cluster down. It returns
+// once the GCS has acknowledged; the shutdown itself happens afterwards.
+func (c *Client) RequestShutdown(ctx context.Context) error {
+	data, err := proto.Marshal(&protos.ShutdownRequest{})
+	if err != nil {
+		return fmt.Errorf("%w: %s: encode request: %w", ErrInvalid, SubjectClusterShutdown, err)
+	}
+	m, err := c.request(ctx, SubjectClusterShutdown, data)
+	if err != nil {
+		return err
+	}
+	return shutdownReplyError(m)
+}
+
+// shutdownReplyError reads the error headers ShutdownReply uses in place of
+// an error field.
+func shutdownReplyError(m *nats.Msg) error {
+	if code := m.Header.Get(HeaderErrorCode); code != "" {
+		return replyError(SubjectClusterShutdown, &protos.GcsError{Code: code, Message: m.Header.Get(HeaderErrorMessage)})
+	}
+	if err := proto.Unmarshal(m.Data, &protos.ShutdownReply{}); err != nil {
+		return fmt.Errorf("%w: %s: cannot decode reply: %w", ErrInternal, SubjectClusterShutdown, err)
+	}
+	return nil
+}

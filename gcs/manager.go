@@ -1,0 +1,90 @@
+package gcs
+
+import (
+	"fmt"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/goray/goray/protos"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+)
+
+// managerEnv is what every manager actor shares: the NATS connection for
+// events, JetStream for its bucket, and a logger.
+type managerEnv struct {
+	nc  *nats.Conn
+	js  jetstream.JetStream
+	log zerolog.Logger
+}
+
+// bucketState is embedded by managers: it opens their bucket on Started
+// (which is also what a restart after a panic runs, so a restarted manager
+// reloads from the store rather than serving half-updated memory) and
+// remembers a load failure so requests get ErrUnavailable instead of an
+// answer from empty state.
+type bucketState struct {
+	kv      jetstream.KeyValue
+	loadErr error
+}
+
+func (b *bucketState) open(env *managerEnv, bucket, description string, load func(key string, value []byte) error) {
+	b.kv, b.loadErr = nil, nil
+	kv, err := openBucket(env.js, bucket, description)
+	if err == nil {
+		err = loadBucket(kv, load)
+	}
+	if err != nil {
+		b.loadErr = err
+		env.log.Error().Err(err).Str("bucket", bucket).Msg("load state")
+		return
+	}
+	b.kv = kv
+}
+
+// unavailable is non-nil while the manager has no usable state.
+func (b *bucketState) unavailable() *protos.GcsError {
+	if b.loadErr != nil {
+		return toGcsError(b.loadErr)
+	}
+	return nil
+}
+
+// respondReady answers a readyRequest.
+func (b *bucketState) respondReady(ctx actor.Context) {
+	ctx.Respond(readyReply{err: b.loadErr})
+}
+
+// putProto persists a message.
+func (b *bucketState) putProto(key string, m proto.Message) error {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("%w: encode %s: %w", ErrInternal, key, err)
+	}
+	return storePut(b.kv, key, data)
+}
+
+// publish sends an event; events are best effort (a subscriber that missed
+// one can always list), so failures are only logged.
+func (env *managerEnv) publish(subject string, m proto.Message) {
+	data, err := proto.Marshal(m)
+	if err == nil {
+		err = env.nc.Publish(subject, data)
+	}
+	if err != nil {
+		env.log.Debug().Err(err).Str("subject", subject).Msg("publish event")
+	}
+}
+
+// parseID validates an id field of a request.
+func parseID(what string, b []byte) (protos.UniqueID, *protos.GcsError) {
+	id, err := protos.UniqueIDFromBytes(b)
+	if err != nil {
+		return id, gcsErrorf(ErrInvalid, "%s: %v", what, err)
+	}
+	if id.IsZero() {
+		return id, gcsErrorf(ErrInvalid, "%s is all zero", what)
+	}
+	return id, nil
+}

@@ -1,0 +1,244 @@
+package gcs
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/goray/goray/protos"
+	"google.golang.org/protobuf/proto"
+)
+
+// DefaultNodeTimeout is how long a node may go without a NodeReport before
+// the GCS declares it DEAD.
+const DefaultNodeTimeout = 10 * time.Second
+
+// nodeManager owns the cluster membership table.
+//
+// Registrations, unregistrations and deaths are persisted; the periodic
+// reports are not (they would turn every raylet heartbeat into a disk
+// write), so after a GCS restart a node's resources are as of its last
+// registration until its next report.
+type nodeManager struct {
+	bucketState
+	env     *managerEnv
+	timeout time.Duration
+	nodes   map[protos.NodeID]*nodeEntry
+	stop    chan struct{}
+}
+
+type nodeEntry struct {
+	info     *protos.NodeInfo
+	lastSeen time.Time
+}
+
+// nodeReport is a NodeReport forwarded from the report subscription.
+type nodeReport struct{ info *protos.NodeInfo }
+
+// livenessTick asks the manager to look for nodes that stopped reporting.
+type livenessTick struct{}
+
+func newNodeManager(env *managerEnv, timeout time.Duration) actor.Producer {
+	return func() actor.Actor { return &nodeManager{env: env, timeout: timeout} }
+}
+
+func (m *nodeManager) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		m.load()
+		m.startTicker(ctx)
+	case *actor.Stopping, *actor.Restarting:
+		m.stopTicker()
+	case readyRequest:
+		m.respondReady(ctx)
+	case *protos.RegisterNodeRequest:
+		ctx.Respond(&protos.RegisterNodeReply{Error: m.register(msg.GetNode())})
+	case *protos.UnregisterNodeRequest:
+		ctx.Respond(&protos.UnregisterNodeReply{Error: m.unregister(msg.GetNodeId())})
+	case *protos.ListNodesRequest:
+		nodes, e := m.list()
+		ctx.Respond(&protos.ListNodesReply{Nodes: nodes, Error: e})
+	case nodeReport:
+		m.report(msg.info)
+	case livenessTick:
+		m.checkLiveness(time.Now())
+	}
+}
+
+func (m *nodeManager) load() {
+	m.nodes = make(map[protos.NodeID]*nodeEntry)
+	now := time.Now()
+	m.open(m.env, BucketNodes, "goray GCS node table: node id (hex) -> NodeInfo", func(key string, value []byte) error {
+		info := &protos.NodeInfo{}
+		if err := proto.Unmarshal(value, info); err != nil {
+			m.env.log.Warn().Err(err).Str("key", key).Msg("skip undecodable node record")
+			return nil
+		}
+		id, err := protos.UniqueIDFromBytes(info.GetNodeId())
+		if err != nil || id.String() != key {
+			m.env.log.Warn().Str("key", key).Msg("skip node record whose id does not match its key")
+			return nil
+		}
+		// Nodes alive at the last GCS run get a full timeout to report to
+		// the new one before being declared dead.
+		m.nodes[id] = &nodeEntry{info: info, lastSeen: now}
+		return nil
+	})
+}
+
+// startTicker drives liveness checks from outside the mailbox: the actor
+// itself never blocks waiting for time to pass.
+func (m *nodeManager) startTicker(ctx actor.Context) {
+	m.stopTicker()
+	interval := min(max(m.timeout/4, 5*time.Millisecond), time.Second)
+	stop := make(chan struct{})
+	m.stop = stop
+	root, self := ctx.ActorSystem().Root, ctx.Self()
+	go func() {
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				root.Send(self, livenessTick{})
+			}
+		}
+	}()
+}
+
+func (m *nodeManager) stopTicker() {
+	if m.stop != nil {
+		close(m.stop)
+		m.stop = nil
+	}
+}
+
+func (m *nodeManager) register(info *protos.NodeInfo) *protos.GcsError {
+	if e := m.unavailable(); e != nil {
+		return e
+	}
+	if info == nil {
+		return gcsErrorf(ErrInvalid, "register node: no node info")
+	}
+	id, e := parseID("node id", info.GetNodeId())
+	if e != nil {
+		return e
+	}
+	info = proto.CloneOf(info)
+	info.State = protos.NodeInfo_ALIVE
+	if info.StartTimeUnixMs == 0 {
+		info.StartTimeUnixMs = time.Now().UnixMilli()
+	}
+	if err := m.putProto(id.String(), info); err != nil {
+		return toGcsError(err)
+	}
+	m.nodes[id] = &nodeEntry{info: info, lastSeen: time.Now()}
+	m.env.log.Info().Str("node", id.Short()).Str("host", info.GetHostname()).Bool("head", info.GetIsHead()).Msg("node registered")
+	m.env.publish(SubjectNodeEvents, info)
+	return nil
+}
+
+func (m *nodeManager) unregister(rawID []byte) *protos.GcsError {
+	if e := m.unavailable(); e != nil {
+		return e
+	}
+	id, e := parseID("node id", rawID)
+	if e != nil {
+		return e
+	}
+	n, ok := m.nodes[id]
+	if !ok {
+		return gcsErrorf(ErrNotFound, "node %s is not registered", id)
+	}
+	if n.info.GetState() == protos.NodeInfo_DEAD {
+		return nil
+	}
+	// Kept as DEAD rather than deleted: like Ray, the node list shows
+	// nodes that left, which is how an operator learns a node went away.
+	return m.markDead(id, n, "unregistered")
+}
+
+func (m *nodeManager) markDead(id protos.NodeID, n *nodeEntry, why string) *protos.GcsError {
+	info := proto.CloneOf(n.info)
+	info.State = protos.NodeInfo_DEAD
+	if err := m.putProto(id.String(), info); err != nil {
+		return toGcsError(err)
+	}
+	n.info = info
+	m.env.log.Warn().Str("node", id.Short()).Str("host", info.GetHostname()).Str("reason", why).Msg("node dead")
+	m.env.publish(SubjectNodeEvents, info)
+	return nil
+}
+
+func (m *nodeManager) list() ([]*protos.NodeInfo, *protos.GcsError) {
+	if e := m.unavailable(); e != nil {
+		return nil, e
+	}
+	out := make([]*protos.NodeInfo, 0, len(m.nodes))
+	for _, n := range m.nodes {
+		// Entries are replaced, never mutated in place, so the reply can
+		// share them with the goroutine that encodes it.
+		out = append(out, n.info)
+	}
+	sortNodes(out)
+	return out, nil
+}
+
+func sortNodes(nodes []*protos.NodeInfo) {
+	slices.SortFunc(nodes, func(a, b *protos.NodeInfo) int {
+		return cmp.Or(
+			cmp.Compare(a.GetStartTimeUnixMs(), b.GetStartTimeUnixMs()),
+			slices.Compare(a.GetNodeId(), b.GetNodeId()),
+		)
+	})
+}
+
+// report records a raylet's latest view of itself. A report from a node the
+// GCS does not know (its registration was lost, e.g. a GCS on a fresh
+// store) registers it; a report from a DEAD node is ignored, because once
+// the cluster has been told a node died its tasks have been given up on and
+// the raylet must register again to rejoin.
+func (m *nodeManager) report(info *protos.NodeInfo) {
+	if m.loadErr != nil {
+		return
+	}
+	id, e := parseID("node id", info.GetNodeId())
+	if e != nil {
+		return
+	}
+	n, ok := m.nodes[id]
+	if !ok {
+		if e := m.register(info); e != nil {
+			m.env.log.Warn().Str("node", id.Short()).Str("error", e.GetMessage()).Msg("register node from report")
+		}
+		return
+	}
+	if n.info.GetState() == protos.NodeInfo_DEAD {
+		m.env.log.Debug().Str("node", id.Short()).Msg("ignore report from dead node")
+		return
+	}
+	info.State = protos.NodeInfo_ALIVE
+	if info.StartTimeUnixMs == 0 {
+		info.StartTimeUnixMs = n.info.GetStartTimeUnixMs()
+	}
+	n.info = info
+	n.lastSeen = time.Now()
+}
+
+func (m *nodeManager) checkLiveness(now time.Time) {
+	if m.loadErr != nil {
+		return
+	}
+	for id, n := range m.nodes {
+		if n.info.GetState() == protos.NodeInfo_ALIVE && now.Sub(n.lastSeen) > m.timeout {
+			// On a store error the node stays ALIVE and the next tick
+			// retries, so a death is never announced without being saved.
+			if e := m.markDead(id, n, "no report for "+m.timeout.String()); e != nil {
+				m.env.log.Error().Str("node", id.Short()).Str("error", e.GetMessage()).Msg("mark node dead")
+			}
+		}
+	}
+}

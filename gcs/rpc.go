@@ -1,0 +1,129 @@
+package gcs
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/goray/goray/protos"
+	"github.com/nats-io/nats.go"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+)
+
+// Request/reply plumbing between NATS subscriptions and manager actors.
+// The NATS handler only decodes and encodes; the actor owns the state, so
+// every mutation is serialized in one mailbox without locks.
+
+// endpoint is one served subject.
+type endpoint struct {
+	subject string
+	handler nats.MsgHandler
+}
+
+// message constrains a type parameter to a pointer to a generated protobuf
+// struct, so generic code can allocate one with new(T).
+type message[T any] interface {
+	*T
+	proto.Message
+}
+
+// serveActor returns a handler that decodes a Req, asks the actor at pid,
+// and replies with the Rep it answers. Decode failures and actor timeouts
+// are answered with a Rep carrying a GcsError, so a client always hears
+// back and never has to wait for its own timeout.
+func serveActor[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, subject string, pid *actor.PID) nats.MsgHandler {
+	return serveFunc[Req, Rep, PReq, PRep](s, subject, func(req PReq) (PRep, error) {
+		return ask[PRep](s, pid, req)
+	})
+}
+
+// serveFunc is serveActor for handlers that are more than one actor ask.
+func serveFunc[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, subject string, handle func(PReq) (PRep, error)) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		req := PReq(new(Req))
+		if err := proto.Unmarshal(m.Data, req); err != nil {
+			rep := PRep(new(Rep))
+			setReplyError(rep, decodeError(subject, req, err))
+			s.respond(m, rep)
+			return
+		}
+		rep, err := handle(req)
+		if err != nil {
+			rep = PRep(new(Rep))
+			setReplyError(rep, toGcsError(err))
+		}
+		s.respond(m, rep)
+	}
+}
+
+func decodeError(subject string, req proto.Message, err error) *protos.GcsError {
+	return gcsErrorf(ErrInvalid, "%s: cannot decode request as %s: %v",
+		subject, req.ProtoReflect().Descriptor().FullName(), err)
+}
+
+// ask sends msg to an actor and waits for its typed answer.
+func ask[Rep any](s *Server, pid *actor.PID, msg any) (Rep, error) {
+	return await[Rep](pid, s.system.Root.RequestFuture(pid, msg, s.opts.RequestTimeout))
+}
+
+// await is the second half of ask, for callers that ask several actors at
+// once.
+func await[Rep any](pid *actor.PID, f *actor.Future) (Rep, error) {
+	var zero Rep
+	res, err := f.Result()
+	if err != nil {
+		if errors.Is(err, actor.ErrTimeout) {
+			return zero, fmt.Errorf("%w: %s did not answer in time", ErrUnavailable, pid.Id)
+		}
+		return zero, fmt.Errorf("%w: ask %s: %w", ErrUnavailable, pid.Id, err)
+	}
+	if _, stopped := res.(*actor.DeadLetterResponse); stopped {
+		return zero, fmt.Errorf("%w: %s is stopped", ErrUnavailable, pid.Id)
+	}
+	rep, ok := res.(Rep)
+	if !ok {
+		return zero, fmt.Errorf("%w: %s answered %T", ErrInternal, pid.Id, res)
+	}
+	return rep, nil
+}
+
+// respond encodes and sends a reply; requests published without a reply
+// subject are served but get no answer.
+func (s *Server) respond(m *nats.Msg, rep proto.Message) {
+	if m.Reply == "" {
+		return
+	}
+	data, err := proto.Marshal(rep)
+	if err != nil {
+		s.log.Error().Err(err).Str("subject", m.Subject).Msg("encode reply")
+		return
+	}
+	if err := m.Respond(data); err != nil {
+		s.log.Debug().Err(err).Str("subject", m.Subject).Msg("send reply")
+	}
+}
+
+var gcsErrorName = (&protos.GcsError{}).ProtoReflect().Descriptor().FullName()
+
+// setReplyError stores e in the reply's `error` field. Every GCS reply type
+// has one (except ShutdownReply, served separately), so reflection spares a
+// hand-written setter per type.
+func setReplyError(rep proto.Message, e *protos.GcsError) {
+	m := rep.ProtoReflect()
+	fd := m.Descriptor().Fields().ByName("error")
+	if fd == nil || fd.Message() == nil || fd.Message().FullName() != gcsErrorName {
+		return
+	}
+	m.Set(fd, protoreflect.ValueOfMessage(e.ProtoReflect()))
+}
+
+// readyRequest asks a manager whether it loaded its state; it answers
+// readyReply after Started has run, since Started is processed first.
+type readyRequest struct{}
+
+type readyReply struct{ err error }
+
+// defaultRequestTimeout bounds the wait for a manager's answer.
+const defaultRequestTimeout = 5 * time.Second

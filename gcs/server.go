@@ -1,0 +1,308 @@
+package gcs
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/goray/goray/actors"
+	"github.com/goray/goray/protos"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+)
+
+// Options configures a GCS Server.
+type Options struct {
+	// StoreDir is the JetStream file store directory of the embedded NATS
+	// server (one per session). A GCS started again on the same directory
+	// recovers nodes, jobs, function tables and KV. Required unless
+	// NATSURL is set.
+	StoreDir string
+	// Host and Port are the embedded NATS listen address. Host "" means
+	// 127.0.0.1; Port 0 picks a free port (see ClientURL).
+	Host string
+	Port int
+	// NATSURL, if set, makes the GCS use an existing NATS server (with
+	// JetStream) instead of embedding one; comma-separated URLs are
+	// alternatives to connect to. StoreDir, Host and Port are then unused.
+	NATSURL string
+	Logger  zerolog.Logger
+	// SessionDir is reported in ClusterInfo.
+	SessionDir string
+	// NodeTimeout is how long a node may go without a NodeReport before it
+	// is marked DEAD; default DefaultNodeTimeout.
+	NodeTimeout time.Duration
+	// RequestTimeout bounds how long a request waits for its manager
+	// actor; default 5 s.
+	RequestTimeout time.Duration
+	// OnShutdownRequest, if set, runs when a ShutdownRequest arrives on
+	// SubjectClusterShutdown, after the reply is sent and before the
+	// Server shuts itself down, so the owning daemon can stop the rest of
+	// the process (its raylet) too.
+	OnShutdownRequest func()
+}
+
+// Server is the GCS: cluster membership, jobs, function tables and the
+// internal KV, served over NATS request/reply by supervised actors that
+// keep their state in JetStream KV buckets.
+type Server struct {
+	opts Options
+	log  zerolog.Logger
+
+	mu         sync.Mutex // held by Start and by Shutdown's teardown
+	started    bool
+	closed     bool
+	nats       *NATSServer // nil when NATSURL is set
+	url        string
+	nc         *nats.Conn
+	system     *actor.ActorSystem
+	supervisor *actor.PID
+	managers   managers
+	subs       []*nats.Subscription
+
+	// handling is read-locked by every running NATS handler; Shutdown
+	// write-locks it once subscriptions are drained, to wait for handlers
+	// still running before the actors they talk to are stopped.
+	handling sync.RWMutex
+
+	shutdownOnce sync.Once
+	requestOnce  sync.Once
+	done         chan struct{}
+}
+
+// NewServer validates opts and returns a Server ready to Start.
+func NewServer(opts Options) (*Server, error) {
+	if opts.NATSURL == "" && opts.StoreDir == "" {
+		return nil, fmt.Errorf("%w: Options.StoreDir is required when the GCS embeds NATS", ErrInvalid)
+	}
+	if opts.Port < 0 || opts.Port > 65535 {
+		return nil, fmt.Errorf("%w: Options.Port %d out of range", ErrInvalid, opts.Port)
+	}
+	if opts.NodeTimeout <= 0 {
+		opts.NodeTimeout = DefaultNodeTimeout
+	}
+	if opts.RequestTimeout <= 0 {
+		opts.RequestTimeout = defaultRequestTimeout
+	}
+	return &Server{
+		opts: opts,
+		log:  opts.Logger.With().Str("component", "gcs").Logger(),
+		done: make(chan struct{}),
+	}, nil
+}
+
+// Start brings up NATS (embedded or connected), the actors and their state,
+// then subscribes. Once it returns, every subject is served. A Server
+// starts once; if Start fails, the Server is shut down.
+func (s *Server) Start() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if s.started {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: server already started", ErrInvalid)
+	}
+	s.started = true
+	t0 := time.Now()
+	err := s.startLocked()
+	s.mu.Unlock()
+	if err != nil {
+		s.Shutdown()
+		return err
+	}
+	s.log.Info().Str("url", s.url).Dur("took", time.Since(t0)).Msg("GCS started")
+	return nil
+}
+
+func (s *Server) startLocked() error {
+	var err error
+	if s.opts.NATSURL == "" {
+		s.nats, err = StartNATS(NATSOptions{
+			Host:       s.opts.Host,
+			Port:       s.opts.Port,
+			StoreDir:   s.opts.StoreDir,
+			ServerName: "goray-gcs",
+			Logger:     s.opts.Logger,
+		})
+		if err != nil {
+			return err
+		}
+		s.url = s.nats.ClientURL()
+		// In-process pipe: no TCP handshake on the startup path and no
+		// socket between the GCS and its own server.
+		s.nc, err = nats.Connect(s.url, nats.Name("goray-gcs"), nats.InProcessServer(s.nats.Server()))
+	} else {
+		s.url = s.opts.NATSURL
+		s.nc, err = nats.Connect(s.url, connectOptions("goray-gcs", s.log, 0)...)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: connect to NATS at %s: %w", ErrUnavailable, s.url, err)
+	}
+	js, err := jetstream.New(s.nc)
+	if err != nil {
+		return fmt.Errorf("%w: JetStream: %w", ErrUnavailable, err)
+	}
+
+	s.system = actors.NewSystem(s.log)
+	env := &managerEnv{nc: s.nc, js: js, log: s.log}
+	s.supervisor, err = s.system.Root.SpawnNamed(supervisorProps(env, s.opts.NodeTimeout), "gcs")
+	if err != nil {
+		return fmt.Errorf("%w: spawn supervisor: %w", ErrInternal, err)
+	}
+	if s.managers, err = ask[managers](s, s.supervisor, getManagers{}); err != nil {
+		return err
+	}
+	if err := s.waitReady(); err != nil {
+		return err
+	}
+
+	for _, ep := range s.endpoints() {
+		sub, err := s.nc.Subscribe(ep.subject, s.track(ep.handler))
+		if err != nil {
+			return fmt.Errorf("%w: subscribe %s: %w", ErrUnavailable, ep.subject, err)
+		}
+		s.subs = append(s.subs, sub)
+	}
+	// The round trip guarantees the server has the subscriptions, so a
+	// request sent right after Start returns cannot meet "no responders".
+	if err := s.nc.Flush(); err != nil {
+		return fmt.Errorf("%w: flush subscriptions: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// waitReady waits until every manager has loaded its bucket; the loads run
+// concurrently, one per actor.
+func (s *Server) waitReady() error {
+	pids := s.managers.all()
+	futures := make([]*actor.Future, len(pids))
+	for i, pid := range pids {
+		futures[i] = s.system.Root.RequestFuture(pid, readyRequest{}, 2*storeTimeout+time.Second)
+	}
+	for i, f := range futures {
+		rr, err := await[readyReply](pids[i], f)
+		if err != nil {
+			return err
+		}
+		if rr.err != nil {
+			return fmt.Errorf("gcs: %s: %w", pids[i].Id, rr.err)
+		}
+	}
+	return nil
+}
+
+func (s *Server) endpoints() []endpoint {
+	m := s.managers
+	return []endpoint{
+		{SubjectNodeRegister, serveActor[protos.RegisterNodeRequest, protos.RegisterNodeReply](s, SubjectNodeRegister, m.nodes)},
+		{SubjectNodeUnregister, serveActor[protos.UnregisterNodeRequest, protos.UnregisterNodeReply](s, SubjectNodeUnregister, m.nodes)},
+		{SubjectNodeList, serveActor[protos.ListNodesRequest, protos.ListNodesReply](s, SubjectNodeList, m.nodes)},
+		{SubjectNodeReports, s.handleReport},
+
+		{SubjectJobRegister, serveActor[protos.RegisterJobRequest, protos.RegisterJobReply](s, SubjectJobRegister, m.jobs)},
+		{SubjectJobFinish, serveActor[protos.FinishJobRequest, protos.FinishJobReply](s, SubjectJobFinish, m.jobs)},
+		{SubjectJobList, serveActor[protos.ListJobsRequest, protos.ListJobsReply](s, SubjectJobList, m.jobs)},
+
+		{SubjectFuncRegister, serveActor[protos.RegisterFunctionsRequest, protos.RegisterFunctionsReply](s, SubjectFuncRegister, m.functions)},
+		{SubjectFuncGet, serveActor[protos.GetFunctionsRequest, protos.GetFunctionsReply](s, SubjectFuncGet, m.functions)},
+
+		{SubjectKVPut, serveActor[protos.KVPutRequest, protos.KVPutReply](s, SubjectKVPut, m.kv)},
+		{SubjectKVGet, serveActor[protos.KVGetRequest, protos.KVGetReply](s, SubjectKVGet, m.kv)},
+		{SubjectKVDelete, serveActor[protos.KVDeleteRequest, protos.KVDeleteReply](s, SubjectKVDelete, m.kv)},
+		{SubjectKVKeys, serveActor[protos.KVKeysRequest, protos.KVKeysReply](s, SubjectKVKeys, m.kv)},
+
+		{SubjectClusterInfo, serveFunc[protos.ClusterInfoRequest, protos.ClusterInfoReply](s, SubjectClusterInfo, s.clusterInfo)},
+		{SubjectClusterShutdown, s.handleShutdownRequest},
+	}
+}
+
+// track marks a handler as running for Shutdown's benefit.
+func (s *Server) track(h nats.MsgHandler) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		s.handling.RLock()
+		defer s.handling.RUnlock()
+		h(m)
+	}
+}
+
+// ClientURL is the NATS URL clients, raylets and drivers connect to: the
+// embedded server's address (with the real port when Port was 0), or
+// Options.NATSURL. Empty before Start.
+func (s *Server) ClientURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.url
+}
+
+// Done is closed once the Server has shut down, whether by Shutdown, a
+// failed Start, or a ShutdownRequest over NATS.
+func (s *Server) Done() <-chan struct{} { return s.done }
+
+// Shutdown stops serving and releases everything Start acquired, in the
+// order that lets in-flight work finish: subscriptions are drained (queued
+// requests still get answers), running handlers complete, actors stop,
+// pending publishes are flushed, the connection closes, and the embedded
+// NATS server stops (Shutdown waits for it). It is idempotent and safe to
+// call concurrently or before Start.
+func (s *Server) Shutdown() {
+	s.shutdownOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		s.teardownLocked()
+		s.mu.Unlock()
+		close(s.done)
+	})
+}
+
+const drainTimeout = 5 * time.Second
+
+func (s *Server) teardownLocked() {
+	if len(s.subs) > 0 {
+		closed := make([]<-chan nats.SubStatus, 0, len(s.subs))
+		for _, sub := range s.subs {
+			ch := sub.StatusChanged(nats.SubscriptionClosed)
+			if err := sub.Drain(); err != nil {
+				_ = sub.Unsubscribe()
+				continue
+			}
+			closed = append(closed, ch)
+		}
+		deadline := time.After(drainTimeout)
+		for _, ch := range closed {
+			select {
+			case <-ch:
+			case <-deadline:
+			}
+		}
+		s.subs = nil
+	}
+	// A drained subscription may still be inside its last handler.
+	s.handling.Lock()
+	s.handling.Unlock() //nolint:staticcheck // used as a barrier
+
+	if s.system != nil {
+		if s.supervisor != nil {
+			// Stopping the parent stops the managers first; the future
+			// completes when all of them have terminated.
+			_ = s.system.Root.StopFuture(s.supervisor).Wait()
+		}
+		s.system.Shutdown()
+	}
+	if s.nc != nil {
+		// Subscriptions are already drained, so flushing the events the
+		// managers published completes the drain; nc.Drain would only add
+		// its polling delay.
+		_ = s.nc.FlushTimeout(time.Second)
+		s.nc.Close()
+	}
+	if s.nats != nil {
+		s.nats.Shutdown()
+	}
+	if s.started {
+		s.log.Info().Msg("GCS stopped")
+	}
+}

@@ -1,0 +1,69 @@
+package gcs
+
+import (
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+)
+
+// managers are the PIDs of the GCS's manager actors.
+type managers struct {
+	nodes, jobs, functions, kv *actor.PID
+}
+
+func (m managers) all() []*actor.PID {
+	return []*actor.PID{m.nodes, m.jobs, m.functions, m.kv}
+}
+
+// getManagers asks the supervisor for its children's PIDs.
+type getManagers struct{}
+
+// supervisor is the parent of the managers. A manager that panics on a
+// message is restarted (reloading its state from its bucket) instead of
+// taking the GCS down; one that keeps failing is stopped, and its requests
+// then time out as ErrUnavailable.
+type supervisor struct {
+	env         *managerEnv
+	nodeTimeout time.Duration
+	children    managers
+}
+
+func supervisorProps(env *managerEnv, nodeTimeout time.Duration) *actor.Props {
+	strategy := actor.NewOneForOneStrategy(10, 10*time.Second, actor.DefaultDecider)
+	return actor.PropsFromProducer(func() actor.Actor {
+		return &supervisor{env: env, nodeTimeout: nodeTimeout}
+	}, actor.WithSupervisor(strategy))
+}
+
+func (s *supervisor) Receive(ctx actor.Context) {
+	switch ctx.Message().(type) {
+	case *actor.Started:
+		// Each child opens and loads its own bucket in its own Started,
+		// so the four loads run concurrently.
+		s.children = managers{
+			nodes:     s.spawn(ctx, "nodes", newNodeManager(s.env.with("nodes"), s.nodeTimeout)),
+			jobs:      s.spawn(ctx, "jobs", newJobManager(s.env.with("jobs"))),
+			functions: s.spawn(ctx, "functions", newFunctionManager(s.env.with("functions"))),
+			kv:        s.spawn(ctx, "kv", newKVManager(s.env.with("kv"))),
+		}
+	case getManagers:
+		ctx.Respond(s.children)
+	}
+}
+
+func (s *supervisor) spawn(ctx actor.Context, name string, p actor.Producer) *actor.PID {
+	pid, err := ctx.SpawnNamed(actor.PropsFromProducer(p), name)
+	if err != nil {
+		// Names are unique under this parent and the system is new, so
+		// this only happens on a programming error; the PID is still
+		// usable (SpawnNamed returns the existing one).
+		s.env.log.Error().Err(err).Str("actor", name).Msg("spawn manager")
+	}
+	return pid
+}
+
+func (env *managerEnv) with(manager string) *managerEnv {
+	e := *env
+	e.log = env.log.With().Str("manager", manager).Logger()
+	return &e
+}
