@@ -1,0 +1,58 @@
+package raylet
+
+import (
+	"math"
+	"runtime"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/goray/goray/protos"
+)
+
+// Config configures a raylet.
+type Config struct {
+	NodeID protos.NodeID
+	// SessionDir holds sockets/ and logs/.
+	SessionDir string
+	// Resources is the node's total; a missing CPU entry means the
+	// machine's CPU count.
+	Resources ResourceSet
+	// ObjectStoreMemory is the shared-memory segment size in bytes; 0 means
+	// 30% of the machine's memory, as Ray.
+	ObjectStoreMemory uint64
+	// MaxWorkers caps the worker processes per job; 0 means
+	// max(4, 2 x CPUs).
+	MaxWorkers int
+	IsHead     bool
+	Labels     map[string]string
+	Logger     zerolog.Logger
+	// Report receives the node's state about once a second and after
+	// changes (the GCS node manager, through NATS).
+	Report func(*protos.NodeInfo)
+	// PublishLogs receives worker output lines (the driver prints them).
+	PublishLogs func(*protos.LogBatch)
+	// ReportInterval defaults to one second.
+	ReportInterval time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Resources == nil {
+		c.Resources = ResourceSet{}
+	}
+	if _, ok := c.Resources[CPU]; !ok {
+		c.Resources[CPU] = int64(runtime.NumCPU()) * resourceUnit
+	}
+	if c.ObjectStoreMemory == 0 {
+		c.ObjectStoreMemory = defaultStoreMemory()
+	}
+	if c.MaxWorkers == 0 {
+		c.MaxWorkers = int(math.Max(4, 2*math.Ceil(c.Resources.Get(CPU))))
+	}
+	if c.ReportInterval == 0 {
+		c.ReportInterval = time.Second
+	}
+	if c.NodeID.IsZero() {
+		c.NodeID = protos.NewUniqueID()
+	}
+}

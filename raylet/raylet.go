@@ -1,0 +1,247 @@
+package raylet
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/goray/goray/actors"
+	"github.com/goray/goray/objstore"
+	"github.com/goray/goray/protos"
+	"github.com/goray/goray/protos/wire"
+)
+
+// Raylet is one node's daemon. Create with New, then Start; Shutdown is
+// idempotent and leaves no worker process, socket or shm segment behind.
+type Raylet struct {
+	cfg    Config
+	system *actor.ActorSystem
+	pid    *actor.PID
+	server *wire.Server
+	store  *objstore.Store
+	seg    *objstore.Segment
+
+	endpoint string
+	stopOnce sync.Once
+	stopped  chan struct{}
+}
+
+// New prepares a raylet; nothing runs until Start.
+func New(cfg Config) (*Raylet, error) {
+	cfg.setDefaults()
+	if cfg.SessionDir == "" {
+		return nil, errors.New("raylet: Config.SessionDir is required")
+	}
+	return &Raylet{cfg: cfg, stopped: make(chan struct{})}, nil
+}
+
+// StorePath is the shm segment path of a node. The raylet's pid in the name
+// lets a later raylet remove segments left by one that was killed.
+func StorePath(node protos.NodeID) string {
+	return filepath.Join("/dev/shm", fmt.Sprintf("goray-%d-%s", os.Getpid(), node.Short()))
+}
+
+// removeStaleSegments deletes segments of raylets that no longer run.
+func removeStaleSegments(log zerolog.Logger) {
+	paths, _ := filepath.Glob("/dev/shm/goray-*-*")
+	for _, p := range paths {
+		var pid int
+		if _, err := fmt.Sscanf(filepath.Base(p), "goray-%d-", &pid); err != nil || pid <= 0 {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			if os.Remove(p) == nil {
+				log.Info().Str("path", p).Int("pid", pid).Msg("removed shm segment of a raylet that is gone")
+			}
+		}
+	}
+}
+
+// Start creates the object store, listens for local clients and starts the
+// raylet actor.
+func (r *Raylet) Start() error {
+	sockets := filepath.Join(r.cfg.SessionDir, "sockets")
+	logs := filepath.Join(r.cfg.SessionDir, "logs")
+	for _, d := range []string{sockets, logs} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("raylet: %w", err)
+		}
+	}
+	removeStaleSegments(r.cfg.Logger)
+	seg, err := objstore.CreateSegment(StorePath(r.cfg.NodeID), r.cfg.ObjectStoreMemory)
+	if err != nil {
+		return fmt.Errorf("raylet: object store: %w", err)
+	}
+	r.seg = seg
+	r.store = objstore.NewStore(seg)
+
+	r.endpoint = "unix:" + filepath.Join(sockets, "raylet-"+r.cfg.NodeID.Short()+".sock")
+	l, err := wire.Listen(r.endpoint)
+	if err != nil {
+		r.cleanupStore()
+		return fmt.Errorf("raylet: %w", err)
+	}
+	r.system = actors.NewSystem(r.cfg.Logger)
+	st := newState(r)
+	props := actor.PropsFromProducer(func() actor.Actor { return st },
+		actor.WithSupervisor(actor.NewOneForOneStrategy(10, time.Second, actor.DefaultDecider)))
+	r.pid, err = r.system.Root.SpawnNamed(props, "raylet-"+r.cfg.NodeID.Short())
+	if err != nil {
+		_ = l.Close()
+		r.cleanupStore()
+		return fmt.Errorf("raylet: spawn actor: %w", err)
+	}
+	r.server = wire.NewServer(l, wire.HandlerFunc(r.serve), wire.WithLogger(r.cfg.Logger))
+	r.server.OnConnClose(func(c *wire.Conn, err error) {
+		r.system.Root.Send(r.pid, connClosed{conn: c})
+	})
+	go func() { _ = r.server.Serve() }()
+	go r.reportLoop()
+	return nil
+}
+
+// Endpoint is where processes on the node reach the raylet.
+func (r *Raylet) Endpoint() string { return r.endpoint }
+
+// Store returns the node's object store (for in-process clients).
+func (r *Raylet) Store() *objstore.Store { return r.store }
+
+// NodeID returns the node's id.
+func (r *Raylet) NodeID() protos.NodeID { return r.cfg.NodeID }
+
+// NodeInfo returns a snapshot of the node's state.
+func (r *Raylet) NodeInfo() *protos.NodeInfo {
+	res, err := r.system.Root.RequestFuture(r.pid, nodeInfoQuery{}, 5*time.Second).Result()
+	if err != nil {
+		return nil
+	}
+	return res.(*protos.NodeInfo)
+}
+
+func (r *Raylet) reportLoop() {
+	t := time.NewTicker(r.cfg.ReportInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.stopped:
+			return
+		case <-t.C:
+			r.system.Root.Send(r.pid, reportTick{})
+		}
+	}
+}
+
+// serve handles requests from local processes. Store operations are served
+// here; everything else goes through the actor.
+func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
+	switch req.Method {
+	case protos.Method_CREATE_OBJECT:
+		var m protos.CreateObjectRequest
+		if err := r.decode(c, req, &m); err != nil {
+			return
+		}
+		id, err := protos.ObjectIDFromBytes(m.GetObjectId())
+		if err != nil {
+			_ = c.ReplyError(req, err)
+			return
+		}
+		off, err := r.store.Create(id, m.GetSize())
+		if err != nil {
+			_ = c.ReplyError(req, wire.NewError(storeErrCode(err), "%v", err))
+			return
+		}
+		_ = c.Reply(req, &protos.CreateObjectReply{Offset: off})
+	case protos.Method_SEAL_OBJECT:
+		var m protos.SealObjectRequest
+		if err := r.decode(c, req, &m); err != nil {
+			return
+		}
+		id, _ := protos.ObjectIDFromBytes(m.GetObjectId())
+		if err := r.store.Seal(id); err != nil {
+			_ = c.ReplyError(req, err)
+			return
+		}
+		_ = c.Reply(req, &protos.SealObjectReply{})
+	case protos.Method_GET_OBJECT_LOCATION:
+		var m protos.GetObjectLocationRequest
+		if err := r.decode(c, req, &m); err != nil {
+			return
+		}
+		id, _ := protos.ObjectIDFromBytes(m.GetObjectId())
+		off, size, ok := r.store.Get(id)
+		_ = c.Reply(req, &protos.GetObjectLocationReply{Found: ok, Offset: off, Size: size})
+	case protos.Method_DELETE_OBJECTS:
+		var m protos.DeleteObjectsRequest
+		if err := r.decode(c, req, &m); err != nil {
+			return
+		}
+		for _, b := range m.GetObjectIds() {
+			if id, err := protos.ObjectIDFromBytes(b); err == nil {
+				_ = r.store.Delete(id)
+			}
+		}
+		if !req.OneWay {
+			_ = c.Reply(req, &protos.DeleteObjectsReply{})
+		}
+	default:
+		// The payload is only valid during this call: the actor gets a copy.
+		cp := *req
+		cp.Payload = append([]byte(nil), req.Payload...)
+		r.system.Root.Send(r.pid, wireRequest{conn: c, req: &cp})
+	}
+}
+
+func storeErrCode(err error) string {
+	switch {
+	case errors.Is(err, objstore.ErrStoreFull):
+		return "store_full"
+	case errors.Is(err, objstore.ErrObjectExists):
+		return "exists"
+	}
+	return "store"
+}
+
+func (r *Raylet) decode(c *wire.Conn, req *wire.Request, m proto.Message) error {
+	if err := proto.Unmarshal(req.Payload, m); err != nil {
+		if !req.OneWay {
+			_ = c.ReplyError(req, wire.NewError("malformed", "%v: malformed request: %v", req.Method, err))
+		}
+		r.cfg.Logger.Warn().Err(err).Stringer("method", req.Method).Msg("malformed request")
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops the raylet, kills its workers and removes its socket and
+// shm segment. It is idempotent.
+func (r *Raylet) Shutdown() {
+	r.stopOnce.Do(func() {
+		close(r.stopped)
+		if r.pid != nil {
+			_, _ = r.system.Root.RequestFuture(r.pid, shutdownMsg{}, 10*time.Second).Result()
+			_ = r.system.Root.StopFuture(r.pid).Wait()
+		}
+		if r.server != nil {
+			_ = r.server.Close()
+		}
+		r.cleanupStore()
+		if r.system != nil {
+			r.system.Shutdown()
+		}
+	})
+}
+
+func (r *Raylet) cleanupStore() {
+	if r.seg != nil {
+		_ = r.seg.Close()
+		_ = r.seg.Remove()
+	}
+}

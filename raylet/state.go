@@ -1,0 +1,520 @@
+package raylet
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/goray/goray/protos"
+	"github.com/goray/goray/protos/wire"
+)
+
+// Messages to the raylet actor.
+type (
+	wireRequest struct {
+		conn *wire.Conn
+		req  *wire.Request
+	}
+	connClosed   struct{ conn *wire.Conn }
+	workerExited struct {
+		w   *workerProc
+		err error
+	}
+	reportTick    struct{}
+	nodeInfoQuery struct{}
+	shutdownMsg   struct{}
+)
+
+type jobState struct {
+	id         protos.JobID
+	executable string
+	env        []string
+	dir        string
+	digest     string
+	driver     *wire.Conn
+	workers    map[protos.WorkerID]*workerProc
+	starting   int
+	// failures counts workers that died before registering in a row;
+	// fatal is set once the job's workers cannot start at all.
+	failures  int
+	fatal     error
+	fatalCode string
+}
+
+type leaseState struct {
+	id      protos.LeaseID
+	worker  *workerProc
+	demand  ResourceSet
+	blocked bool
+	owner   *wire.Conn
+}
+
+type leaseRequest struct {
+	conn       *wire.Conn
+	req        *wire.Request
+	job        protos.JobID
+	demand     ResourceSet
+	function   string
+	infeasible bool
+	queuedAt   time.Time
+}
+
+// state is the raylet actor.
+type state struct {
+	r         *Raylet
+	total     ResourceSet
+	available ResourceSet
+	jobs      map[protos.JobID]*jobState
+	workers   map[protos.WorkerID]*workerProc
+	leases    map[protos.LeaseID]*leaseState
+	queue     []*leaseRequest
+	startTime time.Time
+	dirty     bool
+	stopping  bool
+}
+
+func newState(r *Raylet) *state {
+	return &state{
+		r:         r,
+		total:     r.cfg.Resources.Clone(),
+		available: r.cfg.Resources.Clone(),
+		jobs:      map[protos.JobID]*jobState{},
+		workers:   map[protos.WorkerID]*workerProc{},
+		leases:    map[protos.LeaseID]*leaseState{},
+		startTime: time.Now(),
+	}
+}
+
+func (s *state) Receive(ctx actor.Context) {
+	switch m := ctx.Message().(type) {
+	case wireRequest:
+		s.handle(m.conn, m.req)
+	case connClosed:
+		s.connClosed(m.conn)
+	case workerExited:
+		s.workerExited(m.w, m.err)
+	case reportTick:
+		s.report()
+	case nodeInfoQuery:
+		ctx.Respond(s.nodeInfo())
+	case shutdownMsg:
+		s.shutdown()
+		ctx.Respond(true)
+	}
+}
+
+func (s *state) handle(c *wire.Conn, req *wire.Request) {
+	if s.stopping {
+		_ = c.ReplyError(req, wire.NewError("shutting_down", "raylet is shutting down"))
+		return
+	}
+	var err error
+	switch req.Method {
+	case protos.Method_REGISTER_CLIENT:
+		var m protos.RegisterClientRequest
+		if err = s.decode(req, &m); err == nil {
+			err = s.registerClient(c, req, &m)
+		}
+	case protos.Method_REGISTER_WORKER:
+		var m protos.RegisterWorkerRequest
+		if err = s.decode(req, &m); err == nil {
+			err = s.registerWorker(c, req, &m)
+		}
+	case protos.Method_REQUEST_WORKER_LEASE:
+		var m protos.RequestWorkerLeaseRequest
+		if err = s.decode(req, &m); err == nil {
+			err = s.requestLease(c, req, &m)
+		}
+	case protos.Method_RETURN_WORKER_LEASE:
+		var m protos.ReturnWorkerLeaseRequest
+		if err = s.decode(req, &m); err == nil {
+			s.returnLease(protos.MustUniqueID(m.GetLeaseId()), m.GetDisconnectWorker())
+			if !req.OneWay {
+				_ = c.Reply(req, &protos.ReturnWorkerLeaseReply{})
+			}
+		}
+	case protos.Method_NOTIFY_BLOCKED:
+		var m protos.NotifyBlockedRequest
+		if err = s.decode(req, &m); err == nil {
+			s.setBlocked(protos.MustUniqueID(m.GetLeaseId()), m.GetBlocked())
+		}
+	case protos.Method_KILL_WORKER:
+		var m protos.KillWorkerRequest
+		if err = s.decode(req, &m); err == nil {
+			if w, ok := s.workers[protos.MustUniqueID(m.GetWorkerId())]; ok {
+				s.r.cfg.Logger.Info().Str("worker", w.id.Short()).Str("reason", m.GetReason()).Msg("killing worker on request")
+				w.kill()
+			}
+			_ = c.Reply(req, &protos.KillWorkerReply{})
+		}
+	case protos.Method_GET_NODE_INFO:
+		_ = c.Reply(req, &protos.GetNodeInfoReply{Node: s.nodeInfo()})
+	default:
+		err = wire.NewError("unsupported", "raylet does not serve %v", req.Method)
+	}
+	if err != nil && !req.OneWay {
+		_ = c.ReplyError(req, err)
+	}
+	s.dispatch()
+}
+
+func (s *state) decode(req *wire.Request, m proto.Message) error {
+	if err := proto.Unmarshal(req.Payload, m); err != nil {
+		s.r.cfg.Logger.Warn().Err(err).Stringer("method", req.Method).Msg("malformed request")
+		return wire.NewError("malformed", "%v: malformed request: %v", req.Method, err)
+	}
+	return nil
+}
+
+func (s *state) registerClient(c *wire.Conn, req *wire.Request, m *protos.RegisterClientRequest) error {
+	id, err := protos.UniqueIDFromBytes(m.GetJobId())
+	if err != nil {
+		return wire.NewError("invalid", "register client: job id: %v", err)
+	}
+	if m.GetExecutable() == "" {
+		return wire.NewError("invalid", "register client: executable is required")
+	}
+	j := &jobState{id: id, executable: m.GetExecutable(), env: m.GetEnv(), dir: m.GetWorkingDir(), digest: m.GetFunctionDigest(), driver: c, workers: map[protos.WorkerID]*workerProc{}}
+	s.jobs[id] = j
+	c.SetValue(j)
+	_ = c.Reply(req, &protos.RegisterClientReply{Node: s.nodeInfo()})
+	// Prestart workers so the first tasks do not wait for process start.
+	n := int(s.total.Get(CPU))
+	if n < 1 {
+		n = 1
+	}
+	if n > s.r.cfg.MaxWorkers {
+		n = s.r.cfg.MaxWorkers
+	}
+	for i := 0; i < n; i++ {
+		s.startWorker(j)
+	}
+	s.dirty = true
+	return nil
+}
+
+func (s *state) registerWorker(c *wire.Conn, req *wire.Request, m *protos.RegisterWorkerRequest) error {
+	id := protos.MustUniqueID(m.GetWorkerId())
+	w, ok := s.workers[id]
+	if !ok {
+		return wire.NewError("unknown_worker", "worker %s (pid %d) was not started by this raylet", id.Short(), m.GetPid())
+	}
+	j := w.job
+	if j.digest != "" && m.GetFunctionDigest() != j.digest {
+		err := fmt.Errorf("worker binary %s registers functions with digest %s but the driver's is %s: the binary changed since the driver started", j.executable, m.GetFunctionDigest(), j.digest)
+		s.failJob(j, "binary_mismatch", err)
+		w.kill()
+		return wire.NewError("binary_mismatch", "%v", err)
+	}
+	w.registered = true
+	w.endpoint = m.GetEndpoint()
+	w.conn = c
+	c.SetValue(w)
+	j.starting--
+	j.failures = 0
+	_ = c.Reply(req, &protos.RegisterWorkerReply{Node: s.nodeInfo()})
+	return nil
+}
+
+func (s *state) requestLease(c *wire.Conn, req *wire.Request, m *protos.RequestWorkerLeaseRequest) error {
+	demand, err := FromProto(m.GetResources())
+	if err != nil {
+		return wire.NewError("invalid", "lease request: %v", err)
+	}
+	job := protos.MustUniqueID(m.GetJobId())
+	if _, ok := s.jobs[job]; !ok {
+		return wire.NewError("unknown_job", "lease request for job %s, which is not registered on this node", job.Short())
+	}
+	s.queue = append(s.queue, &leaseRequest{conn: c, req: req, job: job, demand: demand, function: m.GetFunction(), queuedAt: time.Now()})
+	s.r.cfg.Logger.Debug().Str("function", m.GetFunction()).Str("demand", demand.String()).Int("queued", len(s.queue)).Msg("lease requested")
+	return nil
+}
+
+// dispatch grants queued lease requests that fit, in arrival order, and
+// starts workers where requests wait only for a process.
+func (s *state) dispatch() {
+	if s.stopping {
+		return
+	}
+	avail := s.available.Clone()
+	wantWorkers := map[*jobState]int{}
+	kept := s.queue[:0]
+	for _, lr := range s.queue {
+		if isClosed(lr.conn) {
+			continue
+		}
+		j := s.jobs[lr.job]
+		if j == nil {
+			_ = lr.conn.ReplyError(lr.req, wire.NewError("unknown_job", "job %s finished", lr.job.Short()))
+			continue
+		}
+		if j.fatal != nil {
+			_ = lr.conn.ReplyError(lr.req, wire.NewError(j.fatalCode, "%v", j.fatal))
+			continue
+		}
+		if !s.total.Fits(lr.demand) {
+			if !lr.infeasible {
+				lr.infeasible = true
+				s.dirty = true
+				s.r.cfg.Logger.Warn().Str("function", lr.function).Str("demand", lr.demand.String()).Str("node_total", s.total.String()).
+					Msgf("infeasible task: no node can ever provide %s (%s); it waits until one joins", lr.demand, s.total.Missing(lr.demand))
+			}
+			kept = append(kept, lr)
+			continue
+		}
+		if !avail.Fits(lr.demand) {
+			kept = append(kept, lr)
+			continue
+		}
+		w := s.idleWorker(j)
+		if w == nil {
+			avail.Sub(lr.demand)
+			wantWorkers[j]++
+			kept = append(kept, lr)
+			continue
+		}
+		s.grant(lr, w)
+		avail.Sub(lr.demand)
+	}
+	for i := len(kept); i < len(s.queue); i++ {
+		s.queue[i] = nil
+	}
+	s.queue = kept
+	for j, n := range wantWorkers {
+		for need := n - j.starting; need > 0 && len(j.workers) < s.r.cfg.MaxWorkers; need-- {
+			s.startWorker(j)
+		}
+	}
+}
+
+// idleWorker picks a registered worker of the job with no running lease. A
+// worker whose leases are all blocked in Get counts as idle: its process
+// runs the new lease's tasks beside the blocked ones.
+func (s *state) idleWorker(j *jobState) *workerProc {
+	var best *workerProc
+	for _, w := range j.workers {
+		if !w.registered || w.dead || w.active > 0 {
+			continue
+		}
+		// Prefer a worker with no leases at all, then the longest-lived.
+		if best == nil || len(w.leases) < len(best.leases) || (len(w.leases) == len(best.leases) && w.startedAt.Before(best.startedAt)) {
+			best = w
+		}
+	}
+	return best
+}
+
+func (s *state) grant(lr *leaseRequest, w *workerProc) {
+	l := &leaseState{id: protos.NewUniqueID(), worker: w, demand: lr.demand, owner: lr.conn}
+	s.leases[l.id] = l
+	w.leases[l.id] = l
+	w.active++
+	s.available.Sub(lr.demand)
+	s.dirty = true
+	s.r.cfg.Logger.Debug().Str("lease", l.id.Short()).Str("worker", w.id.Short()).Str("function", lr.function).Str("available", s.available.String()).Int("queued", len(s.queue)).Msg("lease granted")
+	_ = lr.conn.Reply(lr.req, &protos.RequestWorkerLeaseReply{
+		LeaseId:  l.id.Bytes(),
+		Worker:   &protos.Address{WorkerId: w.id.Bytes(), NodeId: s.r.cfg.NodeID.Bytes(), Endpoint: w.endpoint, Pid: int32(w.pid)},
+		Assigned: lr.demand.Proto(),
+	})
+}
+
+func (s *state) release(l *leaseState) {
+	delete(s.leases, l.id)
+	delete(l.worker.leases, l.id)
+	if l.blocked {
+		d := l.demand.Clone()
+		delete(d, CPU)
+		s.available.Add(d)
+	} else {
+		s.available.Add(l.demand)
+		l.worker.active--
+	}
+	s.dirty = true
+}
+
+func (s *state) returnLease(id protos.LeaseID, disconnect bool) {
+	l, ok := s.leases[id]
+	if !ok {
+		return
+	}
+	s.release(l)
+	s.r.cfg.Logger.Debug().Str("lease", id.Short()).Str("available", s.available.String()).Int("queued", len(s.queue)).Msg("lease returned")
+	if disconnect {
+		l.worker.kill()
+	}
+}
+
+// setBlocked lends a blocked task's CPU back (Ray does the same so nested
+// tasks cannot deadlock a node) and takes it again when the task resumes,
+// even if that oversubscribes the node for a while.
+func (s *state) setBlocked(id protos.LeaseID, blocked bool) {
+	l, ok := s.leases[id]
+	if !ok || l.blocked == blocked {
+		return
+	}
+	l.blocked = blocked
+	cpu := l.demand.Only(CPU)
+	if blocked {
+		s.available.Add(cpu)
+		l.worker.active--
+	} else {
+		s.available.Sub(cpu)
+		l.worker.active++
+	}
+	s.dirty = true
+	s.r.cfg.Logger.Debug().Str("lease", id.Short()).Bool("blocked", blocked).Str("available", s.available.String()).Msg("lease blocked state")
+}
+
+func (s *state) connClosed(c *wire.Conn) {
+	switch v := c.Value().(type) {
+	case *jobState:
+		// The driver left: its job is over, and so are its workers.
+		s.r.cfg.Logger.Debug().Str("job", v.id.Short()).Msg("driver disconnected; stopping its workers")
+		for _, w := range v.workers {
+			w.kill()
+		}
+		delete(s.jobs, v.id)
+	case *workerProc:
+		// The worker's process is exiting: take it out of the pool now so
+		// no lease is granted on it; workerExited finishes when it is reaped.
+		s.retireWorker(v)
+	}
+	for _, l := range s.leases {
+		if l.owner == c {
+			s.release(l)
+		}
+	}
+	s.dispatch()
+}
+
+// retireWorker removes a worker from the pool and frees its leases.
+func (s *state) retireWorker(w *workerProc) {
+	if w.dead {
+		return
+	}
+	w.dead = true
+	delete(s.workers, w.id)
+	delete(w.job.workers, w.id)
+	for _, l := range w.leases {
+		s.release(l)
+	}
+	s.dirty = true
+}
+
+func (s *state) workerExited(w *workerProc, err error) {
+	wasDead := w.dead
+	s.retireWorker(w)
+	j := w.job
+	if wasDead {
+		s.dispatch()
+		return
+	}
+	if !w.registered {
+		j.starting--
+		if _, live := s.jobs[j.id]; live && !s.stopping && !w.killed {
+			j.failures++
+			s.r.cfg.Logger.Warn().Err(err).Str("job", j.id.Short()).Int("pid", w.pid).Msgf("worker exited before registering (%d in a row); log: %s", j.failures, w.logs.errPath)
+			if j.failures >= 3 {
+				s.failJob(j, "worker_start_failed", fmt.Errorf("worker processes for %s exit before registering (last: %v); see %s", j.executable, err, w.logs.errPath))
+			}
+		}
+	} else if !w.killed && !s.stopping {
+		s.r.cfg.Logger.Warn().Err(err).Int("pid", w.pid).Str("worker", w.id.Short()).Msg("worker died")
+	}
+	s.dirty = true
+	s.dispatch()
+}
+
+func (s *state) failJob(j *jobState, code string, err error) {
+	if j.fatal == nil {
+		j.fatal, j.fatalCode = err, code
+		s.r.cfg.Logger.Error().Err(err).Str("job", j.id.Short()).Msg("job cannot run tasks")
+	}
+}
+
+func (s *state) nodeInfo() *protos.NodeInfo {
+	st := s.r.store.Stats()
+	hostname, _ := os.Hostname()
+	info := &protos.NodeInfo{
+		NodeId:          s.r.cfg.NodeID.Bytes(),
+		Hostname:        hostname,
+		RayletEndpoint:  s.r.endpoint,
+		StorePath:       s.r.seg.Path(),
+		StoreCapacity:   s.r.seg.Capacity(),
+		Total:           s.total.Proto(),
+		Available:       s.available.Proto(),
+		SessionDir:      s.r.cfg.SessionDir,
+		IsHead:          s.r.cfg.IsHead,
+		StartTimeUnixMs: s.startTime.UnixMilli(),
+		State:           protos.NodeInfo_ALIVE,
+		NumWorkers:      int32(len(s.workers)),
+		StoreUsed:       st.Used,
+		StoreObjects:    uint32(st.NumObjects),
+		Labels:          s.r.cfg.Labels,
+	}
+	pending, infeasible := map[string]*protos.ResourceDemand{}, map[string]*protos.ResourceDemand{}
+	for _, lr := range s.queue {
+		m := pending
+		if lr.infeasible {
+			m = infeasible
+		}
+		k := lr.demand.Key()
+		d, ok := m[k]
+		if !ok {
+			d = &protos.ResourceDemand{Shape: lr.demand.Proto()}
+			m[k] = d
+		}
+		d.Count++
+	}
+	info.Pending = sortedDemands(pending)
+	info.Infeasible = sortedDemands(infeasible)
+	return info
+}
+
+func sortedDemands(m map[string]*protos.ResourceDemand) []*protos.ResourceDemand {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]*protos.ResourceDemand, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, m[k])
+	}
+	return out
+}
+
+func (s *state) report() {
+	if s.r.cfg.Report != nil {
+		s.r.cfg.Report(s.nodeInfo())
+	}
+	s.dirty = false
+}
+
+func (s *state) shutdown() {
+	s.stopping = true
+	for _, lr := range s.queue {
+		_ = lr.conn.ReplyError(lr.req, wire.NewError("shutting_down", "raylet is shutting down"))
+	}
+	s.queue = nil
+	for _, w := range s.workers {
+		w.kill()
+	}
+	for _, w := range s.workers {
+		w.waitExit(5 * time.Second)
+	}
+}
+
+func isClosed(c *wire.Conn) bool {
+	select {
+	case <-c.Done():
+		return true
+	default:
+		return false
+	}
+}

@@ -1,0 +1,206 @@
+package raylet
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/goray/goray/protos"
+	"github.com/goray/goray/protos/wire"
+)
+
+// Environment of a worker process. A process started with EnvWorker set
+// runs the worker loop in sdk.Init instead of the program's main work.
+const (
+	EnvWorker     = "GORAY_WORKER"
+	EnvRaylet     = "GORAY_RAYLET"
+	EnvJobID      = "GORAY_JOB_ID"
+	EnvWorkerID   = "GORAY_WORKER_ID"
+	EnvNodeID     = "GORAY_NODE_ID"
+	EnvSessionDir = "GORAY_SESSION_DIR"
+	EnvStorePath  = "GORAY_STORE_PATH"
+	EnvLogLevel   = "GORAY_LOG_LEVEL"
+)
+
+// LogMarker starts a line a worker writes before running a different
+// function; the lines after it are attributed to that function.
+const LogMarker = "\x1egoray:task:"
+
+type workerProc struct {
+	id         protos.WorkerID
+	job        *jobState
+	cmd        *exec.Cmd
+	pid        int
+	endpoint   string
+	conn       *wire.Conn
+	registered bool
+	dead       bool
+	killed     bool
+	leases     map[protos.LeaseID]*leaseState
+	// active counts leases whose task is not blocked in Get.
+	active    int
+	startedAt time.Time
+	logs      *workerLogs
+	exited    chan struct{}
+}
+
+func (s *state) startWorker(j *jobState) {
+	id := protos.NewUniqueID()
+	w := &workerProc{id: id, job: j, leases: map[protos.LeaseID]*leaseState{}, startedAt: time.Now(), exited: make(chan struct{})}
+	cmd := exec.Command(j.executable)
+	cmd.Dir = j.dir
+	env := make([]string, 0, len(j.env)+8)
+	for _, kv := range j.env {
+		if !strings.HasPrefix(kv, "GORAY_") || strings.HasPrefix(kv, EnvLogLevel+"=") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env,
+		EnvWorker+"=1",
+		EnvRaylet+"="+s.r.endpoint,
+		EnvJobID+"="+j.id.String(),
+		EnvWorkerID+"="+id.String(),
+		EnvNodeID+"="+s.r.cfg.NodeID.String(),
+		EnvSessionDir+"="+s.r.cfg.SessionDir,
+		EnvStorePath+"="+s.r.seg.Path(),
+	)
+	cmd.Env = env
+	// Workers die with the raylet even if it is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	logs, err := newWorkerLogs(s.r, j.id, id)
+	if err != nil {
+		s.failJob(j, "worker_start_failed", err)
+		return
+	}
+	stdout, err1 := cmd.StdoutPipe()
+	stderr, err2 := cmd.StderrPipe()
+	if err := firstErr(err1, err2); err != nil {
+		logs.close()
+		s.failJob(j, "worker_start_failed", err)
+		return
+	}
+	if err := cmd.Start(); err != nil {
+		logs.close()
+		s.failJob(j, "worker_start_failed", fmt.Errorf("start worker %s: %w", j.executable, err))
+		return
+	}
+	w.cmd, w.pid, w.logs = cmd, cmd.Process.Pid, logs
+	logs.pid = w.pid
+	s.workers[id] = w
+	j.workers[id] = w
+	j.starting++
+	s.dirty = true
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); logs.pump(stdout, false) }()
+	go func() { defer wg.Done(); logs.pump(stderr, true) }()
+	go func() {
+		wg.Wait()
+		err := cmd.Wait()
+		logs.close()
+		close(w.exited)
+		s.r.system.Root.Send(s.r.pid, workerExited{w: w, err: err})
+	}()
+}
+
+func (w *workerProc) kill() {
+	if w.cmd == nil || w.cmd.Process == nil || w.killed {
+		return
+	}
+	w.killed = true
+	_ = w.cmd.Process.Signal(syscall.SIGKILL)
+}
+
+func (w *workerProc) waitExit(d time.Duration) {
+	select {
+	case <-w.exited:
+	case <-time.After(d):
+	}
+}
+
+func firstErr(errs ...error) error {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// workerLogs copies a worker's stdout and stderr to its log files and
+// publishes the lines for the driver, tagged with the function that was
+// running when they were written.
+type workerLogs struct {
+	r        *Raylet
+	job      protos.JobID
+	worker   protos.WorkerID
+	pid      int
+	outPath  string
+	errPath  string
+	out, err *os.File
+}
+
+func newWorkerLogs(r *Raylet, job protos.JobID, worker protos.WorkerID) (*workerLogs, error) {
+	dir := filepath.Join(r.cfg.SessionDir, "logs")
+	l := &workerLogs{r: r, job: job, worker: worker,
+		outPath: filepath.Join(dir, fmt.Sprintf("worker-%s.out", worker.Short())),
+		errPath: filepath.Join(dir, fmt.Sprintf("worker-%s.err", worker.Short()))}
+	var err error
+	if l.out, err = os.Create(l.outPath); err != nil {
+		return nil, fmt.Errorf("worker log: %w", err)
+	}
+	if l.err, err = os.Create(l.errPath); err != nil {
+		l.out.Close()
+		return nil, fmt.Errorf("worker log: %w", err)
+	}
+	return l, nil
+}
+
+func (l *workerLogs) pump(rd io.Reader, isErr bool) {
+	f := l.out
+	if isErr {
+		f = l.err
+	}
+	br := bufio.NewReaderSize(rd, 64<<10)
+	function := ""
+	var batch []string
+	flush := func() {
+		if len(batch) > 0 && l.r.cfg.PublishLogs != nil {
+			l.r.cfg.PublishLogs(&protos.LogBatch{JobId: l.job.Bytes(), WorkerId: l.worker.Bytes(), Pid: int32(l.pid), Function: function, Stderr: isErr, Lines: batch})
+		}
+		batch = nil
+	}
+	for {
+		line, err := br.ReadString('\n')
+		if len(line) > 0 {
+			text := strings.TrimRight(line, "\n")
+			if name, ok := strings.CutPrefix(text, LogMarker); ok {
+				flush()
+				function = name
+			} else {
+				_, _ = f.WriteString(line)
+				batch = append(batch, text)
+			}
+		}
+		// Publish when the pipe has nothing more buffered, so lines reach
+		// the driver promptly but bursts go out together.
+		if err != nil || br.Buffered() == 0 || len(batch) >= 256 {
+			flush()
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (l *workerLogs) close() {
+	_ = l.out.Close()
+	_ = l.err.Close()
+}
