@@ -408,6 +408,9 @@ type PushTaskReply struct {
 	Result *ObjectData `protobuf:"bytes,1,opt,name=result,proto3" json:"result,omitempty"`
 	// Set when the worker is exiting and the lease should not be reused.
 	WorkerExiting bool `protobuf:"varint,2,opt,name=worker_exiting,json=workerExiting,proto3" json:"worker_exiting,omitempty"`
+	// How long the function ran, so owners learn which functions are short
+	// enough to pipeline.
+	RunMicros     uint64 `protobuf:"varint,3,opt,name=run_micros,json=runMicros,proto3" json:"run_micros,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -454,6 +457,13 @@ func (x *PushTaskReply) GetWorkerExiting() bool {
 		return x.WorkerExiting
 	}
 	return false
+}
+
+func (x *PushTaskReply) GetRunMicros() uint64 {
+	if x != nil {
+		return x.RunMicros
+	}
+	return 0
 }
 
 type CancelTaskRequest struct {
@@ -770,10 +780,12 @@ const file_task_proto_rawDesc = "" +
 	" \x01(\tR\x0efunctionDigest\"T\n" +
 	"\x0fPushTaskRequest\x12&\n" +
 	"\x04spec\x18\x01 \x01(\v2\x12.goray.v1.TaskSpecR\x04spec\x12\x19\n" +
-	"\blease_id\x18\x02 \x01(\fR\aleaseId\"d\n" +
+	"\blease_id\x18\x02 \x01(\fR\aleaseId\"\x83\x01\n" +
 	"\rPushTaskReply\x12,\n" +
 	"\x06result\x18\x01 \x01(\v2\x14.goray.v1.ObjectDataR\x06result\x12%\n" +
-	"\x0eworker_exiting\x18\x02 \x01(\bR\rworkerExiting\"`\n" +
+	"\x0eworker_exiting\x18\x02 \x01(\bR\rworkerExiting\x12\x1d\n" +
+	"\n" +
+	"run_micros\x18\x03 \x01(\x04R\trunMicros\"`\n" +
 	"\x11CancelTaskRequest\x12\x17\n" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\x12\x1c\n" +

@@ -1,0 +1,175 @@
+// Package cluster starts goray's services in this process: a head (NATS
+// with JetStream, the GCS actors) and a node (raylet and object store). The
+// embedded cluster of sdk.Init and the `goray start` daemon both use it.
+//
+//	h, err := cluster.StartHead(ctx, cluster.Config{SessionDir: dir})
+//	if err != nil { ... }
+//	defer h.Shutdown()
+//	fmt.Println(h.Address()) // nats://127.0.0.1:PORT, what drivers join
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/protos"
+	"github.com/goray/goray/raylet"
+)
+
+// Config configures a head node.
+type Config struct {
+	// SessionDir holds the JetStream store, sockets and logs; "" makes a
+	// new one under $TMPDIR/goray.
+	SessionDir string
+	// Resources of the node; a missing "CPU" means the machine's CPUs.
+	Resources map[string]float64
+	// ObjectStoreMemory in bytes; 0 means 30% of RAM.
+	ObjectStoreMemory uint64
+	// Host and Port of NATS (Port 0 picks a free port).
+	Host string
+	Port int
+	// NATSURL uses an existing NATS instead of embedding one.
+	NATSURL    string
+	MaxWorkers int
+	Labels     map[string]string
+	Logger     zerolog.Logger
+}
+
+// Head is a running head node.
+type Head struct {
+	GCS        *gcs.Server
+	Raylet     *raylet.Raylet
+	Client     *gcs.Client
+	sessionDir string
+	ownsDir    bool
+	log        zerolog.Logger
+	once       sync.Once
+}
+
+// NewSessionDir creates a fresh session directory.
+func NewSessionDir() (string, error) {
+	root := filepath.Join(os.TempDir(), "goray")
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(root, "session-"+time.Now().Format("20060102-150405")+"-")
+}
+
+// LogsSubject is where a job's worker output is published.
+func LogsSubject(job protos.JobID) string { return "goray.logs." + job.String() }
+
+// StartHead starts NATS, the GCS and a raylet.
+func StartHead(ctx context.Context, cfg Config) (*Head, error) {
+	h := &Head{sessionDir: cfg.SessionDir, log: cfg.Logger}
+	if h.sessionDir == "" {
+		dir, err := NewSessionDir()
+		if err != nil {
+			return nil, fmt.Errorf("session dir: %w", err)
+		}
+		h.sessionDir, h.ownsDir = dir, true
+	}
+	if err := os.MkdirAll(h.sessionDir, 0o755); err != nil {
+		return nil, fmt.Errorf("session dir: %w", err)
+	}
+	srv, err := gcs.NewServer(gcs.Options{
+		StoreDir:   filepath.Join(h.sessionDir, "jetstream"),
+		Host:       cfg.Host,
+		Port:       cfg.Port,
+		NATSURL:    cfg.NATSURL,
+		Logger:     cfg.Logger.With().Str("component", "gcs").Logger(),
+		SessionDir: h.sessionDir,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := srv.Start(); err != nil {
+		return nil, fmt.Errorf("start GCS: %w", err)
+	}
+	h.GCS = srv
+	client, err := gcs.Dial(ctx, srv.ClientURL(), cfg.Logger)
+	if err != nil {
+		srv.Shutdown()
+		return nil, fmt.Errorf("connect to GCS: %w", err)
+	}
+	h.Client = client
+	res, err := raylet.FromMap(cfg.Resources)
+	if err != nil {
+		h.Shutdown()
+		return nil, fmt.Errorf("node resources: %w", err)
+	}
+	if _, ok := cfg.Resources[raylet.CPU]; !ok {
+		delete(res, raylet.CPU) // the raylet fills in the machine's CPUs
+	}
+	nc := client.NATS()
+	r, err := raylet.New(raylet.Config{
+		SessionDir:        h.sessionDir,
+		Resources:         res,
+		ObjectStoreMemory: cfg.ObjectStoreMemory,
+		MaxWorkers:        cfg.MaxWorkers,
+		IsHead:            true,
+		Labels:            cfg.Labels,
+		Logger:            cfg.Logger.With().Str("component", "raylet").Logger(),
+		Report:            func(n *protos.NodeInfo) { _ = client.ReportNode(n) },
+		PublishLogs: func(b *protos.LogBatch) {
+			if data, err := proto.Marshal(b); err == nil {
+				_ = nc.Publish(LogsSubject(protos.MustUniqueID(b.GetJobId())), data)
+			}
+		},
+	})
+	if err != nil {
+		h.Shutdown()
+		return nil, err
+	}
+	if err := r.Start(); err != nil {
+		h.Shutdown()
+		return nil, err
+	}
+	h.Raylet = r
+	if info := r.NodeInfo(); info != nil {
+		if err := client.RegisterNode(ctx, info); err != nil {
+			h.Shutdown()
+			return nil, fmt.Errorf("register node: %w", err)
+		}
+	}
+	return h, nil
+}
+
+// Address is what drivers pass to sdk.Init(sdk.Address(...)).
+func (h *Head) Address() string { return h.GCS.ClientURL() }
+
+// SessionDir returns the session directory.
+func (h *Head) SessionDir() string { return h.sessionDir }
+
+// Done is closed when a client asked the cluster to shut down.
+func (h *Head) Done() <-chan struct{} { return h.GCS.Done() }
+
+// Shutdown stops the raylet (and its workers), the GCS and NATS, and
+// removes the session's store and sockets (logs are kept). Idempotent.
+func (h *Head) Shutdown() {
+	h.once.Do(func() {
+		if h.Raylet != nil {
+			if h.Client != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_ = h.Client.UnregisterNode(ctx, h.Raylet.NodeID())
+				cancel()
+			}
+			h.Raylet.Shutdown()
+		}
+		if h.Client != nil {
+			h.Client.Close()
+		}
+		if h.GCS != nil {
+			h.GCS.Shutdown()
+		}
+		_ = os.RemoveAll(filepath.Join(h.sessionDir, "jetstream"))
+		_ = os.RemoveAll(filepath.Join(h.sessionDir, "sockets"))
+	})
+}

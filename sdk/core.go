@@ -1,0 +1,259 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+
+	"github.com/rs/zerolog"
+
+	"github.com/goray/goray/objstore"
+	"github.com/goray/goray/protos"
+	"github.com/goray/goray/protos/wire"
+)
+
+// coreWorker is the runtime inside every goray process, driver or worker
+// (Ray's CoreWorker): it owns the objects this process creates, submits
+// tasks to leased workers, executes tasks pushed to it (workers), and serves
+// other processes that borrow its objects.
+type coreWorker struct {
+	log      zerolog.Logger
+	isWorker bool
+	jobID    protos.JobID
+	workerID protos.WorkerID
+	nodeID   protos.NodeID
+	node     *protos.NodeInfo
+	addr     *protos.Address
+	digest   string
+
+	server *wire.Server
+	raylet *wire.Conn
+	store  storeClient
+	seg    *objstore.Segment
+	// ownSeg is set when this process mapped the segment itself and must
+	// unmap it on shutdown.
+	ownSeg bool
+
+	objects *objectTable
+	sub     *submitter
+	exec    *executor
+
+	peersMu sync.Mutex
+	peers   map[string]*peer
+
+	// putTask names objects created by Put in this process.
+	putTask  protos.TaskID
+	putIndex atomic.Uint32
+
+	closed atomic.Bool
+}
+
+var cur atomic.Pointer[coreWorker]
+
+func current() *coreWorker { return cur.Load() }
+
+func newCoreWorker(log zerolog.Logger, isWorker bool, jobID protos.JobID, workerID protos.WorkerID) *coreWorker {
+	cw := &coreWorker{
+		log:      log,
+		isWorker: isWorker,
+		jobID:    jobID,
+		workerID: workerID,
+		peers:    map[string]*peer{},
+		putTask:  protos.NewUniqueID(),
+	}
+	cw.objects = newObjectTable(cw)
+	cw.sub = newSubmitter(cw)
+	cw.exec = newExecutor(cw)
+	_, cw.digest = functionTable()
+	return cw
+}
+
+// listen starts this process's server for task pushes and object requests.
+func (cw *coreWorker) listen(socketDir string) error {
+	endpoint := fmt.Sprintf("unix:%s/w-%s.sock", socketDir, cw.workerID.Short())
+	l, err := wire.Listen(endpoint)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", endpoint, err)
+	}
+	cw.server = wire.NewServer(l, cw, wire.WithLogger(cw.log))
+	go func() { _ = cw.server.Serve() }()
+	cw.addr = &protos.Address{WorkerId: cw.workerID.Bytes(), Endpoint: endpoint, Pid: int32(os.Getpid())}
+	return nil
+}
+
+// attachNode records the node this process runs on.
+func (cw *coreWorker) attachNode(node *protos.NodeInfo) {
+	cw.node = node
+	cw.nodeID = protos.MustUniqueID(node.GetNodeId())
+	cw.addr.NodeId = node.GetNodeId()
+}
+
+// ServeWire implements wire.Handler for requests from other processes.
+func (cw *coreWorker) ServeWire(c *wire.Conn, req *wire.Request) {
+	switch req.Method {
+	case protos.Method_PUSH_TASK:
+		cw.exec.push(c, req)
+	case protos.Method_CANCEL_TASK:
+		cw.exec.cancel(c, req)
+	case protos.Method_GET_OBJECT:
+		cw.serveGetObject(c, req)
+	case protos.Method_EXIT:
+		var m protos.ExitRequest
+		_ = unmarshalProto(req.Payload, &m)
+		if cw.isWorker {
+			cw.log.Info().Str("reason", m.GetReason()).Msg("raylet asked this worker to exit")
+			os.Exit(0)
+		}
+	default:
+		_ = c.ReplyError(req, fmt.Errorf("core worker: unsupported method %v", req.Method))
+	}
+}
+
+// serveGetObject answers a borrower once the object is ready.
+func (cw *coreWorker) serveGetObject(c *wire.Conn, req *wire.Request) {
+	var m protos.GetObjectRequest
+	if err := unmarshalProto(req.Payload, &m); err != nil {
+		_ = c.ReplyError(req, fmt.Errorf("GET_OBJECT: malformed request: %w", err))
+		return
+	}
+	id, err := protos.ObjectIDFromBytes(m.GetObjectId())
+	if err != nil {
+		_ = c.ReplyError(req, fmt.Errorf("GET_OBJECT: %w", err))
+		return
+	}
+	r := *req
+	reply := func() {
+		_, data, terr, _ := cw.objects.result(id)
+		out := &protos.GetObjectReply{Data: data}
+		if terr != nil {
+			out.Data = &protos.ObjectData{Error: terr.toProto()}
+		}
+		_ = c.Reply(&r, out)
+	}
+	if !cw.objects.onReady(id, reply) {
+		lost := systemError(protos.ErrorKind_ERROR_KIND_OBJECT_LOST, "", id.TaskID(), "object %s is not known to its owner (freed)", id)
+		_ = c.Reply(&r, &protos.GetObjectReply{Data: &protos.ObjectData{Error: lost.toProto()}})
+	}
+}
+
+// fetchFromOwner asks the owner of a borrowed object for its value.
+func (cw *coreWorker) fetchFromOwner(id protos.ObjectID, owner *protos.Address) {
+	fail := func(err error) {
+		cw.objects.complete(id, nil, systemError(protos.ErrorKind_ERROR_KIND_OWNER_DIED, "", id.TaskID(), "owner of object %s (pid %d) is unreachable: %v", id, owner.GetPid(), err))
+	}
+	cw.withPeer(owner.GetEndpoint(), func(c *wire.Conn, err error) {
+		if err != nil {
+			fail(err)
+			return
+		}
+		err = c.Go(protos.Method_GET_OBJECT, &protos.GetObjectRequest{ObjectId: id.Bytes()}, func(payload []byte, err error) {
+			if err != nil {
+				fail(err)
+				return
+			}
+			var reply protos.GetObjectReply
+			if err := unmarshalProto(payload, &reply); err != nil {
+				fail(err)
+				return
+			}
+			if e := reply.GetData().GetError(); e != nil {
+				cw.objects.complete(id, nil, taskErrorFromProto(e))
+				return
+			}
+			cw.objects.complete(id, reply.GetData(), nil)
+		})
+		if err != nil {
+			fail(err)
+		}
+	})
+}
+
+// peer is a connection to another core worker, dialled once and shared.
+type peer struct {
+	conn    *wire.Conn
+	waiting []func(*wire.Conn, error)
+}
+
+// withPeer calls fn with a connection to endpoint, dialling it in the
+// background the first time (fn must not block: it may run on a reader
+// goroutine).
+func (cw *coreWorker) withPeer(endpoint string, fn func(*wire.Conn, error)) {
+	cw.peersMu.Lock()
+	p, ok := cw.peers[endpoint]
+	if ok && p.conn != nil {
+		select {
+		case <-p.conn.Done():
+			delete(cw.peers, endpoint)
+			ok = false
+		default:
+			cw.peersMu.Unlock()
+			fn(p.conn, nil)
+			return
+		}
+	}
+	if ok {
+		p.waiting = append(p.waiting, fn)
+		cw.peersMu.Unlock()
+		return
+	}
+	p = &peer{waiting: []func(*wire.Conn, error){fn}}
+	cw.peers[endpoint] = p
+	cw.peersMu.Unlock()
+	go func() {
+		c, err := wire.Dial(context.Background(), endpoint, cw, wire.WithLogger(cw.log))
+		cw.peersMu.Lock()
+		waiting := p.waiting
+		p.waiting = nil
+		if err != nil {
+			delete(cw.peers, endpoint)
+		} else {
+			p.conn = c
+		}
+		cw.peersMu.Unlock()
+		if err == nil {
+			go func() {
+				<-c.Done()
+				cw.peersMu.Lock()
+				if cw.peers[endpoint] == p {
+					delete(cw.peers, endpoint)
+				}
+				cw.peersMu.Unlock()
+				cw.objects.failOwnedBy(endpoint)
+			}()
+		}
+		for _, w := range waiting {
+			w(c, err)
+		}
+	}()
+}
+
+func (cw *coreWorker) nextPutID() protos.ObjectID {
+	return protos.ObjectIDFor(cw.putTask, cw.putIndex.Add(1))
+}
+
+// close releases everything this process holds.
+func (cw *coreWorker) close() {
+	if !cw.closed.CompareAndSwap(false, true) {
+		return
+	}
+	cw.sub.shutdown()
+	if cw.raylet != nil {
+		_ = cw.raylet.Close()
+	}
+	cw.peersMu.Lock()
+	for _, p := range cw.peers {
+		if p.conn != nil {
+			_ = p.conn.Close()
+		}
+	}
+	cw.peers = map[string]*peer{}
+	cw.peersMu.Unlock()
+	if cw.server != nil {
+		_ = cw.server.Close()
+	}
+	if cw.ownSeg && cw.seg != nil {
+		_ = cw.seg.Close()
+	}
+}

@@ -1,0 +1,100 @@
+package sdk
+
+import (
+	"errors"
+	"maps"
+	"time"
+)
+
+// CallOption sets an option of a task call (see Func*.Options).
+type CallOption func(*callOptions)
+
+type callOptions struct {
+	resources  map[string]float64
+	maxRetries int
+	// retryOn decides whether an application error is retried; nil means
+	// application errors are not retried (Ray's retry_exceptions=False).
+	retryOn func(error) bool
+	name    string
+}
+
+func defaultCallOptions() callOptions {
+	return callOptions{resources: map[string]float64{"CPU": 1}, maxRetries: 3}
+}
+
+func (o callOptions) clone() callOptions {
+	o.resources = maps.Clone(o.resources)
+	return o
+}
+
+func setResource(name string, v float64) CallOption {
+	return func(o *callOptions) {
+		if v == 0 {
+			delete(o.resources, name)
+			return
+		}
+		o.resources[name] = v
+	}
+}
+
+// NumCPUs sets the CPUs a call needs (default 1; fractions allowed; 0 runs
+// the task without holding a CPU).
+func NumCPUs(n float64) CallOption { return setResource("CPU", n) }
+
+// NumGPUs sets the GPUs a call needs.
+func NumGPUs(n float64) CallOption { return setResource("GPU", n) }
+
+// Memory sets the bytes of memory a call reserves for scheduling.
+func Memory(bytes float64) CallOption { return setResource("memory", bytes) }
+
+// Resources adds custom resource demands, e.g. {"TPU": 1}.
+func Resources(r map[string]float64) CallOption {
+	return func(o *callOptions) {
+		for k, v := range r {
+			setResource(k, v)(o)
+		}
+	}
+}
+
+// MaxRetries sets how often a task is re-run after its worker died (and,
+// with RetryExceptions, after it failed): default 3, -1 for no limit.
+func MaxRetries(n int) CallOption { return func(o *callOptions) { o.maxRetries = n } }
+
+// RetryExceptions retries tasks that return an error. With no errors given
+// every error is retried; otherwise only errors matching one of them by
+// errors.Is.
+func RetryExceptions(errs ...error) CallOption {
+	return func(o *callOptions) {
+		if len(errs) == 0 {
+			o.retryOn = func(error) bool { return true }
+			return
+		}
+		o.retryOn = func(err error) bool {
+			for _, e := range errs {
+				if errors.Is(err, e) {
+					return true
+				}
+			}
+			return false
+		}
+	}
+}
+
+// RetryIf retries tasks whose error satisfies pred (use errors.As in it to
+// retry chosen error types).
+func RetryIf(pred func(error) bool) CallOption {
+	return func(o *callOptions) { o.retryOn = pred }
+}
+
+// Name sets the task's display name (logs, state API).
+func Name(name string) CallOption { return func(o *callOptions) { o.name = name } }
+
+// GetOption sets an option of Get.
+type GetOption func(*getOptions)
+
+type getOptions struct {
+	timeout time.Duration
+}
+
+// Timeout bounds how long Get waits; past it Get returns ErrGetTimeout.
+func Timeout(d time.Duration) GetOption { return func(o *getOptions) { o.timeout = d } }

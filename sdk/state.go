@@ -1,0 +1,30 @@
+package sdk
+
+import (
+	"context"
+
+	"github.com/goray/goray/protos"
+)
+
+// Status is a snapshot of the cluster: nodes with their resources (total,
+// available), pending and infeasible demands, and jobs.
+type Status struct {
+	Nodes []*protos.NodeInfo
+	Jobs  []*protos.JobInfo
+}
+
+// ClusterStatus asks the GCS for the cluster's state (what `goray status`
+// prints).
+func ClusterStatus(ctx context.Context) (*Status, error) {
+	sessMu.Lock()
+	s := sess
+	sessMu.Unlock()
+	if s == nil {
+		return nil, ErrNotInitialized
+	}
+	info, err := s.gcs.ClusterInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Status{Nodes: info.GetNodes(), Jobs: info.GetJobs()}, nil
+}
