@@ -212,8 +212,9 @@ func (e *executor) run(leaseID protos.LeaseID, msg *protos.PushTaskRequest) *pro
 	if d := spec.GetFunctionDigest(); d != "" && d != e.cw.digest {
 		return fail(protos.ErrorKind_ERROR_KIND_BINARY_MISMATCH, fmt.Errorf("%w: caller's function table digest %s, worker %s has %s", ErrBinaryMismatch, d, executable(), e.cw.digest), "")
 	}
-	args, err := f.decodeArgs(spec.GetArgs(), func(d *protos.ObjectData) ([]byte, error) {
-		return e.cw.readData(ctx, protos.ObjectID{}, d)
+	args, err := f.decodeArgs(spec.GetArgs(), func(a *protos.TaskArg) ([]byte, error) {
+		id, _ := protos.ObjectIDFromBytes(a.GetRef().GetObjectId())
+		return e.cw.readData(ctx, id, a.GetValue())
 	})
 	if err != nil {
 		var te *TaskError

@@ -83,7 +83,7 @@ func functionTable() (*protos.FunctionTable, string) {
 
 // decodeArgs decodes a task's arguments into the function's parameter
 // types, naming the function and argument on failure.
-func (f *registeredFunc) decodeArgs(args []*protos.TaskArg, read func(*protos.ObjectData) ([]byte, error)) ([]reflect.Value, error) {
+func (f *registeredFunc) decodeArgs(args []*protos.TaskArg, read func(*protos.TaskArg) ([]byte, error)) ([]reflect.Value, error) {
 	if len(args) != len(f.params) {
 		return nil, fmt.Errorf("%w: function %s takes %d arguments, got %d", ErrArgument, f.name, len(f.params), len(args))
 	}
@@ -93,7 +93,7 @@ func (f *registeredFunc) decodeArgs(args []*protos.TaskArg, read func(*protos.Ob
 		if d.GetError() != nil {
 			return nil, taskErrorFromProto(d.GetError())
 		}
-		data, err := read(d)
+		data, err := read(a)
 		if err != nil {
 			return nil, fmt.Errorf("%w: function %s argument %d (%s): %v", ErrArgument, f.name, i, f.params[i], err)
 		}

@@ -26,5 +26,16 @@ func ClusterStatus(ctx context.Context) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Status{Nodes: info.GetNodes(), Jobs: info.GetJobs()}, nil
+	st := &Status{Nodes: info.GetNodes(), Jobs: info.GetJobs()}
+	// The GCS hears from raylets about once a second; the local node's
+	// own answer is fresher.
+	var local protos.GetNodeInfoReply
+	if err := s.cw.raylet.Call(ctx, protos.Method_GET_NODE_INFO, &protos.GetNodeInfoRequest{}, &local); err == nil {
+		for i, n := range st.Nodes {
+			if string(n.GetNodeId()) == string(local.GetNode().GetNodeId()) {
+				st.Nodes[i] = local.GetNode()
+			}
+		}
+	}
+	return st, nil
 }

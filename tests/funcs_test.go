@@ -172,3 +172,17 @@ var (
 
 	Upper = sdk.Register1("tests.Upper", func(ctx context.Context, s string) (string, error) { return strings.ToUpper(s), nil })
 )
+
+// driverOnly is registered in driver processes when GORAY_TEST_DRIVER_ONLY
+// is set, so that driver and workers register different functions: the
+// way a worker binary that differs from its driver's looks.
+func init() {
+	if os.Getenv("GORAY_TEST_DRIVER_ONLY") == "1" && !sdk.IsWorker() {
+		sdk.Register0("tests.DriverOnly", func(ctx context.Context) (int, error) { return 1, nil })
+	}
+}
+
+var Pid = sdk.Register1("tests.Pid", func(ctx context.Context, d time.Duration) (int, error) {
+	time.Sleep(d)
+	return os.Getpid(), nil
+})

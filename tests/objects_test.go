@@ -1,0 +1,123 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/goray/goray/sdk"
+)
+
+func TestPutGetWait(t *testing.T) {
+	ctx := startCluster(t)
+	r1, err := sdk.Put(ctx, map[string]int{"a": 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := r1.Get(ctx)
+	if err != nil || m["a"] != 1 {
+		t.Fatalf("Get(put map) = %v, %v", m, err)
+	}
+	r2, _ := sdk.Put(ctx, []byte("raw bytes"))
+	if b, err := r2.Get(ctx); err != nil || string(b) != "raw bytes" {
+		t.Fatalf("Get(put []byte) = %q, %v", b, err)
+	}
+
+	// Get with a timeout on a pending object.
+	slow := Sleep.Remote(ctx, 3*time.Second)
+	if _, err := slow.Get(ctx, sdk.Timeout(50*time.Millisecond)); !errors.Is(err, sdk.ErrGetTimeout) {
+		t.Fatalf("Get timeout: %v", err)
+	}
+
+	// Wait keeps input order, counts only numReturns as ready.
+	fast := []sdk.ObjectRef{Add.Remote(ctx, 1, 1).Untyped(), Add.Remote(ctx, 2, 2).Untyped()}
+	in := []sdk.ObjectRef{slow.Untyped(), fast[0], fast[1]}
+	ready, notReady, err := sdk.Wait(ctx, in, 2, sdk.Timeout(20*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ready) != 2 || ready[0].ID() != fast[0].ID() || ready[1].ID() != fast[1].ID() || len(notReady) != 1 || notReady[0].ID() != slow.ID() {
+		t.Fatalf("Wait = %v / %v", ready, notReady)
+	}
+	// Timeout returns what is ready, without error.
+	ready, notReady, err = sdk.Wait(ctx, in, 3, sdk.Timeout(50*time.Millisecond))
+	if err != nil || len(ready) != 2 || len(notReady) != 1 {
+		t.Fatalf("Wait with timeout = %v / %v, %v", ready, notReady, err)
+	}
+	// Duplicates are rejected; empty in, empty out.
+	if _, _, err := sdk.Wait(ctx, []sdk.ObjectRef{fast[0], fast[0]}, 1); !errors.Is(err, sdk.ErrDuplicateRef) {
+		t.Fatalf("Wait duplicates: %v", err)
+	}
+	ready, notReady, err = sdk.Wait(ctx, nil, 0)
+	if err != nil || len(ready) != 0 || len(notReady) != 0 {
+		t.Fatalf("Wait(empty) = %v, %v, %v", ready, notReady, err)
+	}
+	if _, _, err := sdk.Wait(ctx, fast, 3); !errors.Is(err, sdk.ErrArgument) {
+		t.Fatalf("Wait numReturns > len: %v", err)
+	}
+}
+
+func TestLargeObjectsUseSharedMemoryAndAreFreed(t *testing.T) {
+	ctx := startCluster(t)
+	const size = 4 << 20
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	ref, err := sdk.Put(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ref.Get(ctx)
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get(put 4 MiB): equal=%v, %v", bytes.Equal(got, data), err)
+	}
+	// Passed to a task: the worker reads it from the node's store.
+	want := 0
+	for _, b := range data {
+		want += int(b)
+	}
+	if s, err := SumBytes.RemoteArgs(ctx, ref).Get(ctx); err != nil || s != want {
+		t.Fatalf("SumBytes(ref) = %d, %v; want %d", s, err, want)
+	}
+	// A large result comes back through the store.
+	big := MakeBytes.Remote(ctx, size, 3)
+	b, err := big.Get(ctx)
+	if err != nil || len(b) != size || b[10] != 3+byte(10%7) {
+		t.Fatalf("MakeBytes: len %d, %v", len(b), err)
+	}
+	if objs := storeObjects(ctx, t); objs < 2 {
+		t.Fatalf("store holds %d objects, want the put and the result", objs)
+	}
+	// Dropping every ref frees them.
+	ref, big, got, b = sdk.Ref[[]byte]{}, sdk.Ref[[]byte]{}, nil, nil
+	_, _, _, _ = ref, big, got, b
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		runtime.GC()
+		if n := storeObjects(ctx, t); n != 0 {
+			return errorf("store still holds %d objects", n)
+		}
+		return nil
+	})
+	// Small values never touch the store.
+	for i := 0; i < 100; i++ {
+		if _, err := sdk.Put(ctx, i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := storeObjects(ctx, t); n != 0 {
+		t.Fatalf("small puts went to the store: %d objects", n)
+	}
+}
+
+func storeObjects(ctx context.Context, t *testing.T) int {
+	t.Helper()
+	st, err := sdk.ClusterStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(st.Nodes[0].GetStoreObjects())
+}
