@@ -4,9 +4,24 @@ PROTOC_GEN_GO_VERSION := v1.36.12
 BIN       := bin
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: all build test test-race bench demo proto vet fmt clean tools
+.PHONY: all build test bench demo proto vet fmt clean tools
 
 all: build
+
+# The whole suite, under the race detector: unit tests of each package and
+# the end-to-end tests in tests/ (real clusters, real worker processes).
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+# Runs examples/quickstart on an embedded single-node cluster.
+demo:
+	$(GO) run ./examples/quickstart
+
+# goray's version of Ray's microbenchmark; JSON lines on stdout.
+bench:
+	$(GO) build -o $(BIN)/goray-bench ./cmd/goray-bench
+	$(BIN)/goray-bench
 
 build:
 	$(GO) build -o $(BIN)/goray ./cmd/goray

@@ -168,7 +168,12 @@ func (m *nodeManager) markDead(id protos.NodeID, n *nodeEntry, why string) *prot
 		return toGcsError(err)
 	}
 	n.info = info
-	m.env.log.Warn().Str("node", id.Short()).Str("host", info.GetHostname()).Str("reason", why).Msg("node dead")
+	// A node that left cleanly is routine; one that went silent is not.
+	ev := m.env.log.Warn()
+	if why == "unregistered" {
+		ev = m.env.log.Info()
+	}
+	ev.Str("node", id.Short()).Str("host", info.GetHostname()).Str("reason", why).Msg("node dead")
 	m.env.publish(SubjectNodeEvents, info)
 	return nil
 }

@@ -24,7 +24,6 @@ type coreWorker struct {
 	jobID    protos.JobID
 	workerID protos.WorkerID
 	nodeID   protos.NodeID
-	node     *protos.NodeInfo
 	addr     *protos.Address
 	digest   string
 
@@ -83,9 +82,9 @@ func (cw *coreWorker) listen(socketDir string) error {
 	return nil
 }
 
-// attachNode records the node this process runs on.
+// attachNode records the node this process runs on; it must happen before
+// the process serves tasks.
 func (cw *coreWorker) attachNode(node *protos.NodeInfo) {
-	cw.node = node
 	cw.nodeID = protos.MustUniqueID(node.GetNodeId())
 	cw.addr.NodeId = node.GetNodeId()
 }

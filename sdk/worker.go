@@ -71,7 +71,6 @@ func runWorker(log zerolog.Logger) error {
 	}, &reply); err != nil {
 		return fmt.Errorf("register with raylet: %w", err)
 	}
-	cw.attachNode(reply.GetNode())
 	// The raylet closing our connection means the node or the job is over.
 	<-c.Done()
 	cw.close()

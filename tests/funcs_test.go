@@ -164,7 +164,7 @@ var (
 	SpawnSleepers = sdk.Register2("tests.SpawnSleepers", func(ctx context.Context, n int, d time.Duration) (int, error) {
 		refs := make([]sdk.Ref[string], n)
 		for i := range refs {
-			refs[i] = Sleep.Options(sdk.NumCPUs(0)).Remote(ctx, d)
+			refs[i] = Sleep.Options(sdk.NumCPUs(0.5)).Remote(ctx, d)
 		}
 		_, err := sdk.GetAll(ctx, refs)
 		return n, err
