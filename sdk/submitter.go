@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -124,6 +125,7 @@ func (cw *coreWorker) submitTask(ctx context.Context, fn string, args []argSourc
 		spec.ParentTaskId = parent.Bytes()
 	}
 	t := &pendingTask{spec: spec, returnID: protos.ObjectIDFor(taskID, 1), retriesLeft: opts.maxRetries, retryOn: opts.retryOn}
+	var keep []ObjectRef
 	for i, a := range args {
 		ta := &protos.TaskArg{}
 		if a.isRef {
@@ -153,7 +155,8 @@ func (cw *coreWorker) submitTask(ctx context.Context, fn string, args []argSourc
 				ref := newObjectRef(cw, id, cw.addr)
 				ta.Ref = ref.proto()
 				t.argRefs = append(t.argRefs, id)
-				defer keepAlive(ref)
+				// Held until the task counts the object as its argument.
+				keep = append(keep, ref)
 			} else {
 				ta.Value = &protos.ObjectData{Encoding: enc, Data: data}
 			}
@@ -165,6 +168,7 @@ func (cw *coreWorker) submitTask(ctx context.Context, fn string, args []argSourc
 	for _, id := range t.argRefs {
 		cw.objects.addSubmitted(id)
 	}
+	runtime.KeepAlive(keep)
 	s := cw.sub
 	s.mu.Lock()
 	s.tasks[taskID] = t
@@ -175,8 +179,6 @@ func (cw *coreWorker) submitTask(ctx context.Context, fn string, args []argSourc
 	s.resolve(t)
 	return ref, nil
 }
-
-func keepAlive(ObjectRef) {}
 
 // resolve waits for the task's ref arguments, then queues it.
 func (s *submitter) resolve(t *pendingTask) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/goray/goray/protos"
 	"github.com/goray/goray/sdk"
 )
 
@@ -185,4 +186,13 @@ func init() {
 var Pid = sdk.Register1("tests.Pid", func(ctx context.Context, d time.Duration) (int, error) {
 	time.Sleep(d)
 	return os.Getpid(), nil
+})
+
+// Scale takes and returns a protobuf message (encoded as protobuf).
+var Scale = sdk.Register2("tests.Scale", func(ctx context.Context, r *protos.Resources, k float64) (*protos.Resources, error) {
+	out := &protos.Resources{Amounts: map[string]float64{}}
+	for name, v := range r.GetAmounts() {
+		out.Amounts[name] = v * k
+	}
+	return out, nil
 })

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/goray/goray/protos"
 	"github.com/goray/goray/sdk"
 )
 
@@ -120,4 +123,24 @@ func storeObjects(ctx context.Context, t *testing.T) int {
 		t.Fatal(err)
 	}
 	return int(st.Nodes[0].GetStoreObjects())
+}
+
+func TestProtobufValuesTravelAsProtobuf(t *testing.T) {
+	ctx := startCluster(t)
+	in := &protos.Resources{Amounts: map[string]float64{"CPU": 2, "TPU": 0.5}}
+	out, err := Scale.Remote(ctx, in, 2).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.GetAmounts()["CPU"] != 4 || out.GetAmounts()["TPU"] != 1 {
+		t.Fatalf("Scale = %v", out)
+	}
+	ref, err := sdk.Put(ctx, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := ref.Get(ctx)
+	if err != nil || !proto.Equal(back, in) {
+		t.Fatalf("Get(put proto) = %v, %v", back, err)
+	}
 }
