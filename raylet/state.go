@@ -73,7 +73,6 @@ type state struct {
 	leases    map[protos.LeaseID]*leaseState
 	queue     []*leaseRequest
 	startTime time.Time
-	dirty     bool
 	stopping  bool
 }
 
@@ -193,7 +192,6 @@ func (s *state) registerClient(c *wire.Conn, req *wire.Request, m *protos.Regist
 	for i := 0; i < n; i++ {
 		s.startWorker(j)
 	}
-	s.dirty = true
 	return nil
 }
 
@@ -259,7 +257,6 @@ func (s *state) dispatch() {
 		if !s.total.Fits(lr.demand) {
 			if !lr.infeasible {
 				lr.infeasible = true
-				s.dirty = true
 				s.r.cfg.Logger.Warn().Str("function", lr.function).Str("demand", lr.demand.String()).Str("node_total", s.total.String()).
 					Msgf("infeasible task: no node can ever provide %s (%s); it waits until one joins", lr.demand, s.total.Missing(lr.demand))
 			}
@@ -314,7 +311,6 @@ func (s *state) grant(lr *leaseRequest, w *workerProc) {
 	w.leases[l.id] = l
 	w.active++
 	s.available.Sub(lr.demand)
-	s.dirty = true
 	s.r.cfg.Logger.Debug().Str("lease", l.id.Short()).Str("worker", w.id.Short()).Str("function", lr.function).Str("available", s.available.String()).Int("queued", len(s.queue)).Msg("lease granted")
 	_ = lr.conn.Reply(lr.req, &protos.RequestWorkerLeaseReply{
 		LeaseId:  l.id.Bytes(),
@@ -334,7 +330,6 @@ func (s *state) release(l *leaseState) {
 		s.available.Add(l.demand)
 		l.worker.active--
 	}
-	s.dirty = true
 }
 
 func (s *state) returnLease(id protos.LeaseID, disconnect bool) {
@@ -366,7 +361,6 @@ func (s *state) setBlocked(id protos.LeaseID, blocked bool) {
 		s.available.Sub(cpu)
 		l.worker.active++
 	}
-	s.dirty = true
 	s.r.cfg.Logger.Debug().Str("lease", id.Short()).Bool("blocked", blocked).Str("available", s.available.String()).Msg("lease blocked state")
 }
 
@@ -403,7 +397,6 @@ func (s *state) retireWorker(w *workerProc) {
 	for _, l := range w.leases {
 		s.release(l)
 	}
-	s.dirty = true
 }
 
 func (s *state) workerExited(w *workerProc, err error) {
@@ -426,7 +419,6 @@ func (s *state) workerExited(w *workerProc, err error) {
 	} else if !w.killed && !s.stopping {
 		s.r.cfg.Logger.Warn().Err(err).Int("pid", w.pid).Str("worker", w.id.Short()).Msg("worker died")
 	}
-	s.dirty = true
 	s.dispatch()
 }
 
@@ -493,7 +485,6 @@ func (s *state) report() {
 	if s.r.cfg.Report != nil {
 		s.r.cfg.Report(s.nodeInfo())
 	}
-	s.dirty = false
 }
 
 func (s *state) shutdown() {

@@ -96,7 +96,6 @@ func (s *state) startWorker(j *jobState) {
 	s.workers[id] = w
 	j.workers[id] = w
 	j.starting++
-	s.dirty = true
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); logs.pump(stdout, false) }()
