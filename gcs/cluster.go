@@ -1,6 +1,7 @@
 package gcs
 
 import (
+	"time"
 	"strings"
 
 	"github.com/goray/goray/protos"
@@ -77,6 +78,13 @@ func (s *Server) handleShutdownRequest(m *nats.Msg) {
 		return
 	}
 	s.respond(m, &protos.ShutdownReply{})
+	// The reply must leave before the embedded server stops, or the
+	// requester sees a closed connection instead of an answer.
+	if s.nc != nil {
+		if err := s.nc.FlushTimeout(time.Second); err != nil {
+			s.log.Debug().Err(err).Msg("flush shutdown reply")
+		}
+	}
 	s.log.Info().Msg("cluster shutdown requested")
 	go s.shutdownRequested()
 }

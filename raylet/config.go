@@ -15,8 +15,8 @@ type Config struct {
 	NodeID protos.NodeID
 	// SessionDir holds sockets/ and logs/.
 	SessionDir string
-	// Resources is the node's total; a missing CPU entry means the
-	// machine's CPU count.
+	// Resources is the node's total; nil means the machine's CPUs and
+	// nothing else.
 	Resources ResourceSet
 	// ObjectStoreMemory is the shared-memory segment size in bytes; 0 means
 	// 30% of the machine's memory, as Ray.
@@ -38,10 +38,7 @@ type Config struct {
 
 func (c *Config) setDefaults() {
 	if c.Resources == nil {
-		c.Resources = ResourceSet{}
-	}
-	if _, ok := c.Resources[CPU]; !ok {
-		c.Resources[CPU] = int64(runtime.NumCPU()) * resourceUnit
+		c.Resources = ResourceSet{CPU: int64(runtime.NumCPU()) * resourceUnit}
 	}
 	if c.ObjectStoreMemory == 0 {
 		c.ObjectStoreMemory = defaultStoreMemory()

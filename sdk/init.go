@@ -232,7 +232,7 @@ func (s *session) teardown() {
 	cur.CompareAndSwap(s.cw, nil)
 	if s.cw != nil {
 		if s.gcs != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 			_ = s.gcs.FinishJob(ctx, s.cw.jobID)
 			cancel()
 		}
@@ -240,7 +240,6 @@ func (s *session) teardown() {
 	}
 	if s.logSub != nil {
 		_ = s.logSub.Unsubscribe()
-		_ = s.gcs.NATS().Flush()
 	}
 	if s.head != nil {
 		s.head.Shutdown()

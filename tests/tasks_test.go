@@ -221,3 +221,21 @@ func TestGetTimeoutAndInfeasible(t *testing.T) {
 		return errorf("infeasible GPU demand not reported")
 	})
 }
+
+func TestNodeWithoutCPUs(t *testing.T) {
+	ctx := startCluster(t, sdk.NodeCPUs(0))
+	st, err := sdk.ClusterStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cpu := st.Nodes[0].GetTotal().GetAmounts()["CPU"]; cpu != 0 {
+		t.Fatalf("node has %v CPUs, want 0", cpu)
+	}
+	// A task that needs no CPU runs; one that needs a CPU cannot.
+	if v, err := Add.Options(sdk.NumCPUs(0)).Remote(ctx, 1, 2).Get(ctx); err != nil || v != 3 {
+		t.Fatalf("zero-CPU task: %v, %v", v, err)
+	}
+	if _, err := Add.Remote(ctx, 1, 2).Get(ctx, sdk.Timeout(100*time.Millisecond)); !errors.Is(err, sdk.ErrGetTimeout) {
+		t.Fatalf("CPU task on a CPU-less node: %v", err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"time"
 
@@ -106,7 +107,8 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 		return nil, fmt.Errorf("node resources: %w", err)
 	}
 	if _, ok := cfg.Resources[raylet.CPU]; !ok {
-		delete(res, raylet.CPU) // the raylet fills in the machine's CPUs
+		cpus, _ := raylet.FromMap(map[string]float64{raylet.CPU: float64(runtime.NumCPU())})
+		res.Add(cpus)
 	}
 	nc := client.NATS()
 	r, err := raylet.New(raylet.Config{
@@ -155,8 +157,16 @@ func (h *Head) Done() <-chan struct{} { return h.GCS.Done() }
 // removes the session's store and sockets (logs are kept). Idempotent.
 func (h *Head) Shutdown() {
 	h.once.Do(func() {
+		gcsGone := h.GCS == nil
+		if !gcsGone {
+			select {
+			case <-h.GCS.Done():
+				gcsGone = true
+			default:
+			}
+		}
 		if h.Raylet != nil {
-			if h.Client != nil {
+			if h.Client != nil && !gcsGone {
 				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 				_ = h.Client.UnregisterNode(ctx, h.Raylet.NodeID())
 				cancel()

@@ -1,0 +1,181 @@
+// Command goray runs goray clusters on this machine, as the `ray` command
+// does for Ray:
+//
+//	goray start --head [--num-cpus N] ...   start a head node (a daemon)
+//	goray status                            show nodes, resources and jobs
+//	goray stop                              stop the cluster
+//
+// A Go program joins the cluster with sdk.Init(ctx, sdk.Address("auto")),
+// or by running with GORAY_ADDRESS set to the head's address.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/raylet"
+	"github.com/goray/goray/sdk"
+)
+
+func main() {
+	// Workers of a driver run the driver's binary, never this one; the
+	// call keeps the convention that every goray binary starts with it.
+	sdk.WorkerMain()
+	log := newLogger()
+	root := newRootCmd(log)
+	if err := root.Execute(); err != nil {
+		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+		var fe flagError
+		if errors.As(err, &fe) {
+			fmt.Fprintf(os.Stderr, "Run '%s --help' for usage.\n", fe.cmd)
+		}
+		os.Exit(1)
+	}
+}
+
+func newRootCmd(log zerolog.Logger) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "goray",
+		Short: "Start, inspect and stop goray clusters",
+		Long: `goray runs a goray cluster on this machine.
+
+  goray start --head    start a head node (NATS, GCS, raylet) in the background
+  goray status          show nodes, resources, demands and jobs
+  goray stop            stop the cluster
+
+Programs join the cluster with sdk.Init(ctx, sdk.Address("auto")), or by
+running with GORAY_ADDRESS=<address>.
+
+Logs go to stderr; set GORAY_LOG_LEVEL (debug, info, warn, error) for more
+or less of them (default warn).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.CompletionOptions.HiddenDefaultCmd = true
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return flagError{err: err, cmd: c.CommandPath()}
+	})
+	root.AddCommand(newStartCmd(log), newStatusCmd(log), newStopCmd(log))
+	return root
+}
+
+// flagError marks command-line mistakes, after which main points to --help.
+type flagError struct {
+	err error
+	cmd string
+}
+
+func (e flagError) Error() string { return e.err.Error() }
+func (e flagError) Unwrap() error { return e.err }
+
+// newLogger logs to stderr at GORAY_LOG_LEVEL (default warn).
+func newLogger() zerolog.Logger {
+	w := zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.TimeOnly}
+	if !isTerminal(os.Stderr) {
+		// A daemon's log file: full timestamps, no colours.
+		w.NoColor, w.TimeFormat = true, time.DateTime
+	}
+	level := zerolog.WarnLevel
+	v := os.Getenv(raylet.EnvLogLevel)
+	l, err := zerolog.ParseLevel(strings.ToLower(v))
+	ok := v != "" && err == nil && l != zerolog.NoLevel
+	if ok {
+		level = l
+	}
+	log := zerolog.New(w).Level(level).With().Timestamp().Logger()
+	if v != "" && !ok {
+		log.Warn().Msgf("%s=%q is not a log level (trace, debug, info, warn, error); using warn", raylet.EnvLogLevel, v)
+	}
+	return log
+}
+
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// target is the cluster a command talks to, and where that came from.
+type target struct {
+	address string
+	source  string // for messages: "--address", "GORAY_ADDRESS", or the file
+	// record is set when the address came from (or matches) the
+	// current-cluster file: the head process runs on this machine.
+	record *daemonRecord
+}
+
+// errNoCluster means no address was given and `goray start` recorded none.
+var errNoCluster = errors.New("no goray cluster is running on this machine")
+
+// resolveTarget picks the cluster: --address, else GORAY_ADDRESS, else the
+// file `goray start --head` wrote. "auto" means the file.
+func resolveTarget(flagAddr string) (target, error) {
+	t := target{address: flagAddr, source: "--address"}
+	if t.address == "" {
+		t.address, t.source = os.Getenv(sdk.EnvAddress), sdk.EnvAddress
+	}
+	rec, ok, err := readRecord()
+	if err != nil {
+		return t, fmt.Errorf("read %s: %w", addressFile(), err)
+	}
+	if t.address == "" || t.address == "auto" {
+		if !ok {
+			return t, fmt.Errorf("%w (%s does not exist); start one with `goray start --head`, or name one with --address", errNoCluster, addressFile())
+		}
+		t.address, t.source = rec.Address, addressFile()
+	}
+	t.address = normalizeAddress(t.address)
+	if ok && normalizeAddress(rec.Address) == t.address {
+		t.record = &rec
+	}
+	return t, nil
+}
+
+func normalizeAddress(a string) string {
+	a = strings.TrimSpace(a)
+	if a != "" && !strings.Contains(a, "://") {
+		a = "nats://" + a
+	}
+	return a
+}
+
+// dialCluster connects to the cluster's NATS and checks that its GCS
+// answers. The connection does not reconnect: a CLI command wants an
+// answer now, and must not log a warning when the cluster it is stopping
+// goes away.
+func dialCluster(ctx context.Context, addr string, log zerolog.Logger) (*gcs.Client, *gcsInfo, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := gcs.Dial(ctx, addr, log,
+		nats.Name("goray-cli"),
+		nats.NoReconnect(),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) {}),
+	)
+	if err != nil {
+		return nil, nil, err
+	}
+	info, err := c.ClusterInfo(ctx)
+	if err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	return c, info, nil
+}
+
+// clusterAnswers reports whether a GCS answers at addr.
+func clusterAnswers(ctx context.Context, addr string, log zerolog.Logger) bool {
+	c, _, err := dialCluster(ctx, addr, log)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}

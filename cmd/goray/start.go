@@ -1,0 +1,558 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/goray/goray/raylet"
+	"github.com/goray/goray/sdk/cluster"
+)
+
+// DefaultPort is the head's NATS port when --port is not given. Ray's GCS
+// uses 6379; goray takes the next one so both can run on one machine.
+const DefaultPort = 6380
+
+const (
+	// startTimeout bounds how long `goray start` waits for the daemon.
+	startTimeout = 60 * time.Second
+	headLogName  = "goray-head.log"
+)
+
+type startOptions struct {
+	head              bool
+	numCPUs           float64
+	numGPUs           float64
+	cpusSet, gpusSet  bool
+	resources         string
+	objectStoreMemory string
+	port              int
+	host              string
+	sessionDir        string
+	block             bool
+	// notifyFD is set in the daemon `goray start` re-executes: the daemon
+	// writes its address to it once the cluster is up, then closes it.
+	notifyFD int
+
+	// Parsed.
+	res        map[string]float64
+	storeBytes uint64
+}
+
+func newStartCmd(log zerolog.Logger) *cobra.Command {
+	o := &startOptions{}
+	cmd := &cobra.Command{
+		Use:   "start --head [flags]",
+		Short: "Start a goray head node on this machine",
+		Long: `Start a goray head node: NATS with JetStream, the GCS and a raylet with its
+object store, in one daemon process.
+
+Without --block, goray start runs the daemon in the background (logs in
+<session-dir>/logs/` + headLogName + `), waits until the cluster answers, prints
+its address and exits. The address is also written to
+$TMPDIR/goray/current_cluster, which sdk.Address("auto"), goray status and
+goray stop read.
+
+The daemon stops on SIGINT or SIGTERM, or when asked with goray stop.
+Joining an existing cluster as a worker node is not supported yet.`,
+		Example: `  goray start --head
+  goray start --head --num-cpus 8 --num-gpus 1 --resources '{"TPU": 4}'
+  goray start --head --port 0 --object-store-memory 2GiB --block`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			o.cpusSet = cmd.Flags().Changed("num-cpus")
+			o.gpusSet = cmd.Flags().Changed("num-gpus")
+			if err := o.validate(); err != nil {
+				return err
+			}
+			if o.block {
+				return runHead(cmd.Context(), o, log)
+			}
+			return startDaemon(cmd.Context(), o, log)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&o.head, "head", false, "start a head node (required: joining a cluster as a worker node is not supported yet)")
+	f.Float64Var(&o.numCPUs, "num-cpus", 0, "CPUs of the node (default: the machine's CPU count)")
+	f.Float64Var(&o.numGPUs, "num-gpus", 0, "GPUs of the node")
+	f.StringVar(&o.resources, "resources", "", `custom resources as a JSON object, e.g. '{"TPU": 4, "db_conn": 2}'`)
+	f.StringVar(&o.objectStoreMemory, "object-store-memory", "", "object store size in bytes; suffixes KiB, MiB, GiB, KB, MB, GB are accepted (default: 30% of RAM)")
+	f.IntVar(&o.port, "port", DefaultPort, "NATS port drivers connect to; 0 picks a free port")
+	f.StringVar(&o.host, "host", "127.0.0.1", "address NATS listens on (0.0.0.0 for all interfaces)")
+	f.StringVar(&o.sessionDir, "session-dir", "", "directory for the cluster's state, sockets and logs (default: a new one under $TMPDIR/goray)")
+	f.BoolVar(&o.block, "block", false, "run in the foreground until interrupted instead of starting a daemon")
+	f.IntVar(&o.notifyFD, "notify-fd", 0, "")
+	_ = f.MarkHidden("notify-fd")
+	return cmd
+}
+
+func (o *startOptions) validate() error {
+	if !o.head {
+		return errors.New("joining an existing cluster as a worker node is not supported yet: " +
+			"goray can only start a single head node for now (goray start --head)")
+	}
+	if o.cpusSet {
+		if err := checkQuantity("--num-cpus", o.numCPUs); err != nil {
+			return err
+		}
+	}
+	if o.gpusSet {
+		if err := checkQuantity("--num-gpus", o.numGPUs); err != nil {
+			return err
+		}
+	}
+	res, err := parseResources(o.resources)
+	if err != nil {
+		return err
+	}
+	if o.cpusSet {
+		res[raylet.CPU] = o.numCPUs
+	}
+	if o.gpusSet {
+		res[raylet.GPU] = o.numGPUs
+	}
+	o.res = res
+	if o.objectStoreMemory != "" {
+		n, err := parseBytes(o.objectStoreMemory)
+		if err != nil {
+			return fmt.Errorf("invalid --object-store-memory %q: %w", o.objectStoreMemory, err)
+		}
+		if n < 1<<20 {
+			return fmt.Errorf("invalid --object-store-memory %q: the object store needs at least 1 MiB (omit the flag for the default, 30%% of RAM)", o.objectStoreMemory)
+		}
+		o.storeBytes = n
+	}
+	if o.port < 0 || o.port > 65535 {
+		return fmt.Errorf("invalid --port %d: want 1-65535, or 0 for a free port", o.port)
+	}
+	if strings.TrimSpace(o.host) == "" {
+		return errors.New("invalid --host \"\": want an address to listen on, e.g. 127.0.0.1 or 0.0.0.0")
+	}
+	if o.sessionDir != "" {
+		abs, err := filepath.Abs(o.sessionDir)
+		if err != nil {
+			return fmt.Errorf("invalid --session-dir %q: %w", o.sessionDir, err)
+		}
+		o.sessionDir = abs
+	}
+	return nil
+}
+
+func checkQuantity(flag string, v float64) error {
+	if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+		return fmt.Errorf("invalid %s %v: want a number >= 0", flag, v)
+	}
+	return nil
+}
+
+// parseResources reads --resources: a JSON object of non-negative
+// quantities. CPU and GPU have their own flags, as in Ray.
+func parseResources(s string) (map[string]float64, error) {
+	res := map[string]float64{}
+	if strings.TrimSpace(s) == "" {
+		return res, nil
+	}
+	bad := func(why string) error {
+		return fmt.Errorf("invalid --resources %s: %s", quoteArg(s), why)
+	}
+	var raw map[string]json.RawMessage
+	dec := json.NewDecoder(strings.NewReader(s))
+	if err := dec.Decode(&raw); err != nil || dec.More() {
+		why := "trailing data after the object"
+		if err != nil {
+			why = err.Error()
+		}
+		return nil, bad(`want a JSON object of resource quantities like '{"TPU": 4, "db_conn": 2}' (` + why + ")")
+	}
+	if raw == nil {
+		return nil, bad(`want a JSON object of resource quantities like '{"TPU": 4}', got null`)
+	}
+	names := make([]string, 0, len(raw))
+	for k := range raw {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		switch {
+		case strings.TrimSpace(name) == "":
+			return nil, bad("a resource name is empty")
+		case name == raylet.CPU:
+			return nil, bad("set CPUs with --num-cpus, not in --resources")
+		case name == raylet.GPU:
+			return nil, bad("set GPUs with --num-gpus, not in --resources")
+		}
+		var v float64
+		if err := json.Unmarshal(raw[name], &v); err != nil {
+			return nil, bad(fmt.Sprintf("quantity of %q is %s, want a number", name, bytes.TrimSpace(raw[name])))
+		}
+		if v < 0 {
+			return nil, bad(fmt.Sprintf("quantity of %q is %v, want a number >= 0", name, v))
+		}
+		res[name] = v
+	}
+	return res, nil
+}
+
+func quoteArg(s string) string {
+	if !strings.Contains(s, "'") {
+		return "'" + s + "'"
+	}
+	return strconv.Quote(s)
+}
+
+// parseBytes reads a byte count: "268435456", "256MiB", "2GB", "1.5GiB".
+func parseBytes(s string) (uint64, error) {
+	t := strings.TrimSpace(s)
+	i := len(t)
+	for i > 0 && (t[i-1] < '0' || t[i-1] > '9') {
+		i--
+	}
+	num, unit := strings.TrimSpace(t[:i]), strings.ToLower(strings.TrimSpace(t[i:]))
+	mult := map[string]float64{
+		"": 1, "b": 1,
+		"k": 1 << 10, "kib": 1 << 10, "kb": 1e3,
+		"m": 1 << 20, "mib": 1 << 20, "mb": 1e6,
+		"g": 1 << 30, "gib": 1 << 30, "gb": 1e9,
+		"t": 1 << 40, "tib": 1 << 40, "tb": 1e12,
+	}[unit]
+	if mult == 0 || num == "" {
+		return 0, errors.New("want a byte count such as 268435456, 256MiB or 2GB")
+	}
+	if unit == "" || unit == "b" {
+		n, err := strconv.ParseUint(num, 10, 64)
+		if err != nil {
+			return 0, errors.New("want a whole number of bytes, or a size such as 256MiB or 2GB")
+		}
+		return n, nil
+	}
+	f, err := strconv.ParseFloat(num, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || f*mult >= math.MaxUint64 {
+		return 0, errors.New("want a byte count such as 268435456, 256MiB or 2GB")
+	}
+	return uint64(f * mult), nil
+}
+
+// checkNotRunning fails if the current-cluster file names a cluster that
+// is still up; a stale file (its head gone) is removed.
+func checkNotRunning(ctx context.Context, log zerolog.Logger) error {
+	rec, ok, err := readRecord()
+	if err != nil {
+		return fmt.Errorf("read %s: %w", addressFile(), err)
+	}
+	if !ok {
+		return nil
+	}
+	if clusterAnswers(ctx, rec.Address, log) {
+		pid := ""
+		if rec.alive() {
+			pid = fmt.Sprintf(" (head process %d)", rec.PID)
+		}
+		return fmt.Errorf("a goray cluster is already running on this machine at %s%s; stop it first with `goray stop`", rec.Address, pid)
+	}
+	if rec.alive() {
+		return fmt.Errorf("a goray head process (pid %d) is running but its cluster at %s does not answer; stop it first with `goray stop`", rec.PID, rec.Address)
+	}
+	log.Info().Str("address", rec.Address).Msg("removing the record of a cluster that is gone")
+	removeRecord(rec)
+	return nil
+}
+
+// checkPortFree gives a clear error when the fixed port is taken, before
+// a daemon is started only to fail.
+func checkPortFree(host string, port int) error {
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("--port %d is in use on %s (by another goray cluster? `goray status --address %s` tells; `--port 0` picks a free port)", port, host, addr)
+		}
+		return fmt.Errorf("cannot listen on --host %s --port %d: %w", host, port, err)
+	}
+	return ln.Close()
+}
+
+func prepareSessionDir(dir string) (string, error) {
+	if dir == "" {
+		d, err := cluster.NewSessionDir()
+		if err != nil {
+			return "", fmt.Errorf("create session dir: %w", err)
+		}
+		return d, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("invalid --session-dir: %w", err)
+	}
+	return dir, nil
+}
+
+// startDaemon runs `goray start --block` in a new session with its output
+// in the session's log, waits until its cluster answers, and reports how
+// to use it.
+func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := checkNotRunning(ctx, log); err != nil {
+		return err
+	}
+	if o.port != 0 {
+		if err := checkPortFree(o.host, o.port); err != nil {
+			return err
+		}
+	}
+	dir, err := prepareSessionDir(o.sessionDir)
+	if err != nil {
+		return err
+	}
+	logDir := filepath.Join(dir, "logs")
+	if err := os.MkdirAll(logDir, 0o755); err != nil {
+		return fmt.Errorf("create log dir: %w", err)
+	}
+	logPath := filepath.Join(logDir, headLogName)
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("open head log: %w", err)
+	}
+	defer logf.Close()
+	logStart, _ := logf.Seek(0, io.SeekEnd)
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("find the goray executable: %w", err)
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer pr.Close()
+
+	args := []string{"start", "--head", "--block", "--notify-fd=3",
+		"--host", o.host, "--port", strconv.Itoa(o.port), "--session-dir", dir}
+	if o.cpusSet {
+		args = append(args, "--num-cpus", strconv.FormatFloat(o.numCPUs, 'g', -1, 64))
+	}
+	if o.gpusSet {
+		args = append(args, "--num-gpus", strconv.FormatFloat(o.numGPUs, 'g', -1, 64))
+	}
+	if o.resources != "" {
+		args = append(args, "--resources", o.resources)
+	}
+	if o.storeBytes != 0 {
+		args = append(args, "--object-store-memory", strconv.FormatUint(o.storeBytes, 10))
+	}
+	child := exec.Command(exe, args...)
+	child.Stdin, child.Stdout, child.Stderr = devnull, logf, logf
+	child.ExtraFiles = []*os.File{pw}
+	child.Dir = "/"
+	// A new session: no controlling terminal, so closing the terminal
+	// or Ctrl-C in it does not reach the daemon.
+	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	fmt.Fprintf(logf, "=== %s goray start: %s\n", time.Now().Format(time.DateTime), strings.Join(append([]string{exe}, args...), " "))
+	if err := child.Start(); err != nil {
+		pw.Close()
+		return fmt.Errorf("start the head daemon: %w", err)
+	}
+	pw.Close()
+	pid := child.Process.Pid
+
+	exited := make(chan error, 1)
+	go func() { exited <- child.Wait() }()
+	ready := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(pr) // EOF when the daemon closes it or dies
+		ready <- strings.TrimSpace(string(b))
+	}()
+	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigc)
+
+	fail := func(format string, args ...any) error {
+		msg := fmt.Sprintf(format, args...)
+		if tail := logTail(logPath, logStart, 30); tail != "" {
+			fmt.Fprintf(os.Stderr, "Last lines of %s:\n%s\n", logPath, tail)
+		}
+		return errors.New(msg)
+	}
+	stopChild := func() {
+		_ = child.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = child.Process.Kill()
+			<-exited
+		}
+	}
+	var addr string
+	select {
+	case addr = <-ready:
+	case sig := <-sigc:
+		stopChild()
+		return fmt.Errorf("interrupted (%v) while the head node was starting; stopped it", sig)
+	case <-time.After(startTimeout):
+		stopChild()
+		return fail("the head node did not come up within %v; stopped it (pid %d)", startTimeout, pid)
+	}
+	if addr == "" {
+		var err error
+		select {
+		case err = <-exited:
+		case <-time.After(10 * time.Second):
+			stopChild()
+			err = errors.New("it closed its notification pipe without an address")
+		}
+		status := "exited"
+		if err != nil {
+			status = err.Error()
+		}
+		return fail("the head node failed to start (daemon pid %d: %s); see %s", pid, status, logPath)
+	}
+	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, info, err := dialCluster(vctx, addr, log)
+	if err != nil {
+		stopChild()
+		return fail("the head node reported %s but does not answer there: %v; stopped it (pid %d)", addr, err, pid)
+	}
+	c.Close()
+
+	var nodeLine string
+	for _, n := range info.GetNodes() {
+		if n.GetIsHead() {
+			nodeLine = fmt.Sprintf("%s, object store %s", formatResources(n.GetTotal().GetAmounts()), formatBytes(n.GetStoreCapacity()))
+		}
+	}
+	fmt.Printf(`Started a goray head node.
+  Address:      %s
+  Resources:    %s
+  Session dir:  %s
+  Log:          %s
+  Daemon pid:   %d
+
+To run a Go program on this cluster, either start it with
+    GORAY_ADDRESS=%s ./yourprogram
+or call sdk.Init(ctx, sdk.Address("auto")) in it (on this machine).
+
+goray status shows the cluster; goray stop stops it.
+`, addr, nodeLine, dir, logPath, pid, addr)
+	return nil
+}
+
+// logTail returns up to n last lines of path written after offset.
+func logTail(path string, offset int64, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return ""
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	for i, l := range lines {
+		lines[i] = "  " + l
+	}
+	return strings.Join(lines, "\n")
+}
+
+// runHead runs the head node in this process until SIGINT/SIGTERM or a
+// client's shutdown request.
+func runHead(ctx context.Context, o *startOptions, log zerolog.Logger) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	var notify *os.File
+	if o.notifyFD > 0 {
+		syscall.CloseOnExec(o.notifyFD) // keep it from worker processes
+		notify = os.NewFile(uintptr(o.notifyFD), "notify")
+		defer notify.Close()
+	}
+	// Signals are handled from here on: one during startup still shuts
+	// the node down cleanly once it is up.
+	sigc := make(chan os.Signal, 2)
+	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigc)
+
+	if err := checkNotRunning(ctx, log); err != nil {
+		return err
+	}
+	dir, err := prepareSessionDir(o.sessionDir)
+	if err != nil {
+		return err
+	}
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	h, err := cluster.StartHead(sctx, cluster.Config{
+		SessionDir:        dir,
+		Resources:         o.res,
+		ObjectStoreMemory: o.storeBytes,
+		Host:              o.host,
+		Port:              o.port,
+		Logger:            log,
+	})
+	cancel()
+	if err != nil {
+		return fmt.Errorf("start head node: %w", err)
+	}
+	addr := h.Address()
+	rec := daemonRecord{Address: addr, PID: os.Getpid()}
+	if err := writeRecord(addr); err != nil {
+		h.Shutdown()
+		return fmt.Errorf("record the cluster in %s: %w", addressFile(), err)
+	}
+	fmt.Printf("goray head node running at %s (pid %d, session %s)\n", addr, os.Getpid(), dir)
+	if notify != nil {
+		fmt.Fprintln(notify, addr)
+		notify.Close()
+	} else {
+		fmt.Printf("Connect with GORAY_ADDRESS=%s, or sdk.Address(\"auto\") on this machine. Press Ctrl-C to stop.\n", addr)
+	}
+
+	select {
+	case sig := <-sigc:
+		fmt.Printf("Received %v, shutting down.\n", sig)
+	case <-h.Done():
+		fmt.Println("Shutdown requested by a client, shutting down.")
+	}
+	go func() {
+		// A second Ctrl-C while shutting down means now; SIGTERM (goray
+		// stop escalating) lets the shutdown under way finish.
+		for sig := range sigc {
+			if sig == os.Interrupt {
+				fmt.Fprintf(os.Stderr, "Interrupted again, exiting without cleanup.\n")
+				removeRecord(rec)
+				os.Exit(1)
+			}
+		}
+	}()
+	h.Shutdown()
+	removeRecord(rec)
+	fmt.Println("goray head node stopped.")
+	return nil
+}

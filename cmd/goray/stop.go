@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/protos"
+)
+
+// How long `goray stop` gives the head at each step.
+const (
+	stopGrace   = 20 * time.Second // after the shutdown request
+	termGrace   = 10 * time.Second // after SIGTERM
+	killGrace   = 5 * time.Second  // after SIGKILL
+	remoteGrace = 20 * time.Second // a head not on this machine
+)
+
+func newStopCmd(log zerolog.Logger) *cobra.Command {
+	var address string
+	cmd := &cobra.Command{
+		Use:   "stop",
+		Short: "Stop the goray cluster",
+		Long: `Ask the cluster to shut down and wait until its head process has exited
+(sending SIGTERM, then SIGKILL, if it takes too long). Stopping when no
+cluster runs is not an error.
+
+The cluster is --address, else $GORAY_ADDRESS, else the one goray start
+--head recorded on this machine.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			return runStop(ctx, address, log)
+		},
+	}
+	cmd.Flags().StringVar(&address, "address", "", "cluster address (default: $GORAY_ADDRESS, then the cluster started on this machine)")
+	return cmd
+}
+
+func runStop(ctx context.Context, address string, log zerolog.Logger) error {
+	t, err := resolveTarget(address)
+	if errors.Is(err, errNoCluster) {
+		fmt.Println("No goray cluster is running on this machine.")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	rec := t.record
+	host, _ := os.Hostname()
+
+	var segments []string
+	requested := false
+	c, info, err := dialCluster(ctx, t.address, log)
+	answered := err == nil
+	if answered {
+		for _, n := range info.GetNodes() {
+			if n.GetHostname() == host && n.GetState() == protos.NodeInfo_ALIVE && n.GetStorePath() != "" {
+				segments = append(segments, n.GetStorePath())
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = c.RequestShutdown(rctx)
+		cancel()
+		c.Close()
+		if err != nil && (errors.Is(err, gcs.ErrClosed) || errors.Is(err, gcs.ErrUnavailable)) && !clusterAnswers(ctx, t.address, log) {
+			// The GCS went down before its reply reached us: the request
+			// was taken.
+			log.Debug().Err(err).Msg("shutdown reply lost, but the cluster is gone")
+			err = nil
+		}
+		if err == nil {
+			requested = true
+			fmt.Printf("Asked the goray cluster at %s to shut down.\n", t.address)
+		} else if rec == nil || !rec.alive() {
+			return fmt.Errorf("the cluster at %s refused the shutdown request: %w", t.address, err)
+		} else {
+			fmt.Fprintf(os.Stderr, "The cluster at %s refused the shutdown request: %v\n", t.address, err)
+		}
+	}
+	if !answered && (rec == nil || !rec.alive()) {
+		if rec != nil && removeRecord(*rec) {
+			fmt.Printf("No goray cluster is running at %s; removed the stale record in %s.\n", t.address, addressFile())
+			removeDeadSegments(rec.PID)
+			return nil
+		}
+		fmt.Printf("No goray cluster is running at %s.\n", t.address)
+		return nil
+	}
+
+	if rec == nil {
+		// Not started on this machine (or not by goray start): all we
+		// can do is wait until it stops answering.
+		deadline := time.Now().Add(remoteGrace)
+		for clusterAnswers(ctx, t.address, log) {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the cluster at %s still answers %v after the shutdown request", t.address, remoteGrace)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		fmt.Printf("Stopped the goray cluster at %s.\n", t.address)
+		return nil
+	}
+
+	t0 := time.Now()
+	switch {
+	case !answered:
+		fmt.Printf("The cluster at %s does not answer; stopping its head process %d.\n", t.address, rec.PID)
+	case !requested:
+		fmt.Printf("Stopping its head process %d with signals instead.\n", rec.PID)
+	}
+	killed, err := stopProcess(*rec, requested)
+	if err != nil {
+		return err
+	}
+	// The head process is gone; what it did not clean up (killed, or a
+	// failed shutdown) nobody else will.
+	for _, seg := range segments {
+		// Only the head's own (raylet.StorePath: goray-PID-NODE).
+		if !strings.HasPrefix(seg, fmt.Sprintf("/dev/shm/goray-%d-", rec.PID)) {
+			continue
+		}
+		if os.Remove(seg) == nil {
+			fmt.Printf("Removed the object store segment %s left behind.\n", seg)
+		}
+	}
+	if killed {
+		removeDeadSegments(rec.PID)
+		if info != nil && info.GetSessionDir() != "" {
+			_ = os.RemoveAll(filepath.Join(info.GetSessionDir(), "sockets"))
+		}
+	}
+	removeRecord(*rec)
+	fmt.Printf("Stopped the goray cluster (head process %d exited after %.1fs).\n", rec.PID, time.Since(t0).Seconds())
+	return nil
+}
+
+// stopProcess waits for the head process to exit, escalating to SIGTERM
+// and then SIGKILL. killed reports whether SIGKILL was needed.
+func stopProcess(rec daemonRecord, requested bool) (killed bool, err error) {
+	if requested && waitGone(rec, stopGrace) {
+		return false, nil
+	}
+	if requested {
+		fmt.Printf("Head process %d still runs %v after the shutdown request; sending SIGTERM.\n", rec.PID, stopGrace)
+	}
+	if rec.alive() {
+		_ = syscall.Kill(rec.PID, syscall.SIGTERM)
+	}
+	if waitGone(rec, termGrace) {
+		return false, nil
+	}
+	fmt.Printf("Head process %d still runs %v after SIGTERM; sending SIGKILL.\n", rec.PID, termGrace)
+	if rec.alive() {
+		_ = syscall.Kill(rec.PID, syscall.SIGKILL)
+	}
+	if waitGone(rec, killGrace) {
+		return true, nil
+	}
+	return true, fmt.Errorf("head process %d did not exit even after SIGKILL", rec.PID)
+}
+
+// removeDeadSegments removes the object store segments of a head process
+// that died without cleaning up (raylet.StorePath names them
+// goray-PID-NODE). The next raylet to start would remove them too.
+func removeDeadSegments(pid int) {
+	if pid <= 0 {
+		return
+	}
+	if st, ok := procStat(pid); ok && st.state != "Z" && st.state != "X" {
+		return // a live process has that pid
+	}
+	paths, _ := filepath.Glob(fmt.Sprintf("/dev/shm/goray-%d-*", pid))
+	for _, p := range paths {
+		if os.Remove(p) == nil {
+			fmt.Printf("Removed the object store segment %s left behind.\n", p)
+		}
+	}
+}
