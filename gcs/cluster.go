@@ -1,8 +1,8 @@
 package gcs
 
 import (
-	"time"
 	"strings"
+	"time"
 
 	"github.com/goray/goray/protos"
 	"github.com/nats-io/nats.go"
