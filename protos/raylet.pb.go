@@ -548,9 +548,15 @@ type RequestWorkerLeaseRequest struct {
 	JobId     []byte                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Resources *Resources             `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
 	// Describes the work, for `goray status` and logs.
-	Function      string `protobuf:"bytes,3,opt,name=function,proto3" json:"function,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Function string `protobuf:"bytes,3,opt,name=function,proto3" json:"function,omitempty"`
+	// Dedicated leases host an actor: the worker is never shared with other
+	// leases, and it is killed when the lease is returned.
+	Dedicated bool `protobuf:"varint,4,opt,name=dedicated,proto3" json:"dedicated,omitempty"`
+	// With dedicated: what the lease holds once NOTIFY_ACTOR_STARTED says the
+	// actor runs (Ray's actors hold 1 CPU to be placed, 0 to run).
+	RunningResources *Resources `protobuf:"bytes,5,opt,name=running_resources,json=runningResources,proto3" json:"running_resources,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *RequestWorkerLeaseRequest) Reset() {
@@ -604,6 +610,100 @@ func (x *RequestWorkerLeaseRequest) GetFunction() string {
 	return ""
 }
 
+func (x *RequestWorkerLeaseRequest) GetDedicated() bool {
+	if x != nil {
+		return x.Dedicated
+	}
+	return false
+}
+
+func (x *RequestWorkerLeaseRequest) GetRunningResources() *Resources {
+	if x != nil {
+		return x.RunningResources
+	}
+	return nil
+}
+
+type NotifyActorStartedRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	LeaseId       []byte                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyActorStartedRequest) Reset() {
+	*x = NotifyActorStartedRequest{}
+	mi := &file_raylet_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyActorStartedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyActorStartedRequest) ProtoMessage() {}
+
+func (x *NotifyActorStartedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raylet_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyActorStartedRequest.ProtoReflect.Descriptor instead.
+func (*NotifyActorStartedRequest) Descriptor() ([]byte, []int) {
+	return file_raylet_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *NotifyActorStartedRequest) GetLeaseId() []byte {
+	if x != nil {
+		return x.LeaseId
+	}
+	return nil
+}
+
+type NotifyActorStartedReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NotifyActorStartedReply) Reset() {
+	*x = NotifyActorStartedReply{}
+	mi := &file_raylet_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NotifyActorStartedReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NotifyActorStartedReply) ProtoMessage() {}
+
+func (x *NotifyActorStartedReply) ProtoReflect() protoreflect.Message {
+	mi := &file_raylet_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NotifyActorStartedReply.ProtoReflect.Descriptor instead.
+func (*NotifyActorStartedReply) Descriptor() ([]byte, []int) {
+	return file_raylet_proto_rawDescGZIP(), []int{8}
+}
+
 type RequestWorkerLeaseReply struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId  []byte                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
@@ -617,7 +717,7 @@ type RequestWorkerLeaseReply struct {
 
 func (x *RequestWorkerLeaseReply) Reset() {
 	*x = RequestWorkerLeaseReply{}
-	mi := &file_raylet_proto_msgTypes[7]
+	mi := &file_raylet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -629,7 +729,7 @@ func (x *RequestWorkerLeaseReply) String() string {
 func (*RequestWorkerLeaseReply) ProtoMessage() {}
 
 func (x *RequestWorkerLeaseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[7]
+	mi := &file_raylet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -642,7 +742,7 @@ func (x *RequestWorkerLeaseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestWorkerLeaseReply.ProtoReflect.Descriptor instead.
 func (*RequestWorkerLeaseReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{7}
+	return file_raylet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RequestWorkerLeaseReply) GetLeaseId() []byte {
@@ -684,7 +784,7 @@ type ReturnWorkerLeaseRequest struct {
 
 func (x *ReturnWorkerLeaseRequest) Reset() {
 	*x = ReturnWorkerLeaseRequest{}
-	mi := &file_raylet_proto_msgTypes[8]
+	mi := &file_raylet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +796,7 @@ func (x *ReturnWorkerLeaseRequest) String() string {
 func (*ReturnWorkerLeaseRequest) ProtoMessage() {}
 
 func (x *ReturnWorkerLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[8]
+	mi := &file_raylet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +809,7 @@ func (x *ReturnWorkerLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnWorkerLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ReturnWorkerLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{8}
+	return file_raylet_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReturnWorkerLeaseRequest) GetLeaseId() []byte {
@@ -734,7 +834,7 @@ type ReturnWorkerLeaseReply struct {
 
 func (x *ReturnWorkerLeaseReply) Reset() {
 	*x = ReturnWorkerLeaseReply{}
-	mi := &file_raylet_proto_msgTypes[9]
+	mi := &file_raylet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -746,7 +846,7 @@ func (x *ReturnWorkerLeaseReply) String() string {
 func (*ReturnWorkerLeaseReply) ProtoMessage() {}
 
 func (x *ReturnWorkerLeaseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[9]
+	mi := &file_raylet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -759,7 +859,7 @@ func (x *ReturnWorkerLeaseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnWorkerLeaseReply.ProtoReflect.Descriptor instead.
 func (*ReturnWorkerLeaseReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{9}
+	return file_raylet_proto_rawDescGZIP(), []int{11}
 }
 
 // NotifyBlockedRequest tells the raylet that a task under a lease is
@@ -774,7 +874,7 @@ type NotifyBlockedRequest struct {
 
 func (x *NotifyBlockedRequest) Reset() {
 	*x = NotifyBlockedRequest{}
-	mi := &file_raylet_proto_msgTypes[10]
+	mi := &file_raylet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -786,7 +886,7 @@ func (x *NotifyBlockedRequest) String() string {
 func (*NotifyBlockedRequest) ProtoMessage() {}
 
 func (x *NotifyBlockedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[10]
+	mi := &file_raylet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -799,7 +899,7 @@ func (x *NotifyBlockedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyBlockedRequest.ProtoReflect.Descriptor instead.
 func (*NotifyBlockedRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{10}
+	return file_raylet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NotifyBlockedRequest) GetLeaseId() []byte {
@@ -826,7 +926,7 @@ type KillWorkerRequest struct {
 
 func (x *KillWorkerRequest) Reset() {
 	*x = KillWorkerRequest{}
-	mi := &file_raylet_proto_msgTypes[11]
+	mi := &file_raylet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +938,7 @@ func (x *KillWorkerRequest) String() string {
 func (*KillWorkerRequest) ProtoMessage() {}
 
 func (x *KillWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[11]
+	mi := &file_raylet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +951,7 @@ func (x *KillWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillWorkerRequest.ProtoReflect.Descriptor instead.
 func (*KillWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{11}
+	return file_raylet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KillWorkerRequest) GetWorkerId() []byte {
@@ -876,7 +976,7 @@ type KillWorkerReply struct {
 
 func (x *KillWorkerReply) Reset() {
 	*x = KillWorkerReply{}
-	mi := &file_raylet_proto_msgTypes[12]
+	mi := &file_raylet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +988,7 @@ func (x *KillWorkerReply) String() string {
 func (*KillWorkerReply) ProtoMessage() {}
 
 func (x *KillWorkerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[12]
+	mi := &file_raylet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +1001,7 @@ func (x *KillWorkerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillWorkerReply.ProtoReflect.Descriptor instead.
 func (*KillWorkerReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{12}
+	return file_raylet_proto_rawDescGZIP(), []int{14}
 }
 
 // Object store operations for processes on the node.
@@ -916,7 +1016,7 @@ type CreateObjectRequest struct {
 
 func (x *CreateObjectRequest) Reset() {
 	*x = CreateObjectRequest{}
-	mi := &file_raylet_proto_msgTypes[13]
+	mi := &file_raylet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -928,7 +1028,7 @@ func (x *CreateObjectRequest) String() string {
 func (*CreateObjectRequest) ProtoMessage() {}
 
 func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[13]
+	mi := &file_raylet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -941,7 +1041,7 @@ func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectRequest.ProtoReflect.Descriptor instead.
 func (*CreateObjectRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{13}
+	return file_raylet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateObjectRequest) GetObjectId() []byte {
@@ -974,7 +1074,7 @@ type CreateObjectReply struct {
 
 func (x *CreateObjectReply) Reset() {
 	*x = CreateObjectReply{}
-	mi := &file_raylet_proto_msgTypes[14]
+	mi := &file_raylet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -986,7 +1086,7 @@ func (x *CreateObjectReply) String() string {
 func (*CreateObjectReply) ProtoMessage() {}
 
 func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[14]
+	mi := &file_raylet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -999,7 +1099,7 @@ func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectReply.ProtoReflect.Descriptor instead.
 func (*CreateObjectReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{14}
+	return file_raylet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateObjectReply) GetOffset() uint64 {
@@ -1018,7 +1118,7 @@ type SealObjectRequest struct {
 
 func (x *SealObjectRequest) Reset() {
 	*x = SealObjectRequest{}
-	mi := &file_raylet_proto_msgTypes[15]
+	mi := &file_raylet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1030,7 +1130,7 @@ func (x *SealObjectRequest) String() string {
 func (*SealObjectRequest) ProtoMessage() {}
 
 func (x *SealObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[15]
+	mi := &file_raylet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1043,7 +1143,7 @@ func (x *SealObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealObjectRequest.ProtoReflect.Descriptor instead.
 func (*SealObjectRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{15}
+	return file_raylet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SealObjectRequest) GetObjectId() []byte {
@@ -1061,7 +1161,7 @@ type SealObjectReply struct {
 
 func (x *SealObjectReply) Reset() {
 	*x = SealObjectReply{}
-	mi := &file_raylet_proto_msgTypes[16]
+	mi := &file_raylet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1073,7 +1173,7 @@ func (x *SealObjectReply) String() string {
 func (*SealObjectReply) ProtoMessage() {}
 
 func (x *SealObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[16]
+	mi := &file_raylet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1086,7 +1186,7 @@ func (x *SealObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealObjectReply.ProtoReflect.Descriptor instead.
 func (*SealObjectReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{16}
+	return file_raylet_proto_rawDescGZIP(), []int{18}
 }
 
 type GetObjectLocationRequest struct {
@@ -1098,7 +1198,7 @@ type GetObjectLocationRequest struct {
 
 func (x *GetObjectLocationRequest) Reset() {
 	*x = GetObjectLocationRequest{}
-	mi := &file_raylet_proto_msgTypes[17]
+	mi := &file_raylet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1210,7 @@ func (x *GetObjectLocationRequest) String() string {
 func (*GetObjectLocationRequest) ProtoMessage() {}
 
 func (x *GetObjectLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[17]
+	mi := &file_raylet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1223,7 @@ func (x *GetObjectLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectLocationRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectLocationRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{17}
+	return file_raylet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetObjectLocationRequest) GetObjectId() []byte {
@@ -1144,7 +1244,7 @@ type GetObjectLocationReply struct {
 
 func (x *GetObjectLocationReply) Reset() {
 	*x = GetObjectLocationReply{}
-	mi := &file_raylet_proto_msgTypes[18]
+	mi := &file_raylet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1156,7 +1256,7 @@ func (x *GetObjectLocationReply) String() string {
 func (*GetObjectLocationReply) ProtoMessage() {}
 
 func (x *GetObjectLocationReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[18]
+	mi := &file_raylet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1169,7 +1269,7 @@ func (x *GetObjectLocationReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectLocationReply.ProtoReflect.Descriptor instead.
 func (*GetObjectLocationReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{18}
+	return file_raylet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetObjectLocationReply) GetFound() bool {
@@ -1202,7 +1302,7 @@ type DeleteObjectsRequest struct {
 
 func (x *DeleteObjectsRequest) Reset() {
 	*x = DeleteObjectsRequest{}
-	mi := &file_raylet_proto_msgTypes[19]
+	mi := &file_raylet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1214,7 +1314,7 @@ func (x *DeleteObjectsRequest) String() string {
 func (*DeleteObjectsRequest) ProtoMessage() {}
 
 func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[19]
+	mi := &file_raylet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1227,7 +1327,7 @@ func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteObjectsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{19}
+	return file_raylet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteObjectsRequest) GetObjectIds() [][]byte {
@@ -1245,7 +1345,7 @@ type DeleteObjectsReply struct {
 
 func (x *DeleteObjectsReply) Reset() {
 	*x = DeleteObjectsReply{}
-	mi := &file_raylet_proto_msgTypes[20]
+	mi := &file_raylet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1257,7 +1357,7 @@ func (x *DeleteObjectsReply) String() string {
 func (*DeleteObjectsReply) ProtoMessage() {}
 
 func (x *DeleteObjectsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[20]
+	mi := &file_raylet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1270,7 +1370,7 @@ func (x *DeleteObjectsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteObjectsReply.ProtoReflect.Descriptor instead.
 func (*DeleteObjectsReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{20}
+	return file_raylet_proto_rawDescGZIP(), []int{22}
 }
 
 type GetNodeInfoRequest struct {
@@ -1281,7 +1381,7 @@ type GetNodeInfoRequest struct {
 
 func (x *GetNodeInfoRequest) Reset() {
 	*x = GetNodeInfoRequest{}
-	mi := &file_raylet_proto_msgTypes[21]
+	mi := &file_raylet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1293,7 +1393,7 @@ func (x *GetNodeInfoRequest) String() string {
 func (*GetNodeInfoRequest) ProtoMessage() {}
 
 func (x *GetNodeInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[21]
+	mi := &file_raylet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1306,7 +1406,7 @@ func (x *GetNodeInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeInfoRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{21}
+	return file_raylet_proto_rawDescGZIP(), []int{23}
 }
 
 type GetNodeInfoReply struct {
@@ -1318,7 +1418,7 @@ type GetNodeInfoReply struct {
 
 func (x *GetNodeInfoReply) Reset() {
 	*x = GetNodeInfoReply{}
-	mi := &file_raylet_proto_msgTypes[22]
+	mi := &file_raylet_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1430,7 @@ func (x *GetNodeInfoReply) String() string {
 func (*GetNodeInfoReply) ProtoMessage() {}
 
 func (x *GetNodeInfoReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[22]
+	mi := &file_raylet_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1443,7 @@ func (x *GetNodeInfoReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeInfoReply.ProtoReflect.Descriptor instead.
 func (*GetNodeInfoReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{22}
+	return file_raylet_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetNodeInfoReply) GetNode() *NodeInfo {
@@ -1411,11 +1511,16 @@ const file_raylet_proto_rawDesc = "" +
 	"\vworking_dir\x18\x05 \x01(\tR\n" +
 	"workingDir\"=\n" +
 	"\x13RegisterClientReply\x12&\n" +
-	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\x81\x01\n" +
+	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xe1\x01\n" +
 	"\x19RequestWorkerLeaseRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\fR\x05jobId\x121\n" +
 	"\tresources\x18\x02 \x01(\v2\x13.goray.v1.ResourcesR\tresources\x12\x1a\n" +
-	"\bfunction\x18\x03 \x01(\tR\bfunction\"\xb0\x01\n" +
+	"\bfunction\x18\x03 \x01(\tR\bfunction\x12\x1c\n" +
+	"\tdedicated\x18\x04 \x01(\bR\tdedicated\x12@\n" +
+	"\x11running_resources\x18\x05 \x01(\v2\x13.goray.v1.ResourcesR\x10runningResources\"6\n" +
+	"\x19NotifyActorStartedRequest\x12\x19\n" +
+	"\blease_id\x18\x01 \x01(\fR\aleaseId\"\x19\n" +
+	"\x17NotifyActorStartedReply\"\xb0\x01\n" +
 	"\x17RequestWorkerLeaseReply\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\fR\aleaseId\x12)\n" +
 	"\x06worker\x18\x02 \x01(\v2\x11.goray.v1.AddressR\x06worker\x12/\n" +
@@ -1470,7 +1575,7 @@ func file_raylet_proto_rawDescGZIP() []byte {
 }
 
 var file_raylet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_raylet_proto_goTypes = []any{
 	(NodeInfo_State)(0),               // 0: goray.v1.NodeInfo.State
 	(*NodeInfo)(nil),                  // 1: goray.v1.NodeInfo
@@ -1480,45 +1585,48 @@ var file_raylet_proto_goTypes = []any{
 	(*RegisterClientRequest)(nil),     // 5: goray.v1.RegisterClientRequest
 	(*RegisterClientReply)(nil),       // 6: goray.v1.RegisterClientReply
 	(*RequestWorkerLeaseRequest)(nil), // 7: goray.v1.RequestWorkerLeaseRequest
-	(*RequestWorkerLeaseReply)(nil),   // 8: goray.v1.RequestWorkerLeaseReply
-	(*ReturnWorkerLeaseRequest)(nil),  // 9: goray.v1.ReturnWorkerLeaseRequest
-	(*ReturnWorkerLeaseReply)(nil),    // 10: goray.v1.ReturnWorkerLeaseReply
-	(*NotifyBlockedRequest)(nil),      // 11: goray.v1.NotifyBlockedRequest
-	(*KillWorkerRequest)(nil),         // 12: goray.v1.KillWorkerRequest
-	(*KillWorkerReply)(nil),           // 13: goray.v1.KillWorkerReply
-	(*CreateObjectRequest)(nil),       // 14: goray.v1.CreateObjectRequest
-	(*CreateObjectReply)(nil),         // 15: goray.v1.CreateObjectReply
-	(*SealObjectRequest)(nil),         // 16: goray.v1.SealObjectRequest
-	(*SealObjectReply)(nil),           // 17: goray.v1.SealObjectReply
-	(*GetObjectLocationRequest)(nil),  // 18: goray.v1.GetObjectLocationRequest
-	(*GetObjectLocationReply)(nil),    // 19: goray.v1.GetObjectLocationReply
-	(*DeleteObjectsRequest)(nil),      // 20: goray.v1.DeleteObjectsRequest
-	(*DeleteObjectsReply)(nil),        // 21: goray.v1.DeleteObjectsReply
-	(*GetNodeInfoRequest)(nil),        // 22: goray.v1.GetNodeInfoRequest
-	(*GetNodeInfoReply)(nil),          // 23: goray.v1.GetNodeInfoReply
-	nil,                               // 24: goray.v1.NodeInfo.LabelsEntry
-	(*Resources)(nil),                 // 25: goray.v1.Resources
-	(*Address)(nil),                   // 26: goray.v1.Address
+	(*NotifyActorStartedRequest)(nil), // 8: goray.v1.NotifyActorStartedRequest
+	(*NotifyActorStartedReply)(nil),   // 9: goray.v1.NotifyActorStartedReply
+	(*RequestWorkerLeaseReply)(nil),   // 10: goray.v1.RequestWorkerLeaseReply
+	(*ReturnWorkerLeaseRequest)(nil),  // 11: goray.v1.ReturnWorkerLeaseRequest
+	(*ReturnWorkerLeaseReply)(nil),    // 12: goray.v1.ReturnWorkerLeaseReply
+	(*NotifyBlockedRequest)(nil),      // 13: goray.v1.NotifyBlockedRequest
+	(*KillWorkerRequest)(nil),         // 14: goray.v1.KillWorkerRequest
+	(*KillWorkerReply)(nil),           // 15: goray.v1.KillWorkerReply
+	(*CreateObjectRequest)(nil),       // 16: goray.v1.CreateObjectRequest
+	(*CreateObjectReply)(nil),         // 17: goray.v1.CreateObjectReply
+	(*SealObjectRequest)(nil),         // 18: goray.v1.SealObjectRequest
+	(*SealObjectReply)(nil),           // 19: goray.v1.SealObjectReply
+	(*GetObjectLocationRequest)(nil),  // 20: goray.v1.GetObjectLocationRequest
+	(*GetObjectLocationReply)(nil),    // 21: goray.v1.GetObjectLocationReply
+	(*DeleteObjectsRequest)(nil),      // 22: goray.v1.DeleteObjectsRequest
+	(*DeleteObjectsReply)(nil),        // 23: goray.v1.DeleteObjectsReply
+	(*GetNodeInfoRequest)(nil),        // 24: goray.v1.GetNodeInfoRequest
+	(*GetNodeInfoReply)(nil),          // 25: goray.v1.GetNodeInfoReply
+	nil,                               // 26: goray.v1.NodeInfo.LabelsEntry
+	(*Resources)(nil),                 // 27: goray.v1.Resources
+	(*Address)(nil),                   // 28: goray.v1.Address
 }
 var file_raylet_proto_depIdxs = []int32{
-	25, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
-	25, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
+	27, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
+	27, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
 	0,  // 2: goray.v1.NodeInfo.state:type_name -> goray.v1.NodeInfo.State
 	2,  // 3: goray.v1.NodeInfo.pending:type_name -> goray.v1.ResourceDemand
 	2,  // 4: goray.v1.NodeInfo.infeasible:type_name -> goray.v1.ResourceDemand
-	24, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
-	25, // 6: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
+	26, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
+	27, // 6: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
 	1,  // 7: goray.v1.RegisterWorkerReply.node:type_name -> goray.v1.NodeInfo
 	1,  // 8: goray.v1.RegisterClientReply.node:type_name -> goray.v1.NodeInfo
-	25, // 9: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
-	26, // 10: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
-	25, // 11: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
-	1,  // 12: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
-	13, // [13:13] is the sub-list for method output_type
-	13, // [13:13] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	27, // 9: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
+	27, // 10: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
+	28, // 11: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
+	27, // 12: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
+	1,  // 13: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
+	14, // [14:14] is the sub-list for method output_type
+	14, // [14:14] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_raylet_proto_init() }
@@ -1533,7 +1641,7 @@ func file_raylet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raylet_proto_rawDesc), len(file_raylet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

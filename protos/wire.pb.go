@@ -32,6 +32,14 @@ const (
 	Method_CANCEL_TASK Method = 2
 	// Borrower -> owner.
 	Method_GET_OBJECT Method = 3
+	// GCS -> actor's worker.
+	Method_CREATE_ACTOR Method = 4
+	Method_KILL_ACTOR   Method = 6
+	// Caller -> actor's worker.
+	Method_ACTOR_CALL Method = 5
+	// Actor's worker -> GCS (on the connection CREATE_ACTOR came on): the
+	// actor exited itself.
+	Method_ACTOR_EXITED Method = 7
 	// Client -> raylet.
 	Method_REGISTER_WORKER      Method = 10
 	Method_REGISTER_CLIENT      Method = 11
@@ -44,6 +52,9 @@ const (
 	Method_GET_OBJECT_LOCATION  Method = 18
 	Method_DELETE_OBJECTS       Method = 19
 	Method_GET_NODE_INFO        Method = 20
+	// GCS -> raylet: the actor on a dedicated lease was created; the lease
+	// now holds the actor's running resources instead of its placement ones.
+	Method_NOTIFY_ACTOR_STARTED Method = 21
 	// Raylet -> worker.
 	Method_EXIT Method = 30
 )
@@ -55,6 +66,10 @@ var (
 		1:  "PUSH_TASK",
 		2:  "CANCEL_TASK",
 		3:  "GET_OBJECT",
+		4:  "CREATE_ACTOR",
+		6:  "KILL_ACTOR",
+		5:  "ACTOR_CALL",
+		7:  "ACTOR_EXITED",
 		10: "REGISTER_WORKER",
 		11: "REGISTER_CLIENT",
 		12: "REQUEST_WORKER_LEASE",
@@ -66,6 +81,7 @@ var (
 		18: "GET_OBJECT_LOCATION",
 		19: "DELETE_OBJECTS",
 		20: "GET_NODE_INFO",
+		21: "NOTIFY_ACTOR_STARTED",
 		30: "EXIT",
 	}
 	Method_value = map[string]int32{
@@ -73,6 +89,10 @@ var (
 		"PUSH_TASK":            1,
 		"CANCEL_TASK":          2,
 		"GET_OBJECT":           3,
+		"CREATE_ACTOR":         4,
+		"KILL_ACTOR":           6,
+		"ACTOR_CALL":           5,
+		"ACTOR_EXITED":         7,
 		"REGISTER_WORKER":      10,
 		"REGISTER_CLIENT":      11,
 		"REQUEST_WORKER_LEASE": 12,
@@ -84,6 +104,7 @@ var (
 		"GET_OBJECT_LOCATION":  18,
 		"DELETE_OBJECTS":       19,
 		"GET_NODE_INFO":        20,
+		"NOTIFY_ACTOR_STARTED": 21,
 		"EXIT":                 30,
 	}
 )
@@ -222,13 +243,19 @@ const file_wire_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"%\n" +
 	"\vExitRequest\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\xc0\x02\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason*\x9e\x03\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tPUSH_TASK\x10\x01\x12\x0f\n" +
 	"\vCANCEL_TASK\x10\x02\x12\x0e\n" +
 	"\n" +
-	"GET_OBJECT\x10\x03\x12\x13\n" +
+	"GET_OBJECT\x10\x03\x12\x10\n" +
+	"\fCREATE_ACTOR\x10\x04\x12\x0e\n" +
+	"\n" +
+	"KILL_ACTOR\x10\x06\x12\x0e\n" +
+	"\n" +
+	"ACTOR_CALL\x10\x05\x12\x10\n" +
+	"\fACTOR_EXITED\x10\a\x12\x13\n" +
 	"\x0fREGISTER_WORKER\x10\n" +
 	"\x12\x13\n" +
 	"\x0fREGISTER_CLIENT\x10\v\x12\x18\n" +
@@ -240,7 +267,8 @@ const file_wire_proto_rawDesc = "" +
 	"\vSEAL_OBJECT\x10\x11\x12\x17\n" +
 	"\x13GET_OBJECT_LOCATION\x10\x12\x12\x12\n" +
 	"\x0eDELETE_OBJECTS\x10\x13\x12\x11\n" +
-	"\rGET_NODE_INFO\x10\x14\x12\b\n" +
+	"\rGET_NODE_INFO\x10\x14\x12\x18\n" +
+	"\x14NOTIFY_ACTOR_STARTED\x10\x15\x12\b\n" +
 	"\x04EXIT\x10\x1eB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
