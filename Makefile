@@ -28,7 +28,7 @@ build:
 	$(GO) build ./...
 
 proto: tools
-	protoc -I protos --go_out=paths=source_relative:protos protos/*.proto
+	protoc --proto_path=goray=protos --go_out=. --go_opt=module=github.com/goray/goray protos/*.proto
 
 tools:
 	@command -v protoc >/dev/null || (apt-get update -qq && apt-get install -y -qq protobuf-compiler)

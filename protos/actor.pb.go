@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: actor.proto
+// source: goray/actor.proto
 
 package protos
 
@@ -63,11 +63,11 @@ func (x ActorState) String() string {
 }
 
 func (ActorState) Descriptor() protoreflect.EnumDescriptor {
-	return file_actor_proto_enumTypes[0].Descriptor()
+	return file_goray_actor_proto_enumTypes[0].Descriptor()
 }
 
 func (ActorState) Type() protoreflect.EnumType {
-	return &file_actor_proto_enumTypes[0]
+	return &file_goray_actor_proto_enumTypes[0]
 }
 
 func (x ActorState) Number() protoreflect.EnumNumber {
@@ -76,7 +76,7 @@ func (x ActorState) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ActorState.Descriptor instead.
 func (ActorState) EnumDescriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{0}
+	return file_goray_actor_proto_rawDescGZIP(), []int{0}
 }
 
 // ConcurrencyGroup caps how many calls of the methods in the group run at once.
@@ -91,7 +91,7 @@ type ConcurrencyGroup struct {
 
 func (x *ConcurrencyGroup) Reset() {
 	*x = ConcurrencyGroup{}
-	mi := &file_actor_proto_msgTypes[0]
+	mi := &file_goray_actor_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -103,7 +103,7 @@ func (x *ConcurrencyGroup) String() string {
 func (*ConcurrencyGroup) ProtoMessage() {}
 
 func (x *ConcurrencyGroup) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[0]
+	mi := &file_goray_actor_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -116,7 +116,7 @@ func (x *ConcurrencyGroup) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConcurrencyGroup.ProtoReflect.Descriptor instead.
 func (*ConcurrencyGroup) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{0}
+	return file_goray_actor_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *ConcurrencyGroup) GetName() string {
@@ -168,7 +168,7 @@ type ActorOptions struct {
 
 func (x *ActorOptions) Reset() {
 	*x = ActorOptions{}
-	mi := &file_actor_proto_msgTypes[1]
+	mi := &file_goray_actor_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -180,7 +180,7 @@ func (x *ActorOptions) String() string {
 func (*ActorOptions) ProtoMessage() {}
 
 func (x *ActorOptions) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[1]
+	mi := &file_goray_actor_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -193,7 +193,7 @@ func (x *ActorOptions) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorOptions.ProtoReflect.Descriptor instead.
 func (*ActorOptions) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{1}
+	return file_goray_actor_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *ActorOptions) GetPlacementResources() *Resources {
@@ -296,7 +296,7 @@ type ActorSpec struct {
 
 func (x *ActorSpec) Reset() {
 	*x = ActorSpec{}
-	mi := &file_actor_proto_msgTypes[2]
+	mi := &file_goray_actor_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -308,7 +308,7 @@ func (x *ActorSpec) String() string {
 func (*ActorSpec) ProtoMessage() {}
 
 func (x *ActorSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[2]
+	mi := &file_goray_actor_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -321,7 +321,7 @@ func (x *ActorSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorSpec.ProtoReflect.Descriptor instead.
 func (*ActorSpec) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{2}
+	return file_goray_actor_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ActorSpec) GetActorId() []byte {
@@ -396,7 +396,7 @@ type ActorInfo struct {
 
 func (x *ActorInfo) Reset() {
 	*x = ActorInfo{}
-	mi := &file_actor_proto_msgTypes[3]
+	mi := &file_goray_actor_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +408,7 @@ func (x *ActorInfo) String() string {
 func (*ActorInfo) ProtoMessage() {}
 
 func (x *ActorInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[3]
+	mi := &file_goray_actor_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +421,7 @@ func (x *ActorInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorInfo.ProtoReflect.Descriptor instead.
 func (*ActorInfo) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{3}
+	return file_goray_actor_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ActorInfo) GetActorId() []byte {
@@ -514,7 +514,7 @@ type CreateActorRequest struct {
 
 func (x *CreateActorRequest) Reset() {
 	*x = CreateActorRequest{}
-	mi := &file_actor_proto_msgTypes[4]
+	mi := &file_goray_actor_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -526,7 +526,7 @@ func (x *CreateActorRequest) String() string {
 func (*CreateActorRequest) ProtoMessage() {}
 
 func (x *CreateActorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[4]
+	mi := &file_goray_actor_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -539,7 +539,7 @@ func (x *CreateActorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateActorRequest.ProtoReflect.Descriptor instead.
 func (*CreateActorRequest) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{4}
+	return file_goray_actor_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateActorRequest) GetSpec() *ActorSpec {
@@ -566,7 +566,7 @@ type CreateActorReply struct {
 
 func (x *CreateActorReply) Reset() {
 	*x = CreateActorReply{}
-	mi := &file_actor_proto_msgTypes[5]
+	mi := &file_goray_actor_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -578,7 +578,7 @@ func (x *CreateActorReply) String() string {
 func (*CreateActorReply) ProtoMessage() {}
 
 func (x *CreateActorReply) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[5]
+	mi := &file_goray_actor_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -591,7 +591,7 @@ func (x *CreateActorReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateActorReply.ProtoReflect.Descriptor instead.
 func (*CreateActorReply) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{5}
+	return file_goray_actor_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CreateActorReply) GetError() *TaskErrorProto {
@@ -620,7 +620,7 @@ type ActorCallRequest struct {
 
 func (x *ActorCallRequest) Reset() {
 	*x = ActorCallRequest{}
-	mi := &file_actor_proto_msgTypes[6]
+	mi := &file_goray_actor_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +632,7 @@ func (x *ActorCallRequest) String() string {
 func (*ActorCallRequest) ProtoMessage() {}
 
 func (x *ActorCallRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[6]
+	mi := &file_goray_actor_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +645,7 @@ func (x *ActorCallRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorCallRequest.ProtoReflect.Descriptor instead.
 func (*ActorCallRequest) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{6}
+	return file_goray_actor_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ActorCallRequest) GetActorId() []byte {
@@ -714,7 +714,7 @@ type ActorCallReply struct {
 
 func (x *ActorCallReply) Reset() {
 	*x = ActorCallReply{}
-	mi := &file_actor_proto_msgTypes[7]
+	mi := &file_goray_actor_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -726,7 +726,7 @@ func (x *ActorCallReply) String() string {
 func (*ActorCallReply) ProtoMessage() {}
 
 func (x *ActorCallReply) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[7]
+	mi := &file_goray_actor_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -739,7 +739,7 @@ func (x *ActorCallReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorCallReply.ProtoReflect.Descriptor instead.
 func (*ActorCallReply) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{7}
+	return file_goray_actor_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ActorCallReply) GetResult() *ObjectData {
@@ -768,7 +768,7 @@ type KillActorRequest struct {
 
 func (x *KillActorRequest) Reset() {
 	*x = KillActorRequest{}
-	mi := &file_actor_proto_msgTypes[8]
+	mi := &file_goray_actor_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +780,7 @@ func (x *KillActorRequest) String() string {
 func (*KillActorRequest) ProtoMessage() {}
 
 func (x *KillActorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[8]
+	mi := &file_goray_actor_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +793,7 @@ func (x *KillActorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillActorRequest.ProtoReflect.Descriptor instead.
 func (*KillActorRequest) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{8}
+	return file_goray_actor_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KillActorRequest) GetActorId() []byte {
@@ -825,7 +825,7 @@ type KillActorReply struct {
 
 func (x *KillActorReply) Reset() {
 	*x = KillActorReply{}
-	mi := &file_actor_proto_msgTypes[9]
+	mi := &file_goray_actor_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +837,7 @@ func (x *KillActorReply) String() string {
 func (*KillActorReply) ProtoMessage() {}
 
 func (x *KillActorReply) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[9]
+	mi := &file_goray_actor_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +850,7 @@ func (x *KillActorReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillActorReply.ProtoReflect.Descriptor instead.
 func (*KillActorReply) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{9}
+	return file_goray_actor_proto_rawDescGZIP(), []int{9}
 }
 
 // GCS actor manager requests (subjects goray.gcs.actor.*).
@@ -863,7 +863,7 @@ type RegisterActorRequest struct {
 
 func (x *RegisterActorRequest) Reset() {
 	*x = RegisterActorRequest{}
-	mi := &file_actor_proto_msgTypes[10]
+	mi := &file_goray_actor_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +875,7 @@ func (x *RegisterActorRequest) String() string {
 func (*RegisterActorRequest) ProtoMessage() {}
 
 func (x *RegisterActorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[10]
+	mi := &file_goray_actor_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +888,7 @@ func (x *RegisterActorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterActorRequest.ProtoReflect.Descriptor instead.
 func (*RegisterActorRequest) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{10}
+	return file_goray_actor_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RegisterActorRequest) GetSpec() *ActorSpec {
@@ -909,7 +909,7 @@ type RegisterActorReply struct {
 
 func (x *RegisterActorReply) Reset() {
 	*x = RegisterActorReply{}
-	mi := &file_actor_proto_msgTypes[11]
+	mi := &file_goray_actor_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +921,7 @@ func (x *RegisterActorReply) String() string {
 func (*RegisterActorReply) ProtoMessage() {}
 
 func (x *RegisterActorReply) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[11]
+	mi := &file_goray_actor_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +934,7 @@ func (x *RegisterActorReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterActorReply.ProtoReflect.Descriptor instead.
 func (*RegisterActorReply) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{11}
+	return file_goray_actor_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RegisterActorReply) GetActor() *ActorInfo {
@@ -963,7 +963,7 @@ type GetActorRequest struct {
 
 func (x *GetActorRequest) Reset() {
 	*x = GetActorRequest{}
-	mi := &file_actor_proto_msgTypes[12]
+	mi := &file_goray_actor_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -975,7 +975,7 @@ func (x *GetActorRequest) String() string {
 func (*GetActorRequest) ProtoMessage() {}
 
 func (x *GetActorRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[12]
+	mi := &file_goray_actor_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -988,7 +988,7 @@ func (x *GetActorRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetActorRequest.ProtoReflect.Descriptor instead.
 func (*GetActorRequest) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{12}
+	return file_goray_actor_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetActorRequest) GetActorId() []byte {
@@ -1022,7 +1022,7 @@ type GetActorReply struct {
 
 func (x *GetActorReply) Reset() {
 	*x = GetActorReply{}
-	mi := &file_actor_proto_msgTypes[13]
+	mi := &file_goray_actor_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1034,7 +1034,7 @@ func (x *GetActorReply) String() string {
 func (*GetActorReply) ProtoMessage() {}
 
 func (x *GetActorReply) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[13]
+	mi := &file_goray_actor_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1047,7 +1047,7 @@ func (x *GetActorReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetActorReply.ProtoReflect.Descriptor instead.
 func (*GetActorReply) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{13}
+	return file_goray_actor_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetActorReply) GetActor() *ActorInfo {
@@ -1073,7 +1073,7 @@ type ListActorsRequest struct {
 
 func (x *ListActorsRequest) Reset() {
 	*x = ListActorsRequest{}
-	mi := &file_actor_proto_msgTypes[14]
+	mi := &file_goray_actor_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1085,7 +1085,7 @@ func (x *ListActorsRequest) String() string {
 func (*ListActorsRequest) ProtoMessage() {}
 
 func (x *ListActorsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[14]
+	mi := &file_goray_actor_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1098,7 +1098,7 @@ func (x *ListActorsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListActorsRequest.ProtoReflect.Descriptor instead.
 func (*ListActorsRequest) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{14}
+	return file_goray_actor_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListActorsRequest) GetJobId() []byte {
@@ -1118,7 +1118,7 @@ type ListActorsReply struct {
 
 func (x *ListActorsReply) Reset() {
 	*x = ListActorsReply{}
-	mi := &file_actor_proto_msgTypes[15]
+	mi := &file_goray_actor_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1130,7 @@ func (x *ListActorsReply) String() string {
 func (*ListActorsReply) ProtoMessage() {}
 
 func (x *ListActorsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[15]
+	mi := &file_goray_actor_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1143,7 @@ func (x *ListActorsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListActorsReply.ProtoReflect.Descriptor instead.
 func (*ListActorsReply) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{15}
+	return file_goray_actor_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ListActorsReply) GetActors() []*ActorInfo {
@@ -1170,7 +1170,7 @@ type KillActorGcsRequest struct {
 
 func (x *KillActorGcsRequest) Reset() {
 	*x = KillActorGcsRequest{}
-	mi := &file_actor_proto_msgTypes[16]
+	mi := &file_goray_actor_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1182,7 @@ func (x *KillActorGcsRequest) String() string {
 func (*KillActorGcsRequest) ProtoMessage() {}
 
 func (x *KillActorGcsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[16]
+	mi := &file_goray_actor_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1195,7 @@ func (x *KillActorGcsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillActorGcsRequest.ProtoReflect.Descriptor instead.
 func (*KillActorGcsRequest) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{16}
+	return file_goray_actor_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *KillActorGcsRequest) GetActorId() []byte {
@@ -1221,7 +1221,7 @@ type KillActorGcsReply struct {
 
 func (x *KillActorGcsReply) Reset() {
 	*x = KillActorGcsReply{}
-	mi := &file_actor_proto_msgTypes[17]
+	mi := &file_goray_actor_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1233,7 +1233,7 @@ func (x *KillActorGcsReply) String() string {
 func (*KillActorGcsReply) ProtoMessage() {}
 
 func (x *KillActorGcsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[17]
+	mi := &file_goray_actor_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1246,7 +1246,7 @@ func (x *KillActorGcsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillActorGcsReply.ProtoReflect.Descriptor instead.
 func (*KillActorGcsReply) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{17}
+	return file_goray_actor_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *KillActorGcsReply) GetError() *GcsError {
@@ -1268,7 +1268,7 @@ type ActorExitedRequest struct {
 
 func (x *ActorExitedRequest) Reset() {
 	*x = ActorExitedRequest{}
-	mi := &file_actor_proto_msgTypes[18]
+	mi := &file_goray_actor_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1280,7 +1280,7 @@ func (x *ActorExitedRequest) String() string {
 func (*ActorExitedRequest) ProtoMessage() {}
 
 func (x *ActorExitedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[18]
+	mi := &file_goray_actor_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1293,7 +1293,7 @@ func (x *ActorExitedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorExitedRequest.ProtoReflect.Descriptor instead.
 func (*ActorExitedRequest) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{18}
+	return file_goray_actor_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ActorExitedRequest) GetActorId() []byte {
@@ -1319,7 +1319,7 @@ type ActorExitedReply struct {
 
 func (x *ActorExitedReply) Reset() {
 	*x = ActorExitedReply{}
-	mi := &file_actor_proto_msgTypes[19]
+	mi := &file_goray_actor_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1331,7 +1331,7 @@ func (x *ActorExitedReply) String() string {
 func (*ActorExitedReply) ProtoMessage() {}
 
 func (x *ActorExitedReply) ProtoReflect() protoreflect.Message {
-	mi := &file_actor_proto_msgTypes[19]
+	mi := &file_goray_actor_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1344,7 +1344,7 @@ func (x *ActorExitedReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ActorExitedReply.ProtoReflect.Descriptor instead.
 func (*ActorExitedReply) Descriptor() ([]byte, []int) {
-	return file_actor_proto_rawDescGZIP(), []int{19}
+	return file_goray_actor_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ActorExitedReply) GetError() *GcsError {
@@ -1354,12 +1354,11 @@ func (x *ActorExitedReply) GetError() *GcsError {
 	return nil
 }
 
-var File_actor_proto protoreflect.FileDescriptor
+var File_goray_actor_proto protoreflect.FileDescriptor
 
-const file_actor_proto_rawDesc = "" +
+const file_goray_actor_proto_rawDesc = "" +
 	"\n" +
-	"\vactor.proto\x12\bgoray.v1\x1a\fcommon.proto\x1a\n" +
-	"task.proto\x1a\tgcs.proto\"i\n" +
+	"\x11goray/actor.proto\x12\bgoray.v1\x1a\x12goray/common.proto\x1a\x10goray/task.proto\x1a\x0fgoray/gcs.proto\"i\n" +
 	"\x10ConcurrencyGroup\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x0fmax_concurrency\x18\x02 \x01(\x05R\x0emaxConcurrency\x12\x18\n" +
@@ -1463,20 +1462,20 @@ const file_actor_proto_rawDesc = "" +
 	"\x04DEAD\x10\x04B&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
-	file_actor_proto_rawDescOnce sync.Once
-	file_actor_proto_rawDescData []byte
+	file_goray_actor_proto_rawDescOnce sync.Once
+	file_goray_actor_proto_rawDescData []byte
 )
 
-func file_actor_proto_rawDescGZIP() []byte {
-	file_actor_proto_rawDescOnce.Do(func() {
-		file_actor_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_actor_proto_rawDesc), len(file_actor_proto_rawDesc)))
+func file_goray_actor_proto_rawDescGZIP() []byte {
+	file_goray_actor_proto_rawDescOnce.Do(func() {
+		file_goray_actor_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_goray_actor_proto_rawDesc), len(file_goray_actor_proto_rawDesc)))
 	})
-	return file_actor_proto_rawDescData
+	return file_goray_actor_proto_rawDescData
 }
 
-var file_actor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_actor_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
-var file_actor_proto_goTypes = []any{
+var file_goray_actor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_goray_actor_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_goray_actor_proto_goTypes = []any{
 	(ActorState)(0),              // 0: goray.v1.ActorState
 	(*ConcurrencyGroup)(nil),     // 1: goray.v1.ConcurrencyGroup
 	(*ActorOptions)(nil),         // 2: goray.v1.ActorOptions
@@ -1505,7 +1504,7 @@ var file_actor_proto_goTypes = []any{
 	(*ObjectData)(nil),           // 25: goray.v1.ObjectData
 	(*GcsError)(nil),             // 26: goray.v1.GcsError
 }
-var file_actor_proto_depIdxs = []int32{
+var file_goray_actor_proto_depIdxs = []int32{
 	21, // 0: goray.v1.ActorOptions.placement_resources:type_name -> goray.v1.Resources
 	21, // 1: goray.v1.ActorOptions.running_resources:type_name -> goray.v1.Resources
 	1,  // 2: goray.v1.ActorOptions.concurrency_groups:type_name -> goray.v1.ConcurrencyGroup
@@ -1537,30 +1536,30 @@ var file_actor_proto_depIdxs = []int32{
 	0,  // [0:24] is the sub-list for field type_name
 }
 
-func init() { file_actor_proto_init() }
-func file_actor_proto_init() {
-	if File_actor_proto != nil {
+func init() { file_goray_actor_proto_init() }
+func file_goray_actor_proto_init() {
+	if File_goray_actor_proto != nil {
 		return
 	}
-	file_common_proto_init()
-	file_task_proto_init()
-	file_gcs_proto_init()
+	file_goray_common_proto_init()
+	file_goray_task_proto_init()
+	file_goray_gcs_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_actor_proto_rawDesc), len(file_actor_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_actor_proto_rawDesc), len(file_goray_actor_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_actor_proto_goTypes,
-		DependencyIndexes: file_actor_proto_depIdxs,
-		EnumInfos:         file_actor_proto_enumTypes,
-		MessageInfos:      file_actor_proto_msgTypes,
+		GoTypes:           file_goray_actor_proto_goTypes,
+		DependencyIndexes: file_goray_actor_proto_depIdxs,
+		EnumInfos:         file_goray_actor_proto_enumTypes,
+		MessageInfos:      file_goray_actor_proto_msgTypes,
 	}.Build()
-	File_actor_proto = out.File
-	file_actor_proto_goTypes = nil
-	file_actor_proto_depIdxs = nil
+	File_goray_actor_proto = out.File
+	file_goray_actor_proto_goTypes = nil
+	file_goray_actor_proto_depIdxs = nil
 }

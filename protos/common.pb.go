@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: common.proto
+// source: goray/common.proto
 
 package protos
 
@@ -47,6 +47,11 @@ const (
 	ErrorKind_ERROR_KIND_OBJECT_LOST ErrorKind = 10
 	// Any other system failure.
 	ErrorKind_ERROR_KIND_SYSTEM ErrorKind = 11
+	// The actor is dead (constructor failed, process died without restarts
+	// left, killed, or exited) or died while running the call.
+	ErrorKind_ERROR_KIND_ACTOR_DIED ErrorKind = 12
+	// The caller already has max_pending_calls calls queued for the actor.
+	ErrorKind_ERROR_KIND_PENDING_CALLS_EXCEEDED ErrorKind = 13
 )
 
 // Enum value maps for ErrorKind.
@@ -64,20 +69,24 @@ var (
 		9:  "ERROR_KIND_UNSCHEDULABLE",
 		10: "ERROR_KIND_OBJECT_LOST",
 		11: "ERROR_KIND_SYSTEM",
+		12: "ERROR_KIND_ACTOR_DIED",
+		13: "ERROR_KIND_PENDING_CALLS_EXCEEDED",
 	}
 	ErrorKind_value = map[string]int32{
-		"ERROR_KIND_UNSPECIFIED":       0,
-		"ERROR_KIND_TASK":              1,
-		"ERROR_KIND_WORKER_CRASHED":    2,
-		"ERROR_KIND_CANCELLED":         3,
-		"ERROR_KIND_UNKNOWN_FUNCTION":  4,
-		"ERROR_KIND_ARGUMENT":          5,
-		"ERROR_KIND_BINARY_MISMATCH":   6,
-		"ERROR_KIND_OWNER_DIED":        7,
-		"ERROR_KIND_OBJECT_STORE_FULL": 8,
-		"ERROR_KIND_UNSCHEDULABLE":     9,
-		"ERROR_KIND_OBJECT_LOST":       10,
-		"ERROR_KIND_SYSTEM":            11,
+		"ERROR_KIND_UNSPECIFIED":            0,
+		"ERROR_KIND_TASK":                   1,
+		"ERROR_KIND_WORKER_CRASHED":         2,
+		"ERROR_KIND_CANCELLED":              3,
+		"ERROR_KIND_UNKNOWN_FUNCTION":       4,
+		"ERROR_KIND_ARGUMENT":               5,
+		"ERROR_KIND_BINARY_MISMATCH":        6,
+		"ERROR_KIND_OWNER_DIED":             7,
+		"ERROR_KIND_OBJECT_STORE_FULL":      8,
+		"ERROR_KIND_UNSCHEDULABLE":          9,
+		"ERROR_KIND_OBJECT_LOST":            10,
+		"ERROR_KIND_SYSTEM":                 11,
+		"ERROR_KIND_ACTOR_DIED":             12,
+		"ERROR_KIND_PENDING_CALLS_EXCEEDED": 13,
 	}
 )
 
@@ -92,11 +101,11 @@ func (x ErrorKind) String() string {
 }
 
 func (ErrorKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_common_proto_enumTypes[0].Descriptor()
+	return file_goray_common_proto_enumTypes[0].Descriptor()
 }
 
 func (ErrorKind) Type() protoreflect.EnumType {
-	return &file_common_proto_enumTypes[0]
+	return &file_goray_common_proto_enumTypes[0]
 }
 
 func (x ErrorKind) Number() protoreflect.EnumNumber {
@@ -105,7 +114,7 @@ func (x ErrorKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorKind.Descriptor instead.
 func (ErrorKind) EnumDescriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{0}
+	return file_goray_common_proto_rawDescGZIP(), []int{0}
 }
 
 // Resources maps a resource name ("CPU", "GPU", "memory", or a custom name)
@@ -119,7 +128,7 @@ type Resources struct {
 
 func (x *Resources) Reset() {
 	*x = Resources{}
-	mi := &file_common_proto_msgTypes[0]
+	mi := &file_goray_common_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -131,7 +140,7 @@ func (x *Resources) String() string {
 func (*Resources) ProtoMessage() {}
 
 func (x *Resources) ProtoReflect() protoreflect.Message {
-	mi := &file_common_proto_msgTypes[0]
+	mi := &file_goray_common_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -144,7 +153,7 @@ func (x *Resources) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Resources.ProtoReflect.Descriptor instead.
 func (*Resources) Descriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{0}
+	return file_goray_common_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *Resources) GetAmounts() map[string]float64 {
@@ -169,7 +178,7 @@ type Address struct {
 
 func (x *Address) Reset() {
 	*x = Address{}
-	mi := &file_common_proto_msgTypes[1]
+	mi := &file_goray_common_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -181,7 +190,7 @@ func (x *Address) String() string {
 func (*Address) ProtoMessage() {}
 
 func (x *Address) ProtoReflect() protoreflect.Message {
-	mi := &file_common_proto_msgTypes[1]
+	mi := &file_goray_common_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -194,7 +203,7 @@ func (x *Address) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Address.ProtoReflect.Descriptor instead.
 func (*Address) Descriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{1}
+	return file_goray_common_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Address) GetWorkerId() []byte {
@@ -237,7 +246,7 @@ type ObjectRefProto struct {
 
 func (x *ObjectRefProto) Reset() {
 	*x = ObjectRefProto{}
-	mi := &file_common_proto_msgTypes[2]
+	mi := &file_goray_common_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -249,7 +258,7 @@ func (x *ObjectRefProto) String() string {
 func (*ObjectRefProto) ProtoMessage() {}
 
 func (x *ObjectRefProto) ProtoReflect() protoreflect.Message {
-	mi := &file_common_proto_msgTypes[2]
+	mi := &file_goray_common_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -262,7 +271,7 @@ func (x *ObjectRefProto) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectRefProto.ProtoReflect.Descriptor instead.
 func (*ObjectRefProto) Descriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{2}
+	return file_goray_common_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ObjectRefProto) GetObjectId() []byte {
@@ -298,7 +307,7 @@ type ErrorFrame struct {
 
 func (x *ErrorFrame) Reset() {
 	*x = ErrorFrame{}
-	mi := &file_common_proto_msgTypes[3]
+	mi := &file_goray_common_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -310,7 +319,7 @@ func (x *ErrorFrame) String() string {
 func (*ErrorFrame) ProtoMessage() {}
 
 func (x *ErrorFrame) ProtoReflect() protoreflect.Message {
-	mi := &file_common_proto_msgTypes[3]
+	mi := &file_goray_common_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -323,7 +332,7 @@ func (x *ErrorFrame) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorFrame.ProtoReflect.Descriptor instead.
 func (*ErrorFrame) Descriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{3}
+	return file_goray_common_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ErrorFrame) GetTypeName() string {
@@ -378,7 +387,7 @@ type TaskErrorProto struct {
 
 func (x *TaskErrorProto) Reset() {
 	*x = TaskErrorProto{}
-	mi := &file_common_proto_msgTypes[4]
+	mi := &file_goray_common_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -390,7 +399,7 @@ func (x *TaskErrorProto) String() string {
 func (*TaskErrorProto) ProtoMessage() {}
 
 func (x *TaskErrorProto) ProtoReflect() protoreflect.Message {
-	mi := &file_common_proto_msgTypes[4]
+	mi := &file_goray_common_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -403,7 +412,7 @@ func (x *TaskErrorProto) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskErrorProto.ProtoReflect.Descriptor instead.
 func (*TaskErrorProto) Descriptor() ([]byte, []int) {
-	return file_common_proto_rawDescGZIP(), []int{4}
+	return file_goray_common_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *TaskErrorProto) GetKind() ErrorKind {
@@ -462,11 +471,11 @@ func (x *TaskErrorProto) GetChain() []*ErrorFrame {
 	return nil
 }
 
-var File_common_proto protoreflect.FileDescriptor
+var File_goray_common_proto protoreflect.FileDescriptor
 
-const file_common_proto_rawDesc = "" +
+const file_goray_common_proto_rawDesc = "" +
 	"\n" +
-	"\fcommon.proto\x12\bgoray.v1\"\x83\x01\n" +
+	"\x12goray/common.proto\x12\bgoray.v1\"\x83\x01\n" +
 	"\tResources\x12:\n" +
 	"\aamounts\x18\x01 \x03(\v2 .goray.v1.Resources.AmountsEntryR\aamounts\x1a:\n" +
 	"\fAmountsEntry\x12\x10\n" +
@@ -496,7 +505,7 @@ const file_common_proto_rawDesc = "" +
 	"\x05stack\x18\x05 \x01(\tR\x05stack\x12\x10\n" +
 	"\x03pid\x18\x06 \x01(\x05R\x03pid\x12\x17\n" +
 	"\anode_id\x18\a \x01(\fR\x06nodeId\x12*\n" +
-	"\x05chain\x18\b \x03(\v2\x14.goray.v1.ErrorFrameR\x05chain*\xdd\x02\n" +
+	"\x05chain\x18\b \x03(\v2\x14.goray.v1.ErrorFrameR\x05chain*\x9f\x03\n" +
 	"\tErrorKind\x12\x1a\n" +
 	"\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fERROR_KIND_TASK\x10\x01\x12\x1d\n" +
@@ -510,23 +519,25 @@ const file_common_proto_rawDesc = "" +
 	"\x18ERROR_KIND_UNSCHEDULABLE\x10\t\x12\x1a\n" +
 	"\x16ERROR_KIND_OBJECT_LOST\x10\n" +
 	"\x12\x15\n" +
-	"\x11ERROR_KIND_SYSTEM\x10\vB&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"\x11ERROR_KIND_SYSTEM\x10\v\x12\x19\n" +
+	"\x15ERROR_KIND_ACTOR_DIED\x10\f\x12%\n" +
+	"!ERROR_KIND_PENDING_CALLS_EXCEEDED\x10\rB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
-	file_common_proto_rawDescOnce sync.Once
-	file_common_proto_rawDescData []byte
+	file_goray_common_proto_rawDescOnce sync.Once
+	file_goray_common_proto_rawDescData []byte
 )
 
-func file_common_proto_rawDescGZIP() []byte {
-	file_common_proto_rawDescOnce.Do(func() {
-		file_common_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_common_proto_rawDesc), len(file_common_proto_rawDesc)))
+func file_goray_common_proto_rawDescGZIP() []byte {
+	file_goray_common_proto_rawDescOnce.Do(func() {
+		file_goray_common_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_goray_common_proto_rawDesc), len(file_goray_common_proto_rawDesc)))
 	})
-	return file_common_proto_rawDescData
+	return file_goray_common_proto_rawDescData
 }
 
-var file_common_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_common_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
-var file_common_proto_goTypes = []any{
+var file_goray_common_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_goray_common_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_goray_common_proto_goTypes = []any{
 	(ErrorKind)(0),         // 0: goray.v1.ErrorKind
 	(*Resources)(nil),      // 1: goray.v1.Resources
 	(*Address)(nil),        // 2: goray.v1.Address
@@ -535,7 +546,7 @@ var file_common_proto_goTypes = []any{
 	(*TaskErrorProto)(nil), // 5: goray.v1.TaskErrorProto
 	nil,                    // 6: goray.v1.Resources.AmountsEntry
 }
-var file_common_proto_depIdxs = []int32{
+var file_goray_common_proto_depIdxs = []int32{
 	6, // 0: goray.v1.Resources.amounts:type_name -> goray.v1.Resources.AmountsEntry
 	2, // 1: goray.v1.ObjectRefProto.owner:type_name -> goray.v1.Address
 	5, // 2: goray.v1.ErrorFrame.task_error:type_name -> goray.v1.TaskErrorProto
@@ -548,27 +559,27 @@ var file_common_proto_depIdxs = []int32{
 	0, // [0:5] is the sub-list for field type_name
 }
 
-func init() { file_common_proto_init() }
-func file_common_proto_init() {
-	if File_common_proto != nil {
+func init() { file_goray_common_proto_init() }
+func file_goray_common_proto_init() {
+	if File_goray_common_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_common_proto_rawDesc), len(file_common_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_common_proto_rawDesc), len(file_goray_common_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_common_proto_goTypes,
-		DependencyIndexes: file_common_proto_depIdxs,
-		EnumInfos:         file_common_proto_enumTypes,
-		MessageInfos:      file_common_proto_msgTypes,
+		GoTypes:           file_goray_common_proto_goTypes,
+		DependencyIndexes: file_goray_common_proto_depIdxs,
+		EnumInfos:         file_goray_common_proto_enumTypes,
+		MessageInfos:      file_goray_common_proto_msgTypes,
 	}.Build()
-	File_common_proto = out.File
-	file_common_proto_goTypes = nil
-	file_common_proto_depIdxs = nil
+	File_goray_common_proto = out.File
+	file_goray_common_proto_goTypes = nil
+	file_goray_common_proto_depIdxs = nil
 }

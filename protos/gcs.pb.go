@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: gcs.proto
+// source: goray/gcs.proto
 
 package protos
 
@@ -32,7 +32,7 @@ type GcsError struct {
 
 func (x *GcsError) Reset() {
 	*x = GcsError{}
-	mi := &file_gcs_proto_msgTypes[0]
+	mi := &file_goray_gcs_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -44,7 +44,7 @@ func (x *GcsError) String() string {
 func (*GcsError) ProtoMessage() {}
 
 func (x *GcsError) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[0]
+	mi := &file_goray_gcs_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -57,7 +57,7 @@ func (x *GcsError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GcsError.ProtoReflect.Descriptor instead.
 func (*GcsError) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{0}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *GcsError) GetMessage() string {
@@ -83,7 +83,7 @@ type RegisterNodeRequest struct {
 
 func (x *RegisterNodeRequest) Reset() {
 	*x = RegisterNodeRequest{}
-	mi := &file_gcs_proto_msgTypes[1]
+	mi := &file_goray_gcs_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -95,7 +95,7 @@ func (x *RegisterNodeRequest) String() string {
 func (*RegisterNodeRequest) ProtoMessage() {}
 
 func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[1]
+	mi := &file_goray_gcs_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -108,7 +108,7 @@ func (x *RegisterNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeRequest.ProtoReflect.Descriptor instead.
 func (*RegisterNodeRequest) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{1}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *RegisterNodeRequest) GetNode() *NodeInfo {
@@ -127,7 +127,7 @@ type RegisterNodeReply struct {
 
 func (x *RegisterNodeReply) Reset() {
 	*x = RegisterNodeReply{}
-	mi := &file_gcs_proto_msgTypes[2]
+	mi := &file_goray_gcs_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -139,7 +139,7 @@ func (x *RegisterNodeReply) String() string {
 func (*RegisterNodeReply) ProtoMessage() {}
 
 func (x *RegisterNodeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[2]
+	mi := &file_goray_gcs_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -152,7 +152,7 @@ func (x *RegisterNodeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterNodeReply.ProtoReflect.Descriptor instead.
 func (*RegisterNodeReply) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{2}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RegisterNodeReply) GetError() *GcsError {
@@ -172,7 +172,7 @@ type NodeReport struct {
 
 func (x *NodeReport) Reset() {
 	*x = NodeReport{}
-	mi := &file_gcs_proto_msgTypes[3]
+	mi := &file_goray_gcs_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -184,7 +184,7 @@ func (x *NodeReport) String() string {
 func (*NodeReport) ProtoMessage() {}
 
 func (x *NodeReport) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[3]
+	mi := &file_goray_gcs_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -197,7 +197,7 @@ func (x *NodeReport) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeReport.ProtoReflect.Descriptor instead.
 func (*NodeReport) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{3}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *NodeReport) GetNode() *NodeInfo {
@@ -215,7 +215,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_gcs_proto_msgTypes[4]
+	mi := &file_goray_gcs_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -227,7 +227,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[4]
+	mi := &file_goray_gcs_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -240,7 +240,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{4}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{4}
 }
 
 type ListNodesReply struct {
@@ -253,7 +253,7 @@ type ListNodesReply struct {
 
 func (x *ListNodesReply) Reset() {
 	*x = ListNodesReply{}
-	mi := &file_gcs_proto_msgTypes[5]
+	mi := &file_goray_gcs_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -265,7 +265,7 @@ func (x *ListNodesReply) String() string {
 func (*ListNodesReply) ProtoMessage() {}
 
 func (x *ListNodesReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[5]
+	mi := &file_goray_gcs_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -278,7 +278,7 @@ func (x *ListNodesReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesReply.ProtoReflect.Descriptor instead.
 func (*ListNodesReply) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{5}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ListNodesReply) GetNodes() []*NodeInfo {
@@ -304,7 +304,7 @@ type UnregisterNodeRequest struct {
 
 func (x *UnregisterNodeRequest) Reset() {
 	*x = UnregisterNodeRequest{}
-	mi := &file_gcs_proto_msgTypes[6]
+	mi := &file_goray_gcs_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +316,7 @@ func (x *UnregisterNodeRequest) String() string {
 func (*UnregisterNodeRequest) ProtoMessage() {}
 
 func (x *UnregisterNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[6]
+	mi := &file_goray_gcs_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +329,7 @@ func (x *UnregisterNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterNodeRequest.ProtoReflect.Descriptor instead.
 func (*UnregisterNodeRequest) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{6}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *UnregisterNodeRequest) GetNodeId() []byte {
@@ -348,7 +348,7 @@ type UnregisterNodeReply struct {
 
 func (x *UnregisterNodeReply) Reset() {
 	*x = UnregisterNodeReply{}
-	mi := &file_gcs_proto_msgTypes[7]
+	mi := &file_goray_gcs_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -360,7 +360,7 @@ func (x *UnregisterNodeReply) String() string {
 func (*UnregisterNodeReply) ProtoMessage() {}
 
 func (x *UnregisterNodeReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[7]
+	mi := &file_goray_gcs_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -373,7 +373,7 @@ func (x *UnregisterNodeReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UnregisterNodeReply.ProtoReflect.Descriptor instead.
 func (*UnregisterNodeReply) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{7}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *UnregisterNodeReply) GetError() *GcsError {
@@ -400,7 +400,7 @@ type JobInfo struct {
 
 func (x *JobInfo) Reset() {
 	*x = JobInfo{}
-	mi := &file_gcs_proto_msgTypes[8]
+	mi := &file_goray_gcs_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +412,7 @@ func (x *JobInfo) String() string {
 func (*JobInfo) ProtoMessage() {}
 
 func (x *JobInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[8]
+	mi := &file_goray_gcs_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +425,7 @@ func (x *JobInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobInfo.ProtoReflect.Descriptor instead.
 func (*JobInfo) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{8}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *JobInfo) GetJobId() []byte {
@@ -500,7 +500,7 @@ type RegisterJobRequest struct {
 
 func (x *RegisterJobRequest) Reset() {
 	*x = RegisterJobRequest{}
-	mi := &file_gcs_proto_msgTypes[9]
+	mi := &file_goray_gcs_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -512,7 +512,7 @@ func (x *RegisterJobRequest) String() string {
 func (*RegisterJobRequest) ProtoMessage() {}
 
 func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[9]
+	mi := &file_goray_gcs_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -525,7 +525,7 @@ func (x *RegisterJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobRequest.ProtoReflect.Descriptor instead.
 func (*RegisterJobRequest) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{9}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RegisterJobRequest) GetJob() *JobInfo {
@@ -544,7 +544,7 @@ type RegisterJobReply struct {
 
 func (x *RegisterJobReply) Reset() {
 	*x = RegisterJobReply{}
-	mi := &file_gcs_proto_msgTypes[10]
+	mi := &file_goray_gcs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -556,7 +556,7 @@ func (x *RegisterJobReply) String() string {
 func (*RegisterJobReply) ProtoMessage() {}
 
 func (x *RegisterJobReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[10]
+	mi := &file_goray_gcs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -569,7 +569,7 @@ func (x *RegisterJobReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterJobReply.ProtoReflect.Descriptor instead.
 func (*RegisterJobReply) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{10}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RegisterJobReply) GetError() *GcsError {
@@ -588,7 +588,7 @@ type FinishJobRequest struct {
 
 func (x *FinishJobRequest) Reset() {
 	*x = FinishJobRequest{}
-	mi := &file_gcs_proto_msgTypes[11]
+	mi := &file_goray_gcs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +600,7 @@ func (x *FinishJobRequest) String() string {
 func (*FinishJobRequest) ProtoMessage() {}
 
 func (x *FinishJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[11]
+	mi := &file_goray_gcs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +613,7 @@ func (x *FinishJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishJobRequest.ProtoReflect.Descriptor instead.
 func (*FinishJobRequest) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{11}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *FinishJobRequest) GetJobId() []byte {
@@ -632,7 +632,7 @@ type FinishJobReply struct {
 
 func (x *FinishJobReply) Reset() {
 	*x = FinishJobReply{}
-	mi := &file_gcs_proto_msgTypes[12]
+	mi := &file_goray_gcs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -644,7 +644,7 @@ func (x *FinishJobReply) String() string {
 func (*FinishJobReply) ProtoMessage() {}
 
 func (x *FinishJobReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[12]
+	mi := &file_goray_gcs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -657,7 +657,7 @@ func (x *FinishJobReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FinishJobReply.ProtoReflect.Descriptor instead.
 func (*FinishJobReply) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{12}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *FinishJobReply) GetError() *GcsError {
@@ -675,7 +675,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_gcs_proto_msgTypes[13]
+	mi := &file_goray_gcs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -687,7 +687,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[13]
+	mi := &file_goray_gcs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -700,7 +700,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{13}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{13}
 }
 
 type ListJobsReply struct {
@@ -713,7 +713,7 @@ type ListJobsReply struct {
 
 func (x *ListJobsReply) Reset() {
 	*x = ListJobsReply{}
-	mi := &file_gcs_proto_msgTypes[14]
+	mi := &file_goray_gcs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -725,7 +725,7 @@ func (x *ListJobsReply) String() string {
 func (*ListJobsReply) ProtoMessage() {}
 
 func (x *ListJobsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[14]
+	mi := &file_goray_gcs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -738,7 +738,7 @@ func (x *ListJobsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsReply.ProtoReflect.Descriptor instead.
 func (*ListJobsReply) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{14}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListJobsReply) GetJobs() []*JobInfo {
@@ -767,7 +767,7 @@ type FunctionTable struct {
 
 func (x *FunctionTable) Reset() {
 	*x = FunctionTable{}
-	mi := &file_gcs_proto_msgTypes[15]
+	mi := &file_goray_gcs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -779,7 +779,7 @@ func (x *FunctionTable) String() string {
 func (*FunctionTable) ProtoMessage() {}
 
 func (x *FunctionTable) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[15]
+	mi := &file_goray_gcs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -792,7 +792,7 @@ func (x *FunctionTable) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionTable.ProtoReflect.Descriptor instead.
 func (*FunctionTable) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{15}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *FunctionTable) GetJobId() []byte {
@@ -827,7 +827,7 @@ type FunctionDescriptor struct {
 
 func (x *FunctionDescriptor) Reset() {
 	*x = FunctionDescriptor{}
-	mi := &file_gcs_proto_msgTypes[16]
+	mi := &file_goray_gcs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -839,7 +839,7 @@ func (x *FunctionDescriptor) String() string {
 func (*FunctionDescriptor) ProtoMessage() {}
 
 func (x *FunctionDescriptor) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[16]
+	mi := &file_goray_gcs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -852,7 +852,7 @@ func (x *FunctionDescriptor) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FunctionDescriptor.ProtoReflect.Descriptor instead.
 func (*FunctionDescriptor) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{16}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FunctionDescriptor) GetName() string {
@@ -878,7 +878,7 @@ type RegisterFunctionsRequest struct {
 
 func (x *RegisterFunctionsRequest) Reset() {
 	*x = RegisterFunctionsRequest{}
-	mi := &file_gcs_proto_msgTypes[17]
+	mi := &file_goray_gcs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -890,7 +890,7 @@ func (x *RegisterFunctionsRequest) String() string {
 func (*RegisterFunctionsRequest) ProtoMessage() {}
 
 func (x *RegisterFunctionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[17]
+	mi := &file_goray_gcs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -903,7 +903,7 @@ func (x *RegisterFunctionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterFunctionsRequest.ProtoReflect.Descriptor instead.
 func (*RegisterFunctionsRequest) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{17}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RegisterFunctionsRequest) GetTable() *FunctionTable {
@@ -922,7 +922,7 @@ type RegisterFunctionsReply struct {
 
 func (x *RegisterFunctionsReply) Reset() {
 	*x = RegisterFunctionsReply{}
-	mi := &file_gcs_proto_msgTypes[18]
+	mi := &file_goray_gcs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -934,7 +934,7 @@ func (x *RegisterFunctionsReply) String() string {
 func (*RegisterFunctionsReply) ProtoMessage() {}
 
 func (x *RegisterFunctionsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[18]
+	mi := &file_goray_gcs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -947,7 +947,7 @@ func (x *RegisterFunctionsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterFunctionsReply.ProtoReflect.Descriptor instead.
 func (*RegisterFunctionsReply) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{18}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RegisterFunctionsReply) GetError() *GcsError {
@@ -966,7 +966,7 @@ type GetFunctionsRequest struct {
 
 func (x *GetFunctionsRequest) Reset() {
 	*x = GetFunctionsRequest{}
-	mi := &file_gcs_proto_msgTypes[19]
+	mi := &file_goray_gcs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -978,7 +978,7 @@ func (x *GetFunctionsRequest) String() string {
 func (*GetFunctionsRequest) ProtoMessage() {}
 
 func (x *GetFunctionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[19]
+	mi := &file_goray_gcs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -991,7 +991,7 @@ func (x *GetFunctionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFunctionsRequest.ProtoReflect.Descriptor instead.
 func (*GetFunctionsRequest) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{19}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetFunctionsRequest) GetJobId() []byte {
@@ -1011,7 +1011,7 @@ type GetFunctionsReply struct {
 
 func (x *GetFunctionsReply) Reset() {
 	*x = GetFunctionsReply{}
-	mi := &file_gcs_proto_msgTypes[20]
+	mi := &file_goray_gcs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1023,7 +1023,7 @@ func (x *GetFunctionsReply) String() string {
 func (*GetFunctionsReply) ProtoMessage() {}
 
 func (x *GetFunctionsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[20]
+	mi := &file_goray_gcs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1036,7 +1036,7 @@ func (x *GetFunctionsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetFunctionsReply.ProtoReflect.Descriptor instead.
 func (*GetFunctionsReply) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{20}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetFunctionsReply) GetTable() *FunctionTable {
@@ -1065,7 +1065,7 @@ type KVPutRequest struct {
 
 func (x *KVPutRequest) Reset() {
 	*x = KVPutRequest{}
-	mi := &file_gcs_proto_msgTypes[21]
+	mi := &file_goray_gcs_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1077,7 +1077,7 @@ func (x *KVPutRequest) String() string {
 func (*KVPutRequest) ProtoMessage() {}
 
 func (x *KVPutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[21]
+	mi := &file_goray_gcs_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1090,7 +1090,7 @@ func (x *KVPutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPutRequest.ProtoReflect.Descriptor instead.
 func (*KVPutRequest) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{21}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KVPutRequest) GetNamespace() string {
@@ -1132,7 +1132,7 @@ type KVPutReply struct {
 
 func (x *KVPutReply) Reset() {
 	*x = KVPutReply{}
-	mi := &file_gcs_proto_msgTypes[22]
+	mi := &file_goray_gcs_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1144,7 +1144,7 @@ func (x *KVPutReply) String() string {
 func (*KVPutReply) ProtoMessage() {}
 
 func (x *KVPutReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[22]
+	mi := &file_goray_gcs_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1157,7 +1157,7 @@ func (x *KVPutReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVPutReply.ProtoReflect.Descriptor instead.
 func (*KVPutReply) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{22}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *KVPutReply) GetAdded() bool {
@@ -1184,7 +1184,7 @@ type KVGetRequest struct {
 
 func (x *KVGetRequest) Reset() {
 	*x = KVGetRequest{}
-	mi := &file_gcs_proto_msgTypes[23]
+	mi := &file_goray_gcs_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1196,7 +1196,7 @@ func (x *KVGetRequest) String() string {
 func (*KVGetRequest) ProtoMessage() {}
 
 func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[23]
+	mi := &file_goray_gcs_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1209,7 +1209,7 @@ func (x *KVGetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetRequest.ProtoReflect.Descriptor instead.
 func (*KVGetRequest) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{23}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *KVGetRequest) GetNamespace() string {
@@ -1237,7 +1237,7 @@ type KVGetReply struct {
 
 func (x *KVGetReply) Reset() {
 	*x = KVGetReply{}
-	mi := &file_gcs_proto_msgTypes[24]
+	mi := &file_goray_gcs_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1249,7 +1249,7 @@ func (x *KVGetReply) String() string {
 func (*KVGetReply) ProtoMessage() {}
 
 func (x *KVGetReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[24]
+	mi := &file_goray_gcs_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1262,7 +1262,7 @@ func (x *KVGetReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVGetReply.ProtoReflect.Descriptor instead.
 func (*KVGetReply) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{24}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *KVGetReply) GetFound() bool {
@@ -1296,7 +1296,7 @@ type KVDeleteRequest struct {
 
 func (x *KVDeleteRequest) Reset() {
 	*x = KVDeleteRequest{}
-	mi := &file_gcs_proto_msgTypes[25]
+	mi := &file_goray_gcs_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1308,7 +1308,7 @@ func (x *KVDeleteRequest) String() string {
 func (*KVDeleteRequest) ProtoMessage() {}
 
 func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[25]
+	mi := &file_goray_gcs_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1321,7 +1321,7 @@ func (x *KVDeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteRequest.ProtoReflect.Descriptor instead.
 func (*KVDeleteRequest) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{25}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *KVDeleteRequest) GetNamespace() string {
@@ -1348,7 +1348,7 @@ type KVDeleteReply struct {
 
 func (x *KVDeleteReply) Reset() {
 	*x = KVDeleteReply{}
-	mi := &file_gcs_proto_msgTypes[26]
+	mi := &file_goray_gcs_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1360,7 @@ func (x *KVDeleteReply) String() string {
 func (*KVDeleteReply) ProtoMessage() {}
 
 func (x *KVDeleteReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[26]
+	mi := &file_goray_gcs_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1373,7 @@ func (x *KVDeleteReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVDeleteReply.ProtoReflect.Descriptor instead.
 func (*KVDeleteReply) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{26}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *KVDeleteReply) GetDeleted() bool {
@@ -1400,7 +1400,7 @@ type KVKeysRequest struct {
 
 func (x *KVKeysRequest) Reset() {
 	*x = KVKeysRequest{}
-	mi := &file_gcs_proto_msgTypes[27]
+	mi := &file_goray_gcs_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1412,7 +1412,7 @@ func (x *KVKeysRequest) String() string {
 func (*KVKeysRequest) ProtoMessage() {}
 
 func (x *KVKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[27]
+	mi := &file_goray_gcs_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1425,7 +1425,7 @@ func (x *KVKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVKeysRequest.ProtoReflect.Descriptor instead.
 func (*KVKeysRequest) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{27}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *KVKeysRequest) GetNamespace() string {
@@ -1452,7 +1452,7 @@ type KVKeysReply struct {
 
 func (x *KVKeysReply) Reset() {
 	*x = KVKeysReply{}
-	mi := &file_gcs_proto_msgTypes[28]
+	mi := &file_goray_gcs_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1464,7 +1464,7 @@ func (x *KVKeysReply) String() string {
 func (*KVKeysReply) ProtoMessage() {}
 
 func (x *KVKeysReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[28]
+	mi := &file_goray_gcs_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1477,7 +1477,7 @@ func (x *KVKeysReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KVKeysReply.ProtoReflect.Descriptor instead.
 func (*KVKeysReply) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{28}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *KVKeysReply) GetKeys() []string {
@@ -1503,7 +1503,7 @@ type ClusterInfoRequest struct {
 
 func (x *ClusterInfoRequest) Reset() {
 	*x = ClusterInfoRequest{}
-	mi := &file_gcs_proto_msgTypes[29]
+	mi := &file_goray_gcs_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1515,7 +1515,7 @@ func (x *ClusterInfoRequest) String() string {
 func (*ClusterInfoRequest) ProtoMessage() {}
 
 func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[29]
+	mi := &file_goray_gcs_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1528,7 +1528,7 @@ func (x *ClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*ClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{29}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{29}
 }
 
 type ClusterInfoReply struct {
@@ -1543,7 +1543,7 @@ type ClusterInfoReply struct {
 
 func (x *ClusterInfoReply) Reset() {
 	*x = ClusterInfoReply{}
-	mi := &file_gcs_proto_msgTypes[30]
+	mi := &file_goray_gcs_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1555,7 +1555,7 @@ func (x *ClusterInfoReply) String() string {
 func (*ClusterInfoReply) ProtoMessage() {}
 
 func (x *ClusterInfoReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[30]
+	mi := &file_goray_gcs_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1568,7 +1568,7 @@ func (x *ClusterInfoReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterInfoReply.ProtoReflect.Descriptor instead.
 func (*ClusterInfoReply) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{30}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ClusterInfoReply) GetNodes() []*NodeInfo {
@@ -1607,7 +1607,7 @@ type ShutdownRequest struct {
 
 func (x *ShutdownRequest) Reset() {
 	*x = ShutdownRequest{}
-	mi := &file_gcs_proto_msgTypes[31]
+	mi := &file_goray_gcs_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1619,7 @@ func (x *ShutdownRequest) String() string {
 func (*ShutdownRequest) ProtoMessage() {}
 
 func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[31]
+	mi := &file_goray_gcs_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1632,7 @@ func (x *ShutdownRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownRequest.ProtoReflect.Descriptor instead.
 func (*ShutdownRequest) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{31}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{31}
 }
 
 type ShutdownReply struct {
@@ -1643,7 +1643,7 @@ type ShutdownReply struct {
 
 func (x *ShutdownReply) Reset() {
 	*x = ShutdownReply{}
-	mi := &file_gcs_proto_msgTypes[32]
+	mi := &file_goray_gcs_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +1655,7 @@ func (x *ShutdownReply) String() string {
 func (*ShutdownReply) ProtoMessage() {}
 
 func (x *ShutdownReply) ProtoReflect() protoreflect.Message {
-	mi := &file_gcs_proto_msgTypes[32]
+	mi := &file_goray_gcs_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,14 +1668,14 @@ func (x *ShutdownReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShutdownReply.ProtoReflect.Descriptor instead.
 func (*ShutdownReply) Descriptor() ([]byte, []int) {
-	return file_gcs_proto_rawDescGZIP(), []int{32}
+	return file_goray_gcs_proto_rawDescGZIP(), []int{32}
 }
 
-var File_gcs_proto protoreflect.FileDescriptor
+var File_goray_gcs_proto protoreflect.FileDescriptor
 
-const file_gcs_proto_rawDesc = "" +
+const file_goray_gcs_proto_rawDesc = "" +
 	"\n" +
-	"\tgcs.proto\x12\bgoray.v1\x1a\fraylet.proto\"8\n" +
+	"\x0fgoray/gcs.proto\x12\bgoray.v1\x1a\x12goray/raylet.proto\"8\n" +
 	"\bGcsError\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"=\n" +
@@ -1776,19 +1776,19 @@ const file_gcs_proto_rawDesc = "" +
 	"\rShutdownReplyB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
-	file_gcs_proto_rawDescOnce sync.Once
-	file_gcs_proto_rawDescData []byte
+	file_goray_gcs_proto_rawDescOnce sync.Once
+	file_goray_gcs_proto_rawDescData []byte
 )
 
-func file_gcs_proto_rawDescGZIP() []byte {
-	file_gcs_proto_rawDescOnce.Do(func() {
-		file_gcs_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_gcs_proto_rawDesc), len(file_gcs_proto_rawDesc)))
+func file_goray_gcs_proto_rawDescGZIP() []byte {
+	file_goray_gcs_proto_rawDescOnce.Do(func() {
+		file_goray_gcs_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_goray_gcs_proto_rawDesc), len(file_goray_gcs_proto_rawDesc)))
 	})
-	return file_gcs_proto_rawDescData
+	return file_goray_gcs_proto_rawDescData
 }
 
-var file_gcs_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
-var file_gcs_proto_goTypes = []any{
+var file_goray_gcs_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_goray_gcs_proto_goTypes = []any{
 	(*GcsError)(nil),                 // 0: goray.v1.GcsError
 	(*RegisterNodeRequest)(nil),      // 1: goray.v1.RegisterNodeRequest
 	(*RegisterNodeReply)(nil),        // 2: goray.v1.RegisterNodeReply
@@ -1824,7 +1824,7 @@ var file_gcs_proto_goTypes = []any{
 	(*ShutdownReply)(nil),            // 32: goray.v1.ShutdownReply
 	(*NodeInfo)(nil),                 // 33: goray.v1.NodeInfo
 }
-var file_gcs_proto_depIdxs = []int32{
+var file_goray_gcs_proto_depIdxs = []int32{
 	33, // 0: goray.v1.RegisterNodeRequest.node:type_name -> goray.v1.NodeInfo
 	0,  // 1: goray.v1.RegisterNodeReply.error:type_name -> goray.v1.GcsError
 	33, // 2: goray.v1.NodeReport.node:type_name -> goray.v1.NodeInfo
@@ -1855,27 +1855,27 @@ var file_gcs_proto_depIdxs = []int32{
 	0,  // [0:23] is the sub-list for field type_name
 }
 
-func init() { file_gcs_proto_init() }
-func file_gcs_proto_init() {
-	if File_gcs_proto != nil {
+func init() { file_goray_gcs_proto_init() }
+func file_goray_gcs_proto_init() {
+	if File_goray_gcs_proto != nil {
 		return
 	}
-	file_raylet_proto_init()
+	file_goray_raylet_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_gcs_proto_rawDesc), len(file_gcs_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_gcs_proto_rawDesc), len(file_goray_gcs_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_gcs_proto_goTypes,
-		DependencyIndexes: file_gcs_proto_depIdxs,
-		MessageInfos:      file_gcs_proto_msgTypes,
+		GoTypes:           file_goray_gcs_proto_goTypes,
+		DependencyIndexes: file_goray_gcs_proto_depIdxs,
+		MessageInfos:      file_goray_gcs_proto_msgTypes,
 	}.Build()
-	File_gcs_proto = out.File
-	file_gcs_proto_goTypes = nil
-	file_gcs_proto_depIdxs = nil
+	File_goray_gcs_proto = out.File
+	file_goray_gcs_proto_goTypes = nil
+	file_goray_gcs_proto_depIdxs = nil
 }

@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: raylet.proto
+// source: goray/raylet.proto
 
 package protos
 
@@ -54,11 +54,11 @@ func (x NodeInfo_State) String() string {
 }
 
 func (NodeInfo_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_raylet_proto_enumTypes[0].Descriptor()
+	return file_goray_raylet_proto_enumTypes[0].Descriptor()
 }
 
 func (NodeInfo_State) Type() protoreflect.EnumType {
-	return &file_raylet_proto_enumTypes[0]
+	return &file_goray_raylet_proto_enumTypes[0]
 }
 
 func (x NodeInfo_State) Number() protoreflect.EnumNumber {
@@ -67,7 +67,7 @@ func (x NodeInfo_State) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use NodeInfo_State.Descriptor instead.
 func (NodeInfo_State) EnumDescriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{0, 0}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{0, 0}
 }
 
 // NodeInfo describes a node: its raylet, its object store and its resources.
@@ -100,7 +100,7 @@ type NodeInfo struct {
 
 func (x *NodeInfo) Reset() {
 	*x = NodeInfo{}
-	mi := &file_raylet_proto_msgTypes[0]
+	mi := &file_goray_raylet_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -112,7 +112,7 @@ func (x *NodeInfo) String() string {
 func (*NodeInfo) ProtoMessage() {}
 
 func (x *NodeInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[0]
+	mi := &file_goray_raylet_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -125,7 +125,7 @@ func (x *NodeInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInfo.ProtoReflect.Descriptor instead.
 func (*NodeInfo) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{0}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *NodeInfo) GetNodeId() []byte {
@@ -257,7 +257,7 @@ type ResourceDemand struct {
 
 func (x *ResourceDemand) Reset() {
 	*x = ResourceDemand{}
-	mi := &file_raylet_proto_msgTypes[1]
+	mi := &file_goray_raylet_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -269,7 +269,7 @@ func (x *ResourceDemand) String() string {
 func (*ResourceDemand) ProtoMessage() {}
 
 func (x *ResourceDemand) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[1]
+	mi := &file_goray_raylet_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -282,7 +282,7 @@ func (x *ResourceDemand) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceDemand.ProtoReflect.Descriptor instead.
 func (*ResourceDemand) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{1}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *ResourceDemand) GetShape() *Resources {
@@ -314,7 +314,7 @@ type RegisterWorkerRequest struct {
 
 func (x *RegisterWorkerRequest) Reset() {
 	*x = RegisterWorkerRequest{}
-	mi := &file_raylet_proto_msgTypes[2]
+	mi := &file_goray_raylet_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -326,7 +326,7 @@ func (x *RegisterWorkerRequest) String() string {
 func (*RegisterWorkerRequest) ProtoMessage() {}
 
 func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[2]
+	mi := &file_goray_raylet_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -339,7 +339,7 @@ func (x *RegisterWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerRequest.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{2}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RegisterWorkerRequest) GetWorkerId() []byte {
@@ -386,7 +386,7 @@ type RegisterWorkerReply struct {
 
 func (x *RegisterWorkerReply) Reset() {
 	*x = RegisterWorkerReply{}
-	mi := &file_raylet_proto_msgTypes[3]
+	mi := &file_goray_raylet_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -398,7 +398,7 @@ func (x *RegisterWorkerReply) String() string {
 func (*RegisterWorkerReply) ProtoMessage() {}
 
 func (x *RegisterWorkerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[3]
+	mi := &file_goray_raylet_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -411,7 +411,7 @@ func (x *RegisterWorkerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterWorkerReply.ProtoReflect.Descriptor instead.
 func (*RegisterWorkerReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{3}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RegisterWorkerReply) GetNode() *NodeInfo {
@@ -436,7 +436,7 @@ type RegisterClientRequest struct {
 
 func (x *RegisterClientRequest) Reset() {
 	*x = RegisterClientRequest{}
-	mi := &file_raylet_proto_msgTypes[4]
+	mi := &file_goray_raylet_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -448,7 +448,7 @@ func (x *RegisterClientRequest) String() string {
 func (*RegisterClientRequest) ProtoMessage() {}
 
 func (x *RegisterClientRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[4]
+	mi := &file_goray_raylet_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -461,7 +461,7 @@ func (x *RegisterClientRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterClientRequest.ProtoReflect.Descriptor instead.
 func (*RegisterClientRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{4}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RegisterClientRequest) GetJobId() []byte {
@@ -508,7 +508,7 @@ type RegisterClientReply struct {
 
 func (x *RegisterClientReply) Reset() {
 	*x = RegisterClientReply{}
-	mi := &file_raylet_proto_msgTypes[5]
+	mi := &file_goray_raylet_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +520,7 @@ func (x *RegisterClientReply) String() string {
 func (*RegisterClientReply) ProtoMessage() {}
 
 func (x *RegisterClientReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[5]
+	mi := &file_goray_raylet_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +533,7 @@ func (x *RegisterClientReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RegisterClientReply.ProtoReflect.Descriptor instead.
 func (*RegisterClientReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{5}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RegisterClientReply) GetNode() *NodeInfo {
@@ -561,7 +561,7 @@ type RequestWorkerLeaseRequest struct {
 
 func (x *RequestWorkerLeaseRequest) Reset() {
 	*x = RequestWorkerLeaseRequest{}
-	mi := &file_raylet_proto_msgTypes[6]
+	mi := &file_goray_raylet_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +573,7 @@ func (x *RequestWorkerLeaseRequest) String() string {
 func (*RequestWorkerLeaseRequest) ProtoMessage() {}
 
 func (x *RequestWorkerLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[6]
+	mi := &file_goray_raylet_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +586,7 @@ func (x *RequestWorkerLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestWorkerLeaseRequest.ProtoReflect.Descriptor instead.
 func (*RequestWorkerLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{6}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RequestWorkerLeaseRequest) GetJobId() []byte {
@@ -633,7 +633,7 @@ type NotifyActorStartedRequest struct {
 
 func (x *NotifyActorStartedRequest) Reset() {
 	*x = NotifyActorStartedRequest{}
-	mi := &file_raylet_proto_msgTypes[7]
+	mi := &file_goray_raylet_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +645,7 @@ func (x *NotifyActorStartedRequest) String() string {
 func (*NotifyActorStartedRequest) ProtoMessage() {}
 
 func (x *NotifyActorStartedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[7]
+	mi := &file_goray_raylet_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +658,7 @@ func (x *NotifyActorStartedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyActorStartedRequest.ProtoReflect.Descriptor instead.
 func (*NotifyActorStartedRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{7}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NotifyActorStartedRequest) GetLeaseId() []byte {
@@ -676,7 +676,7 @@ type NotifyActorStartedReply struct {
 
 func (x *NotifyActorStartedReply) Reset() {
 	*x = NotifyActorStartedReply{}
-	mi := &file_raylet_proto_msgTypes[8]
+	mi := &file_goray_raylet_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -688,7 +688,7 @@ func (x *NotifyActorStartedReply) String() string {
 func (*NotifyActorStartedReply) ProtoMessage() {}
 
 func (x *NotifyActorStartedReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[8]
+	mi := &file_goray_raylet_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -701,7 +701,7 @@ func (x *NotifyActorStartedReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyActorStartedReply.ProtoReflect.Descriptor instead.
 func (*NotifyActorStartedReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{8}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{8}
 }
 
 type RequestWorkerLeaseReply struct {
@@ -717,7 +717,7 @@ type RequestWorkerLeaseReply struct {
 
 func (x *RequestWorkerLeaseReply) Reset() {
 	*x = RequestWorkerLeaseReply{}
-	mi := &file_raylet_proto_msgTypes[9]
+	mi := &file_goray_raylet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +729,7 @@ func (x *RequestWorkerLeaseReply) String() string {
 func (*RequestWorkerLeaseReply) ProtoMessage() {}
 
 func (x *RequestWorkerLeaseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[9]
+	mi := &file_goray_raylet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +742,7 @@ func (x *RequestWorkerLeaseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestWorkerLeaseReply.ProtoReflect.Descriptor instead.
 func (*RequestWorkerLeaseReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{9}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RequestWorkerLeaseReply) GetLeaseId() []byte {
@@ -784,7 +784,7 @@ type ReturnWorkerLeaseRequest struct {
 
 func (x *ReturnWorkerLeaseRequest) Reset() {
 	*x = ReturnWorkerLeaseRequest{}
-	mi := &file_raylet_proto_msgTypes[10]
+	mi := &file_goray_raylet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -796,7 +796,7 @@ func (x *ReturnWorkerLeaseRequest) String() string {
 func (*ReturnWorkerLeaseRequest) ProtoMessage() {}
 
 func (x *ReturnWorkerLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[10]
+	mi := &file_goray_raylet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -809,7 +809,7 @@ func (x *ReturnWorkerLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnWorkerLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ReturnWorkerLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{10}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ReturnWorkerLeaseRequest) GetLeaseId() []byte {
@@ -834,7 +834,7 @@ type ReturnWorkerLeaseReply struct {
 
 func (x *ReturnWorkerLeaseReply) Reset() {
 	*x = ReturnWorkerLeaseReply{}
-	mi := &file_raylet_proto_msgTypes[11]
+	mi := &file_goray_raylet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -846,7 +846,7 @@ func (x *ReturnWorkerLeaseReply) String() string {
 func (*ReturnWorkerLeaseReply) ProtoMessage() {}
 
 func (x *ReturnWorkerLeaseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[11]
+	mi := &file_goray_raylet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -859,7 +859,7 @@ func (x *ReturnWorkerLeaseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnWorkerLeaseReply.ProtoReflect.Descriptor instead.
 func (*ReturnWorkerLeaseReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{11}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{11}
 }
 
 // NotifyBlockedRequest tells the raylet that a task under a lease is
@@ -874,7 +874,7 @@ type NotifyBlockedRequest struct {
 
 func (x *NotifyBlockedRequest) Reset() {
 	*x = NotifyBlockedRequest{}
-	mi := &file_raylet_proto_msgTypes[12]
+	mi := &file_goray_raylet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +886,7 @@ func (x *NotifyBlockedRequest) String() string {
 func (*NotifyBlockedRequest) ProtoMessage() {}
 
 func (x *NotifyBlockedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[12]
+	mi := &file_goray_raylet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +899,7 @@ func (x *NotifyBlockedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyBlockedRequest.ProtoReflect.Descriptor instead.
 func (*NotifyBlockedRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{12}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NotifyBlockedRequest) GetLeaseId() []byte {
@@ -926,7 +926,7 @@ type KillWorkerRequest struct {
 
 func (x *KillWorkerRequest) Reset() {
 	*x = KillWorkerRequest{}
-	mi := &file_raylet_proto_msgTypes[13]
+	mi := &file_goray_raylet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -938,7 +938,7 @@ func (x *KillWorkerRequest) String() string {
 func (*KillWorkerRequest) ProtoMessage() {}
 
 func (x *KillWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[13]
+	mi := &file_goray_raylet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -951,7 +951,7 @@ func (x *KillWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillWorkerRequest.ProtoReflect.Descriptor instead.
 func (*KillWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{13}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *KillWorkerRequest) GetWorkerId() []byte {
@@ -976,7 +976,7 @@ type KillWorkerReply struct {
 
 func (x *KillWorkerReply) Reset() {
 	*x = KillWorkerReply{}
-	mi := &file_raylet_proto_msgTypes[14]
+	mi := &file_goray_raylet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -988,7 +988,7 @@ func (x *KillWorkerReply) String() string {
 func (*KillWorkerReply) ProtoMessage() {}
 
 func (x *KillWorkerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[14]
+	mi := &file_goray_raylet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1001,7 +1001,7 @@ func (x *KillWorkerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillWorkerReply.ProtoReflect.Descriptor instead.
 func (*KillWorkerReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{14}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{14}
 }
 
 // Object store operations for processes on the node.
@@ -1016,7 +1016,7 @@ type CreateObjectRequest struct {
 
 func (x *CreateObjectRequest) Reset() {
 	*x = CreateObjectRequest{}
-	mi := &file_raylet_proto_msgTypes[15]
+	mi := &file_goray_raylet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1028,7 +1028,7 @@ func (x *CreateObjectRequest) String() string {
 func (*CreateObjectRequest) ProtoMessage() {}
 
 func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[15]
+	mi := &file_goray_raylet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1041,7 +1041,7 @@ func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectRequest.ProtoReflect.Descriptor instead.
 func (*CreateObjectRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{15}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateObjectRequest) GetObjectId() []byte {
@@ -1074,7 +1074,7 @@ type CreateObjectReply struct {
 
 func (x *CreateObjectReply) Reset() {
 	*x = CreateObjectReply{}
-	mi := &file_raylet_proto_msgTypes[16]
+	mi := &file_goray_raylet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1086,7 +1086,7 @@ func (x *CreateObjectReply) String() string {
 func (*CreateObjectReply) ProtoMessage() {}
 
 func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[16]
+	mi := &file_goray_raylet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1099,7 +1099,7 @@ func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectReply.ProtoReflect.Descriptor instead.
 func (*CreateObjectReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{16}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateObjectReply) GetOffset() uint64 {
@@ -1118,7 +1118,7 @@ type SealObjectRequest struct {
 
 func (x *SealObjectRequest) Reset() {
 	*x = SealObjectRequest{}
-	mi := &file_raylet_proto_msgTypes[17]
+	mi := &file_goray_raylet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1130,7 +1130,7 @@ func (x *SealObjectRequest) String() string {
 func (*SealObjectRequest) ProtoMessage() {}
 
 func (x *SealObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[17]
+	mi := &file_goray_raylet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1143,7 +1143,7 @@ func (x *SealObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealObjectRequest.ProtoReflect.Descriptor instead.
 func (*SealObjectRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{17}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SealObjectRequest) GetObjectId() []byte {
@@ -1161,7 +1161,7 @@ type SealObjectReply struct {
 
 func (x *SealObjectReply) Reset() {
 	*x = SealObjectReply{}
-	mi := &file_raylet_proto_msgTypes[18]
+	mi := &file_goray_raylet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1173,7 +1173,7 @@ func (x *SealObjectReply) String() string {
 func (*SealObjectReply) ProtoMessage() {}
 
 func (x *SealObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[18]
+	mi := &file_goray_raylet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1186,7 +1186,7 @@ func (x *SealObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealObjectReply.ProtoReflect.Descriptor instead.
 func (*SealObjectReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{18}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{18}
 }
 
 type GetObjectLocationRequest struct {
@@ -1198,7 +1198,7 @@ type GetObjectLocationRequest struct {
 
 func (x *GetObjectLocationRequest) Reset() {
 	*x = GetObjectLocationRequest{}
-	mi := &file_raylet_proto_msgTypes[19]
+	mi := &file_goray_raylet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1210,7 +1210,7 @@ func (x *GetObjectLocationRequest) String() string {
 func (*GetObjectLocationRequest) ProtoMessage() {}
 
 func (x *GetObjectLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[19]
+	mi := &file_goray_raylet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1223,7 +1223,7 @@ func (x *GetObjectLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectLocationRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectLocationRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{19}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *GetObjectLocationRequest) GetObjectId() []byte {
@@ -1244,7 +1244,7 @@ type GetObjectLocationReply struct {
 
 func (x *GetObjectLocationReply) Reset() {
 	*x = GetObjectLocationReply{}
-	mi := &file_raylet_proto_msgTypes[20]
+	mi := &file_goray_raylet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1256,7 @@ func (x *GetObjectLocationReply) String() string {
 func (*GetObjectLocationReply) ProtoMessage() {}
 
 func (x *GetObjectLocationReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[20]
+	mi := &file_goray_raylet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1269,7 @@ func (x *GetObjectLocationReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectLocationReply.ProtoReflect.Descriptor instead.
 func (*GetObjectLocationReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{20}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetObjectLocationReply) GetFound() bool {
@@ -1302,7 +1302,7 @@ type DeleteObjectsRequest struct {
 
 func (x *DeleteObjectsRequest) Reset() {
 	*x = DeleteObjectsRequest{}
-	mi := &file_raylet_proto_msgTypes[21]
+	mi := &file_goray_raylet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1314,7 +1314,7 @@ func (x *DeleteObjectsRequest) String() string {
 func (*DeleteObjectsRequest) ProtoMessage() {}
 
 func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[21]
+	mi := &file_goray_raylet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1327,7 +1327,7 @@ func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteObjectsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{21}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DeleteObjectsRequest) GetObjectIds() [][]byte {
@@ -1345,7 +1345,7 @@ type DeleteObjectsReply struct {
 
 func (x *DeleteObjectsReply) Reset() {
 	*x = DeleteObjectsReply{}
-	mi := &file_raylet_proto_msgTypes[22]
+	mi := &file_goray_raylet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1357,7 +1357,7 @@ func (x *DeleteObjectsReply) String() string {
 func (*DeleteObjectsReply) ProtoMessage() {}
 
 func (x *DeleteObjectsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[22]
+	mi := &file_goray_raylet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1370,7 +1370,7 @@ func (x *DeleteObjectsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteObjectsReply.ProtoReflect.Descriptor instead.
 func (*DeleteObjectsReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{22}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{22}
 }
 
 type GetNodeInfoRequest struct {
@@ -1381,7 +1381,7 @@ type GetNodeInfoRequest struct {
 
 func (x *GetNodeInfoRequest) Reset() {
 	*x = GetNodeInfoRequest{}
-	mi := &file_raylet_proto_msgTypes[23]
+	mi := &file_goray_raylet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1393,7 +1393,7 @@ func (x *GetNodeInfoRequest) String() string {
 func (*GetNodeInfoRequest) ProtoMessage() {}
 
 func (x *GetNodeInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[23]
+	mi := &file_goray_raylet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1406,7 +1406,7 @@ func (x *GetNodeInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeInfoRequest) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{23}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{23}
 }
 
 type GetNodeInfoReply struct {
@@ -1418,7 +1418,7 @@ type GetNodeInfoReply struct {
 
 func (x *GetNodeInfoReply) Reset() {
 	*x = GetNodeInfoReply{}
-	mi := &file_raylet_proto_msgTypes[24]
+	mi := &file_goray_raylet_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1430,7 +1430,7 @@ func (x *GetNodeInfoReply) String() string {
 func (*GetNodeInfoReply) ProtoMessage() {}
 
 func (x *GetNodeInfoReply) ProtoReflect() protoreflect.Message {
-	mi := &file_raylet_proto_msgTypes[24]
+	mi := &file_goray_raylet_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1443,7 +1443,7 @@ func (x *GetNodeInfoReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeInfoReply.ProtoReflect.Descriptor instead.
 func (*GetNodeInfoReply) Descriptor() ([]byte, []int) {
-	return file_raylet_proto_rawDescGZIP(), []int{24}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetNodeInfoReply) GetNode() *NodeInfo {
@@ -1453,11 +1453,11 @@ func (x *GetNodeInfoReply) GetNode() *NodeInfo {
 	return nil
 }
 
-var File_raylet_proto protoreflect.FileDescriptor
+var File_goray_raylet_proto protoreflect.FileDescriptor
 
-const file_raylet_proto_rawDesc = "" +
+const file_goray_raylet_proto_rawDesc = "" +
 	"\n" +
-	"\fraylet.proto\x12\bgoray.v1\x1a\fcommon.proto\"\x9e\x06\n" +
+	"\x12goray/raylet.proto\x12\bgoray.v1\x1a\x12goray/common.proto\"\x9e\x06\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12'\n" +
@@ -1563,20 +1563,20 @@ const file_raylet_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04nodeB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
-	file_raylet_proto_rawDescOnce sync.Once
-	file_raylet_proto_rawDescData []byte
+	file_goray_raylet_proto_rawDescOnce sync.Once
+	file_goray_raylet_proto_rawDescData []byte
 )
 
-func file_raylet_proto_rawDescGZIP() []byte {
-	file_raylet_proto_rawDescOnce.Do(func() {
-		file_raylet_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_raylet_proto_rawDesc), len(file_raylet_proto_rawDesc)))
+func file_goray_raylet_proto_rawDescGZIP() []byte {
+	file_goray_raylet_proto_rawDescOnce.Do(func() {
+		file_goray_raylet_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_goray_raylet_proto_rawDesc), len(file_goray_raylet_proto_rawDesc)))
 	})
-	return file_raylet_proto_rawDescData
+	return file_goray_raylet_proto_rawDescData
 }
 
-var file_raylet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
-var file_raylet_proto_goTypes = []any{
+var file_goray_raylet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_goray_raylet_proto_goTypes = []any{
 	(NodeInfo_State)(0),               // 0: goray.v1.NodeInfo.State
 	(*NodeInfo)(nil),                  // 1: goray.v1.NodeInfo
 	(*ResourceDemand)(nil),            // 2: goray.v1.ResourceDemand
@@ -1607,7 +1607,7 @@ var file_raylet_proto_goTypes = []any{
 	(*Resources)(nil),                 // 27: goray.v1.Resources
 	(*Address)(nil),                   // 28: goray.v1.Address
 }
-var file_raylet_proto_depIdxs = []int32{
+var file_goray_raylet_proto_depIdxs = []int32{
 	27, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
 	27, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
 	0,  // 2: goray.v1.NodeInfo.state:type_name -> goray.v1.NodeInfo.State
@@ -1629,28 +1629,28 @@ var file_raylet_proto_depIdxs = []int32{
 	0,  // [0:14] is the sub-list for field type_name
 }
 
-func init() { file_raylet_proto_init() }
-func file_raylet_proto_init() {
-	if File_raylet_proto != nil {
+func init() { file_goray_raylet_proto_init() }
+func file_goray_raylet_proto_init() {
+	if File_goray_raylet_proto != nil {
 		return
 	}
-	file_common_proto_init()
+	file_goray_common_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raylet_proto_rawDesc), len(file_raylet_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_raylet_proto_rawDesc), len(file_goray_raylet_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_raylet_proto_goTypes,
-		DependencyIndexes: file_raylet_proto_depIdxs,
-		EnumInfos:         file_raylet_proto_enumTypes,
-		MessageInfos:      file_raylet_proto_msgTypes,
+		GoTypes:           file_goray_raylet_proto_goTypes,
+		DependencyIndexes: file_goray_raylet_proto_depIdxs,
+		EnumInfos:         file_goray_raylet_proto_enumTypes,
+		MessageInfos:      file_goray_raylet_proto_msgTypes,
 	}.Build()
-	File_raylet_proto = out.File
-	file_raylet_proto_goTypes = nil
-	file_raylet_proto_depIdxs = nil
+	File_goray_raylet_proto = out.File
+	file_goray_raylet_proto_goTypes = nil
+	file_goray_raylet_proto_depIdxs = nil
 }

@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: task.proto
+// source: goray/task.proto
 
 package protos
 
@@ -61,11 +61,11 @@ func (x Encoding) String() string {
 }
 
 func (Encoding) Descriptor() protoreflect.EnumDescriptor {
-	return file_task_proto_enumTypes[0].Descriptor()
+	return file_goray_task_proto_enumTypes[0].Descriptor()
 }
 
 func (Encoding) Type() protoreflect.EnumType {
-	return &file_task_proto_enumTypes[0]
+	return &file_goray_task_proto_enumTypes[0]
 }
 
 func (x Encoding) Number() protoreflect.EnumNumber {
@@ -74,7 +74,7 @@ func (x Encoding) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Encoding.Descriptor instead.
 func (Encoding) EnumDescriptor() ([]byte, []int) {
-	return file_task_proto_rawDescGZIP(), []int{0}
+	return file_goray_task_proto_rawDescGZIP(), []int{0}
 }
 
 // ObjectData is a value in transit: inline bytes, or a pointer into the
@@ -98,7 +98,7 @@ type ObjectData struct {
 
 func (x *ObjectData) Reset() {
 	*x = ObjectData{}
-	mi := &file_task_proto_msgTypes[0]
+	mi := &file_goray_task_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -110,7 +110,7 @@ func (x *ObjectData) String() string {
 func (*ObjectData) ProtoMessage() {}
 
 func (x *ObjectData) ProtoReflect() protoreflect.Message {
-	mi := &file_task_proto_msgTypes[0]
+	mi := &file_goray_task_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -123,7 +123,7 @@ func (x *ObjectData) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectData.ProtoReflect.Descriptor instead.
 func (*ObjectData) Descriptor() ([]byte, []int) {
-	return file_task_proto_rawDescGZIP(), []int{0}
+	return file_goray_task_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *ObjectData) GetEncoding() Encoding {
@@ -188,7 +188,7 @@ type TaskArg struct {
 
 func (x *TaskArg) Reset() {
 	*x = TaskArg{}
-	mi := &file_task_proto_msgTypes[1]
+	mi := &file_goray_task_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -200,7 +200,7 @@ func (x *TaskArg) String() string {
 func (*TaskArg) ProtoMessage() {}
 
 func (x *TaskArg) ProtoReflect() protoreflect.Message {
-	mi := &file_task_proto_msgTypes[1]
+	mi := &file_goray_task_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -213,7 +213,7 @@ func (x *TaskArg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskArg.ProtoReflect.Descriptor instead.
 func (*TaskArg) Descriptor() ([]byte, []int) {
-	return file_task_proto_rawDescGZIP(), []int{1}
+	return file_goray_task_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *TaskArg) GetValue() *ObjectData {
@@ -251,7 +251,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_task_proto_msgTypes[2]
+	mi := &file_goray_task_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +263,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_task_proto_msgTypes[2]
+	mi := &file_goray_task_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +276,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_task_proto_rawDescGZIP(), []int{2}
+	return file_goray_task_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *TaskSpec) GetTaskId() []byte {
@@ -360,7 +360,7 @@ type PushTaskRequest struct {
 
 func (x *PushTaskRequest) Reset() {
 	*x = PushTaskRequest{}
-	mi := &file_task_proto_msgTypes[3]
+	mi := &file_goray_task_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -372,7 +372,7 @@ func (x *PushTaskRequest) String() string {
 func (*PushTaskRequest) ProtoMessage() {}
 
 func (x *PushTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_task_proto_msgTypes[3]
+	mi := &file_goray_task_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -385,7 +385,7 @@ func (x *PushTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTaskRequest.ProtoReflect.Descriptor instead.
 func (*PushTaskRequest) Descriptor() ([]byte, []int) {
-	return file_task_proto_rawDescGZIP(), []int{3}
+	return file_goray_task_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PushTaskRequest) GetSpec() *TaskSpec {
@@ -417,7 +417,7 @@ type PushTaskReply struct {
 
 func (x *PushTaskReply) Reset() {
 	*x = PushTaskReply{}
-	mi := &file_task_proto_msgTypes[4]
+	mi := &file_goray_task_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +429,7 @@ func (x *PushTaskReply) String() string {
 func (*PushTaskReply) ProtoMessage() {}
 
 func (x *PushTaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_task_proto_msgTypes[4]
+	mi := &file_goray_task_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +442,7 @@ func (x *PushTaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTaskReply.ProtoReflect.Descriptor instead.
 func (*PushTaskReply) Descriptor() ([]byte, []int) {
-	return file_task_proto_rawDescGZIP(), []int{4}
+	return file_goray_task_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PushTaskReply) GetResult() *ObjectData {
@@ -477,7 +477,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_task_proto_msgTypes[5]
+	mi := &file_goray_task_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +489,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_task_proto_msgTypes[5]
+	mi := &file_goray_task_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +502,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_task_proto_rawDescGZIP(), []int{5}
+	return file_goray_task_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CancelTaskRequest) GetTaskId() []byte {
@@ -536,7 +536,7 @@ type CancelTaskReply struct {
 
 func (x *CancelTaskReply) Reset() {
 	*x = CancelTaskReply{}
-	mi := &file_task_proto_msgTypes[6]
+	mi := &file_goray_task_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +548,7 @@ func (x *CancelTaskReply) String() string {
 func (*CancelTaskReply) ProtoMessage() {}
 
 func (x *CancelTaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_task_proto_msgTypes[6]
+	mi := &file_goray_task_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +561,7 @@ func (x *CancelTaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskReply.ProtoReflect.Descriptor instead.
 func (*CancelTaskReply) Descriptor() ([]byte, []int) {
-	return file_task_proto_rawDescGZIP(), []int{6}
+	return file_goray_task_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CancelTaskReply) GetFound() bool {
@@ -582,7 +582,7 @@ type GetObjectRequest struct {
 
 func (x *GetObjectRequest) Reset() {
 	*x = GetObjectRequest{}
-	mi := &file_task_proto_msgTypes[7]
+	mi := &file_goray_task_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +594,7 @@ func (x *GetObjectRequest) String() string {
 func (*GetObjectRequest) ProtoMessage() {}
 
 func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_task_proto_msgTypes[7]
+	mi := &file_goray_task_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +607,7 @@ func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectRequest) Descriptor() ([]byte, []int) {
-	return file_task_proto_rawDescGZIP(), []int{7}
+	return file_goray_task_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetObjectRequest) GetObjectId() []byte {
@@ -626,7 +626,7 @@ type GetObjectReply struct {
 
 func (x *GetObjectReply) Reset() {
 	*x = GetObjectReply{}
-	mi := &file_task_proto_msgTypes[8]
+	mi := &file_goray_task_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +638,7 @@ func (x *GetObjectReply) String() string {
 func (*GetObjectReply) ProtoMessage() {}
 
 func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_task_proto_msgTypes[8]
+	mi := &file_goray_task_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +651,7 @@ func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectReply.ProtoReflect.Descriptor instead.
 func (*GetObjectReply) Descriptor() ([]byte, []int) {
-	return file_task_proto_rawDescGZIP(), []int{8}
+	return file_goray_task_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetObjectReply) GetData() *ObjectData {
@@ -677,7 +677,7 @@ type LogBatch struct {
 
 func (x *LogBatch) Reset() {
 	*x = LogBatch{}
-	mi := &file_task_proto_msgTypes[9]
+	mi := &file_goray_task_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +689,7 @@ func (x *LogBatch) String() string {
 func (*LogBatch) ProtoMessage() {}
 
 func (x *LogBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_task_proto_msgTypes[9]
+	mi := &file_goray_task_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +702,7 @@ func (x *LogBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
 func (*LogBatch) Descriptor() ([]byte, []int) {
-	return file_task_proto_rawDescGZIP(), []int{9}
+	return file_goray_task_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LogBatch) GetJobId() []byte {
@@ -747,12 +747,11 @@ func (x *LogBatch) GetLines() []string {
 	return nil
 }
 
-var File_task_proto protoreflect.FileDescriptor
+var File_goray_task_proto protoreflect.FileDescriptor
 
-const file_task_proto_rawDesc = "" +
+const file_goray_task_proto_rawDesc = "" +
 	"\n" +
-	"\n" +
-	"task.proto\x12\bgoray.v1\x1a\fcommon.proto\"\x83\x02\n" +
+	"\x10goray/task.proto\x12\bgoray.v1\x1a\x12goray/common.proto\"\x83\x02\n" +
 	"\n" +
 	"ObjectData\x12.\n" +
 	"\bencoding\x18\x01 \x01(\x0e2\x12.goray.v1.EncodingR\bencoding\x12\x12\n" +
@@ -810,20 +809,20 @@ const file_task_proto_rawDesc = "" +
 	"\x11ENCODING_PROTOBUF\x10\x03B&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
-	file_task_proto_rawDescOnce sync.Once
-	file_task_proto_rawDescData []byte
+	file_goray_task_proto_rawDescOnce sync.Once
+	file_goray_task_proto_rawDescData []byte
 )
 
-func file_task_proto_rawDescGZIP() []byte {
-	file_task_proto_rawDescOnce.Do(func() {
-		file_task_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_task_proto_rawDesc), len(file_task_proto_rawDesc)))
+func file_goray_task_proto_rawDescGZIP() []byte {
+	file_goray_task_proto_rawDescOnce.Do(func() {
+		file_goray_task_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_goray_task_proto_rawDesc), len(file_goray_task_proto_rawDesc)))
 	})
-	return file_task_proto_rawDescData
+	return file_goray_task_proto_rawDescData
 }
 
-var file_task_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_task_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
-var file_task_proto_goTypes = []any{
+var file_goray_task_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_goray_task_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_goray_task_proto_goTypes = []any{
 	(Encoding)(0),             // 0: goray.v1.Encoding
 	(*ObjectData)(nil),        // 1: goray.v1.ObjectData
 	(*TaskArg)(nil),           // 2: goray.v1.TaskArg
@@ -840,7 +839,7 @@ var file_task_proto_goTypes = []any{
 	(*Resources)(nil),         // 13: goray.v1.Resources
 	(*Address)(nil),           // 14: goray.v1.Address
 }
-var file_task_proto_depIdxs = []int32{
+var file_goray_task_proto_depIdxs = []int32{
 	0,  // 0: goray.v1.ObjectData.encoding:type_name -> goray.v1.Encoding
 	11, // 1: goray.v1.ObjectData.nested_refs:type_name -> goray.v1.ObjectRefProto
 	12, // 2: goray.v1.ObjectData.error:type_name -> goray.v1.TaskErrorProto
@@ -859,28 +858,28 @@ var file_task_proto_depIdxs = []int32{
 	0,  // [0:11] is the sub-list for field type_name
 }
 
-func init() { file_task_proto_init() }
-func file_task_proto_init() {
-	if File_task_proto != nil {
+func init() { file_goray_task_proto_init() }
+func file_goray_task_proto_init() {
+	if File_goray_task_proto != nil {
 		return
 	}
-	file_common_proto_init()
+	file_goray_common_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_task_proto_rawDesc), len(file_task_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_task_proto_rawDesc), len(file_goray_task_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_task_proto_goTypes,
-		DependencyIndexes: file_task_proto_depIdxs,
-		EnumInfos:         file_task_proto_enumTypes,
-		MessageInfos:      file_task_proto_msgTypes,
+		GoTypes:           file_goray_task_proto_goTypes,
+		DependencyIndexes: file_goray_task_proto_depIdxs,
+		EnumInfos:         file_goray_task_proto_enumTypes,
+		MessageInfos:      file_goray_task_proto_msgTypes,
 	}.Build()
-	File_task_proto = out.File
-	file_task_proto_goTypes = nil
-	file_task_proto_depIdxs = nil
+	File_goray_task_proto = out.File
+	file_goray_task_proto_goTypes = nil
+	file_goray_task_proto_depIdxs = nil
 }

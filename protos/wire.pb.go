@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        v3.21.12
-// source: wire.proto
+// source: goray/wire.proto
 
 package protos
 
@@ -120,11 +120,11 @@ func (x Method) String() string {
 }
 
 func (Method) Descriptor() protoreflect.EnumDescriptor {
-	return file_wire_proto_enumTypes[0].Descriptor()
+	return file_goray_wire_proto_enumTypes[0].Descriptor()
 }
 
 func (Method) Type() protoreflect.EnumType {
-	return &file_wire_proto_enumTypes[0]
+	return &file_goray_wire_proto_enumTypes[0]
 }
 
 func (x Method) Number() protoreflect.EnumNumber {
@@ -133,7 +133,7 @@ func (x Method) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Method.Descriptor instead.
 func (Method) EnumDescriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{0}
+	return file_goray_wire_proto_rawDescGZIP(), []int{0}
 }
 
 // WireError is the body of an error response.
@@ -147,7 +147,7 @@ type WireError struct {
 
 func (x *WireError) Reset() {
 	*x = WireError{}
-	mi := &file_wire_proto_msgTypes[0]
+	mi := &file_goray_wire_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -159,7 +159,7 @@ func (x *WireError) String() string {
 func (*WireError) ProtoMessage() {}
 
 func (x *WireError) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[0]
+	mi := &file_goray_wire_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -172,7 +172,7 @@ func (x *WireError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WireError.ProtoReflect.Descriptor instead.
 func (*WireError) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{0}
+	return file_goray_wire_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *WireError) GetMessage() string {
@@ -198,7 +198,7 @@ type ExitRequest struct {
 
 func (x *ExitRequest) Reset() {
 	*x = ExitRequest{}
-	mi := &file_wire_proto_msgTypes[1]
+	mi := &file_goray_wire_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -210,7 +210,7 @@ func (x *ExitRequest) String() string {
 func (*ExitRequest) ProtoMessage() {}
 
 func (x *ExitRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_wire_proto_msgTypes[1]
+	mi := &file_goray_wire_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -223,7 +223,7 @@ func (x *ExitRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExitRequest.ProtoReflect.Descriptor instead.
 func (*ExitRequest) Descriptor() ([]byte, []int) {
-	return file_wire_proto_rawDescGZIP(), []int{1}
+	return file_goray_wire_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *ExitRequest) GetReason() string {
@@ -233,12 +233,11 @@ func (x *ExitRequest) GetReason() string {
 	return ""
 }
 
-var File_wire_proto protoreflect.FileDescriptor
+var File_goray_wire_proto protoreflect.FileDescriptor
 
-const file_wire_proto_rawDesc = "" +
+const file_goray_wire_proto_rawDesc = "" +
 	"\n" +
-	"\n" +
-	"wire.proto\x12\bgoray.v1\"9\n" +
+	"\x10goray/wire.proto\x12\bgoray.v1\"9\n" +
 	"\tWireError\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"%\n" +
@@ -272,25 +271,25 @@ const file_wire_proto_rawDesc = "" +
 	"\x04EXIT\x10\x1eB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
-	file_wire_proto_rawDescOnce sync.Once
-	file_wire_proto_rawDescData []byte
+	file_goray_wire_proto_rawDescOnce sync.Once
+	file_goray_wire_proto_rawDescData []byte
 )
 
-func file_wire_proto_rawDescGZIP() []byte {
-	file_wire_proto_rawDescOnce.Do(func() {
-		file_wire_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)))
+func file_goray_wire_proto_rawDescGZIP() []byte {
+	file_goray_wire_proto_rawDescOnce.Do(func() {
+		file_goray_wire_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_goray_wire_proto_rawDesc), len(file_goray_wire_proto_rawDesc)))
 	})
-	return file_wire_proto_rawDescData
+	return file_goray_wire_proto_rawDescData
 }
 
-var file_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
-var file_wire_proto_goTypes = []any{
+var file_goray_wire_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_goray_wire_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_goray_wire_proto_goTypes = []any{
 	(Method)(0),         // 0: goray.v1.Method
 	(*WireError)(nil),   // 1: goray.v1.WireError
 	(*ExitRequest)(nil), // 2: goray.v1.ExitRequest
 }
-var file_wire_proto_depIdxs = []int32{
+var file_goray_wire_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for method output_type
 	0, // [0:0] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
@@ -298,27 +297,27 @@ var file_wire_proto_depIdxs = []int32{
 	0, // [0:0] is the sub-list for field type_name
 }
 
-func init() { file_wire_proto_init() }
-func file_wire_proto_init() {
-	if File_wire_proto != nil {
+func init() { file_goray_wire_proto_init() }
+func file_goray_wire_proto_init() {
+	if File_goray_wire_proto != nil {
 		return
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wire_proto_rawDesc), len(file_wire_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_wire_proto_rawDesc), len(file_goray_wire_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_wire_proto_goTypes,
-		DependencyIndexes: file_wire_proto_depIdxs,
-		EnumInfos:         file_wire_proto_enumTypes,
-		MessageInfos:      file_wire_proto_msgTypes,
+		GoTypes:           file_goray_wire_proto_goTypes,
+		DependencyIndexes: file_goray_wire_proto_depIdxs,
+		EnumInfos:         file_goray_wire_proto_enumTypes,
+		MessageInfos:      file_goray_wire_proto_msgTypes,
 	}.Build()
-	File_wire_proto = out.File
-	file_wire_proto_goTypes = nil
-	file_wire_proto_depIdxs = nil
+	File_goray_wire_proto = out.File
+	file_goray_wire_proto_goTypes = nil
+	file_goray_wire_proto_depIdxs = nil
 }

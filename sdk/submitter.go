@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"time"
 
@@ -40,10 +39,10 @@ type pendingTask struct {
 	retriesLeft int
 	retryOn     func(error) bool
 	// argRefs are objects this task keeps alive while pending.
-	argRefs    []protos.ObjectID
-	unresolved int
-	depErr     *TaskError
-	lease      *lease
+	argRefs []protos.ObjectID
+	// resolving is set while ref arguments are awaited.
+	resolving bool
+	lease     *lease
 	cancelled  bool
 	force      bool
 	finished   bool
@@ -125,50 +124,12 @@ func (cw *coreWorker) submitTask(ctx context.Context, fn string, args []argSourc
 		spec.ParentTaskId = parent.Bytes()
 	}
 	t := &pendingTask{spec: spec, returnID: protos.ObjectIDFor(taskID, 1), retriesLeft: opts.maxRetries, retryOn: opts.retryOn}
-	var keep []ObjectRef
-	for i, a := range args {
-		ta := &protos.TaskArg{}
-		if a.isRef {
-			if a.ref.h == nil {
-				return ObjectRef{}, fmt.Errorf("%w: task %s argument %d: nil ref", ErrArgument, fn, i)
-			}
-			if a.ref.h.err != nil {
-				return ObjectRef{}, fmt.Errorf("%w: task %s argument %d: %w", ErrArgument, fn, i, a.ref.h.err)
-			}
-			ta.Ref = a.ref.proto()
-			t.argRefs = append(t.argRefs, a.ref.h.id)
-		} else {
-			enc, data, err := encodeValue(a.value)
-			if err != nil {
-				return ObjectRef{}, fmt.Errorf("%w: task %s argument %d: %v", ErrArgument, fn, i, err)
-			}
-			if len(data) > inlineLimit {
-				// Large arguments go through the store once, as Ray's
-				// put-then-pass, rather than riding in every push.
-				id := cw.nextPutID()
-				cw.objects.addOwned(id)
-				d, err := cw.storeValue(ctx, id, enc, data)
-				if err != nil {
-					return ObjectRef{}, fmt.Errorf("task %s argument %d: %w", fn, i, err)
-				}
-				cw.objects.complete(id, d, nil)
-				ref := newObjectRef(cw, id, cw.addr)
-				ta.Ref = ref.proto()
-				t.argRefs = append(t.argRefs, id)
-				// Held until the task counts the object as its argument.
-				keep = append(keep, ref)
-			} else {
-				ta.Value = &protos.ObjectData{Encoding: enc, Data: data}
-			}
-		}
-		spec.Args = append(spec.Args, ta)
+	spec.Args, t.argRefs, err = cw.buildArgs(ctx, fn, args)
+	if err != nil {
+		return ObjectRef{}, err
 	}
 	cw.objects.addOwned(t.returnID)
 	ref := newObjectRef(cw, t.returnID, cw.addr)
-	for _, id := range t.argRefs {
-		cw.objects.addSubmitted(id)
-	}
-	runtime.KeepAlive(keep)
 	s := cw.sub
 	s.mu.Lock()
 	s.tasks[taskID] = t
@@ -182,53 +143,19 @@ func (cw *coreWorker) submitTask(ctx context.Context, fn string, args []argSourc
 
 // resolve waits for the task's ref arguments, then queues it.
 func (s *submitter) resolve(t *pendingTask) {
-	var refArgs []*protos.TaskArg
-	for _, a := range t.spec.Args {
-		if a.Ref != nil {
-			refArgs = append(refArgs, a)
-		}
-	}
-	if len(refArgs) == 0 {
-		s.enqueue(t)
-		return
-	}
 	s.mu.Lock()
-	t.unresolved = len(refArgs)
+	t.resolving = true
 	s.mu.Unlock()
-	for _, a := range refArgs {
-		a := a
-		id, _ := protos.ObjectIDFromBytes(a.Ref.GetObjectId())
-		ready := func() {
-			_, data, terr, _ := s.cw.objects.result(id)
-			s.mu.Lock()
-			if terr != nil && t.depErr == nil {
-				t.depErr = terr
-			}
-			a.Value = data
-			t.unresolved--
-			last := t.unresolved == 0
-			s.mu.Unlock()
-			if last {
-				if t.depErr != nil {
-					s.finish(t, nil, t.depErr)
-					return
-				}
-				s.enqueue(t)
-			}
+	s.cw.resolveArgs(t.spec.GetArgs(), func(depErr *TaskError) {
+		s.mu.Lock()
+		t.resolving = false
+		s.mu.Unlock()
+		if depErr != nil {
+			s.finish(t, nil, depErr)
+			return
 		}
-		if !s.cw.objects.onReady(id, ready) {
-			s.mu.Lock()
-			if t.depErr == nil {
-				t.depErr = systemError(protos.ErrorKind_ERROR_KIND_OBJECT_LOST, t.spec.Function, protos.MustUniqueID(t.spec.TaskId), "argument object %s is gone", id)
-			}
-			t.unresolved--
-			last := t.unresolved == 0
-			s.mu.Unlock()
-			if last {
-				s.finish(t, nil, t.depErr)
-			}
-		}
-	}
+		s.enqueue(t)
+	})
 }
 
 func (s *submitter) enqueue(t *pendingTask) {
@@ -570,7 +497,7 @@ func (s *submitter) cancel(id protos.ObjectID, force, recursive bool) bool {
 	}
 	l := t.lease
 	s.mu.Unlock()
-	if queued || (l == nil && t.unresolved > 0) {
+	if queued || (l == nil && t.resolving) {
 		s.finish(t, nil, s.cancelErr(t))
 		return true
 	}

@@ -1,0 +1,106 @@
+package sdk
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/goray/goray/protos"
+)
+
+// buildArgs encodes the arguments of a task or actor call. Values travel
+// inline up to the inline limit; larger ones are put in the node's store
+// once and passed by ref. It returns the objects the call keeps alive.
+func (cw *coreWorker) buildArgs(ctx context.Context, fn string, args []argSource) ([]*protos.TaskArg, []protos.ObjectID, error) {
+	out := make([]*protos.TaskArg, 0, len(args))
+	var refs []protos.ObjectID
+	var keep []ObjectRef
+	defer func() { keepRefs(keep) }()
+	for i, a := range args {
+		ta := &protos.TaskArg{}
+		if a.isRef {
+			if a.ref.h == nil {
+				return nil, nil, fmt.Errorf("%w: %s argument %d: nil ref", ErrArgument, fn, i)
+			}
+			if a.ref.h.err != nil {
+				return nil, nil, fmt.Errorf("%w: %s argument %d: %w", ErrArgument, fn, i, a.ref.h.err)
+			}
+			ta.Ref = a.ref.proto()
+			refs = append(refs, a.ref.h.id)
+			keep = append(keep, a.ref)
+		} else {
+			enc, data, err := encodeValue(a.value)
+			if err != nil {
+				return nil, nil, fmt.Errorf("%w: %s argument %d: %v", ErrArgument, fn, i, err)
+			}
+			if len(data) > inlineLimit {
+				// Large arguments go through the store once, as Ray's
+				// put-then-pass, rather than riding in every push.
+				id := cw.nextPutID()
+				cw.objects.addOwned(id)
+				d, err := cw.storeValue(ctx, id, enc, data)
+				if err != nil {
+					return nil, nil, fmt.Errorf("%s argument %d: %w", fn, i, err)
+				}
+				cw.objects.complete(id, d, nil)
+				ref := newObjectRef(cw, id, cw.addr)
+				ta.Ref = ref.proto()
+				refs = append(refs, id)
+				keep = append(keep, ref)
+			} else {
+				ta.Value = &protos.ObjectData{Encoding: enc, Data: data}
+			}
+		}
+		out = append(out, ta)
+	}
+	// The caller counts refs as submitted before keep is released.
+	for _, id := range refs {
+		cw.objects.addSubmitted(id)
+	}
+	return out, refs, nil
+}
+
+//go:noinline
+func keepRefs([]ObjectRef) {}
+
+// resolveArgs waits for the ref arguments to be ready, fills in their
+// values (inline data or a store location) and calls done once, with the
+// first argument's failure if one failed.
+func (cw *coreWorker) resolveArgs(args []*protos.TaskArg, done func(*TaskError)) {
+	var refArgs []*protos.TaskArg
+	for _, a := range args {
+		if a.Ref != nil {
+			refArgs = append(refArgs, a)
+		}
+	}
+	if len(refArgs) == 0 {
+		done(nil)
+		return
+	}
+	var mu sync.Mutex
+	left := len(refArgs)
+	var depErr *TaskError
+	arrive := func(a *protos.TaskArg, data *protos.ObjectData, err *TaskError) {
+		mu.Lock()
+		if err != nil && depErr == nil {
+			depErr = err
+		}
+		a.Value = data
+		left--
+		last := left == 0
+		mu.Unlock()
+		if last {
+			done(depErr)
+		}
+	}
+	for _, a := range refArgs {
+		a := a
+		id, _ := protos.ObjectIDFromBytes(a.Ref.GetObjectId())
+		if !cw.objects.onReady(id, func() {
+			_, data, terr, _ := cw.objects.result(id)
+			arrive(a, data, terr)
+		}) {
+			arrive(a, nil, systemError(protos.ErrorKind_ERROR_KIND_OBJECT_LOST, "", id.TaskID(), "argument object %s is gone", id))
+		}
+	}
+}
