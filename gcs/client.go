@@ -305,3 +305,84 @@ func shutdownReplyError(m *nats.Msg) error {
 	}
 	return nil
 }
+
+// RegisterActor registers an actor and starts placing it. It returns the
+// actor's record (PENDING_CREATION), or with get_if_exists the existing
+// live actor of the same name. A name taken in the namespace is an error
+// wrapping ErrAlreadyExists.
+func (c *Client) RegisterActor(ctx context.Context, spec *protos.ActorSpec) (*protos.ActorInfo, error) {
+	rep := &protos.RegisterActorReply{}
+	if err := c.call(ctx, SubjectActorRegister, &protos.RegisterActorRequest{Spec: spec}, rep); err != nil {
+		return nil, err
+	}
+	return rep.GetActor(), nil
+}
+
+// GetActor returns an actor's record, DEAD ones included, or an error
+// wrapping ErrNotFound.
+func (c *Client) GetActor(ctx context.Context, id protos.UniqueID) (*protos.ActorInfo, error) {
+	rep := &protos.GetActorReply{}
+	if err := c.call(ctx, SubjectActorGet, &protos.GetActorRequest{ActorId: id.Bytes()}, rep); err != nil {
+		return nil, err
+	}
+	return rep.GetActor(), nil
+}
+
+// GetNamedActor returns the live (not DEAD) actor named name in namespace,
+// or an error wrapping ErrNotFound.
+func (c *Client) GetNamedActor(ctx context.Context, name, namespace string) (*protos.ActorInfo, error) {
+	rep := &protos.GetActorReply{}
+	if err := c.call(ctx, SubjectActorGet, &protos.GetActorRequest{Name: name, Namespace: namespace}, rep); err != nil {
+		return nil, err
+	}
+	return rep.GetActor(), nil
+}
+
+// ListActors returns the actors of job, or all actors if job is zero,
+// DEAD ones included; started actors first, oldest first.
+func (c *Client) ListActors(ctx context.Context, job protos.JobID) ([]*protos.ActorInfo, error) {
+	req := &protos.ListActorsRequest{}
+	if !job.IsZero() {
+		req.JobId = job.Bytes()
+	}
+	rep := &protos.ListActorsReply{}
+	if err := c.call(ctx, SubjectActorList, req, rep); err != nil {
+		return nil, err
+	}
+	return rep.GetActors(), nil
+}
+
+// KillActor stops an actor. With noRestart it is DEAD for good; without,
+// it restarts if it has restarts left (as after a crash). Killing a DEAD
+// actor does nothing. It returns once the GCS has recorded the new state;
+// the worker process exits afterwards.
+func (c *Client) KillActor(ctx context.Context, id protos.UniqueID, noRestart bool) error {
+	return c.call(ctx, SubjectActorKill, &protos.KillActorGcsRequest{ActorId: id.Bytes(), NoRestart: noRestart}, &protos.KillActorGcsReply{})
+}
+
+// WatchActor calls fn with the actor's record on each of its state
+// changes (published on ActorSubject(id)), in order, on one goroutine,
+// until unsubscribe is called. It returns once the subscription is active,
+// so a GetActor after it cannot miss a change in between.
+func (c *Client) WatchActor(id protos.UniqueID, fn func(*protos.ActorInfo)) (unsubscribe func(), err error) {
+	subject := ActorSubject(id)
+	sub, err := c.nc.Subscribe(subject, func(m *nats.Msg) {
+		info := &protos.ActorInfo{}
+		if err := proto.Unmarshal(m.Data, info); err != nil {
+			c.log.Warn().Err(err).Str("subject", subject).Msg("cannot decode ActorInfo")
+			return
+		}
+		fn(info)
+	})
+	if err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil, fmt.Errorf("%w: watch %s: %w", ErrClosed, subject, err)
+		}
+		return nil, fmt.Errorf("%w: watch %s: %w", ErrUnavailable, subject, err)
+	}
+	if err := c.nc.FlushTimeout(DefaultRequestTimeout); err != nil {
+		_ = sub.Unsubscribe()
+		return nil, fmt.Errorf("%w: watch %s: %w", ErrUnavailable, subject, err)
+	}
+	return func() { _ = sub.Unsubscribe() }, nil
+}

@@ -23,23 +23,28 @@ var (
 	// ErrInternal: the GCS failed in a way the caller cannot fix, or sent a
 	// reply this client does not understand.
 	ErrInternal = errors.New("gcs: internal error")
+	// ErrAlreadyExists: the name is taken (a live actor of that name exists
+	// in the namespace).
+	ErrAlreadyExists = errors.New("gcs: already exists")
 	// ErrClosed: the Server or Client was already shut down.
 	ErrClosed = errors.New("gcs: closed")
 )
 
 // Codes carried in GcsError.code, one per sentinel.
 const (
-	CodeNotFound    = "not_found"
-	CodeInvalid     = "invalid"
-	CodeUnavailable = "unavailable"
-	CodeInternal    = "internal"
+	CodeNotFound      = "not_found"
+	CodeInvalid       = "invalid"
+	CodeUnavailable   = "unavailable"
+	CodeInternal      = "internal"
+	CodeAlreadyExists = "already_exists"
 )
 
 var codeSentinels = map[string]error{
-	CodeNotFound:    ErrNotFound,
-	CodeInvalid:     ErrInvalid,
-	CodeUnavailable: ErrUnavailable,
-	CodeInternal:    ErrInternal,
+	CodeNotFound:      ErrNotFound,
+	CodeInvalid:       ErrInvalid,
+	CodeUnavailable:   ErrUnavailable,
+	CodeInternal:      ErrInternal,
+	CodeAlreadyExists: ErrAlreadyExists,
 }
 
 // gcsErrorf builds the wire error for a reply. kind is one of the sentinels;

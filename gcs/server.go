@@ -42,6 +42,9 @@ type Options struct {
 	// Server shuts itself down, so the owning daemon can stop the rest of
 	// the process (its raylet) too.
 	OnShutdownRequest func()
+
+	// placer replaces the wire transport of actor scheduling (tests).
+	placer placer
 }
 
 // Server is the GCS: cluster membership, jobs, function tables and the
@@ -149,7 +152,7 @@ func (s *Server) startLocked() error {
 
 	s.system = actors.NewSystem(s.log)
 	env := &managerEnv{nc: s.nc, js: js, log: s.log}
-	s.supervisor, err = s.system.Root.SpawnNamed(supervisorProps(env, s.opts.NodeTimeout), "gcs")
+	s.supervisor, err = s.system.Root.SpawnNamed(supervisorProps(env, s.opts.NodeTimeout, s.opts.placer), "gcs")
 	if err != nil {
 		return fmt.Errorf("%w: spawn supervisor: %w", ErrInternal, err)
 	}
@@ -214,6 +217,13 @@ func (s *Server) endpoints() []endpoint {
 		{SubjectKVGet, serveActor[protos.KVGetRequest, protos.KVGetReply](s, SubjectKVGet, m.kv)},
 		{SubjectKVDelete, serveActor[protos.KVDeleteRequest, protos.KVDeleteReply](s, SubjectKVDelete, m.kv)},
 		{SubjectKVKeys, serveActor[protos.KVKeysRequest, protos.KVKeysReply](s, SubjectKVKeys, m.kv)},
+
+		{SubjectActorRegister, serveActor[protos.RegisterActorRequest, protos.RegisterActorReply](s, SubjectActorRegister, m.actors)},
+		{SubjectActorGet, serveActor[protos.GetActorRequest, protos.GetActorReply](s, SubjectActorGet, m.actors)},
+		{SubjectActorList, serveActor[protos.ListActorsRequest, protos.ListActorsReply](s, SubjectActorList, m.actors)},
+		{SubjectActorKill, serveActor[protos.KillActorGcsRequest, protos.KillActorGcsReply](s, SubjectActorKill, m.actors)},
+		// The actor manager kills the actors of jobs that finish.
+		{SubjectJobEvents, s.handleJobEvent},
 
 		{SubjectClusterInfo, serveFunc[protos.ClusterInfoRequest, protos.ClusterInfoReply](s, SubjectClusterInfo, s.clusterInfo)},
 		{SubjectClusterShutdown, s.handleShutdownRequest},

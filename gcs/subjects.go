@@ -22,6 +22,11 @@ const (
 	SubjectKVDelete = "goray.gcs.kv.delete" // KVDeleteRequest -> KVDeleteReply
 	SubjectKVKeys   = "goray.gcs.kv.keys"   // KVKeysRequest -> KVKeysReply
 
+	SubjectActorRegister = "goray.gcs.actor.register" // RegisterActorRequest -> RegisterActorReply
+	SubjectActorGet      = "goray.gcs.actor.get"      // GetActorRequest -> GetActorReply
+	SubjectActorList     = "goray.gcs.actor.list"     // ListActorsRequest -> ListActorsReply
+	SubjectActorKill     = "goray.gcs.actor.kill"     // KillActorGcsRequest -> KillActorGcsReply
+
 	SubjectClusterInfo     = "goray.gcs.cluster.info"     // ClusterInfoRequest -> ClusterInfoReply
 	SubjectClusterShutdown = "goray.gcs.cluster.shutdown" // ShutdownRequest -> ShutdownReply
 
@@ -31,9 +36,11 @@ const (
 
 	// Events the GCS publishes (plain publish, no reply): a NodeInfo when a
 	// node registers (ALIVE) or dies/unregisters (DEAD); a JobInfo when a
-	// job registers or finishes.
-	SubjectNodeEvents = "goray.events.node"
-	SubjectJobEvents  = "goray.events.job"
+	// job registers or finishes; an ActorInfo on every state change of an
+	// actor (also published on ActorSubject(its id)).
+	SubjectNodeEvents  = "goray.events.node"
+	SubjectJobEvents   = "goray.events.job"
+	SubjectActorEvents = "goray.events.actor"
 )
 
 // JetStream KV buckets holding the GCS's persistent state.
@@ -42,11 +49,19 @@ const (
 	BucketJobs      = "goray_jobs"      // key: job id (hex) -> JobInfo
 	BucketFunctions = "goray_functions" // key: job id (hex) -> FunctionTable
 	BucketKV        = "goray_kv"        // key: kvKey(namespace, key) -> raw value
+	BucketActors    = "goray_actors"    // key: actor id (hex) -> ActorInfo
 )
 
 // NodeReportSubject is where the raylet of node id publishes its NodeReport.
 func NodeReportSubject(id protos.NodeID) string {
 	return "goray.node." + id.String() + ".report"
+}
+
+// ActorSubject is where the GCS publishes the ActorInfo of actor id on each
+// of its state changes: callers watch it to learn the actor's address
+// (ALIVE), that it is RESTARTING, or DEAD.
+func ActorSubject(id protos.UniqueID) string {
+	return "goray.actor." + id.String()
 }
 
 // Header names used on replies whose protobuf type has no error field

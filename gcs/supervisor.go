@@ -8,11 +8,11 @@ import (
 
 // managers are the PIDs of the GCS's manager actors.
 type managers struct {
-	nodes, jobs, functions, kv *actor.PID
+	nodes, jobs, functions, kv, actors *actor.PID
 }
 
 func (m managers) all() []*actor.PID {
-	return []*actor.PID{m.nodes, m.jobs, m.functions, m.kv}
+	return []*actor.PID{m.nodes, m.jobs, m.functions, m.kv, m.actors}
 }
 
 // getManagers asks the supervisor for its children's PIDs.
@@ -25,13 +25,14 @@ type getManagers struct{}
 type supervisor struct {
 	env         *managerEnv
 	nodeTimeout time.Duration
+	placer      placer // nil: the wire transport
 	children    managers
 }
 
-func supervisorProps(env *managerEnv, nodeTimeout time.Duration) *actor.Props {
+func supervisorProps(env *managerEnv, nodeTimeout time.Duration, p placer) *actor.Props {
 	strategy := actor.NewOneForOneStrategy(10, 10*time.Second, actor.DefaultDecider)
 	return actor.PropsFromProducer(func() actor.Actor {
-		return &supervisor{env: env, nodeTimeout: nodeTimeout}
+		return &supervisor{env: env, nodeTimeout: nodeTimeout, placer: p}
 	}, actor.WithSupervisor(strategy))
 }
 
@@ -39,13 +40,22 @@ func (s *supervisor) Receive(ctx actor.Context) {
 	switch ctx.Message().(type) {
 	case *actor.Started:
 		// Each child opens and loads its own bucket in its own Started,
-		// so the four loads run concurrently.
+		// so the loads run concurrently.
 		s.children = managers{
 			nodes:     s.spawn(ctx, "nodes", newNodeManager(s.env.with("nodes"), s.nodeTimeout)),
 			jobs:      s.spawn(ctx, "jobs", newJobManager(s.env.with("jobs"))),
 			functions: s.spawn(ctx, "functions", newFunctionManager(s.env.with("functions"))),
 			kv:        s.spawn(ctx, "kv", newKVManager(s.env.with("kv"))),
 		}
+		// The actor manager asks the node manager where to place actors
+		// and the job manager which jobs finished.
+		actorsEnv := s.env.with("actors")
+		p := s.placer
+		if p == nil {
+			p = newWirePlacer(actorsEnv.log)
+		}
+		shared := &actorShared{placer: p, nodes: s.children.nodes, jobs: s.children.jobs, stopped: make(chan struct{})}
+		s.children.actors = s.spawn(ctx, "actors", newActorManager(actorsEnv, shared))
 	case getManagers:
 		ctx.Respond(s.children)
 	}

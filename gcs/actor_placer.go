@@ -1,0 +1,224 @@
+package gcs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/goray/goray/protos"
+	"github.com/goray/goray/protos/wire"
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+)
+
+// placer is the network side of actor scheduling: leases from raylets and
+// the actor's worker. The actor manager calls it only from goroutines of
+// its own, never from its mailbox, and gets the results back as messages.
+// Every method may block; all are safe for concurrent use.
+type placer interface {
+	// lease asks the raylet of node for a dedicated worker and waits until
+	// it is granted (an infeasible request waits in the raylet) or fails.
+	lease(ctx context.Context, node *protos.NodeInfo, req *protos.RequestWorkerLeaseRequest) (*protos.RequestWorkerLeaseReply, error)
+	// create connects to the leased worker and runs the actor's
+	// constructor there. exited is called (from the connection's reader)
+	// when the worker reports on that connection that the actor exited
+	// itself. A non-nil error means the worker could not be reached or
+	// failed the request: the connection, if any, is closed and nil.
+	create(ctx context.Context, worker *protos.Address, req *protos.CreateActorRequest, exited func(reason string)) (actorConn, *protos.CreateActorReply, error)
+	// started tells the raylet the actor runs (NOTIFY_ACTOR_STARTED).
+	started(ctx context.Context, node *protos.NodeInfo, lease []byte) error
+	// kill asks the actor's worker to stop it; the worker answers, then
+	// exits.
+	kill(ctx context.Context, conn actorConn, req *protos.KillActorRequest) error
+	// returnLease gives the lease back; the raylet kills the worker.
+	returnLease(ctx context.Context, node *protos.NodeInfo, lease []byte) error
+	// close drops every connection; blocked calls fail.
+	close()
+}
+
+// actorConn is the GCS's connection to an actor's worker: it closes when
+// the worker's process dies.
+type actorConn interface {
+	Done() <-chan struct{}
+	Close() error
+}
+
+// wirePlacer is the placer over goray's wire transport: one cached
+// connection per raylet, one connection per actor incarnation.
+type wirePlacer struct {
+	log zerolog.Logger
+
+	mu      sync.Mutex
+	closed  bool
+	raylets map[protos.NodeID]*wire.Conn
+	workers map[*wire.Conn]struct{}
+}
+
+func newWirePlacer(log zerolog.Logger) *wirePlacer {
+	return &wirePlacer{log: log, raylets: map[protos.NodeID]*wire.Conn{}, workers: map[*wire.Conn]struct{}{}}
+}
+
+const dialTimeout = 5 * time.Second
+
+// raylet returns the cached connection to node's raylet, dialing it if
+// there is none, it closed, or the node moved to another endpoint.
+func (p *wirePlacer) raylet(ctx context.Context, node *protos.NodeInfo) (*wire.Conn, error) {
+	id := protos.MustUniqueID(node.GetNodeId())
+	ep := node.GetRayletEndpoint()
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil, ErrClosed
+	}
+	if c := p.raylets[id]; c != nil && c.Err() == nil && c.RemoteEndpoint() == ep {
+		p.mu.Unlock()
+		return c, nil
+	}
+	p.mu.Unlock()
+
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	c, err := wire.Dial(dctx, ep, nil, wire.WithLogger(p.log))
+	if err != nil {
+		return nil, fmt.Errorf("raylet of node %s: %w", id.Short(), err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		_ = c.Close()
+		return nil, ErrClosed
+	}
+	if old := p.raylets[id]; old != nil && old.Err() == nil && old.RemoteEndpoint() == ep {
+		// Another goroutine dialed meanwhile: keep one connection, since
+		// the raylet ties leases to the connection that asked for them.
+		_ = c.Close()
+		return old, nil
+	}
+	if old := p.raylets[id]; old != nil {
+		_ = old.Close()
+	}
+	p.raylets[id] = c
+	return c, nil
+}
+
+func (p *wirePlacer) lease(ctx context.Context, node *protos.NodeInfo, req *protos.RequestWorkerLeaseRequest) (*protos.RequestWorkerLeaseReply, error) {
+	c, err := p.raylet(ctx, node)
+	if err != nil {
+		return nil, err
+	}
+	rep := &protos.RequestWorkerLeaseReply{}
+	if err := c.Call(ctx, protos.Method_REQUEST_WORKER_LEASE, req, rep); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+func (p *wirePlacer) create(ctx context.Context, worker *protos.Address, req *protos.CreateActorRequest, exited func(reason string)) (actorConn, *protos.CreateActorReply, error) {
+	actorID := req.GetSpec().GetActorId()
+	h := wire.HandlerFunc(func(c *wire.Conn, r *wire.Request) {
+		if r.Method != protos.Method_ACTOR_EXITED {
+			if !r.OneWay {
+				_ = c.ReplyError(r, wire.NewError(wire.CodeUnimplemented, "the GCS serves only ACTOR_EXITED on an actor's connection, not %v", r.Method))
+			}
+			return
+		}
+		m := &protos.ActorExitedRequest{}
+		if err := proto.Unmarshal(r.Payload, m); err != nil {
+			if !r.OneWay {
+				_ = c.ReplyError(r, wire.NewError("malformed", "ACTOR_EXITED: %v", err))
+			}
+			return
+		}
+		if id := m.GetActorId(); len(id) > 0 && !bytes.Equal(id, actorID) {
+			if !r.OneWay {
+				_ = c.ReplyError(r, wire.NewError("invalid", "ACTOR_EXITED for actor %x on the connection of actor %x", id, actorID))
+			}
+			return
+		}
+		exited(m.GetReason())
+		if !r.OneWay {
+			_ = c.Reply(r, &protos.ActorExitedReply{})
+		}
+	})
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	c, err := wire.Dial(dctx, worker.GetEndpoint(), h, wire.WithLogger(p.log))
+	cancel()
+	if err != nil {
+		return nil, nil, err
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		_ = c.Close()
+		return nil, nil, ErrClosed
+	}
+	p.workers[c] = struct{}{}
+	p.mu.Unlock()
+	go func() {
+		<-c.Done()
+		p.mu.Lock()
+		delete(p.workers, c)
+		p.mu.Unlock()
+	}()
+
+	rep := &protos.CreateActorReply{}
+	if err := c.Call(ctx, protos.Method_CREATE_ACTOR, req, rep); err != nil {
+		_ = c.Close()
+		return nil, nil, err
+	}
+	return c, rep, nil
+}
+
+func (p *wirePlacer) started(ctx context.Context, node *protos.NodeInfo, lease []byte) error {
+	c, err := p.raylet(ctx, node)
+	if err != nil {
+		return err
+	}
+	return c.Call(ctx, protos.Method_NOTIFY_ACTOR_STARTED, &protos.NotifyActorStartedRequest{LeaseId: lease}, &protos.NotifyActorStartedReply{})
+}
+
+func (p *wirePlacer) kill(ctx context.Context, conn actorConn, req *protos.KillActorRequest) error {
+	c, ok := conn.(*wire.Conn)
+	if !ok {
+		return fmt.Errorf("%w: actor connection of type %T", ErrInternal, conn)
+	}
+	return c.Call(ctx, protos.Method_KILL_ACTOR, req, &protos.KillActorReply{})
+}
+
+func (p *wirePlacer) returnLease(ctx context.Context, node *protos.NodeInfo, lease []byte) error {
+	c, err := p.raylet(ctx, node)
+	if err != nil {
+		return err
+	}
+	return c.Call(ctx, protos.Method_RETURN_WORKER_LEASE, &protos.ReturnWorkerLeaseRequest{LeaseId: lease, DisconnectWorker: true}, &protos.ReturnWorkerLeaseReply{})
+}
+
+func (p *wirePlacer) close() {
+	p.mu.Lock()
+	p.closed = true
+	conns := make([]*wire.Conn, 0, len(p.raylets)+len(p.workers))
+	for _, c := range p.raylets {
+		conns = append(conns, c)
+	}
+	for c := range p.workers {
+		conns = append(conns, c)
+	}
+	p.raylets, p.workers = map[protos.NodeID]*wire.Conn{}, map[*wire.Conn]struct{}{}
+	p.mu.Unlock()
+	for _, c := range conns {
+		_ = c.Close()
+	}
+}
+
+// remoteCode is the code of a raylet's or worker's error reply, or "" for
+// transport failures (dial errors, closed connections, timeouts).
+func remoteCode(err error) string {
+	var re *wire.RemoteError
+	if errors.As(err, &re) {
+		return re.Code
+	}
+	return ""
+}

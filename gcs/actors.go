@@ -1,0 +1,842 @@
+package gcs
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+	"github.com/goray/goray/protos"
+	"google.golang.org/protobuf/proto"
+)
+
+// actorManager owns the actor table (Ray's GcsActorManager): registration,
+// named-actor lookup, scheduling onto dedicated worker leases, failure
+// detection, restarts and kills.
+//
+// The mailbox never blocks on the network. Each step that talks to a
+// raylet or a worker runs on a goroutine of its own, which posts its
+// result back as a message tagged with the actor's epoch. The epoch changes
+// whenever the actor's current attempt is abandoned (killed, restarted,
+// dead), so a result arriving for an attempt that no longer matters is
+// recognised and cleaned up (its lease returned) instead of applied.
+//
+// State machine (ActorInfo.state):
+//
+//	PENDING_CREATION --created--> ALIVE
+//	PENDING_CREATION / ALIVE / RESTARTING --worker lost or kill(no_restart=False)-->
+//	    RESTARTING (restarts left; num_restarts+1, rescheduled) or DEAD
+//	any but DEAD --constructor failed / exited itself / kill(no_restart=True) /
+//	    job finished (not detached) / job's workers cannot start--> DEAD
+type actorManager struct {
+	bucketState
+	env    *managerEnv
+	shared *actorShared
+
+	actors       map[protos.UniqueID]*actorEntry
+	names        map[actorName]protos.UniqueID // non-DEAD named actors
+	finishedJobs map[protos.JobID]bool
+
+	root *actor.RootContext
+	self *actor.PID
+}
+
+// actorShared outlives a manager instance restarted by its supervisor:
+// goroutines of the previous instance keep posting results, and the epochs
+// they carry must never be reused.
+type actorShared struct {
+	placer      placer
+	nodes, jobs *actor.PID
+	epochs      atomic.Uint64
+	// stopped is closed when the manager stops for good; pending retry
+	// timers then do nothing.
+	stopped  chan struct{}
+	stopOnce sync.Once
+}
+
+func (s *actorShared) nextEpoch() uint64 { return s.epochs.Add(1) }
+
+type actorName struct{ namespace, name string }
+
+type actorEntry struct {
+	id   protos.UniqueID
+	info *protos.ActorInfo // replaced, never mutated: replies share it
+	// epoch identifies the current scheduling attempt or incarnation.
+	epoch uint64
+	// inc is the current attempt's lease and worker connection, once a
+	// lease is granted; nil otherwise.
+	inc *incarnation
+	// excluded holds nodes that refused this scheduling round because they
+	// cannot start the job's workers.
+	excluded map[protos.NodeID]bool
+	backoff  time.Duration
+	// exitReason holds an ACTOR_EXITED that overtook the creation result
+	// of the current attempt; it applies once the actor is ALIVE.
+	exitReason *string
+}
+
+// incarnation is one placement of an actor: its lease, and from creation
+// on, the connection to its worker.
+type incarnation struct {
+	node   *protos.NodeInfo
+	lease  []byte
+	worker *protos.Address
+	conn   actorConn
+}
+
+// Messages from the manager's goroutines and the server.
+type (
+	actorRetry struct {
+		id    protos.UniqueID
+		epoch uint64
+	}
+	actorLeased struct {
+		id    protos.UniqueID
+		epoch uint64
+		node  *protos.NodeInfo // nil: no node to try
+		reply *protos.RequestWorkerLeaseReply
+		err   error
+	}
+	actorCreated struct {
+		id    protos.UniqueID
+		epoch uint64
+		inc   *incarnation
+		reply *protos.CreateActorReply
+		err   error
+	}
+	actorWorkerLost struct {
+		id    protos.UniqueID
+		epoch uint64
+	}
+	actorExited struct {
+		id     protos.UniqueID
+		epoch  uint64
+		reason string
+	}
+	// jobEvent comes from the job events subscription: a job registered
+	// (again) or finished.
+	jobEvent struct {
+		job      protos.JobID
+		finished bool
+	}
+)
+
+// Timing of the manager's background work.
+const (
+	actorCallTimeout   = 5 * time.Second        // NOTIFY_ACTOR_STARTED, KILL_ACTOR, RETURN_WORKER_LEASE
+	actorExitGrace     = 2 * time.Second        // wait for a worker to exit before its lease is taken back
+	actorRetryMin      = 100 * time.Millisecond // first rescheduling delay after a transient failure
+	actorRetryMax      = 5 * time.Second
+	actorNodesTimeout  = 5 * time.Second
+	deathKilled        = "killed by kill(no_restart=True)"
+	deathKilledRestart = "killed by kill(no_restart=False)"
+	deathJobFinished   = "its job finished"
+)
+
+func newActorManager(env *managerEnv, shared *actorShared) actor.Producer {
+	return func() actor.Actor { return &actorManager{env: env, shared: shared} }
+}
+
+func (m *actorManager) Receive(ctx actor.Context) {
+	switch msg := ctx.Message().(type) {
+	case *actor.Started:
+		m.root, m.self = ctx.ActorSystem().Root, ctx.Self()
+		m.load()
+		if m.loadErr == nil {
+			m.resume()
+			// Jobs that finished while no GCS was watching.
+			if m.shared.jobs != nil {
+				ctx.Request(m.shared.jobs, &protos.ListJobsRequest{})
+			}
+		}
+	case *actor.Stopping:
+		m.shared.stopOnce.Do(func() {
+			close(m.shared.stopped)
+			m.shared.placer.close()
+		})
+	case readyRequest:
+		m.respondReady(ctx)
+	case *protos.RegisterActorRequest:
+		info, e := m.register(msg.GetSpec())
+		ctx.Respond(&protos.RegisterActorReply{Actor: info, Error: e})
+	case *protos.GetActorRequest:
+		info, e := m.get(msg)
+		ctx.Respond(&protos.GetActorReply{Actor: info, Error: e})
+	case *protos.ListActorsRequest:
+		actors, e := m.list(msg.GetJobId())
+		ctx.Respond(&protos.ListActorsReply{Actors: actors, Error: e})
+	case *protos.KillActorGcsRequest:
+		ctx.Respond(&protos.KillActorGcsReply{Error: m.kill(msg.GetActorId(), msg.GetNoRestart())})
+	case *protos.ListJobsReply:
+		for _, j := range msg.GetJobs() {
+			if j.GetFinished() {
+				m.jobFinished(protos.MustUniqueID(j.GetJobId()))
+			}
+		}
+	case jobEvent:
+		if msg.finished {
+			m.jobFinished(msg.job)
+		} else if m.finishedJobs != nil {
+			// A driver registering its job again starts it over.
+			delete(m.finishedJobs, msg.job)
+		}
+	case actorRetry:
+		if e := m.current(msg.id, msg.epoch); e != nil && e.inc == nil {
+			m.schedule(e)
+		}
+	case actorLeased:
+		m.leased(msg)
+	case actorCreated:
+		m.created(msg)
+	case actorWorkerLost:
+		if e := m.current(msg.id, msg.epoch); e != nil {
+			pid := e.info.GetAddress().GetPid()
+			m.env.log.Warn().Str("actor", e.id.Short()).Str("class", e.info.GetSpec().GetClassName()).Int32("pid", pid).Msg("actor's worker died")
+			m.restartOrDie(e, fmt.Sprintf("the actor's worker process (pid %d) died", pid), nil)
+		}
+	case actorExited:
+		if e := m.current(msg.id, msg.epoch); e != nil {
+			if e.info.GetState() != protos.ActorState_ALIVE {
+				// The worker exited right after creating the actor, before
+				// the creation result got here: ALIVE first, then DEAD.
+				reason := msg.reason
+				e.exitReason = &reason
+				return
+			}
+			m.die(e, "the actor exited itself: "+msg.reason, nil, nil, actorExitGrace)
+		}
+	}
+}
+
+// current returns the actor if msg's epoch is still its current attempt.
+func (m *actorManager) current(id protos.UniqueID, epoch uint64) *actorEntry {
+	e := m.actors[id]
+	if e == nil || e.epoch != epoch || e.info.GetState() == protos.ActorState_DEAD {
+		return nil
+	}
+	return e
+}
+
+func (m *actorManager) load() {
+	m.actors = make(map[protos.UniqueID]*actorEntry)
+	m.names = make(map[actorName]protos.UniqueID)
+	m.finishedJobs = make(map[protos.JobID]bool)
+	m.open(m.env, BucketActors, "goray GCS actor table: actor id (hex) -> ActorInfo", func(key string, value []byte) error {
+		info := &protos.ActorInfo{}
+		if err := proto.Unmarshal(value, info); err != nil {
+			m.env.log.Warn().Err(err).Str("key", key).Msg("skip undecodable actor record")
+			return nil
+		}
+		id, err := protos.UniqueIDFromBytes(info.GetActorId())
+		if err != nil || id.String() != key {
+			m.env.log.Warn().Str("key", key).Msg("skip actor record whose id does not match its key")
+			return nil
+		}
+		m.actors[id] = &actorEntry{id: id, info: info}
+		if n, ok := nameOf(info); ok && info.GetState() != protos.ActorState_DEAD {
+			if other, taken := m.names[n]; taken {
+				m.env.log.Warn().Str("actor", id.Short()).Str("other", other.Short()).Str("name", n.name).Msg("two live actors with one name in the store; keeping the first")
+			} else {
+				m.names[n] = id
+			}
+		}
+		return nil
+	})
+}
+
+// resume schedules the actors a previous GCS left waiting for a worker.
+// ALIVE ones keep their record: their workers were leased by the previous
+// GCS's raylet connections, which closed with it.
+func (m *actorManager) resume() {
+	for _, e := range m.actors {
+		switch e.info.GetState() {
+		case protos.ActorState_PENDING_CREATION, protos.ActorState_RESTARTING:
+			m.schedule(e)
+		}
+	}
+}
+
+func nameOf(info *protos.ActorInfo) (actorName, bool) {
+	o := info.GetSpec().GetOptions()
+	return actorName{namespace: o.GetNamespace(), name: o.GetName()}, o.GetName() != ""
+}
+
+// --- requests ---
+
+func (m *actorManager) register(spec *protos.ActorSpec) (*protos.ActorInfo, *protos.GcsError) {
+	if e := m.unavailable(); e != nil {
+		return nil, e
+	}
+	if e := validateActorSpec(spec); e != nil {
+		return nil, e
+	}
+	id := protos.MustUniqueID(spec.GetActorId())
+	if old, ok := m.actors[id]; ok {
+		// A retried registration: the first one won.
+		return old.info, nil
+	}
+	job := protos.MustUniqueID(spec.GetJobId())
+	if m.finishedJobs[job] {
+		return nil, gcsErrorf(ErrInvalid, "register actor %s: job %s has finished", spec.GetClassName(), job)
+	}
+	n, named := nameOf(&protos.ActorInfo{Spec: spec})
+	if named {
+		if other, taken := m.names[n]; taken {
+			if spec.GetOptions().GetGetIfExists() {
+				return m.actors[other].info, nil
+			}
+			return nil, gcsErrorf(ErrAlreadyExists, "an actor named %q already exists in namespace %q", n.name, n.namespace)
+		}
+	}
+	info := &protos.ActorInfo{
+		ActorId: id.Bytes(),
+		Spec:    proto.CloneOf(spec),
+		State:   protos.ActorState_PENDING_CREATION,
+	}
+	if err := m.putProto(id.String(), info); err != nil {
+		return nil, toGcsError(err)
+	}
+	e := &actorEntry{id: id, info: info}
+	m.actors[id] = e
+	if named {
+		m.names[n] = id
+	}
+	m.env.log.Info().Str("actor", id.Short()).Str("class", spec.GetClassName()).Str("name", n.name).Str("job", job.Short()).Msg("actor registered")
+	m.announce(info)
+	m.schedule(e)
+	return info, nil
+}
+
+func (m *actorManager) get(req *protos.GetActorRequest) (*protos.ActorInfo, *protos.GcsError) {
+	if e := m.unavailable(); e != nil {
+		return nil, e
+	}
+	if len(req.GetActorId()) > 0 {
+		id, e := parseID("actor id", req.GetActorId())
+		if e != nil {
+			return nil, e
+		}
+		a, ok := m.actors[id]
+		if !ok {
+			return nil, gcsErrorf(ErrNotFound, "actor %s does not exist", id)
+		}
+		return a.info, nil
+	}
+	if req.GetName() == "" {
+		return nil, gcsErrorf(ErrInvalid, "get actor: an actor id or a name is required")
+	}
+	id, ok := m.names[actorName{namespace: req.GetNamespace(), name: req.GetName()}]
+	if !ok {
+		return nil, gcsErrorf(ErrNotFound, "no live actor named %q in namespace %q", req.GetName(), req.GetNamespace())
+	}
+	return m.actors[id].info, nil
+}
+
+func (m *actorManager) list(rawJob []byte) ([]*protos.ActorInfo, *protos.GcsError) {
+	if e := m.unavailable(); e != nil {
+		return nil, e
+	}
+	var job protos.JobID
+	if len(rawJob) > 0 {
+		var e *protos.GcsError
+		if job, e = parseID("job id", rawJob); e != nil {
+			return nil, e
+		}
+	}
+	out := make([]*protos.ActorInfo, 0, len(m.actors))
+	for _, a := range m.actors {
+		if job.IsZero() || protos.MustUniqueID(a.info.GetSpec().GetJobId()) == job {
+			out = append(out, a.info)
+		}
+	}
+	sortActors(out)
+	return out, nil
+}
+
+// sortActors orders by start time, actors never started last, then by id.
+func sortActors(actors []*protos.ActorInfo) {
+	startKey := func(a *protos.ActorInfo) int64 {
+		if t := a.GetStartTimeUnixMs(); t > 0 {
+			return t
+		}
+		return math.MaxInt64
+	}
+	slices.SortFunc(actors, func(a, b *protos.ActorInfo) int {
+		return cmp.Or(cmp.Compare(startKey(a), startKey(b)), slices.Compare(a.GetActorId(), b.GetActorId()))
+	})
+}
+
+func (m *actorManager) kill(rawID []byte, noRestart bool) *protos.GcsError {
+	if e := m.unavailable(); e != nil {
+		return e
+	}
+	id, e := parseID("actor id", rawID)
+	if e != nil {
+		return e
+	}
+	a, ok := m.actors[id]
+	if !ok {
+		return gcsErrorf(ErrNotFound, "actor %s does not exist", id)
+	}
+	if a.info.GetState() == protos.ActorState_DEAD {
+		return nil
+	}
+	m.env.log.Info().Str("actor", id.Short()).Bool("no_restart", noRestart).Str("state", a.info.GetState().String()).Msg("kill actor")
+	if noRestart {
+		m.die(a, deathKilled, nil, killRequest(a, true, deathKilled), actorExitGrace)
+	} else {
+		m.restartOrDie(a, deathKilledRestart, killRequest(a, false, deathKilledRestart))
+	}
+	return nil
+}
+
+func killRequest(a *actorEntry, noRestart bool, reason string) *protos.KillActorRequest {
+	return &protos.KillActorRequest{ActorId: a.id.Bytes(), NoRestart: noRestart, Reason: reason}
+}
+
+// jobFinished kills the job's actors, except detached ones.
+func (m *actorManager) jobFinished(job protos.JobID) {
+	if m.loadErr != nil || m.finishedJobs[job] {
+		return
+	}
+	m.finishedJobs[job] = true
+	for _, a := range m.actors {
+		if a.info.GetState() == protos.ActorState_DEAD || a.info.GetSpec().GetOptions().GetDetached() ||
+			protos.MustUniqueID(a.info.GetSpec().GetJobId()) != job {
+			continue
+		}
+		m.die(a, deathJobFinished, nil, killRequest(a, true, deathJobFinished), actorExitGrace)
+	}
+}
+
+// --- state transitions ---
+
+// commit records a new ActorInfo: persisted, then announced. A store
+// failure cannot undo what happened to the actor, so it is only logged.
+func (m *actorManager) commit(a *actorEntry, info *protos.ActorInfo) {
+	if m.kv != nil {
+		if err := m.putProto(a.id.String(), info); err != nil {
+			m.env.log.Error().Err(err).Str("actor", a.id.Short()).Str("state", info.GetState().String()).Msg("persist actor")
+		}
+	}
+	a.info = info
+	m.announce(info)
+}
+
+func (m *actorManager) announce(info *protos.ActorInfo) {
+	m.env.publish(ActorSubject(protos.MustUniqueID(info.GetActorId())), info)
+	m.env.publish(SubjectActorEvents, info)
+}
+
+func canRestart(info *protos.ActorInfo) bool {
+	limit := info.GetSpec().GetOptions().GetMaxRestarts()
+	return limit == -1 || info.GetNumRestarts() < limit
+}
+
+// restartOrDie ends the current incarnation (asking its worker to stop
+// with kill, if set) and reschedules the actor if it has restarts left.
+func (m *actorManager) restartOrDie(a *actorEntry, cause string, kill *protos.KillActorRequest) {
+	if !canRestart(a.info) {
+		m.die(a, cause, nil, kill, actorExitGrace)
+		return
+	}
+	old := a.inc
+	a.inc = nil
+	info := proto.CloneOf(a.info)
+	info.State = protos.ActorState_RESTARTING
+	info.NumRestarts++
+	info.DeathCause = cause
+	info.Address, info.LeaseId, info.NodeId = nil, nil, nil
+	info.CreationError = nil
+	m.env.log.Info().Str("actor", a.id.Short()).Str("class", info.GetSpec().GetClassName()).Int32("num_restarts", info.GetNumRestarts()).Str("cause", cause).Msg("restarting actor")
+	m.commit(a, info)
+	m.teardown(old, kill, actorExitGrace)
+	a.excluded, a.backoff = nil, 0
+	m.schedule(a)
+}
+
+// die marks the actor DEAD for good and frees its name.
+func (m *actorManager) die(a *actorEntry, cause string, creationErr *protos.TaskErrorProto, kill *protos.KillActorRequest, grace time.Duration) {
+	old := a.inc
+	a.inc, a.exitReason = nil, nil
+	a.epoch = m.shared.nextEpoch()
+	info := proto.CloneOf(a.info)
+	info.State = protos.ActorState_DEAD
+	info.DeathCause = cause
+	info.EndTimeUnixMs = time.Now().UnixMilli()
+	if creationErr != nil {
+		info.CreationError = creationErr
+	}
+	if n, ok := nameOf(info); ok && m.names[n] == a.id {
+		delete(m.names, n)
+	}
+	m.env.log.Info().Str("actor", a.id.Short()).Str("class", info.GetSpec().GetClassName()).Str("cause", cause).Msg("actor dead")
+	m.commit(a, info)
+	m.teardown(old, kill, grace)
+}
+
+// teardown ends an incarnation in the background: the worker is asked to
+// stop (kill), given grace to exit, and its lease is returned, which makes
+// the raylet kill the process if it still runs.
+func (m *actorManager) teardown(inc *incarnation, kill *protos.KillActorRequest, grace time.Duration) {
+	if inc == nil {
+		return
+	}
+	p, log := m.shared.placer, m.env.log
+	go func() {
+		if c := inc.conn; c != nil {
+			if kill != nil {
+				ctx, cancel := context.WithTimeout(context.Background(), actorCallTimeout)
+				if err := p.kill(ctx, c, kill); err != nil {
+					log.Debug().Err(err).Msg("KILL_ACTOR")
+				}
+				cancel()
+			}
+			if grace > 0 {
+				t := time.NewTimer(grace)
+				select {
+				case <-c.Done():
+				case <-t.C:
+				}
+				t.Stop()
+			}
+			_ = c.Close()
+		}
+		if inc.lease != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), actorCallTimeout)
+			if err := p.returnLease(ctx, inc.node, inc.lease); err != nil {
+				log.Debug().Err(err).Msg("RETURN_WORKER_LEASE")
+			}
+			cancel()
+		}
+	}()
+}
+
+// --- scheduling ---
+
+// defaultPlacement is what an actor needs to be placed when its options
+// say nothing (Ray's num_cpus default for actors). An explicit empty
+// Resources message means none.
+var defaultPlacement = map[string]float64{"CPU": 1}
+
+func placementOf(spec *protos.ActorSpec) *protos.Resources {
+	if r := spec.GetOptions().GetPlacementResources(); r != nil {
+		return r
+	}
+	return &protos.Resources{Amounts: defaultPlacement}
+}
+
+// schedule starts a new attempt to place the actor: pick a node, lease a
+// dedicated worker there.
+func (m *actorManager) schedule(a *actorEntry) {
+	a.epoch = m.shared.nextEpoch()
+	a.inc, a.exitReason = nil, nil
+	id, epoch := a.id, a.epoch
+	spec := a.info.GetSpec()
+	req := &protos.RequestWorkerLeaseRequest{
+		JobId:            spec.GetJobId(),
+		Resources:        placementOf(spec),
+		Function:         spec.GetClassName(),
+		Dedicated:        true,
+		RunningResources: spec.GetOptions().GetRunningResources(),
+	}
+	owner := spec.GetOwner().GetNodeId()
+	excluded := make(map[protos.NodeID]bool, len(a.excluded))
+	for n := range a.excluded {
+		excluded[n] = true
+	}
+	root, self, nodesPID, p := m.root, m.self, m.shared.nodes, m.shared.placer
+	go func() {
+		res, err := root.RequestFuture(nodesPID, &protos.ListNodesRequest{}, actorNodesTimeout).Result()
+		var nodes []*protos.NodeInfo
+		if err == nil {
+			rep, ok := res.(*protos.ListNodesReply)
+			switch {
+			case !ok:
+				err = fmt.Errorf("%w: node manager answered %T", ErrInternal, res)
+			case rep.GetError() != nil:
+				err = replyError("list nodes", rep.GetError())
+			default:
+				nodes = rep.GetNodes()
+			}
+		}
+		if err != nil {
+			root.Send(self, actorLeased{id: id, epoch: epoch, err: fmt.Errorf("%w: list nodes: %w", ErrUnavailable, err)})
+			return
+		}
+		node := pickNode(nodes, req.GetResources().GetAmounts(), owner, excluded)
+		if node == nil {
+			root.Send(self, actorLeased{id: id, epoch: epoch})
+			return
+		}
+		// No deadline: an infeasible or busy node keeps the request queued
+		// until it can grant it; closing the placer ends the wait.
+		rep, err := p.lease(context.Background(), node, req)
+		root.Send(self, actorLeased{id: id, epoch: epoch, node: node, reply: rep, err: err})
+	}()
+}
+
+func (m *actorManager) retryLater(a *actorEntry) {
+	a.backoff = min(max(2*a.backoff, actorRetryMin), actorRetryMax)
+	// A new epoch, so a message of the abandoned attempt cannot pass for
+	// the retry's.
+	a.epoch = m.shared.nextEpoch()
+	id, epoch, root, self, stopped := a.id, a.epoch, m.root, m.self, m.shared.stopped
+	time.AfterFunc(a.backoff, func() {
+		select {
+		case <-stopped:
+		default:
+			root.Send(self, actorRetry{id: id, epoch: epoch})
+		}
+	})
+}
+
+func (m *actorManager) leased(msg actorLeased) {
+	a := m.current(msg.id, msg.epoch)
+	granted := msg.err == nil && msg.reply != nil && len(msg.reply.GetLeaseId()) > 0
+	if a == nil {
+		if granted {
+			// The actor was killed or rescheduled while this lease was
+			// pending: give the worker back (the raylet kills it).
+			m.teardown(&incarnation{node: msg.node, lease: msg.reply.GetLeaseId()}, nil, 0)
+		}
+		return
+	}
+	log := m.env.log.With().Str("actor", a.id.Short()).Str("class", a.info.GetSpec().GetClassName()).Logger()
+	if msg.node == nil && msg.err == nil {
+		if len(a.excluded) > 0 {
+			m.die(a, fmt.Sprintf("no alive node can start workers for job %s (it is registered on none of them: has its driver exited?)",
+				protos.MustUniqueID(a.info.GetSpec().GetJobId())), nil, nil, 0)
+			return
+		}
+		log.Debug().Msg("no alive node to place the actor on yet")
+		m.retryLater(a)
+		return
+	}
+	if msg.err != nil {
+		var nodeID protos.NodeID
+		if msg.node != nil {
+			nodeID = protos.MustUniqueID(msg.node.GetNodeId())
+		}
+		switch code := remoteCode(msg.err); code {
+		case "unknown_job":
+			// That raylet does not know the job: try the others.
+			if a.excluded == nil {
+				a.excluded = map[protos.NodeID]bool{}
+			}
+			a.excluded[nodeID] = true
+			log.Debug().Str("node", nodeID.Short()).Msg("node cannot start the job's workers; trying another")
+			m.schedule(a)
+		case "binary_mismatch", "worker_start_failed", "invalid", "malformed":
+			m.die(a, fmt.Sprintf("no worker could be leased for it on node %s: %v", nodeID.Short(), msg.err), nil, nil, 0)
+		default:
+			log.Warn().Err(msg.err).Str("node", nodeID.Short()).Msg("lease for actor failed; retrying")
+			m.retryLater(a)
+		}
+		return
+	}
+	rep := msg.reply
+	if !granted {
+		log.Warn().Str("infeasible", rep.GetInfeasible()).Msg("lease for actor not granted; retrying")
+		m.retryLater(a)
+		return
+	}
+	inc := &incarnation{node: msg.node, lease: rep.GetLeaseId(), worker: rep.GetWorker()}
+	a.inc = inc
+	id, epoch, root, self, p := a.id, a.epoch, m.root, m.self, m.shared.placer
+	req := &protos.CreateActorRequest{Spec: a.info.GetSpec(), NumRestarts: a.info.GetNumRestarts()}
+	go func() {
+		exited := func(reason string) { root.Send(self, actorExited{id: id, epoch: epoch, reason: reason}) }
+		// The constructor may run for long: no deadline, the connection
+		// closing (worker death, GCS shutdown) ends the wait.
+		conn, crep, err := p.create(context.Background(), inc.worker, req, exited)
+		if err == nil && crep.GetError() == nil {
+			ctx, cancel := context.WithTimeout(context.Background(), actorCallTimeout)
+			if serr := p.started(ctx, inc.node, inc.lease); serr != nil {
+				// The lease keeps its placement resources; if it is gone
+				// the worker died and the connection says so.
+				log.Warn().Err(serr).Msg("NOTIFY_ACTOR_STARTED")
+			}
+			cancel()
+		}
+		root.Send(self, actorCreated{id: id, epoch: epoch, inc: &incarnation{node: inc.node, lease: inc.lease, worker: inc.worker, conn: conn}, reply: crep, err: err})
+	}()
+}
+
+func (m *actorManager) created(msg actorCreated) {
+	a := m.current(msg.id, msg.epoch)
+	if a == nil {
+		m.teardown(msg.inc, nil, 0)
+		return
+	}
+	inc := msg.inc
+	a.inc = inc
+	class := a.info.GetSpec().GetClassName()
+	if msg.err != nil {
+		if code := remoteCode(msg.err); code != "" {
+			// The worker answered but could not create the actor.
+			m.die(a, fmt.Sprintf("the actor's worker could not create it: %v", msg.err),
+				&protos.TaskErrorProto{Kind: protos.ErrorKind_ERROR_KIND_SYSTEM, Function: class, Message: msg.err.Error(),
+					Pid: inc.worker.GetPid(), NodeId: inc.worker.GetNodeId()}, nil, 0)
+			return
+		}
+		m.env.log.Warn().Err(msg.err).Str("actor", a.id.Short()).Str("class", class).Int32("pid", inc.worker.GetPid()).Msg("actor's worker lost during creation")
+		m.restartOrDie(a, fmt.Sprintf("the actor's worker process (pid %d) died while creating the actor: %v", inc.worker.GetPid(), msg.err), nil)
+		return
+	}
+	if ce := msg.reply.GetError(); ce != nil {
+		m.die(a, "the actor's constructor failed: "+ce.GetMessage(), ce, nil, 0)
+		return
+	}
+	info := proto.CloneOf(a.info)
+	info.State = protos.ActorState_ALIVE
+	info.Address = inc.worker
+	info.NodeId = inc.node.GetNodeId()
+	info.LeaseId = inc.lease
+	info.StartTimeUnixMs = time.Now().UnixMilli()
+	info.CreationError = nil
+	a.excluded, a.backoff = nil, 0
+	m.env.log.Info().Str("actor", a.id.Short()).Str("class", class).Int32("pid", inc.worker.GetPid()).
+		Str("node", protos.MustUniqueID(inc.node.GetNodeId()).Short()).Int32("num_restarts", info.GetNumRestarts()).Msg("actor alive")
+	m.commit(a, info)
+	id, epoch, root, self := a.id, a.epoch, m.root, m.self
+	go func() {
+		<-inc.conn.Done()
+		root.Send(self, actorWorkerLost{id: id, epoch: epoch})
+	}()
+	if r := a.exitReason; r != nil {
+		m.die(a, "the actor exited itself: "+*r, nil, nil, actorExitGrace)
+	}
+}
+
+// pickNode chooses where to place an actor among ALIVE nodes with a raylet
+// endpoint, not excluded. Preference, in order: the node could ever hold
+// demand (else the lease would wait forever), it has demand available now,
+// it is the owner's node (which runs the job's workers), it has the most
+// available CPU; ties go to the lowest node id. nil: no candidate.
+func pickNode(nodes []*protos.NodeInfo, demand map[string]float64, owner []byte, excluded map[protos.NodeID]bool) *protos.NodeInfo {
+	type rank struct {
+		feasible, fits, owner bool
+		cpu                   float64
+	}
+	rankOf := func(n *protos.NodeInfo) rank {
+		return rank{
+			feasible: resourcesFit(n.GetTotal().GetAmounts(), demand),
+			fits:     resourcesFit(n.GetAvailable().GetAmounts(), demand),
+			owner:    len(owner) > 0 && slices.Equal(n.GetNodeId(), owner),
+			cpu:      n.GetAvailable().GetAmounts()["CPU"],
+		}
+	}
+	b2i := func(b bool) int {
+		if b {
+			return 1
+		}
+		return 0
+	}
+	var best *protos.NodeInfo
+	var bestRank rank
+	for _, n := range nodes {
+		if n.GetState() != protos.NodeInfo_ALIVE || n.GetRayletEndpoint() == "" || excluded[protos.MustUniqueID(n.GetNodeId())] {
+			continue
+		}
+		r := rankOf(n)
+		if best != nil {
+			c := cmp.Or(
+				cmp.Compare(b2i(r.feasible), b2i(bestRank.feasible)),
+				cmp.Compare(b2i(r.fits), b2i(bestRank.fits)),
+				cmp.Compare(b2i(r.owner), b2i(bestRank.owner)),
+				cmp.Compare(r.cpu, bestRank.cpu),
+				-slices.Compare(n.GetNodeId(), best.GetNodeId()),
+			)
+			if c <= 0 {
+				continue
+			}
+		}
+		best, bestRank = n, r
+	}
+	return best
+}
+
+// resourcesFit reports whether have covers demand (with the raylet's
+// fixed-point tolerance).
+func resourcesFit(have, demand map[string]float64) bool {
+	for k, v := range demand {
+		if v > 0 && have[k]+1e-9 < v {
+			return false
+		}
+	}
+	return true
+}
+
+// --- validation ---
+
+// validateActorSpec checks what the GCS and the raylet rely on; the worker
+// checks the rest (that the class exists, argument types).
+func validateActorSpec(spec *protos.ActorSpec) *protos.GcsError {
+	if spec == nil {
+		return gcsErrorf(ErrInvalid, "register actor: no actor spec")
+	}
+	if _, e := parseID("actor id", spec.GetActorId()); e != nil {
+		return e
+	}
+	if _, e := parseID("job id", spec.GetJobId()); e != nil {
+		return e
+	}
+	if spec.GetClassName() == "" {
+		return gcsErrorf(ErrInvalid, "register actor: class name is required")
+	}
+	o := spec.GetOptions()
+	bad := func(format string, args ...any) *protos.GcsError {
+		return gcsErrorf(ErrInvalid, "register actor %s: %s", spec.GetClassName(), fmt.Sprintf(format, args...))
+	}
+	switch {
+	case o.GetMaxRestarts() < -1:
+		return bad("max_restarts must be -1 (no limit) or >= 0, not %d", o.GetMaxRestarts())
+	case o.GetMaxTaskRetries() < -1:
+		return bad("max_task_retries must be -1 (no limit) or >= 0, not %d", o.GetMaxTaskRetries())
+	case o.GetMaxConcurrency() < 0:
+		return bad("max_concurrency must be >= 0, not %d", o.GetMaxConcurrency())
+	case o.GetMaxPendingCalls() < 0:
+		return bad("max_pending_calls must be >= 0 (0: no limit), not %d", o.GetMaxPendingCalls())
+	case o.GetGetIfExists() && o.GetName() == "":
+		return bad("get_if_exists needs a name")
+	}
+	for _, r := range []struct {
+		what string
+		res  *protos.Resources
+	}{{"placement resources", o.GetPlacementResources()}, {"running resources", o.GetRunningResources()}} {
+		for name, v := range r.res.GetAmounts() {
+			if name == "" {
+				return bad("%s: resource with an empty name", r.what)
+			}
+			if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				return bad("%s: resource %q has invalid quantity %v", r.what, name, v)
+			}
+		}
+	}
+	groups := map[string]bool{}
+	methods := map[string]string{}
+	for _, g := range o.GetConcurrencyGroups() {
+		switch {
+		case g.GetName() == "":
+			return bad("concurrency group with an empty name")
+		case groups[g.GetName()]:
+			return bad("concurrency group %q defined twice", g.GetName())
+		case g.GetMaxConcurrency() < 1:
+			return bad("concurrency group %q: max_concurrency must be >= 1, not %d", g.GetName(), g.GetMaxConcurrency())
+		}
+		groups[g.GetName()] = true
+		for _, meth := range g.GetMethods() {
+			if other, ok := methods[meth]; ok {
+				return bad("method %q is in concurrency groups %q and %q", meth, other, g.GetName())
+			}
+			methods[meth] = g.GetName()
+		}
+	}
+	return nil
+}
