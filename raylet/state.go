@@ -38,6 +38,8 @@ type jobState struct {
 	driver     *wire.Conn
 	workers    map[protos.WorkerID]*workerProc
 	starting   int
+	// reserved counts workers started for actors (see workerProc.reserved).
+	reserved int
 	// failures counts workers that died before registering in a row;
 	// fatal is set once the job's workers cannot start at all.
 	failures  int
@@ -46,11 +48,29 @@ type jobState struct {
 }
 
 type leaseState struct {
-	id      protos.LeaseID
-	worker  *workerProc
+	id     protos.LeaseID
+	worker *workerProc
+	// demand is what the lease holds: its request, or, for a dedicated
+	// lease whose actor started, the actor's running resources.
 	demand  ResourceSet
 	blocked bool
 	owner   *wire.Conn
+	// dedicated leases host an actor (see RequestWorkerLeaseRequest).
+	dedicated bool
+	// running is what a dedicated lease holds once its actor started.
+	running ResourceSet
+	started bool
+}
+
+// held is what the lease takes from the node's available resources: a
+// blocked lease has lent its CPU back.
+func (l *leaseState) held() ResourceSet {
+	if !l.blocked {
+		return l.demand
+	}
+	d := l.demand.Clone()
+	delete(d, CPU)
+	return d
 }
 
 type leaseRequest struct {
@@ -61,6 +81,8 @@ type leaseRequest struct {
 	function   string
 	infeasible bool
 	queuedAt   time.Time
+	dedicated  bool
+	running    ResourceSet
 }
 
 // state is the raylet actor.
@@ -136,6 +158,13 @@ func (s *state) handle(c *wire.Conn, req *wire.Request) {
 				_ = c.Reply(req, &protos.ReturnWorkerLeaseReply{})
 			}
 		}
+	case protos.Method_NOTIFY_ACTOR_STARTED:
+		var m protos.NotifyActorStartedRequest
+		if err = s.decode(req, &m); err == nil {
+			if err = s.actorStarted(protos.MustUniqueID(m.GetLeaseId())); err == nil && !req.OneWay {
+				_ = c.Reply(req, &protos.NotifyActorStartedReply{})
+			}
+		}
 	case protos.Method_NOTIFY_BLOCKED:
 		var m protos.NotifyBlockedRequest
 		if err = s.decode(req, &m); err == nil {
@@ -190,7 +219,7 @@ func (s *state) registerClient(c *wire.Conn, req *wire.Request, m *protos.Regist
 		n = s.r.cfg.MaxWorkers
 	}
 	for i := 0; i < n; i++ {
-		s.startWorker(j)
+		s.startWorker(j, false)
 	}
 	return nil
 }
@@ -223,12 +252,19 @@ func (s *state) requestLease(c *wire.Conn, req *wire.Request, m *protos.RequestW
 	if err != nil {
 		return wire.NewError("invalid", "lease request: %v", err)
 	}
+	var running ResourceSet
+	if m.GetDedicated() {
+		if running, err = FromProto(m.GetRunningResources()); err != nil {
+			return wire.NewError("invalid", "lease request: running resources: %v", err)
+		}
+	}
 	job := protos.MustUniqueID(m.GetJobId())
 	if _, ok := s.jobs[job]; !ok {
 		return wire.NewError("unknown_job", "lease request for job %s, which is not registered on this node", job.Short())
 	}
-	s.queue = append(s.queue, &leaseRequest{conn: c, req: req, job: job, demand: demand, function: m.GetFunction(), queuedAt: time.Now()})
-	s.r.cfg.Logger.Debug().Str("function", m.GetFunction()).Str("demand", demand.String()).Int("queued", len(s.queue)).Msg("lease requested")
+	s.queue = append(s.queue, &leaseRequest{conn: c, req: req, job: job, demand: demand, function: m.GetFunction(), queuedAt: time.Now(),
+		dedicated: m.GetDedicated(), running: running})
+	s.r.cfg.Logger.Debug().Str("function", m.GetFunction()).Str("demand", demand.String()).Bool("dedicated", m.GetDedicated()).Int("queued", len(s.queue)).Msg("lease requested")
 	return nil
 }
 
@@ -238,8 +274,10 @@ func (s *state) dispatch() {
 	if s.stopping {
 		return
 	}
+	s.releaseReservations()
 	avail := s.available.Clone()
 	wantWorkers := map[*jobState]int{}
+	wantDedicated := map[*jobState]int{}
 	kept := s.queue[:0]
 	for _, lr := range s.queue {
 		if isClosed(lr.conn) {
@@ -267,10 +305,18 @@ func (s *state) dispatch() {
 			kept = append(kept, lr)
 			continue
 		}
-		w := s.idleWorker(j)
+		var w *workerProc
+		if lr.dedicated {
+			w = s.freshWorker(j)
+		} else {
+			w = s.idleWorker(j)
+		}
 		if w == nil {
 			avail.Sub(lr.demand)
 			wantWorkers[j]++
+			if lr.dedicated {
+				wantDedicated[j]++
+			}
 			kept = append(kept, lr)
 			continue
 		}
@@ -282,10 +328,83 @@ func (s *state) dispatch() {
 	}
 	s.queue = kept
 	for j, n := range wantWorkers {
-		for need := n - j.starting; need > 0 && len(j.workers) < s.r.cfg.MaxWorkers; need-- {
-			s.startWorker(j)
+		dedicated, actorsStarting := 0, 0
+		for _, w := range j.workers {
+			switch {
+			case w.dedicated:
+				dedicated++
+			case w.reserved && !w.registered:
+				actorsStarting++
+			}
+		}
+		pool := len(j.workers) - dedicated - j.reserved
+		forTasks, forActors := workersToStart(s.r.cfg.MaxWorkers, pool,
+			n-wantDedicated[j], j.starting-actorsStarting, wantDedicated[j], actorsStarting)
+		for ; forActors > 0; forActors-- {
+			if w := s.startWorker(j, true); w == nil {
+				break
+			}
+		}
+		for ; forTasks > 0; forTasks-- {
+			if w := s.startWorker(j, false); w == nil {
+				break
+			}
 		}
 	}
+}
+
+// workersToStart decides how many processes to start for a job: one per
+// actor waiting only for a process, beyond those already starting for
+// actors; and task workers for waiting tasks, beyond those already
+// starting, while the task pool (workers that are neither an actor's nor
+// reserved for one) stays within MaxWorkers. Actors' workers do not count
+// against MaxWorkers, so actors and tasks never wait for each other's
+// processes.
+func workersToStart(maxWorkers, pool, tasksWaiting, tasksStarting, actorsWaiting, actorsStarting int) (forTasks, forActors int) {
+	forActors = max(0, actorsWaiting-actorsStarting)
+	forTasks = max(0, min(tasksWaiting-tasksStarting, maxWorkers-pool))
+	return forTasks, forActors
+}
+
+// releaseReservations gives the workers started for actors to the task
+// pool once no actor of their job waits for a process any more (its
+// request was granted elsewhere, or abandoned).
+func (s *state) releaseReservations() {
+	var waiting map[protos.JobID]bool
+	for _, lr := range s.queue {
+		if lr.dedicated {
+			if waiting == nil {
+				waiting = map[protos.JobID]bool{}
+			}
+			waiting[lr.job] = true
+		}
+	}
+	for id, j := range s.jobs {
+		if j.reserved == 0 || waiting[id] {
+			continue
+		}
+		for _, w := range j.workers {
+			w.unreserve()
+		}
+	}
+}
+
+// freshWorker picks a worker for a dedicated lease: registered, not
+// dedicated already, and holding no lease at all (not even a blocked one),
+// so the actor gets the process to itself. A worker started for an actor
+// is preferred, then the longest-lived, as in idleWorker.
+func (s *state) freshWorker(j *jobState) *workerProc {
+	var best *workerProc
+	for _, w := range j.workers {
+		if !w.registered || w.dead || w.dedicated || len(w.leases) > 0 {
+			continue
+		}
+		// Workers started for actors first: the others are the tasks'.
+		if best == nil || (w.reserved && !best.reserved) || (w.reserved == best.reserved && w.startedAt.Before(best.startedAt)) {
+			best = w
+		}
+	}
+	return best
 }
 
 // idleWorker picks a registered worker of the job with no running lease. A
@@ -294,7 +413,7 @@ func (s *state) dispatch() {
 func (s *state) idleWorker(j *jobState) *workerProc {
 	var best *workerProc
 	for _, w := range j.workers {
-		if !w.registered || w.dead || w.active > 0 {
+		if !w.registered || w.dead || w.dedicated || w.reserved || w.active > 0 {
 			continue
 		}
 		// Prefer a worker with no leases at all, then the longest-lived.
@@ -306,12 +425,18 @@ func (s *state) idleWorker(j *jobState) *workerProc {
 }
 
 func (s *state) grant(lr *leaseRequest, w *workerProc) {
-	l := &leaseState{id: protos.NewUniqueID(), worker: w, demand: lr.demand, owner: lr.conn}
+	l := &leaseState{id: protos.NewUniqueID(), worker: w, demand: lr.demand, owner: lr.conn, dedicated: lr.dedicated, running: lr.running}
+	if lr.dedicated {
+		// The process now belongs to the actor: no other lease gets it,
+		// and it is killed when this lease ends.
+		w.unreserve()
+		w.dedicated = true
+	}
 	s.leases[l.id] = l
 	w.leases[l.id] = l
 	w.active++
 	s.available.Sub(lr.demand)
-	s.r.cfg.Logger.Debug().Str("lease", l.id.Short()).Str("worker", w.id.Short()).Str("function", lr.function).Str("available", s.available.String()).Int("queued", len(s.queue)).Msg("lease granted")
+	s.r.cfg.Logger.Debug().Str("lease", l.id.Short()).Str("worker", w.id.Short()).Str("function", lr.function).Bool("dedicated", l.dedicated).Str("available", s.available.String()).Int("queued", len(s.queue)).Msg("lease granted")
 	_ = lr.conn.Reply(lr.req, &protos.RequestWorkerLeaseReply{
 		LeaseId:  l.id.Bytes(),
 		Worker:   &protos.Address{WorkerId: w.id.Bytes(), NodeId: s.r.cfg.NodeID.Bytes(), Endpoint: w.endpoint, Pid: int32(w.pid)},
@@ -322,13 +447,18 @@ func (s *state) grant(lr *leaseRequest, w *workerProc) {
 func (s *state) release(l *leaseState) {
 	delete(s.leases, l.id)
 	delete(l.worker.leases, l.id)
-	if l.blocked {
-		d := l.demand.Clone()
-		delete(d, CPU)
-		s.available.Add(d)
-	} else {
-		s.available.Add(l.demand)
+	s.available.Add(l.held())
+	if !l.blocked {
 		l.worker.active--
+	}
+}
+
+// endLease releases a lease given back or abandoned by its owner. An
+// actor's process is never reused: ending its dedicated lease kills it.
+func (s *state) endLease(l *leaseState, disconnect bool) {
+	s.release(l)
+	if disconnect || l.dedicated {
+		l.worker.kill()
 	}
 }
 
@@ -337,11 +467,30 @@ func (s *state) returnLease(id protos.LeaseID, disconnect bool) {
 	if !ok {
 		return
 	}
-	s.release(l)
-	s.r.cfg.Logger.Debug().Str("lease", id.Short()).Str("available", s.available.String()).Int("queued", len(s.queue)).Msg("lease returned")
-	if disconnect {
-		l.worker.kill()
+	s.endLease(l, disconnect)
+	s.r.cfg.Logger.Debug().Str("lease", id.Short()).Bool("dedicated", l.dedicated).Str("available", s.available.String()).Int("queued", len(s.queue)).Msg("lease returned")
+}
+
+// actorStarted switches a dedicated lease from the actor's placement
+// resources to its running ones (Ray's actors need a CPU to be placed but
+// hold none while they live): available += placement - running.
+func (s *state) actorStarted(id protos.LeaseID) error {
+	l, ok := s.leases[id]
+	if !ok {
+		return wire.NewError("unknown_lease", "lease %s is not held on this node (returned, or its worker died)", id.Short())
 	}
+	if !l.dedicated {
+		return wire.NewError("invalid", "lease %s is not a dedicated (actor) lease", id.Short())
+	}
+	if l.started {
+		return nil
+	}
+	s.available.Add(l.held())
+	l.demand = l.running.Clone()
+	l.started = true
+	s.available.Sub(l.held())
+	s.r.cfg.Logger.Debug().Str("lease", id.Short()).Str("running", l.demand.String()).Str("available", s.available.String()).Msg("actor started")
+	return nil
 }
 
 // setBlocked lends a blocked task's CPU back (Ray does the same so nested
@@ -380,7 +529,7 @@ func (s *state) connClosed(c *wire.Conn) {
 	}
 	for _, l := range s.leases {
 		if l.owner == c {
-			s.release(l)
+			s.endLease(l, false)
 		}
 	}
 	s.dispatch()
@@ -392,6 +541,7 @@ func (s *state) retireWorker(w *workerProc) {
 		return
 	}
 	w.dead = true
+	w.unreserve()
 	delete(s.workers, w.id)
 	delete(w.job.workers, w.id)
 	for _, l := range w.leases {

@@ -27,6 +27,9 @@ const (
 	EnvSessionDir = "GORAY_SESSION_DIR"
 	EnvStorePath  = "GORAY_STORE_PATH"
 	EnvLogLevel   = "GORAY_LOG_LEVEL"
+	// EnvGCSAddress is the cluster's NATS URL, for workers that create or
+	// call actors; drivers put it in their job's environment.
+	EnvGCSAddress = "GORAY_GCS_ADDRESS"
 )
 
 // LogMarker starts a line a worker writes before running a different
@@ -43,7 +46,13 @@ type workerProc struct {
 	registered bool
 	dead       bool
 	killed     bool
-	leases     map[protos.LeaseID]*leaseState
+	// dedicated workers host an actor: never leased again, killed when
+	// the actor's lease ends.
+	dedicated bool
+	// reserved workers were started for an actor waiting for a process:
+	// tasks do not get them while actors of the job wait.
+	reserved bool
+	leases   map[protos.LeaseID]*leaseState
 	// active counts leases whose task is not blocked in Get.
 	active    int
 	startedAt time.Time
@@ -51,14 +60,17 @@ type workerProc struct {
 	exited    chan struct{}
 }
 
-func (s *state) startWorker(j *jobState) {
+// startWorker starts a worker process for j; reserved keeps it for an
+// actor (see workerProc.reserved). It returns nil if the process could not
+// start (the job is then failed).
+func (s *state) startWorker(j *jobState, reserved bool) *workerProc {
 	id := protos.NewUniqueID()
 	w := &workerProc{id: id, job: j, leases: map[protos.LeaseID]*leaseState{}, startedAt: time.Now(), exited: make(chan struct{})}
 	cmd := exec.Command(j.executable)
 	cmd.Dir = j.dir
 	env := make([]string, 0, len(j.env)+8)
 	for _, kv := range j.env {
-		if !strings.HasPrefix(kv, "GORAY_") || strings.HasPrefix(kv, EnvLogLevel+"=") {
+		if !strings.HasPrefix(kv, "GORAY_") || strings.HasPrefix(kv, EnvLogLevel+"=") || strings.HasPrefix(kv, EnvGCSAddress+"=") {
 			env = append(env, kv)
 		}
 	}
@@ -77,25 +89,29 @@ func (s *state) startWorker(j *jobState) {
 	logs, err := newWorkerLogs(s.r, j.id, id)
 	if err != nil {
 		s.failJob(j, "worker_start_failed", err)
-		return
+		return nil
 	}
 	stdout, err1 := cmd.StdoutPipe()
 	stderr, err2 := cmd.StderrPipe()
 	if err := firstErr(err1, err2); err != nil {
 		logs.close()
 		s.failJob(j, "worker_start_failed", err)
-		return
+		return nil
 	}
 	if err := cmd.Start(); err != nil {
 		logs.close()
 		s.failJob(j, "worker_start_failed", fmt.Errorf("start worker %s: %w", j.executable, err))
-		return
+		return nil
 	}
 	w.cmd, w.pid, w.logs = cmd, cmd.Process.Pid, logs
 	logs.pid = w.pid
 	s.workers[id] = w
 	j.workers[id] = w
 	j.starting++
+	if reserved {
+		w.reserved = true
+		j.reserved++
+	}
 	var wg sync.WaitGroup
 	wg.Add(2)
 	go func() { defer wg.Done(); logs.pump(stdout, false) }()
@@ -107,14 +123,24 @@ func (s *state) startWorker(j *jobState) {
 		close(w.exited)
 		s.r.system.Root.Send(s.r.pid, workerExited{w: w, err: err})
 	}()
+	return w
+}
+
+func (w *workerProc) unreserve() {
+	if w.reserved {
+		w.reserved = false
+		w.job.reserved--
+	}
 }
 
 func (w *workerProc) kill() {
-	if w.cmd == nil || w.cmd.Process == nil || w.killed {
+	if w.killed {
 		return
 	}
 	w.killed = true
-	_ = w.cmd.Process.Signal(syscall.SIGKILL)
+	if w.cmd != nil && w.cmd.Process != nil {
+		_ = w.cmd.Process.Signal(syscall.SIGKILL)
+	}
 }
 
 func (w *workerProc) waitExit(d time.Duration) {
