@@ -3,7 +3,11 @@ package sdk
 import (
 	"errors"
 	"maps"
+	"sync"
 	"time"
+
+	"github.com/goray/goray/protos"
+	"github.com/goray/goray/raylet"
 )
 
 // CallOption sets an option of a task call (see Func*.Options).
@@ -16,14 +20,38 @@ type callOptions struct {
 	// application errors are not retried (Ray's retry_exceptions=False).
 	retryOn func(error) bool
 	name    string
+	// shape caches the resources in wire form and as a queue key: every
+	// call of a function handle shares them.
+	shape *shapeCache
+}
+
+type shapeCache struct {
+	once  sync.Once
+	proto *protos.Resources
+	key   string
+	err   error
+}
+
+func (o callOptions) resourceShape() (*protos.Resources, string, error) {
+	c := o.shape
+	c.once.Do(func() {
+		rs, err := raylet.FromMap(o.resources)
+		if err != nil {
+			c.err = err
+			return
+		}
+		c.proto, c.key = rs.Proto(), rs.Key()
+	})
+	return c.proto, c.key, c.err
 }
 
 func defaultCallOptions() callOptions {
-	return callOptions{resources: map[string]float64{"CPU": 1}, maxRetries: 3}
+	return callOptions{resources: map[string]float64{"CPU": 1}, maxRetries: 3, shape: &shapeCache{}}
 }
 
 func (o callOptions) clone() callOptions {
 	o.resources = maps.Clone(o.resources)
+	o.shape = &shapeCache{}
 	return o
 }
 

@@ -9,7 +9,6 @@ import (
 
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
-	"github.com/goray/goray/raylet"
 )
 
 // Task submission follows Ray's direct-call design: the owner asks its
@@ -21,7 +20,7 @@ const (
 	// leased worker. Only functions known to be short are pipelined (see
 	// fastFunction): a task queued behind a long one on the same worker
 	// would wait for it while another worker could run it.
-	maxInflightPerLease = 16
+	maxInflightPerLease = 64
 	// pipelineBelow is the run time under which a function counts as short.
 	pipelineBelow = time.Millisecond
 	// maxLeaseRequests bounds outstanding lease requests per shape.
@@ -34,6 +33,7 @@ const (
 
 type pendingTask struct {
 	spec        *protos.TaskSpec
+	key         string
 	returnID    protos.ObjectID
 	queue       *schedQueue
 	retriesLeft int
@@ -43,10 +43,10 @@ type pendingTask struct {
 	// resolving is set while ref arguments are awaited.
 	resolving bool
 	lease     *lease
-	cancelled  bool
-	force      bool
-	finished   bool
-	recursive  bool
+	cancelled bool
+	force     bool
+	finished  bool
+	recursive bool
 	// pushedSlow records that the task was not known to be short when it
 	// was pushed, so nothing is pipelined behind it.
 	pushedSlow bool
@@ -69,8 +69,12 @@ type lease struct {
 	inflight map[protos.TaskID]*pendingTask
 	// slow counts in-flight tasks not known to be short.
 	slow int
-	idle *time.Timer
-	done bool
+	// idle fires leaseIdleTimeout after the lease ran out of work; one
+	// timer per lease, re-armed, since this is on every task's path.
+	idle      *time.Timer
+	idleArmed bool
+	idleSince time.Time
+	done      bool
 }
 
 // funcStat is a moving average of a function's run time.
@@ -100,7 +104,7 @@ func (cw *coreWorker) submitTask(ctx context.Context, fn string, args []argSourc
 	if cw.closed.Load() {
 		return ObjectRef{}, ErrNotInitialized
 	}
-	res, err := raylet.FromMap(opts.resources)
+	res, key, err := opts.resourceShape()
 	if err != nil {
 		return ObjectRef{}, fmt.Errorf("%w: task %s: %v", ErrArgument, fn, err)
 	}
@@ -113,7 +117,7 @@ func (cw *coreWorker) submitTask(ctx context.Context, fn string, args []argSourc
 		TaskId:         taskID.Bytes(),
 		JobId:          cw.jobID.Bytes(),
 		Function:       fn,
-		Resources:      res.Proto(),
+		Resources:      res,
 		Owner:          cw.addr,
 		Name:           name,
 		FunctionDigest: cw.digest,
@@ -123,7 +127,7 @@ func (cw *coreWorker) submitTask(ctx context.Context, fn string, args []argSourc
 		parent = ti.taskID
 		spec.ParentTaskId = parent.Bytes()
 	}
-	t := &pendingTask{spec: spec, returnID: protos.ObjectIDFor(taskID, 1), retriesLeft: opts.maxRetries, retryOn: opts.retryOn}
+	t := &pendingTask{spec: spec, key: key, returnID: protos.ObjectIDFor(taskID, 1), retriesLeft: opts.maxRetries, retryOn: opts.retryOn}
 	spec.Args, t.argRefs, err = cw.buildArgs(ctx, fn, args)
 	if err != nil {
 		return ObjectRef{}, err
@@ -159,9 +163,7 @@ func (s *submitter) resolve(t *pendingTask) {
 }
 
 func (s *submitter) enqueue(t *pendingTask) {
-	key := t.spec.Resources
-	rs, _ := raylet.FromProto(key)
-	k := rs.Key()
+	k := t.key
 	s.mu.Lock()
 	if t.cancelled || s.closed {
 		s.mu.Unlock()
@@ -170,7 +172,7 @@ func (s *submitter) enqueue(t *pendingTask) {
 	}
 	q, ok := s.queues[k]
 	if !ok {
-		q = &schedQueue{key: k, resources: key, function: t.spec.Function}
+		q = &schedQueue{key: k, resources: t.spec.Resources, function: t.spec.Function}
 		s.queues[k] = q
 	}
 	t.queue = q
@@ -212,9 +214,8 @@ func (s *submitter) pumpLocked(q *schedQueue) {
 		}
 	}
 	for _, l := range q.leases {
-		if len(l.inflight) == 0 && !l.done && l.idle == nil {
-			l := l
-			l.idle = time.AfterFunc(leaseIdleTimeout, func() { s.idleExpired(l) })
+		if len(l.inflight) == 0 && !l.done && !l.idleArmed {
+			s.armIdleLocked(l, leaseIdleTimeout)
 		}
 	}
 }
@@ -236,10 +237,7 @@ func (s *submitter) recordRun(fn string, micros uint64) {
 }
 
 func (s *submitter) pushLocked(l *lease, t *pendingTask) {
-	if l.idle != nil {
-		l.idle.Stop()
-		l.idle = nil
-	}
+	l.idleArmed = false
 	taskID := protos.MustUniqueID(t.spec.TaskId)
 	l.inflight[taskID] = t
 	if t.pushedSlow {
@@ -330,13 +328,30 @@ func (s *submitter) leaseFailed(q *schedQueue, err error) {
 	}
 }
 
+func (s *submitter) armIdleLocked(l *lease, d time.Duration) {
+	l.idleArmed = true
+	l.idleSince = time.Now()
+	if l.idle == nil {
+		l.idle = time.AfterFunc(d, func() { s.idleExpired(l) })
+		return
+	}
+	l.idle.Reset(d)
+}
+
 func (s *submitter) idleExpired(l *lease) {
 	s.mu.Lock()
-	if l.done || len(l.inflight) > 0 || l.idle == nil {
+	if l.done || len(l.inflight) > 0 || !l.idleArmed {
 		s.mu.Unlock()
 		return
 	}
-	l.idle = nil
+	// The timer is not stopped when work arrives, so it may fire for an
+	// earlier idle spell: wait out the current one.
+	if left := leaseIdleTimeout - time.Since(l.idleSince); left > 0 {
+		l.idle.Reset(left)
+		s.mu.Unlock()
+		return
+	}
+	l.idleArmed = false
 	if len(l.queue.tasks) > 0 {
 		s.pumpLocked(l.queue)
 		s.mu.Unlock()
@@ -349,9 +364,9 @@ func (s *submitter) idleExpired(l *lease) {
 
 func (s *submitter) dropLeaseLocked(l *lease) {
 	l.done = true
+	l.idleArmed = false
 	if l.idle != nil {
 		l.idle.Stop()
-		l.idle = nil
 	}
 	q := l.queue
 	for i, x := range q.leases {
