@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
@@ -35,9 +36,19 @@ type coreWorker struct {
 	// unmap it on shutdown.
 	ownSeg bool
 
-	objects *objectTable
-	sub     *submitter
-	exec    *executor
+	objects  *objectTable
+	sub      *submitter
+	exec     *executor
+	actorDir *actorDirectory
+	host     *actorHost
+
+	// The GCS: the driver's session connection, or one a worker dials on
+	// first use (for actors).
+	gcsMu      sync.Mutex
+	gcs        *gcs.Client
+	ownGCS     bool
+	gcsAddress string
+	namespace  string
 
 	peersMu sync.Mutex
 	peers   map[string]*peer
@@ -65,6 +76,8 @@ func newCoreWorker(log zerolog.Logger, isWorker bool, jobID protos.JobID, worker
 	cw.objects = newObjectTable(cw)
 	cw.sub = newSubmitter(cw)
 	cw.exec = newExecutor(cw)
+	cw.actorDir = newActorDirectory(cw)
+	cw.host = newActorHost(cw)
 	_, cw.digest = functionTable()
 	return cw
 }
@@ -98,6 +111,12 @@ func (cw *coreWorker) ServeWire(c *wire.Conn, req *wire.Request) {
 		cw.exec.cancel(c, req)
 	case protos.Method_GET_OBJECT:
 		cw.serveGetObject(c, req)
+	case protos.Method_CREATE_ACTOR:
+		cw.host.create(c, req)
+	case protos.Method_ACTOR_CALL:
+		cw.host.call(c, req)
+	case protos.Method_KILL_ACTOR:
+		cw.host.kill(c, req)
 	case protos.Method_EXIT:
 		var m protos.ExitRequest
 		_ = unmarshalProto(req.Payload, &m)
@@ -252,6 +271,13 @@ func (cw *coreWorker) close() {
 	if cw.server != nil {
 		_ = cw.server.Close()
 	}
+	cw.actorDir.close()
+	cw.host.close()
+	cw.gcsMu.Lock()
+	if cw.ownGCS && cw.gcs != nil {
+		cw.gcs.Close()
+	}
+	cw.gcsMu.Unlock()
 	if cw.ownSeg && cw.seg != nil {
 		_ = cw.seg.Close()
 	}

@@ -40,19 +40,27 @@ var (
 	ErrDuplicateRef = errors.New("goray: duplicate ref")
 	// ErrSystem: an internal failure of the runtime.
 	ErrSystem = errors.New("goray: system error")
+	// ErrActorDied: the actor is dead, or died while running the call
+	// (Ray's ActorDiedError).
+	ErrActorDied = errors.New("goray: actor died")
+	// ErrPendingCallsExceeded: the caller has MaxPendingCalls calls queued
+	// for the actor already (Ray's PendingCallsLimitExceeded).
+	ErrPendingCallsExceeded = errors.New("goray: too many pending calls")
 )
 
 var kindSentinels = map[protos.ErrorKind]error{
-	protos.ErrorKind_ERROR_KIND_WORKER_CRASHED:    ErrWorkerCrashed,
-	protos.ErrorKind_ERROR_KIND_CANCELLED:         ErrTaskCancelled,
-	protos.ErrorKind_ERROR_KIND_UNKNOWN_FUNCTION:  ErrUnknownFunction,
-	protos.ErrorKind_ERROR_KIND_ARGUMENT:          ErrArgument,
-	protos.ErrorKind_ERROR_KIND_BINARY_MISMATCH:   ErrBinaryMismatch,
-	protos.ErrorKind_ERROR_KIND_OWNER_DIED:        ErrOwnerDied,
-	protos.ErrorKind_ERROR_KIND_OBJECT_STORE_FULL: ErrObjectStoreFull,
-	protos.ErrorKind_ERROR_KIND_UNSCHEDULABLE:     ErrUnschedulable,
-	protos.ErrorKind_ERROR_KIND_OBJECT_LOST:       ErrObjectLost,
-	protos.ErrorKind_ERROR_KIND_SYSTEM:            ErrSystem,
+	protos.ErrorKind_ERROR_KIND_WORKER_CRASHED:         ErrWorkerCrashed,
+	protos.ErrorKind_ERROR_KIND_CANCELLED:              ErrTaskCancelled,
+	protos.ErrorKind_ERROR_KIND_UNKNOWN_FUNCTION:       ErrUnknownFunction,
+	protos.ErrorKind_ERROR_KIND_ARGUMENT:               ErrArgument,
+	protos.ErrorKind_ERROR_KIND_BINARY_MISMATCH:        ErrBinaryMismatch,
+	protos.ErrorKind_ERROR_KIND_OWNER_DIED:             ErrOwnerDied,
+	protos.ErrorKind_ERROR_KIND_OBJECT_STORE_FULL:      ErrObjectStoreFull,
+	protos.ErrorKind_ERROR_KIND_UNSCHEDULABLE:          ErrUnschedulable,
+	protos.ErrorKind_ERROR_KIND_OBJECT_LOST:            ErrObjectLost,
+	protos.ErrorKind_ERROR_KIND_SYSTEM:                 ErrSystem,
+	protos.ErrorKind_ERROR_KIND_ACTOR_DIED:             ErrActorDied,
+	protos.ErrorKind_ERROR_KIND_PENDING_CALLS_EXCEEDED: ErrPendingCallsExceeded,
 }
 
 // TaskError is how a failed task reaches the caller of Get: the function's
@@ -80,6 +88,8 @@ func (e *TaskError) Error() string {
 		fmt.Fprintf(&b, "worker crashed running %s", e.Function)
 	case protos.ErrorKind_ERROR_KIND_CANCELLED:
 		fmt.Fprintf(&b, "task %s cancelled", e.Function)
+	case protos.ErrorKind_ERROR_KIND_ACTOR_DIED:
+		fmt.Fprintf(&b, "actor died (call %s)", e.Function)
 	default:
 		fmt.Fprintf(&b, "task %s", e.Function)
 	}

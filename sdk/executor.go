@@ -206,7 +206,7 @@ func (e *executor) run(leaseID protos.LeaseID, msg *protos.PushTaskRequest) *pro
 	}()
 
 	f, ok := lookupFunc(spec.GetFunction())
-	if !ok {
+	if !ok || f.invoke == nil {
 		return fail(protos.ErrorKind_ERROR_KIND_UNKNOWN_FUNCTION, fmt.Errorf("%w: %q is not registered in worker binary %s (it registers %s)", ErrUnknownFunction, spec.GetFunction(), executable(), registeredNames()), "")
 	}
 	if d := spec.GetFunctionDigest(); d != "" && d != e.cw.digest {

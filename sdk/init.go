@@ -82,7 +82,8 @@ func LogToDriver(on bool) InitOption { return func(o *initOptions) { o.logToDriv
 // stdout and stderr.
 func LogWriter(w io.Writer) InitOption { return func(o *initOptions) { o.logWriter = w } }
 
-// Namespace sets the job's namespace (for named actors).
+// Namespace sets the job's namespace, where its named actors live unless
+// they name another (default "default").
 func Namespace(ns string) InitOption { return func(o *initOptions) { o.namespace = ns } }
 
 // MaxWorkers caps the embedded node's worker processes per job.
@@ -108,7 +109,7 @@ var (
 // and never returns, so call it early in main, before other work.
 func Init(ctx context.Context, opts ...InitOption) error {
 	WorkerMain()
-	o := initOptions{resources: map[string]float64{}, logToDriver: true}
+	o := initOptions{resources: map[string]float64{}, logToDriver: true, namespace: "default"}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -170,6 +171,8 @@ func (s *session) connect(ctx context.Context, log zerolog.Logger, node *protos.
 	jobID := protos.NewUniqueID()
 	cw := newCoreWorker(log, false, jobID, protos.NewUniqueID())
 	s.cw = cw
+	cw.gcs = s.gcs
+	cw.namespace = o.namespace
 	if err := cw.listen(filepath.Join(node.GetSessionDir(), "sockets")); err != nil {
 		return fmt.Errorf("goray: %w", err)
 	}
@@ -181,7 +184,7 @@ func (s *session) connect(ctx context.Context, log zerolog.Logger, node *protos.
 	wd, _ := os.Getwd()
 	var reply protos.RegisterClientReply
 	if err := c.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{
-		JobId: jobID.Bytes(), Executable: executable(), FunctionDigest: cw.digest, Env: os.Environ(), WorkingDir: wd,
+		JobId: jobID.Bytes(), Executable: executable(), FunctionDigest: cw.digest, Env: append(os.Environ(), raylet.EnvGCSAddress+"="+s.gcs.NATS().ConnectedUrl()), WorkingDir: wd,
 	}, &reply); err != nil {
 		return fmt.Errorf("goray: register driver with raylet: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"reflect"
+	"runtime/debug"
 	"sort"
 	"sync"
 
@@ -24,6 +25,8 @@ type registeredFunc struct {
 	// invoke calls the function with decoded arguments; fast paths avoid
 	// reflection for the common arities.
 	invoke func(ctx context.Context, args []reflect.Value) (any, error)
+	// invokeMethod calls an actor method on its instance.
+	invokeMethod func(ctx context.Context, self any, args []reflect.Value) (any, error)
 }
 
 var registry = struct {
@@ -105,3 +108,7 @@ func (f *registeredFunc) decodeArgs(args []*protos.TaskArg, read func(*protos.Ta
 	}
 	return out, nil
 }
+
+type reflectValue = reflect.Value
+
+func stackTrace() string { return string(debug.Stack()) }

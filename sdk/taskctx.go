@@ -47,6 +47,11 @@ type RuntimeContext struct {
 	// Resources are those assigned to the running task.
 	Resources map[string]float64
 	IsWorker  bool
+	// ActorID is set inside an actor's constructor and methods.
+	ActorID protos.UniqueID
+	// WasRestarted reports, inside an actor, that this instance was
+	// re-created after its process died (or it was killed with restart).
+	WasRestarted bool
 }
 
 // GetRuntimeContext returns the job, node, worker and task of the caller;
@@ -59,6 +64,9 @@ func GetRuntimeContext(ctx context.Context) RuntimeContext {
 	rc := RuntimeContext{JobID: cw.jobID, NodeID: cw.nodeID, WorkerID: cw.workerID, IsWorker: cw.isWorker}
 	if ti := taskInfoFrom(ctx); ti != nil {
 		rc.TaskID, rc.Function, rc.Attempt, rc.Resources = ti.taskID, ti.function, ti.attempt, maps.Clone(ti.resources)
+	}
+	if ai, ok := ctx.Value(actorInfoKey{}).(*actorInfo); ok {
+		rc.ActorID, rc.WasRestarted = ai.id, ai.numRestarts > 0
 	}
 	return rc
 }

@@ -51,6 +51,8 @@ func runWorker(log zerolog.Logger) error {
 	// Known before registering: tasks may arrive as soon as the raylet
 	// has the registration, before its reply reaches us.
 	cw.nodeID = ids[raylet.EnvNodeID]
+	cw.gcsAddress = os.Getenv(raylet.EnvGCSAddress)
+	cw.namespace = "default"
 	cw.addr.NodeId = cw.nodeID.Bytes()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

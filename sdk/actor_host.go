@@ -1,0 +1,297 @@
+package sdk
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/asynkron/protoactor-go/actor"
+
+	"github.com/goray/goray/actors"
+	"github.com/goray/goray/protos"
+	"github.com/goray/goray/protos/wire"
+)
+
+// actorHost runs the actors the GCS placed on this worker. Each actor is a
+// Proto.Actor actor: its mailbox keeps calls in arrival order (one
+// connection per caller keeps each caller's order) and runs them one at a
+// time, or hands them to goroutines up to the actor's concurrency limits.
+type actorHost struct {
+	cw     *coreWorker
+	mu     sync.Mutex
+	system *actor.ActorSystem
+	actors map[protos.UniqueID]*hostedActor
+}
+
+type hostedActor struct {
+	id          protos.UniqueID
+	class       *actorClassInfo
+	self        any
+	opts        *protos.ActorOptions
+	pid         *actor.PID
+	gcsConn     *wire.Conn
+	numRestarts int32
+	// sem bounds concurrent calls when MaxConcurrency > 1; groups bound
+	// the calls of each concurrency group. nil means one at a time on the
+	// actor's own goroutine.
+	sem         chan struct{}
+	groups      map[string]chan struct{}
+	methodGroup map[string]string
+}
+
+// actorCallMsg is what the actor's mailbox receives.
+type actorCallMsg struct {
+	conn *wire.Conn
+	req  wire.Request
+	msg  *protos.ActorCallRequest
+}
+
+// actorInfo rides in a method's context.
+type actorInfo struct {
+	id          protos.UniqueID
+	numRestarts int32
+}
+
+type actorInfoKey struct{}
+
+func newActorHost(cw *coreWorker) *actorHost {
+	return &actorHost{cw: cw, actors: map[protos.UniqueID]*hostedActor{}}
+}
+
+func (h *actorHost) actorSystem() *actor.ActorSystem {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.system == nil {
+		h.system = actors.NewSystem(h.cw.log)
+	}
+	return h.system
+}
+
+// create runs an actor's constructor (off the connection's reader).
+func (h *actorHost) create(c *wire.Conn, req *wire.Request) {
+	m := &protos.CreateActorRequest{}
+	if err := unmarshalProto(req.Payload, m); err != nil {
+		_ = c.ReplyError(req, fmt.Errorf("CREATE_ACTOR: malformed request: %w", err))
+		return
+	}
+	r := *req
+	go func() {
+		reply := h.construct(c, m)
+		_ = c.Reply(&r, reply)
+	}()
+}
+
+func (h *actorHost) construct(c *wire.Conn, m *protos.CreateActorRequest) *protos.CreateActorReply {
+	spec := m.GetSpec()
+	id := protos.MustUniqueID(spec.GetActorId())
+	fail := func(kind protos.ErrorKind, err error, stack string) *protos.CreateActorReply {
+		te := &TaskError{Kind: kind, Function: spec.GetClassName(), Message: err.Error(), Stack: stack, PID: os.Getpid(), NodeID: h.cw.nodeID, cause: err}
+		return &protos.CreateActorReply{Error: te.toProto()}
+	}
+	class, ok := lookupActorClass(spec.GetClassName())
+	if !ok {
+		return fail(protos.ErrorKind_ERROR_KIND_UNKNOWN_FUNCTION, fmt.Errorf("%w: actor class %q is not registered in worker binary %s", ErrUnknownFunction, spec.GetClassName(), executable()), "")
+	}
+	ctx := context.WithValue(context.Background(), actorInfoKey{}, &actorInfo{id: id, numRestarts: m.GetNumRestarts()})
+	f := &registeredFunc{name: class.name, params: class.params}
+	args, err := f.decodeArgs(spec.GetArgs(), func(a *protos.TaskArg) ([]byte, error) {
+		oid, _ := protos.ObjectIDFromBytes(a.GetRef().GetObjectId())
+		return h.cw.readData(ctx, oid, a.GetValue())
+	})
+	if err != nil {
+		return fail(protos.ErrorKind_ERROR_KIND_ARGUMENT, err, "")
+	}
+	self, err, stack := callCtor(ctx, class, args)
+	if err != nil {
+		return fail(protos.ErrorKind_ERROR_KIND_TASK, err, stack)
+	}
+	ha := &hostedActor{id: id, class: class, self: self, opts: spec.GetOptions(), gcsConn: c, numRestarts: m.GetNumRestarts(), methodGroup: map[string]string{}}
+	if n := ha.opts.GetMaxConcurrency(); n > 1 {
+		ha.sem = make(chan struct{}, n)
+	}
+	for _, g := range ha.opts.GetConcurrencyGroups() {
+		if ha.groups == nil {
+			ha.groups = map[string]chan struct{}{}
+		}
+		ha.groups[g.GetName()] = make(chan struct{}, max(1, int(g.GetMaxConcurrency())))
+		for _, meth := range g.GetMethods() {
+			ha.methodGroup[meth] = g.GetName()
+		}
+	}
+	sys := h.actorSystem()
+	props := actor.PropsFromFunc(func(actx actor.Context) {
+		if msg, ok := actx.Message().(*actorCallMsg); ok {
+			h.dispatch(ha, msg)
+		}
+	})
+	pid, err := sys.Root.SpawnNamed(props, "actor-"+id.String())
+	if err != nil {
+		return fail(protos.ErrorKind_ERROR_KIND_SYSTEM, fmt.Errorf("spawn actor: %w", err), "")
+	}
+	ha.pid = pid
+	h.mu.Lock()
+	h.actors[id] = ha
+	h.mu.Unlock()
+	return &protos.CreateActorReply{}
+}
+
+func callCtor(ctx context.Context, class *actorClassInfo, args []reflectValue) (self any, err error, stack string) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+			stack = stackTrace()
+		}
+	}()
+	self, err = class.ctor(ctx, args)
+	return self, err, ""
+}
+
+// call routes a method call to its actor's mailbox.
+func (h *actorHost) call(c *wire.Conn, req *wire.Request) {
+	m := &protos.ActorCallRequest{}
+	if err := unmarshalProto(req.Payload, m); err != nil {
+		_ = c.ReplyError(req, fmt.Errorf("ACTOR_CALL: malformed request: %w", err))
+		return
+	}
+	id := protos.MustUniqueID(m.GetActorId())
+	h.mu.Lock()
+	ha, ok := h.actors[id]
+	h.mu.Unlock()
+	if !ok {
+		te := &TaskError{Kind: protos.ErrorKind_ERROR_KIND_ACTOR_DIED, Function: m.GetMethod(), TaskID: protos.MustUniqueID(m.GetTaskId()),
+			Message: fmt.Sprintf("actor %s is not on this worker (pid %d)", id.Short(), os.Getpid())}
+		_ = c.Reply(req, &protos.ActorCallReply{Result: &protos.ObjectData{Error: te.toProto()}})
+		return
+	}
+	h.actorSystem().Root.Send(ha.pid, &actorCallMsg{conn: c, req: *req, msg: m})
+}
+
+// dispatch runs on the actor's goroutine, in mailbox order.
+func (h *actorHost) dispatch(ha *hostedActor, msg *actorCallMsg) {
+	sem := ha.sem
+	if g, ok := ha.methodGroup[msg.msg.GetMethod()]; ok {
+		sem = ha.groups[g]
+	}
+	if sem == nil {
+		h.run(ha, msg)
+		return
+	}
+	// Waiting here holds up the mailbox, so calls still start in order.
+	sem <- struct{}{}
+	go func() {
+		defer func() { <-sem }()
+		h.run(ha, msg)
+	}()
+}
+
+func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
+	m := msg.msg
+	taskID := protos.MustUniqueID(m.GetTaskId())
+	fn := ha.class.name + "." + m.GetMethod()
+	reply := func(d *protos.ObjectData, micros uint64) {
+		_ = msg.conn.Reply(&msg.req, &protos.ActorCallReply{Result: d, RunMicros: micros})
+	}
+	fail := func(kind protos.ErrorKind, err error, stack string) {
+		te := &TaskError{Kind: kind, Function: fn, TaskID: taskID, Message: err.Error(), Stack: stack, PID: os.Getpid(), NodeID: h.cw.nodeID, cause: err}
+		reply(&protos.ObjectData{Error: te.toProto()}, 0)
+	}
+	meth, ok := ha.class.methods[m.GetMethod()]
+	if !ok {
+		fail(protos.ErrorKind_ERROR_KIND_UNKNOWN_FUNCTION, fmt.Errorf("%w: actor class %s has no registered method %q", ErrUnknownFunction, ha.class.name, m.GetMethod()), "")
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctx = context.WithValue(ctx, actorInfoKey{}, &actorInfo{id: ha.id, numRestarts: ha.numRestarts})
+	ctx = withTaskInfo(ctx, &taskInfo{taskID: taskID, function: fn, attempt: int(m.GetAttempt())})
+	args, err := meth.decodeArgs(m.GetArgs(), func(a *protos.TaskArg) ([]byte, error) {
+		oid, _ := protos.ObjectIDFromBytes(a.GetRef().GetObjectId())
+		return h.cw.readData(ctx, oid, a.GetValue())
+	})
+	if err != nil {
+		var te *TaskError
+		if errors.As(err, &te) {
+			reply(&protos.ObjectData{Error: te.toProto()}, 0)
+			return
+		}
+		fail(protos.ErrorKind_ERROR_KIND_ARGUMENT, err, "")
+		return
+	}
+	started := time.Now()
+	value, err, stack := callMethod(ctx, meth, ha.self, args)
+	micros := uint64(time.Since(started).Microseconds())
+	var exit *actorExit
+	if errors.As(err, &exit) {
+		fail(protos.ErrorKind_ERROR_KIND_ACTOR_DIED, fmt.Errorf("the actor exited itself: %s", exit.reason), "")
+		h.exitActor(ha, exit.reason)
+		return
+	}
+	if err != nil {
+		fail(protos.ErrorKind_ERROR_KIND_TASK, err, stack)
+		return
+	}
+	enc, data, err := encodeValue(value)
+	if err != nil {
+		fail(protos.ErrorKind_ERROR_KIND_TASK, fmt.Errorf("encode result of %s: %w", fn, err), "")
+		return
+	}
+	if len(data) <= inlineLimit {
+		reply(&protos.ObjectData{Encoding: enc, Data: data}, micros)
+		return
+	}
+	d, err := h.cw.storeValue(ctx, protos.ObjectIDFor(taskID, 1), enc, data)
+	if err != nil {
+		fail(protos.ErrorKind_ERROR_KIND_OBJECT_STORE_FULL, err, "")
+		return
+	}
+	reply(d, micros)
+}
+
+func callMethod(ctx context.Context, f *registeredFunc, self any, args []reflectValue) (v any, err error, stack string) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+			stack = stackTrace()
+		}
+	}()
+	v, err = f.invokeMethod(ctx, self, args)
+	return v, err, ""
+}
+
+// exitActor tells the GCS the actor exited itself, then ends the process.
+func (h *actorHost) exitActor(ha *hostedActor, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := ha.gcsConn.Call(ctx, protos.Method_ACTOR_EXITED, &protos.ActorExitedRequest{ActorId: ha.id.Bytes(), Reason: reason}, &protos.ActorExitedReply{}); err != nil {
+		h.cw.log.Warn().Err(err).Msg("report actor exit to the GCS")
+	}
+	h.exitProcess()
+}
+
+// kill ends the actor at the GCS's request: the process exits, which the
+// GCS sees as the end of its connection.
+func (h *actorHost) kill(c *wire.Conn, req *wire.Request) {
+	_ = c.Reply(req, &protos.KillActorReply{})
+	go h.exitProcess()
+}
+
+func (h *actorHost) exitProcess() {
+	if !h.cw.isWorker {
+		return
+	}
+	h.cw.close()
+	os.Exit(0)
+}
+
+func (h *actorHost) close() {
+	h.mu.Lock()
+	sys := h.system
+	h.system = nil
+	h.mu.Unlock()
+	if sys != nil {
+		sys.Shutdown()
+	}
+}

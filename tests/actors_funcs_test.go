@@ -1,0 +1,84 @@
+package tests
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/goray/goray/sdk"
+)
+
+// Counter is an ordinary Go struct used as an actor.
+type Counter struct {
+	n         int
+	restarted bool
+	inFlight  atomic.Int32
+	maxSeen   atomic.Int32
+}
+
+func (c *Counter) Inc(ctx context.Context, by int) (int, error) {
+	c.n += by
+	return c.n, nil
+}
+
+func (c *Counter) Get(ctx context.Context) (int, error) { return c.n, nil }
+
+func (c *Counter) Pid(ctx context.Context) (int, error) { return os.Getpid(), nil }
+
+func (c *Counter) Restarted(ctx context.Context) (bool, error) {
+	return sdk.GetRuntimeContext(ctx).WasRestarted, nil
+}
+
+func (c *Counter) Fail(ctx context.Context, how string) (int, error) {
+	if how == "panic" {
+		panic("counter panic")
+	}
+	return 0, ErrTeapot
+}
+
+// Slow sleeps, counting how many calls overlap.
+func (c *Counter) Slow(ctx context.Context, d time.Duration) (int, error) {
+	n := c.inFlight.Add(1)
+	defer c.inFlight.Add(-1)
+	for {
+		m := c.maxSeen.Load()
+		if n <= m || c.maxSeen.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	time.Sleep(d)
+	return int(c.maxSeen.Load()), nil
+}
+
+func (c *Counter) Crash(ctx context.Context) (int, error) {
+	os.Exit(7)
+	return 0, nil
+}
+
+func (c *Counter) Exit(ctx context.Context) (int, error) {
+	return 0, sdk.ExitActor("done counting")
+}
+
+var (
+	CounterActor = sdk.RegisterActor1("tests.Counter", func(ctx context.Context, start int) (*Counter, error) {
+		if start < 0 {
+			return nil, errors.New("negative start")
+		}
+		return &Counter{n: start}, nil
+	})
+	CounterInc       = sdk.NewMethod1(CounterActor, "Inc", (*Counter).Inc)
+	CounterGet       = sdk.NewMethod0(CounterActor, "Get", (*Counter).Get)
+	CounterPid       = sdk.NewMethod0(CounterActor, "Pid", (*Counter).Pid)
+	CounterRestarted = sdk.NewMethod0(CounterActor, "Restarted", (*Counter).Restarted)
+	CounterFail      = sdk.NewMethod1(CounterActor, "Fail", (*Counter).Fail)
+	CounterSlow      = sdk.NewMethod1(CounterActor, "Slow", (*Counter).Slow)
+	CounterCrash     = sdk.NewMethod0(CounterActor, "Crash", (*Counter).Crash)
+	CounterExit      = sdk.NewMethod0(CounterActor, "Exit", (*Counter).Exit)
+
+	// UseCounter receives an actor handle as an argument and calls it.
+	UseCounter = sdk.Register2("tests.UseCounter", func(ctx context.Context, c sdk.Actor[Counter], by int) (int, error) {
+		return CounterInc.Remote(ctx, c, by).Get(ctx)
+	})
+)

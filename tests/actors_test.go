@@ -1,0 +1,291 @@
+package tests
+
+import (
+	"errors"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/goray/goray/sdk"
+)
+
+func TestActorBasics(t *testing.T) {
+	ctx := startCluster(t)
+	c, err := CounterActor.Remote(ctx, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Calls from one caller run in submission order.
+	refs := make([]sdk.Ref[int], 100)
+	for i := range refs {
+		refs[i] = CounterInc.Remote(ctx, c, 1)
+	}
+	vals, err := sdk.GetAll(ctx, refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range vals {
+		if v != 11+i {
+			t.Fatalf("call %d returned %d, want %d (out of order?)", i, v, 11+i)
+		}
+	}
+	// A handle passed to a task works there; state is shared.
+	if v, err := UseCounter.Remote(ctx, c, 5).Get(ctx); err != nil || v != 115 {
+		t.Fatalf("UseCounter = %v, %v", v, err)
+	}
+	// A failing method fails that call only.
+	if _, err := CounterFail.Remote(ctx, c, "error").Get(ctx); !errors.Is(err, ErrTeapot) {
+		t.Fatalf("method error: %v", err)
+	}
+	if _, err := CounterFail.Remote(ctx, c, "panic").Get(ctx); err == nil || !strings.Contains(err.Error(), "counter panic") {
+		t.Fatalf("method panic: %v", err)
+	}
+	if v, err := CounterGet.Remote(ctx, c).Get(ctx); err != nil || v != 115 {
+		t.Fatalf("after failures Get = %v, %v", v, err)
+	}
+	// The actor runs in a worker process.
+	if pid, err := CounterPid.Remote(ctx, c).Get(ctx); err != nil || pid == 0 {
+		t.Fatalf("Pid = %v, %v", pid, err)
+	}
+}
+
+func TestActorConstructorFailure(t *testing.T) {
+	ctx := startCluster(t)
+	c, err := CounterActor.Remote(ctx, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		_, err := CounterGet.Remote(ctx, c).Get(ctx, sdk.Timeout(30*time.Second))
+		if !errors.Is(err, sdk.ErrActorDied) || !strings.Contains(err.Error(), "negative start") {
+			t.Fatalf("call on an actor whose constructor failed: %v", err)
+		}
+	}
+}
+
+func TestNamedActors(t *testing.T) {
+	ctx := startCluster(t)
+	c, err := CounterActor.Options(sdk.ActorName("counter")).Remote(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CounterActor.Options(sdk.ActorName("counter")).Remote(ctx, 2); err == nil || !strings.Contains(err.Error(), "counter") {
+		t.Fatalf("duplicate name: %v", err)
+	}
+	same, err := CounterActor.Options(sdk.ActorName("counter"), sdk.GetIfExists()).Remote(ctx, 3)
+	if err != nil || same.ID() != c.ID() {
+		t.Fatalf("GetIfExists: %v, %v (want %v)", same, err, c)
+	}
+	found, err := sdk.GetActor[Counter](ctx, "counter", "")
+	if err != nil || found.ID() != c.ID() {
+		t.Fatalf("GetActor: %v, %v", found, err)
+	}
+	if v, err := CounterInc.Remote(ctx, found, 1).Get(ctx); err != nil || v != 2 {
+		t.Fatalf("call through the found handle: %v, %v", v, err)
+	}
+	if _, err := sdk.GetActor[Counter](ctx, "nobody", ""); err == nil {
+		t.Fatal("GetActor of an unknown name succeeded")
+	}
+	// Killing frees the name.
+	if err := sdk.Kill(ctx, c, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CounterGet.Remote(ctx, c).Get(ctx, sdk.Timeout(30*time.Second)); !errors.Is(err, sdk.ErrActorDied) {
+		t.Fatalf("call after Kill: %v", err)
+	}
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		_, err := CounterActor.Options(sdk.ActorName("counter")).Remote(ctx, 5)
+		return err
+	})
+}
+
+func TestActorRestarts(t *testing.T) {
+	ctx := startCluster(t)
+	// No restarts: a crash kills the actor for good.
+	c, err := CounterActor.Remote(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CounterInc.Remote(ctx, c, 1).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CounterCrash.Remote(ctx, c).Get(ctx); !errors.Is(err, sdk.ErrActorDied) {
+		t.Fatalf("crashing call: %v", err)
+	}
+	if _, err := CounterGet.Remote(ctx, c).Get(ctx, sdk.Timeout(30*time.Second)); !errors.Is(err, sdk.ErrActorDied) {
+		t.Fatalf("call on a dead actor: %v", err)
+	}
+
+	// With restarts: re-created with fresh state, and it knows it.
+	r, err := CounterActor.Options(sdk.MaxRestarts(2)).Remote(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := CounterInc.Remote(ctx, r, 1).Get(ctx); err != nil || v != 101 {
+		t.Fatalf("Inc = %v, %v", v, err)
+	}
+	if was, err := CounterRestarted.Remote(ctx, r).Get(ctx); err != nil || was {
+		t.Fatalf("WasRestarted before a crash = %v, %v", was, err)
+	}
+	if _, err := CounterCrash.Remote(ctx, r).Get(ctx); !errors.Is(err, sdk.ErrActorDied) {
+		t.Fatalf("crash without task retries: %v", err)
+	}
+	if v, err := CounterGet.Remote(ctx, r).Get(ctx, sdk.Timeout(30*time.Second)); err != nil || v != 100 {
+		t.Fatalf("after restart Get = %v, %v (state should be reset)", v, err)
+	}
+	if was, err := CounterRestarted.Remote(ctx, r).Get(ctx); err != nil || !was {
+		t.Fatalf("WasRestarted after a crash = %v, %v", was, err)
+	}
+	// Kill without noRestart restarts it too.
+	if err := sdk.Kill(ctx, r, false); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		v, err := CounterInc.Remote(ctx, r, 0).Get(ctx, sdk.Timeout(10*time.Second))
+		if err != nil || v != 100 {
+			return errorf("after Kill(restart) Inc(0) = %v, %v", v, err)
+		}
+		return nil
+	})
+	// Restarts exhausted: dead.
+	if _, err := CounterCrash.Remote(ctx, r).Get(ctx); !errors.Is(err, sdk.ErrActorDied) {
+		t.Fatalf("third crash: %v", err)
+	}
+	if _, err := CounterGet.Remote(ctx, r).Get(ctx, sdk.Timeout(30*time.Second)); !errors.Is(err, sdk.ErrActorDied) {
+		t.Fatalf("after restarts ran out: %v", err)
+	}
+}
+
+func TestActorExitAndConcurrency(t *testing.T) {
+	ctx := startCluster(t)
+	c, err := CounterActor.Options(sdk.MaxRestarts(-1)).Remote(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CounterExit.Remote(ctx, c).Get(ctx); !errors.Is(err, sdk.ErrActorDied) {
+		t.Fatalf("exiting call: %v", err)
+	}
+	if _, err := CounterGet.Remote(ctx, c).Get(ctx, sdk.Timeout(30*time.Second)); !errors.Is(err, sdk.ErrActorDied) {
+		t.Fatalf("an actor that exited itself is not restarted: %v", err)
+	}
+
+	// One at a time by default; up to MaxConcurrency with the option.
+	serial, err := CounterActor.Remote(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	par, err := CounterActor.Options(sdk.MaxConcurrency(4)).Remote(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		a    sdk.Actor[Counter]
+		want int
+	}{{serial, 1}, {par, 4}} {
+		refs := make([]sdk.Ref[int], 8)
+		for i := range refs {
+			refs[i] = CounterSlow.Remote(ctx, tc.a, 100*time.Millisecond)
+		}
+		vals, err := sdk.GetAll(ctx, refs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := vals[len(vals)-1]; got != tc.want {
+			t.Fatalf("max overlapping calls = %d, want %d", got, tc.want)
+		}
+	}
+
+	// MaxPendingCalls: past it a call fails at once.
+	lim, err := CounterActor.Options(sdk.MaxPendingCalls(2)).Remote(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := CounterSlow.Remote(ctx, lim, 300*time.Millisecond)
+	b := CounterSlow.Remote(ctx, lim, 300*time.Millisecond)
+	_, err = CounterSlow.Remote(ctx, lim, 0).Get(ctx)
+	if !errors.Is(err, sdk.ErrPendingCallsExceeded) {
+		t.Fatalf("third pending call: %v", err)
+	}
+	if _, err := sdk.GetAll(ctx, []sdk.Ref[int]{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CounterGet.Remote(ctx, lim).Get(ctx); err != nil {
+		t.Fatalf("after the queue drained: %v", err)
+	}
+}
+
+// TestActorSIGKILLMidStream kills an actor's process with SIGKILL while a
+// stream of calls is in flight, under each restart/retry setting.
+func TestActorSIGKILLMidStream(t *testing.T) {
+	ctx := startCluster(t)
+	for _, tc := range []struct {
+		name              string
+		restarts, retries int
+	}{
+		{"no restarts", 0, 0},
+		{"restarts, no task retries", 2, 0},
+		{"restarts and task retries", 2, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := CounterActor.Options(sdk.MaxRestarts(tc.restarts), sdk.MaxTaskRetries(tc.retries)).Remote(ctx, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pid, err := CounterPid.Remote(ctx, c).Get(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refs := make([]sdk.Ref[int], 200)
+			for i := range refs {
+				refs[i] = CounterSlow.Remote(ctx, c, time.Millisecond)
+				if i == 100 {
+					if _, err := refs[50].Get(ctx); err != nil {
+						t.Fatal(err)
+					}
+					if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			var ok, died int
+			for i, r := range refs {
+				_, err := r.Get(ctx, sdk.Timeout(60*time.Second))
+				switch {
+				case err == nil:
+					ok++
+				case errors.Is(err, sdk.ErrActorDied):
+					died++
+				default:
+					t.Fatalf("call %d: %v", i, err)
+				}
+			}
+			// Calls that finished before the kill succeeded; the others
+			// were in flight: retried with task retries, failed without.
+			if ok < 51 || (tc.retries != 0 && died != 0) || (tc.retries == 0 && died == 0) {
+				t.Fatalf("ok %d died %d", ok, died)
+			}
+			// Calls made after the death run on the restarted actor, or
+			// fail when it has no restarts.
+			after := make([]sdk.Ref[int], 50)
+			for i := range after {
+				after[i] = CounterInc.Remote(ctx, c, 1)
+			}
+			vals, err := sdk.GetAll(ctx, after, sdk.Timeout(60*time.Second))
+			if tc.restarts == 0 {
+				if !errors.Is(err, sdk.ErrActorDied) {
+					t.Fatalf("calls after the death of an actor without restarts: %v", err)
+				}
+				return
+			}
+			if err != nil || vals[49] != 50 {
+				t.Fatalf("calls on the restarted actor: %v (last %v; state starts fresh)", err, vals)
+			}
+			if tc.restarts > 0 {
+				if was, err := CounterRestarted.Remote(ctx, c).Get(ctx); err != nil || !was {
+					t.Fatalf("restarted = %v, %v", was, err)
+				}
+			}
+		})
+	}
+}
