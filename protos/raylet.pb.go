@@ -555,8 +555,11 @@ type RequestWorkerLeaseRequest struct {
 	// With dedicated: what the lease holds once NOTIFY_ACTOR_STARTED says the
 	// actor runs (Ray's actors hold 1 CPU to be placed, 0 to run).
 	RunningResources *Resources `protobuf:"bytes,5,opt,name=running_resources,json=runningResources,proto3" json:"running_resources,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// With dedicated: the actor is detached, so its worker (and its job's
+	// state on the node) outlives the job's driver.
+	Detached      bool `protobuf:"varint,6,opt,name=detached,proto3" json:"detached,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RequestWorkerLeaseRequest) Reset() {
@@ -622,6 +625,13 @@ func (x *RequestWorkerLeaseRequest) GetRunningResources() *Resources {
 		return x.RunningResources
 	}
 	return nil
+}
+
+func (x *RequestWorkerLeaseRequest) GetDetached() bool {
+	if x != nil {
+		return x.Detached
+	}
+	return false
 }
 
 type NotifyActorStartedRequest struct {
@@ -1511,13 +1521,14 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\vworking_dir\x18\x05 \x01(\tR\n" +
 	"workingDir\"=\n" +
 	"\x13RegisterClientReply\x12&\n" +
-	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xe1\x01\n" +
+	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xfd\x01\n" +
 	"\x19RequestWorkerLeaseRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\fR\x05jobId\x121\n" +
 	"\tresources\x18\x02 \x01(\v2\x13.goray.v1.ResourcesR\tresources\x12\x1a\n" +
 	"\bfunction\x18\x03 \x01(\tR\bfunction\x12\x1c\n" +
 	"\tdedicated\x18\x04 \x01(\bR\tdedicated\x12@\n" +
-	"\x11running_resources\x18\x05 \x01(\v2\x13.goray.v1.ResourcesR\x10runningResources\"6\n" +
+	"\x11running_resources\x18\x05 \x01(\v2\x13.goray.v1.ResourcesR\x10runningResources\x12\x1a\n" +
+	"\bdetached\x18\x06 \x01(\bR\bdetached\"6\n" +
 	"\x19NotifyActorStartedRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\fR\aleaseId\"\x19\n" +
 	"\x17NotifyActorStartedReply\"\xb0\x01\n" +
