@@ -747,6 +747,106 @@ func (x *LogBatch) GetLines() []string {
 	return nil
 }
 
+// StreamItemRequest carries one item of a streaming task or actor method
+// from the worker to the caller, on the connection the call came in on,
+// while the generator still runs.
+type StreamItemRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	TaskId []byte                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	// 0, 1, 2... in yield order.
+	Index         uint64      `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	Data          *ObjectData `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamItemRequest) Reset() {
+	*x = StreamItemRequest{}
+	mi := &file_goray_task_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamItemRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamItemRequest) ProtoMessage() {}
+
+func (x *StreamItemRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_task_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamItemRequest.ProtoReflect.Descriptor instead.
+func (*StreamItemRequest) Descriptor() ([]byte, []int) {
+	return file_goray_task_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *StreamItemRequest) GetTaskId() []byte {
+	if x != nil {
+		return x.TaskId
+	}
+	return nil
+}
+
+func (x *StreamItemRequest) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *StreamItemRequest) GetData() *ObjectData {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type StreamItemReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StreamItemReply) Reset() {
+	*x = StreamItemReply{}
+	mi := &file_goray_task_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StreamItemReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StreamItemReply) ProtoMessage() {}
+
+func (x *StreamItemReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_task_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StreamItemReply.ProtoReflect.Descriptor instead.
+func (*StreamItemReply) Descriptor() ([]byte, []int) {
+	return file_goray_task_proto_rawDescGZIP(), []int{11}
+}
+
 var File_goray_task_proto protoreflect.FileDescriptor
 
 const file_goray_task_proto_rawDesc = "" +
@@ -801,7 +901,12 @@ const file_goray_task_proto_rawDesc = "" +
 	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x1a\n" +
 	"\bfunction\x18\x04 \x01(\tR\bfunction\x12\x16\n" +
 	"\x06stderr\x18\x05 \x01(\bR\x06stderr\x12\x14\n" +
-	"\x05lines\x18\x06 \x03(\tR\x05lines*c\n" +
+	"\x05lines\x18\x06 \x03(\tR\x05lines\"l\n" +
+	"\x11StreamItemRequest\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12(\n" +
+	"\x04data\x18\x03 \x01(\v2\x14.goray.v1.ObjectDataR\x04data\"\x11\n" +
+	"\x0fStreamItemReply*c\n" +
 	"\bEncoding\x12\x18\n" +
 	"\x14ENCODING_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ENCODING_MSGPACK\x10\x01\x12\x10\n" +
@@ -821,7 +926,7 @@ func file_goray_task_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_task_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_goray_task_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_goray_task_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_goray_task_proto_goTypes = []any{
 	(Encoding)(0),             // 0: goray.v1.Encoding
 	(*ObjectData)(nil),        // 1: goray.v1.ObjectData
@@ -834,28 +939,31 @@ var file_goray_task_proto_goTypes = []any{
 	(*GetObjectRequest)(nil),  // 8: goray.v1.GetObjectRequest
 	(*GetObjectReply)(nil),    // 9: goray.v1.GetObjectReply
 	(*LogBatch)(nil),          // 10: goray.v1.LogBatch
-	(*ObjectRefProto)(nil),    // 11: goray.v1.ObjectRefProto
-	(*TaskErrorProto)(nil),    // 12: goray.v1.TaskErrorProto
-	(*Resources)(nil),         // 13: goray.v1.Resources
-	(*Address)(nil),           // 14: goray.v1.Address
+	(*StreamItemRequest)(nil), // 11: goray.v1.StreamItemRequest
+	(*StreamItemReply)(nil),   // 12: goray.v1.StreamItemReply
+	(*ObjectRefProto)(nil),    // 13: goray.v1.ObjectRefProto
+	(*TaskErrorProto)(nil),    // 14: goray.v1.TaskErrorProto
+	(*Resources)(nil),         // 15: goray.v1.Resources
+	(*Address)(nil),           // 16: goray.v1.Address
 }
 var file_goray_task_proto_depIdxs = []int32{
 	0,  // 0: goray.v1.ObjectData.encoding:type_name -> goray.v1.Encoding
-	11, // 1: goray.v1.ObjectData.nested_refs:type_name -> goray.v1.ObjectRefProto
-	12, // 2: goray.v1.ObjectData.error:type_name -> goray.v1.TaskErrorProto
+	13, // 1: goray.v1.ObjectData.nested_refs:type_name -> goray.v1.ObjectRefProto
+	14, // 2: goray.v1.ObjectData.error:type_name -> goray.v1.TaskErrorProto
 	1,  // 3: goray.v1.TaskArg.value:type_name -> goray.v1.ObjectData
-	11, // 4: goray.v1.TaskArg.ref:type_name -> goray.v1.ObjectRefProto
+	13, // 4: goray.v1.TaskArg.ref:type_name -> goray.v1.ObjectRefProto
 	2,  // 5: goray.v1.TaskSpec.args:type_name -> goray.v1.TaskArg
-	13, // 6: goray.v1.TaskSpec.resources:type_name -> goray.v1.Resources
-	14, // 7: goray.v1.TaskSpec.owner:type_name -> goray.v1.Address
+	15, // 6: goray.v1.TaskSpec.resources:type_name -> goray.v1.Resources
+	16, // 7: goray.v1.TaskSpec.owner:type_name -> goray.v1.Address
 	3,  // 8: goray.v1.PushTaskRequest.spec:type_name -> goray.v1.TaskSpec
 	1,  // 9: goray.v1.PushTaskReply.result:type_name -> goray.v1.ObjectData
 	1,  // 10: goray.v1.GetObjectReply.data:type_name -> goray.v1.ObjectData
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	1,  // 11: goray.v1.StreamItemRequest.data:type_name -> goray.v1.ObjectData
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_goray_task_proto_init() }
@@ -870,7 +978,7 @@ func file_goray_task_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_task_proto_rawDesc), len(file_goray_task_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   10,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -40,6 +40,8 @@ const (
 	// Actor's worker -> GCS (on the connection CREATE_ACTOR came on): the
 	// actor exited itself.
 	Method_ACTOR_EXITED Method = 7
+	// Worker -> caller: an item of a streaming call.
+	Method_STREAM_ITEM Method = 8
 	// Client -> raylet.
 	Method_REGISTER_WORKER      Method = 10
 	Method_REGISTER_CLIENT      Method = 11
@@ -70,6 +72,7 @@ var (
 		6:  "KILL_ACTOR",
 		5:  "ACTOR_CALL",
 		7:  "ACTOR_EXITED",
+		8:  "STREAM_ITEM",
 		10: "REGISTER_WORKER",
 		11: "REGISTER_CLIENT",
 		12: "REQUEST_WORKER_LEASE",
@@ -93,6 +96,7 @@ var (
 		"KILL_ACTOR":           6,
 		"ACTOR_CALL":           5,
 		"ACTOR_EXITED":         7,
+		"STREAM_ITEM":          8,
 		"REGISTER_WORKER":      10,
 		"REGISTER_CLIENT":      11,
 		"REQUEST_WORKER_LEASE": 12,
@@ -242,7 +246,7 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"%\n" +
 	"\vExitRequest\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\x9e\x03\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason*\xaf\x03\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tPUSH_TASK\x10\x01\x12\x0f\n" +
@@ -254,7 +258,8 @@ const file_goray_wire_proto_rawDesc = "" +
 	"KILL_ACTOR\x10\x06\x12\x0e\n" +
 	"\n" +
 	"ACTOR_CALL\x10\x05\x12\x10\n" +
-	"\fACTOR_EXITED\x10\a\x12\x13\n" +
+	"\fACTOR_EXITED\x10\a\x12\x0f\n" +
+	"\vSTREAM_ITEM\x10\b\x12\x13\n" +
 	"\x0fREGISTER_WORKER\x10\n" +
 	"\x12\x13\n" +
 	"\x0fREGISTER_CLIENT\x10\v\x12\x18\n" +

@@ -252,6 +252,12 @@ func (cw *coreWorker) callActor(ctx context.Context, h *actorHandle, m methodBas
 	}
 	cw.objects.addOwned(c.returnID)
 	ref := newObjectRef(cw, c.returnID, cw.addr)
+	if m.stream {
+		// Streaming calls are not retried: items already consumed
+		// cannot be taken back.
+		c.retriesLeft = 0
+		cw.streams.open(cw, taskID)
+	}
 	st.mu.Lock()
 	st.order = append(st.order, c)
 	dead := st.info.GetState() == protos.ActorState_DEAD
@@ -414,4 +420,9 @@ func (d *actorDirectory) close() {
 			st.unsub()
 		}
 	}
+}
+
+// cancelActorCall cancels a streaming actor call; not available yet.
+func (cw *coreWorker) cancelActorCall(taskID protos.TaskID) error {
+	return fmt.Errorf("%w: cancelling actor calls is not supported yet (call %s)", ErrArgument, taskID.Short())
 }

@@ -69,7 +69,7 @@ func lookupActorClass(name string) (*actorClassInfo, bool) {
 	return c, ok
 }
 
-func registerMethod(class *actorClassInfo, name string, fn any, invoke func(ctx context.Context, self any, args []reflect.Value) (any, error)) {
+func registerMethod(class *actorClassInfo, name string, fn any, invoke func(ctx context.Context, self any, args []reflect.Value) (any, error)) *registeredFunc {
 	if name == "" {
 		panic("goray: Method: empty method name")
 	}
@@ -87,6 +87,7 @@ func registerMethod(class *actorClassInfo, name string, fn any, invoke func(ctx 
 	class.methods[name] = rf
 	actorRegistry.Unlock()
 	register("method:"+rf.name, fn, nil)
+	return rf
 }
 
 // ActorClass is the part of every registered actor class that names it.
@@ -176,8 +177,9 @@ func (c *ActorClass2[T, A, B]) Options(opts ...ActorOption) *ActorClass2[T, A, B
 
 // methodBase holds what every method arity shares.
 type methodBase struct {
-	class string
-	name  string
+	class  string
+	name   string
+	stream bool
 }
 
 // Method0 is a remote method with no arguments.
@@ -190,7 +192,7 @@ func NewMethod0[T, R any](c actorClassOf[T], name string, fn func(*T, context.Co
 	registerMethod(info, name, fn, func(ctx context.Context, self any, _ []reflect.Value) (any, error) {
 		return result(fn(self.(*T), ctx))
 	})
-	return &Method0[T, R]{methodBase{info.name, name}}
+	return &Method0[T, R]{methodBase{class: info.name, name: name}}
 }
 
 // Remote calls the method on actor a and returns a ref to its result.
@@ -208,7 +210,7 @@ func NewMethod1[T, A, R any](c actorClassOf[T], name string, fn func(*T, context
 	registerMethod(info, name, fn, func(ctx context.Context, self any, a []reflect.Value) (any, error) {
 		return result(fn(self.(*T), ctx, arg[A](a[0])))
 	})
-	return &Method1[T, A, R]{methodBase{info.name, name}}
+	return &Method1[T, A, R]{methodBase{class: info.name, name: name}}
 }
 
 // Remote calls the method on actor a and returns a ref to its result.
@@ -230,7 +232,7 @@ func NewMethod2[T, A, B, R any](c actorClassOf[T], name string, fn func(*T, cont
 	registerMethod(info, name, fn, func(ctx context.Context, self any, a []reflect.Value) (any, error) {
 		return result(fn(self.(*T), ctx, arg[A](a[0]), arg[B](a[1])))
 	})
-	return &Method2[T, A, B, R]{methodBase{info.name, name}}
+	return &Method2[T, A, B, R]{methodBase{class: info.name, name: name}}
 }
 
 // Remote calls the method on actor a and returns a ref to its result.
@@ -241,6 +243,41 @@ func (m *Method2[T, A, B, R]) Remote(ctx context.Context, a Actor[T], x A, y B) 
 // RemoteArgs is Remote with arguments that may be refs.
 func (m *Method2[T, A, B, R]) RemoteArgs(ctx context.Context, a Actor[T], x Arg[A], y Arg[B]) Ref[R] {
 	return callTyped[R](ctx, a.h, m.methodBase, x.taskArg(), y.taskArg())
+}
+
+// StreamMethod1 is an actor method of one argument that yields a stream.
+type StreamMethod1[T, A, R any] struct{ methodBase }
+
+// NewStreamMethod1 registers fn, a generator method such as
+// (*Reader).Lines with signature func(*T, ctx, A, yield func(R) error) error,
+// as method name of class c.
+func NewStreamMethod1[T, A, R any](c actorClassOf[T], name string, fn func(*T, context.Context, A, func(R) error) error) *StreamMethod1[T, A, R] {
+	info := c.class().info
+	rf := registerMethod(info, name, fn, nil)
+	rf.params = rf.params[:1]
+	rf.invokeStreamMethod = func(ctx context.Context, self any, a []reflect.Value, yield func(any) error) error {
+		return fn(self.(*T), ctx, arg[A](a[0]), func(v R) error { return yield(v) })
+	}
+	return &StreamMethod1[T, A, R]{methodBase{class: info.name, name: name}}
+}
+
+// Remote starts the generator method on actor a and returns its stream.
+func (m *StreamMethod1[T, A, R]) Remote(ctx context.Context, a Actor[T], x A) *Stream[R] {
+	cw := current()
+	if cw == nil {
+		return failedStream[R](ErrNotInitialized)
+	}
+	if a.h == nil {
+		return failedStream[R](fmt.Errorf("%w: call of %s.%s on a nil actor handle", ErrArgument, m.class, m.name))
+	}
+	mb := m.methodBase
+	mb.stream = true
+	ref, err := cw.callActor(ctx, a.h, mb, []argSource{{value: x}})
+	if err != nil {
+		return failedStream[R](err)
+	}
+	taskID := ref.h.id.TaskID()
+	return newStream[R](cw, taskID, cw.streams.get(taskID), ref)
 }
 
 func callTyped[R any](ctx context.Context, h *actorHandle, m methodBase, args ...argSource) Ref[R] {

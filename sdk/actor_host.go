@@ -221,7 +221,16 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 		return
 	}
 	started := time.Now()
-	value, err, stack := callMethod(ctx, meth, ha.self, args)
+	var value any
+	var stack string
+	if meth.invokeStreamMethod != nil {
+		yield := h.cw.yielder(ctx, msg.conn, taskID)
+		err, stack = callStream(ctx, &registeredFunc{invokeStream: func(ctx context.Context, a []reflectValue, y func(any) error) error {
+			return meth.invokeStreamMethod(ctx, ha.self, a, y)
+		}}, args, yield)
+	} else {
+		value, err, stack = callMethod(ctx, meth, ha.self, args)
+	}
 	micros := uint64(time.Since(started).Microseconds())
 	var exit *actorExit
 	if errors.As(err, &exit) {

@@ -41,6 +41,7 @@ type coreWorker struct {
 	exec     *executor
 	actorDir *actorDirectory
 	host     *actorHost
+	streams  streamTable
 
 	// The GCS: the driver's session connection, or one a worker dials on
 	// first use (for actors).
@@ -117,6 +118,8 @@ func (cw *coreWorker) ServeWire(c *wire.Conn, req *wire.Request) {
 		cw.host.call(c, req)
 	case protos.Method_KILL_ACTOR:
 		cw.host.kill(c, req)
+	case protos.Method_STREAM_ITEM:
+		cw.serveStreamItem(c, req)
 	case protos.Method_EXIT:
 		var m protos.ExitRequest
 		_ = unmarshalProto(req.Payload, &m)

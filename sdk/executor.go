@@ -116,7 +116,7 @@ func (e *executor) drain(leaseID protos.LeaseID, le *leaseExec) {
 		if reclaim {
 			e.notifyRaylet(leaseID, false)
 		}
-		reply := e.run(leaseID, qt.msg)
+		reply := e.run(leaseID, qt.conn, qt.msg)
 		_ = qt.conn.Reply(&qt.req, reply)
 		e.mu.Lock()
 		le.active--
@@ -178,7 +178,7 @@ func (e *executor) notifyRaylet(leaseID protos.LeaseID, blocked bool) {
 }
 
 // run executes one task and builds its reply.
-func (e *executor) run(leaseID protos.LeaseID, msg *protos.PushTaskRequest) *protos.PushTaskReply {
+func (e *executor) run(leaseID protos.LeaseID, conn *wire.Conn, msg *protos.PushTaskRequest) *protos.PushTaskReply {
 	spec := msg.GetSpec()
 	taskID := protos.MustUniqueID(spec.GetTaskId())
 	fail := func(kind protos.ErrorKind, err error, stack string) *protos.PushTaskReply {
@@ -206,7 +206,7 @@ func (e *executor) run(leaseID protos.LeaseID, msg *protos.PushTaskRequest) *pro
 	}()
 
 	f, ok := lookupFunc(spec.GetFunction())
-	if !ok || f.invoke == nil {
+	if !ok || (f.invoke == nil && f.invokeStream == nil) {
 		return fail(protos.ErrorKind_ERROR_KIND_UNKNOWN_FUNCTION, fmt.Errorf("%w: %q is not registered in worker binary %s (it registers %s)", ErrUnknownFunction, spec.GetFunction(), executable(), registeredNames()), "")
 	}
 	if d := spec.GetFunctionDigest(); d != "" && d != e.cw.digest {
@@ -230,7 +230,13 @@ func (e *executor) run(leaseID protos.LeaseID, msg *protos.PushTaskRequest) *pro
 	e.announce(spec.GetName())
 
 	started := time.Now()
-	value, err, stack := call(ctx, f, args)
+	var value any
+	var stack string
+	if f.invokeStream != nil {
+		err, stack = callStream(ctx, f, args, e.cw.yielder(ctx, conn, taskID))
+	} else {
+		value, err, stack = call(ctx, f, args)
+	}
 	runMicros := uint64(time.Since(started).Microseconds())
 	e.mu.Lock()
 	wasCancelled := rt.cancelled
@@ -271,6 +277,17 @@ func call(ctx context.Context, f *registeredFunc, args []reflect.Value) (v any, 
 	}()
 	v, err = f.invoke(ctx, args)
 	return v, err, ""
+}
+
+// callStream runs a generator, turning a panic into an error.
+func callStream(ctx context.Context, f *registeredFunc, args []reflect.Value, yield func(any) error) (err error, stack string) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic: %v", r)
+			stack = string(debug.Stack())
+		}
+	}()
+	return f.invokeStream(ctx, args, yield), ""
 }
 
 // announce writes the log marker when the function changes.

@@ -20,6 +20,8 @@ type callOptions struct {
 	// application errors are not retried (Ray's retry_exceptions=False).
 	retryOn func(error) bool
 	name    string
+	// stream marks a generator call: its items come back as a Stream.
+	stream bool
 	// shape caches the resources in wire form and as a queue key: every
 	// call of a function handle shares them.
 	shape *shapeCache

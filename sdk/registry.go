@@ -27,6 +27,10 @@ type registeredFunc struct {
 	invoke func(ctx context.Context, args []reflect.Value) (any, error)
 	// invokeMethod calls an actor method on its instance.
 	invokeMethod func(ctx context.Context, self any, args []reflect.Value) (any, error)
+	// invokeStream runs a generator, passing each yielded value to yield.
+	invokeStream func(ctx context.Context, args []reflect.Value, yield func(any) error) error
+	// invokeStreamMethod runs an actor method that is a generator.
+	invokeStreamMethod func(ctx context.Context, self any, args []reflect.Value, yield func(any) error) error
 }
 
 var registry = struct {

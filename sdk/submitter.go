@@ -134,6 +134,9 @@ func (cw *coreWorker) submitTask(ctx context.Context, fn string, args []argSourc
 	}
 	cw.objects.addOwned(t.returnID)
 	ref := newObjectRef(cw, t.returnID, cw.addr)
+	if opts.stream {
+		cw.streams.open(cw, taskID)
+	}
 	s := cw.sub
 	s.mu.Lock()
 	s.tasks[taskID] = t
