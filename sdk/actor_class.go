@@ -377,6 +377,22 @@ func ConcurrencyGroup(name string, max int, methods ...string) ActorOption {
 	}
 }
 
+// Packed places the actor in a worker process shared with other packed
+// actors of its job on the node, each its own Proto.Actor actor, instead
+// of a process of its own: one node can then host tens of thousands of
+// actors. The trade-off is isolation: a crash (os.Exit, a fatal runtime
+// error, SIGKILL) of the shared process takes every actor in it down, each
+// then restarting by its own MaxRestarts, and the actors share the
+// process's memory and CPU. A packed actor holds no resources. Panics in
+// methods are still contained to their call.
+func Packed() ActorOption {
+	return func(o *actorOptions) {
+		o.p.Packed = true
+		o.p.PlacementResources = &protos.Resources{Amounts: map[string]float64{}}
+		o.p.RunningResources = &protos.Resources{Amounts: map[string]float64{}}
+	}
+}
+
 // MaxPendingCalls makes a call fail at once (ErrPendingCallsExceeded) when
 // this caller already has n calls queued or running on the actor.
 func MaxPendingCalls(n int) ActorOption {

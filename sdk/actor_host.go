@@ -277,14 +277,44 @@ func (h *actorHost) exitActor(ha *hostedActor, reason string) {
 	if err := ha.gcsConn.Call(ctx, protos.Method_ACTOR_EXITED, &protos.ActorExitedRequest{ActorId: ha.id.Bytes(), Reason: reason}, &protos.ActorExitedReply{}); err != nil {
 		h.cw.log.Warn().Err(err).Msg("report actor exit to the GCS")
 	}
+	if ha.opts.GetPacked() {
+		h.stop(ha)
+		return
+	}
 	h.exitProcess()
 }
 
-// kill ends the actor at the GCS's request: the process exits, which the
-// GCS sees as the end of its connection.
+// kill ends the actor at the GCS's request. An actor with a process of its
+// own ends with its process, which the GCS sees as the end of its
+// connection; a packed actor is stopped alone, its process hosting others.
 func (h *actorHost) kill(c *wire.Conn, req *wire.Request) {
+	var m protos.KillActorRequest
+	if err := unmarshalProto(req.Payload, &m); err != nil {
+		_ = c.ReplyError(req, fmt.Errorf("KILL_ACTOR: malformed request: %w", err))
+		return
+	}
+	id := protos.MustUniqueID(m.GetActorId())
+	h.mu.Lock()
+	ha, ok := h.actors[id]
+	h.mu.Unlock()
+	if ok && ha.opts.GetPacked() {
+		h.stop(ha)
+		_ = c.Reply(req, &protos.KillActorReply{})
+		return
+	}
 	_ = c.Reply(req, &protos.KillActorReply{})
 	go h.exitProcess()
+}
+
+// stop removes a packed actor from this process.
+func (h *actorHost) stop(ha *hostedActor) {
+	h.mu.Lock()
+	delete(h.actors, ha.id)
+	sys := h.system
+	h.mu.Unlock()
+	if sys != nil && ha.pid != nil {
+		sys.Root.Stop(ha.pid)
+	}
 }
 
 func (h *actorHost) exitProcess() {
