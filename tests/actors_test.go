@@ -289,3 +289,39 @@ func TestActorSIGKILLMidStream(t *testing.T) {
 		})
 	}
 }
+
+func TestActorConcurrencyGroups(t *testing.T) {
+	ctx := startCluster(t)
+	c, err := CounterActor.Options(sdk.ConcurrencyGroup("slow", 3, "Slow")).Remote(ctx, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CounterGet.Remote(ctx, c).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	refs := make([]sdk.Ref[int], 6)
+	for i := range refs {
+		refs[i] = CounterSlow.Remote(ctx, c, 300*time.Millisecond)
+	}
+	// A call outside the group is not held up by the slow ones.
+	done := make(chan error, 1)
+	go func() {
+		_, err := CounterGet.Remote(ctx, c).Get(ctx)
+		done <- err
+	}()
+	vals, err := sdk.GetAll(ctx, refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := vals[len(vals)-1]; got != 3 {
+		t.Fatalf("calls of the group overlapped %d at most, want 3", got)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatal("the default group's call waited for the slow group")
+	}
+}
