@@ -74,6 +74,13 @@ func (s *state) startWorker(j *jobState, reserved bool) *workerProc {
 			env = append(env, kv)
 		}
 	}
+	// A worker runs one task at a time unless its tasks block, so it starts
+	// with one P: spare Ps only add scheduler hand-offs to every call. The
+	// worker raises it when a task is granted more CPUs; a job that sets
+	// GOMAXPROCS itself keeps its setting.
+	if !hasEnv(j.env, "GOMAXPROCS") {
+		env = append(env, "GOMAXPROCS=1")
+	}
 	env = append(env,
 		EnvWorker+"=1",
 		EnvRaylet+"="+s.r.endpoint,
@@ -228,4 +235,13 @@ func (l *workerLogs) pump(rd io.Reader, isErr bool) {
 func (l *workerLogs) close() {
 	_ = l.out.Close()
 	_ = l.err.Close()
+}
+
+func hasEnv(env []string, name string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, name+"=") {
+			return true
+		}
+	}
+	return false
 }

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
+	"runtime"
 	"runtime/debug"
 	"sort"
 	"sync"
@@ -226,6 +228,7 @@ func (e *executor) run(leaseID protos.LeaseID, conn *wire.Conn, msg *protos.Push
 	}
 	ti := &taskInfo{taskID: taskID, leaseID: leaseID, function: spec.GetFunction(), attempt: int(spec.GetAttempt())}
 	ti.resources = spec.GetResources().GetAmounts()
+	ensureProcs(ti.resources["CPU"])
 	ctx = withTaskInfo(ctx, ti)
 	e.announce(spec.GetName())
 
@@ -277,6 +280,16 @@ func call(ctx context.Context, f *registeredFunc, args []reflect.Value) (v any, 
 	}()
 	v, err = f.invoke(ctx, args)
 	return v, err, ""
+}
+
+// ensureProcs lets a task granted n CPUs use n threads: workers start with
+// GOMAXPROCS=1 (see the raylet) and only ever raise it, since changing it
+// stops the world.
+func ensureProcs(n float64) {
+	want := int(math.Ceil(n))
+	if want > runtime.GOMAXPROCS(0) {
+		runtime.GOMAXPROCS(want)
+	}
 }
 
 // callStream runs a generator, turning a panic into an error.
