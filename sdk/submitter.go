@@ -251,7 +251,11 @@ func (s *submitter) pushLocked(l *lease, t *pendingTask) {
 		s.onReply(l, t, payload, err)
 	})
 	if err != nil {
-		// The reply callback is not called when Go fails at once.
+		// The connection was already closed, so the task never reached
+		// the worker: it goes back to the queue without using a retry,
+		// and the lease (like every lease on that worker) is dropped.
+		t.spec.Attempt--
+		t.retriesLeft++
 		go s.onReply(l, t, nil, err)
 	}
 }
@@ -410,7 +414,17 @@ func (s *submitter) onReply(l *lease, t *pendingTask, payload []byte, err error)
 	var crashed []*pendingTask
 	if err != nil && !l.done {
 		// The worker is gone (or the connection broke): every task in
-		// flight on this lease shares the fate of this one.
+		// flight on this lease shares the fate of this one, and the other
+		// leases on the same worker are dropped before anything is pushed
+		// to them.
+		for _, q := range s.queues {
+			for _, o := range append([]*lease(nil), q.leases...) {
+				if o.conn == l.conn && o != l && len(o.inflight) == 0 {
+					s.dropLeaseLocked(o)
+					go s.returnLease(o.id, true)
+				}
+			}
+		}
 		s.dropLeaseLocked(l)
 		for id, o := range l.inflight {
 			delete(l.inflight, id)
