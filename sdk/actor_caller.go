@@ -422,7 +422,24 @@ func (d *actorDirectory) close() {
 	}
 }
 
-// cancelActorCall cancels a streaming actor call; not available yet.
+// cancelActorCall asks the actor's worker to cancel a running call (its
+// context is cancelled; the call then fails with ErrTaskCancelled).
 func (cw *coreWorker) cancelActorCall(taskID protos.TaskID) error {
-	return fmt.Errorf("%w: cancelling actor calls is not supported yet (call %s)", ErrArgument, taskID.Short())
+	d := cw.actors()
+	d.mu.Lock()
+	states := make([]*actorState, 0, len(d.states))
+	for _, st := range d.states {
+		states = append(states, st)
+	}
+	d.mu.Unlock()
+	for _, st := range states {
+		st.mu.Lock()
+		_, inflight := st.inflight[taskID]
+		conn := st.conn
+		st.mu.Unlock()
+		if inflight && conn != nil {
+			return conn.Go(protos.Method_CANCEL_TASK, &protos.CancelTaskRequest{TaskId: taskID.Bytes()}, func([]byte, error) {})
+		}
+	}
+	return fmt.Errorf("%w: call %s is not running on an actor", ErrArgument, taskID.Short())
 }

@@ -205,6 +205,9 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	// Registered with the executor, so CANCEL_TASK reaches actor calls too.
+	rt := h.cw.exec.track(taskID, cancel)
+	defer h.cw.exec.untrack(taskID)
 	ctx = context.WithValue(ctx, actorInfoKey{}, &actorInfo{id: ha.id, numRestarts: ha.numRestarts})
 	ctx = withTaskInfo(ctx, &taskInfo{taskID: taskID, function: fn, attempt: int(m.GetAttempt())})
 	args, err := meth.decodeArgs(m.GetArgs(), func(a *protos.TaskArg) ([]byte, error) {
@@ -232,6 +235,10 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 		value, err, stack = callMethod(ctx, meth, ha.self, args)
 	}
 	micros := uint64(time.Since(started).Microseconds())
+	if rt.wasCancelled() {
+		fail(protos.ErrorKind_ERROR_KIND_CANCELLED, errors.New("cancelled while running"), "")
+		return
+	}
 	var exit *actorExit
 	if errors.As(err, &exit) {
 		fail(protos.ErrorKind_ERROR_KIND_ACTOR_DIED, fmt.Errorf("the actor exited itself: %s", exit.reason), "")

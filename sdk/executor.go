@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/goray/goray/objstore"
@@ -63,7 +64,8 @@ type queuedTask struct {
 type runningTask struct {
 	cancel context.CancelFunc
 	// cancelled is set when the owner asked to cancel it.
-	cancelled bool
+	cancelled     bool
+	cancelledFlag atomic.Bool
 }
 
 func newExecutor(cw *coreWorker) *executor {
@@ -303,6 +305,23 @@ func callStream(ctx context.Context, f *registeredFunc, args []reflect.Value, yi
 	return f.invokeStream(ctx, args, yield), ""
 }
 
+// track registers a running call (an actor method) so CANCEL_TASK finds it.
+func (e *executor) track(taskID protos.TaskID, cancel context.CancelFunc) *runningTask {
+	rt := &runningTask{cancel: cancel}
+	e.mu.Lock()
+	e.running[taskID] = rt
+	e.mu.Unlock()
+	return rt
+}
+
+func (e *executor) untrack(taskID protos.TaskID) {
+	e.mu.Lock()
+	delete(e.running, taskID)
+	e.mu.Unlock()
+}
+
+func (rt *runningTask) wasCancelled() bool { return rt.cancelledFlag.Load() }
+
 // announce writes the log marker when the function changes.
 func (e *executor) announce(name string) {
 	if !e.cw.isWorker {
@@ -329,6 +348,7 @@ func (e *executor) cancel(c *wire.Conn, req *wire.Request) {
 	rt, running := e.running[taskID]
 	if running {
 		rt.cancelled = true
+		rt.cancelledFlag.Store(true)
 	} else {
 		e.cancelled[taskID] = true
 	}

@@ -172,3 +172,31 @@ func TestStreamingGenerators(t *testing.T) {
 		t.Fatalf("after the stream Get = %v, %v", v, err)
 	}
 }
+
+func TestCancelActorStream(t *testing.T) {
+	ctx := startCluster(t)
+	c, err := CounterActor.Remote(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := CounterCountUp.Remote(ctx, c, 1<<30)
+	if _, err := s.Next(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Cancel(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, err := s.Next(ctx)
+		if errors.Is(err, sdk.ErrTaskCancelled) {
+			break
+		}
+		if err != nil {
+			t.Fatalf("cancelled actor stream ended with %v", err)
+		}
+	}
+	// The actor lives on.
+	if _, err := CounterGet.Remote(ctx, c).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
