@@ -82,3 +82,8 @@ var (
 		return CounterInc.Remote(ctx, c, by).Get(ctx)
 	})
 )
+
+// MakeCounter creates an actor inside a task and returns its handle.
+var MakeCounter = sdk.Register1("tests.MakeCounter", func(ctx context.Context, start int) (sdk.Actor[Counter], error) {
+	return CounterActor.Remote(ctx, start)
+})

@@ -325,3 +325,39 @@ func TestActorConcurrencyGroups(t *testing.T) {
 		t.Fatal("the default group's call waited for the slow group")
 	}
 }
+
+func TestActorHandlesAreValues(t *testing.T) {
+	ctx := startCluster(t)
+	// Returned from a task that created the actor.
+	c, err := MakeCounter.Remote(ctx, 40).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v, err := CounterInc.Remote(ctx, c, 2).Get(ctx); err != nil || v != 42 {
+		t.Fatalf("call through a returned handle: %v, %v", v, err)
+	}
+	// Stored in an object and read back, used from many goroutines.
+	ref, err := sdk.Put(ctx, map[string]sdk.Actor[Counter]{"c": c})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ref.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 8)
+	for i := 0; i < 8; i++ {
+		go func() {
+			_, err := CounterInc.Remote(ctx, m["c"], 1).Get(ctx)
+			errs <- err
+		}()
+	}
+	for i := 0; i < 8; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if v, err := CounterGet.Remote(ctx, c).Get(ctx); err != nil || v != 50 {
+		t.Fatalf("after 8 concurrent calls Get = %v, %v", v, err)
+	}
+}
