@@ -313,30 +313,33 @@ func (o actorOptions) clone() actorOptions {
 	return actorOptions{p: cloneProto(o.p)}
 }
 
-// ActorCPUs sets the CPUs the actor holds while it runs (and to be placed).
-// By default, as Ray, an actor needs 1 CPU to be placed and holds none
-// while it runs.
-func ActorCPUs(n float64) ActorOption {
-	return func(o *actorOptions) {
-		o.p.PlacementResources.Amounts["CPU"] = n
-		o.p.RunningResources.Amounts["CPU"] = n
+// setActorResource sets what the actor holds both to be placed and while
+// it runs (cloned options may carry nil maps).
+func (o *actorOptions) setResource(name string, v float64) {
+	for _, r := range []**protos.Resources{&o.p.PlacementResources, &o.p.RunningResources} {
+		if *r == nil {
+			*r = &protos.Resources{}
+		}
+		if (*r).Amounts == nil {
+			(*r).Amounts = map[string]float64{}
+		}
+		(*r).Amounts[name] = v
 	}
 }
 
+// ActorCPUs sets the CPUs the actor holds while it runs (and to be placed).
+// By default, as Ray, an actor needs 1 CPU to be placed and holds none
+// while it runs.
+func ActorCPUs(n float64) ActorOption { return func(o *actorOptions) { o.setResource("CPU", n) } }
+
 // ActorGPUs sets the GPUs the actor holds.
-func ActorGPUs(n float64) ActorOption {
-	return func(o *actorOptions) {
-		o.p.PlacementResources.Amounts["GPU"] = n
-		o.p.RunningResources.Amounts["GPU"] = n
-	}
-}
+func ActorGPUs(n float64) ActorOption { return func(o *actorOptions) { o.setResource("GPU", n) } }
 
 // ActorResources sets custom resources the actor holds.
 func ActorResources(r map[string]float64) ActorOption {
 	return func(o *actorOptions) {
 		for k, v := range r {
-			o.p.PlacementResources.Amounts[k] = v
-			o.p.RunningResources.Amounts[k] = v
+			o.setResource(k, v)
 		}
 	}
 }

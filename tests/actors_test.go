@@ -361,3 +361,57 @@ func TestActorHandlesAreValues(t *testing.T) {
 		t.Fatalf("after 8 concurrent calls Get = %v, %v", v, err)
 	}
 }
+
+// TestActorResources: by default an actor needs a CPU to be placed and
+// holds none while it runs (Ray's num_cpus), so more actors than CPUs run;
+// ActorCPUs holds CPUs for the actor's life.
+func TestActorResources(t *testing.T) {
+	ctx := startCluster(t, sdk.NodeCPUs(2))
+	var all []sdk.Actor[Counter]
+	for i := 0; i < 4; i++ {
+		c, err := CounterActor.Remote(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, c)
+	}
+	for i, c := range all {
+		if v, err := CounterGet.Remote(ctx, c).Get(ctx, sdk.Timeout(60*time.Second)); err != nil || v != i {
+			t.Fatalf("actor %d: %v, %v", i, v, err)
+		}
+	}
+	cpuAvailable := func() float64 {
+		st, err := sdk.ClusterStatus(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Nodes[0].GetAvailable().GetAmounts()["CPU"]
+	}
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if got := cpuAvailable(); got != 2 {
+			return errorf("%v CPUs available with 4 default actors alive, want 2", got)
+		}
+		return nil
+	})
+	holder, err := CounterActor.Options(sdk.ActorCPUs(1.5)).Remote(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CounterGet.Remote(ctx, holder).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if got := cpuAvailable(); got != 0.5 {
+			return errorf("%v CPUs available with an actor holding 1.5, want 0.5", got)
+		}
+		return nil
+	})
+	// An actor whose placement can never be met stays pending.
+	big, err := CounterActor.Options(sdk.ActorResources(map[string]float64{"TPU": 1})).Remote(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CounterGet.Remote(ctx, big).Get(ctx, sdk.Timeout(300*time.Millisecond)); !errors.Is(err, sdk.ErrGetTimeout) {
+		t.Fatalf("infeasible actor: %v", err)
+	}
+}
