@@ -37,6 +37,22 @@ type placer interface {
 	returnLease(ctx context.Context, node *protos.NodeInfo, lease []byte) error
 	// close drops every connection; blocked calls fail.
 	close()
+
+	// Packed hosts (see actor_packed.go): one worker, one connection, many
+	// actors.
+
+	// connectHost dials a packed host's worker. exited is called (from the
+	// connection's reader) when the worker reports on it that one of its
+	// actors exited itself.
+	connectHost(ctx context.Context, worker *protos.Address, exited func(actor protos.UniqueID, reason string)) (actorConn, error)
+	// createOn sends CREATE_ACTOR on a host's connection without waiting;
+	// done gets the outcome, once, possibly on the connection's reader
+	// (it must not block). createOn itself never blocks.
+	createOn(conn actorConn, req *protos.CreateActorRequest, done func(*protos.CreateActorReply, error))
+	// killOn sends KILL_ACTOR on a host's connection without waiting, so
+	// it reaches the worker before anything sent on the connection after
+	// it (a re-creation of the same actor); done as for createOn.
+	killOn(conn actorConn, req *protos.KillActorRequest, done func(error))
 }
 
 // actorConn is the GCS's connection to an actor's worker: it closes when
@@ -47,7 +63,8 @@ type actorConn interface {
 }
 
 // wirePlacer is the placer over goray's wire transport: one cached
-// connection per raylet, one connection per actor incarnation.
+// connection per raylet, one connection per actor incarnation, and one per
+// packed host for all its actors (actor_packed_wire.go).
 type wirePlacer struct {
 	log zerolog.Logger
 

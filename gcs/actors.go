@@ -41,6 +41,8 @@ type actorManager struct {
 	actors       map[protos.UniqueID]*actorEntry
 	names        map[actorName]protos.UniqueID // non-DEAD named actors
 	finishedJobs map[protos.JobID]bool
+	// hosts are the packed actors' shared workers (actor_packed.go).
+	hosts packedHosts
 
 	root *actor.RootContext
 	self *actor.PID
@@ -87,6 +89,11 @@ type incarnation struct {
 	lease  []byte
 	worker *protos.Address
 	conn   actorConn
+	// host is the packed host a packed actor's attempt is placed on (see
+	// actor_packed.go); lease and conn are then the host's, not set here.
+	host  *packedHost
+	actor protos.UniqueID
+	epoch uint64
 }
 
 // Messages from the manager's goroutines and the server.
@@ -210,6 +217,8 @@ func (m *actorManager) Receive(ctx actor.Context) {
 			}
 			m.die(e, "the actor exited itself: "+msg.reason, nil, nil, actorExitGrace)
 		}
+	default:
+		m.receivePacked(msg)
 	}
 }
 
@@ -226,6 +235,7 @@ func (m *actorManager) load() {
 	m.actors = make(map[protos.UniqueID]*actorEntry)
 	m.names = make(map[actorName]protos.UniqueID)
 	m.finishedJobs = make(map[protos.JobID]bool)
+	m.hosts = newPackedHosts()
 	m.open(m.env, BucketActors, "goray GCS actor table: actor id (hex) -> ActorInfo", func(key string, value []byte) error {
 		info := &protos.ActorInfo{}
 		if err := proto.Unmarshal(value, info); err != nil {
@@ -487,6 +497,10 @@ func (m *actorManager) teardown(inc *incarnation, kill *protos.KillActorRequest,
 	if inc == nil {
 		return
 	}
+	if inc.host != nil {
+		m.leaveHost(inc, kill)
+		return
+	}
 	p, log := m.shared.placer, m.env.log
 	go func() {
 		if c := inc.conn; c != nil {
@@ -536,6 +550,10 @@ func placementOf(spec *protos.ActorSpec) *protos.Resources {
 func (m *actorManager) schedule(a *actorEntry) {
 	a.epoch = m.shared.nextEpoch()
 	a.inc, a.exitReason = nil, nil
+	if isPacked(a.info.GetSpec()) {
+		m.schedulePacked(a)
+		return
+	}
 	id, epoch := a.id, a.epoch
 	spec := a.info.GetSpec()
 	req := &protos.RequestWorkerLeaseRequest{
@@ -544,6 +562,9 @@ func (m *actorManager) schedule(a *actorEntry) {
 		Function:         spec.GetClassName(),
 		Dedicated:        true,
 		RunningResources: spec.GetOptions().GetRunningResources(),
+		// The raylet keeps a detached actor's worker, and its job's state,
+		// after the job's driver left.
+		Detached: spec.GetOptions().GetDetached(),
 	}
 	owner := spec.GetOwner().GetNodeId()
 	excluded := make(map[protos.NodeID]bool, len(a.excluded))
@@ -632,6 +653,11 @@ func (m *actorManager) leased(msg actorLeased) {
 			a.excluded[nodeID] = true
 			log.Debug().Str("node", nodeID.Short()).Msg("node cannot start the job's workers; trying another")
 			m.schedule(a)
+		case "job_finished":
+			// The job's driver left: the raylet places only detached
+			// actors of it (a non-detached actor restarting as its job
+			// ends, e.g. when the driver exited without finishing it).
+			m.die(a, fmt.Sprintf("%s: %v", deathJobFinished, msg.err), nil, nil, 0)
 		case "binary_mismatch", "worker_start_failed", "invalid", "malformed":
 			m.die(a, fmt.Sprintf("no worker could be leased for it on node %s: %v", nodeID.Short(), msg.err), nil, nil, 0)
 		default:

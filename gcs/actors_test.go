@@ -29,6 +29,9 @@ type fakePlacer struct {
 	startedL [][]byte
 	// keepAliveOnKill makes KILL_ACTOR leave the worker running.
 	keepAliveOnKill bool
+
+	// packed records the packed hosts' traffic (actors_packed_test.go).
+	packed fakePacked
 }
 
 type fakeLease struct {

@@ -22,6 +22,8 @@ import (
 type actorHost struct {
 	cw     *coreWorker
 	mu     sync.Mutex
+	// packed is set once a packed actor was created here.
+	packed bool
 	system *actor.ActorSystem
 	actors map[protos.UniqueID]*hostedActor
 }
@@ -127,13 +129,16 @@ func (h *actorHost) construct(c *wire.Conn, m *protos.CreateActorRequest) *proto
 			h.dispatch(ha, msg)
 		}
 	})
-	pid, err := sys.Root.SpawnNamed(props, "actor-"+id.String())
+	// One name per incarnation: a restart on the same host may come before
+	// the previous incarnation's asynchronous stop has finished.
+	pid, err := sys.Root.SpawnNamed(props, fmt.Sprintf("actor-%s-%d", id, m.GetNumRestarts()))
 	if err != nil {
 		return fail(protos.ErrorKind_ERROR_KIND_SYSTEM, fmt.Errorf("spawn actor: %w", err), "")
 	}
 	ha.pid = pid
 	h.mu.Lock()
 	h.actors[id] = ha
+	h.packed = h.packed || ha.opts.GetPacked()
 	h.mu.Unlock()
 	return &protos.CreateActorReply{}
 }
@@ -309,8 +314,30 @@ func (h *actorHost) kill(c *wire.Conn, req *wire.Request) {
 		_ = c.Reply(req, &protos.KillActorReply{})
 		return
 	}
+	if !ok && h.hostsPacked() {
+		// Already gone (it exited itself while the kill was on its way):
+		// the process hosts other actors and stays.
+		_ = c.Reply(req, &protos.KillActorReply{})
+		return
+	}
 	_ = c.Reply(req, &protos.KillActorReply{})
 	go h.exitProcess()
+}
+
+// hostsPacked reports whether this process hosts packed actors (it then
+// never exits for one of them).
+func (h *actorHost) hostsPacked() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.packed {
+		return true
+	}
+	for _, a := range h.actors {
+		if a.opts.GetPacked() {
+			return true
+		}
+	}
+	return false
 }
 
 // stop removes a packed actor from this process.
