@@ -229,9 +229,10 @@ func (cw *coreWorker) callActor(ctx context.Context, h *actorHandle, m methodBas
 	st.mu.Lock()
 	opts := st.info.GetSpec().GetOptions()
 	if max := opts.GetMaxPendingCalls(); max > 0 && int32(st.pending) >= max {
+		pending := st.pending
 		st.mu.Unlock()
 		return ObjectRef{}, &TaskError{Kind: protos.ErrorKind_ERROR_KIND_PENDING_CALLS_EXCEEDED, Function: fn,
-			Message: fmt.Sprintf("this caller has %d calls pending on actor %s (MaxPendingCalls %d)", st.pending, h.id.Short(), max)}
+			Message: fmt.Sprintf("this caller has %d calls pending on actor %s (MaxPendingCalls %d)", pending, h.id.Short(), max)}
 	}
 	st.pending++
 	st.mu.Unlock()
