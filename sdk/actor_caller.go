@@ -261,10 +261,10 @@ func (cw *coreWorker) callActor(ctx context.Context, h *actorHandle, m methodBas
 	}
 	st.mu.Lock()
 	st.order = append(st.order, c)
-	dead := st.info.GetState() == protos.ActorState_DEAD
+	info := st.info
 	st.mu.Unlock()
-	if dead {
-		st.update(st.info) // fails the queue, this call included
+	if info.GetState() == protos.ActorState_DEAD {
+		st.update(info) // fails the queue, this call included
 		return ref, nil
 	}
 	cw.resolveArgs(encoded, func(depErr *TaskError) {
