@@ -10,6 +10,9 @@ import (
 	"github.com/goray/goray/protos"
 )
 
+// DefaultFinishedJobLinger is Config.FinishedJobLinger's default.
+const DefaultFinishedJobLinger = 10 * time.Minute
+
 // Config configures a raylet.
 type Config struct {
 	NodeID protos.NodeID
@@ -34,6 +37,16 @@ type Config struct {
 	PublishLogs func(*protos.LogBatch)
 	// ReportInterval defaults to one second.
 	ReportInterval time.Duration
+	// FinishedJobLinger is how long the raylet still knows a job whose
+	// driver left once nothing of the job runs or waits on the node (0
+	// means 10 minutes). Until then a detached actor of the job can be
+	// placed or restarted here: its worker runs the job's binary, with
+	// the job's environment and working directory. A detached actor that
+	// runs, or whose lease request waits, keeps the job known however
+	// long that takes; the linger covers the gap between a detached
+	// actor's crash and the GCS asking for a worker to restart it, and a
+	// detached actor created just before its driver exited.
+	FinishedJobLinger time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -48,6 +61,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ReportInterval == 0 {
 		c.ReportInterval = time.Second
+	}
+	if c.FinishedJobLinger == 0 {
+		c.FinishedJobLinger = DefaultFinishedJobLinger
 	}
 	if c.NodeID.IsZero() {
 		c.NodeID = protos.NewUniqueID()

@@ -45,7 +45,19 @@ type jobState struct {
 	failures  int
 	fatal     error
 	fatalCode string
+	// driverGone is set once the driver disconnected: the job is over,
+	// but its detached actors outlive it. Only their leases (dedicated and
+	// detached) are served, the job's other workers are killed, and the
+	// job is forgotten once nothing of it has run or waited on the node
+	// for Config.FinishedJobLinger (see sweepJobs). idleSince is when
+	// that idle time began (zero while something runs or waits).
+	driverGone bool
+	idleSince  time.Time
 }
+
+// CodeJobFinished is the error code of a lease request the raylet refuses
+// because the job's driver left: only detached actors of it are placed.
+const CodeJobFinished = "job_finished"
 
 type leaseState struct {
 	id     protos.LeaseID
@@ -60,6 +72,9 @@ type leaseState struct {
 	// running is what a dedicated lease holds once its actor started.
 	running ResourceSet
 	started bool
+	// detached leases host a detached actor (dedicated only): their
+	// worker outlives the job's driver.
+	detached bool
 }
 
 // held is what the lease takes from the node's available resources: a
@@ -83,6 +98,7 @@ type leaseRequest struct {
 	queuedAt   time.Time
 	dedicated  bool
 	running    ResourceSet
+	detached   bool
 }
 
 // state is the raylet actor.
@@ -96,6 +112,8 @@ type state struct {
 	queue     []*leaseRequest
 	startTime time.Time
 	stopping  bool
+	// now is the clock of the job bookkeeping (tests set it).
+	now func() time.Time
 }
 
 func newState(r *Raylet) *state {
@@ -107,6 +125,7 @@ func newState(r *Raylet) *state {
 		workers:   map[protos.WorkerID]*workerProc{},
 		leases:    map[protos.LeaseID]*leaseState{},
 		startTime: time.Now(),
+		now:       time.Now,
 	}
 }
 
@@ -119,6 +138,7 @@ func (s *state) Receive(ctx actor.Context) {
 	case workerExited:
 		s.workerExited(m.w, m.err)
 	case reportTick:
+		s.sweepJobs(s.now(), s.waitingJobs())
 		s.report()
 	case nodeInfoQuery:
 		ctx.Respond(s.nodeInfo())
@@ -206,8 +226,17 @@ func (s *state) registerClient(c *wire.Conn, req *wire.Request, m *protos.Regist
 	if m.GetExecutable() == "" {
 		return wire.NewError("invalid", "register client: executable is required")
 	}
-	j := &jobState{id: id, executable: m.GetExecutable(), env: m.GetEnv(), dir: m.GetWorkingDir(), digest: m.GetFunctionDigest(), driver: c, workers: map[protos.WorkerID]*workerProc{}}
-	s.jobs[id] = j
+	j := s.jobs[id]
+	if j == nil {
+		j = &jobState{id: id, workers: map[protos.WorkerID]*workerProc{}}
+		s.jobs[id] = j
+	} else {
+		// The job registers again (its driver starting over): it keeps
+		// the workers it has, detached actors' among them.
+		j.driverGone, j.idleSince = false, time.Time{}
+		j.failures, j.fatal, j.fatalCode = 0, nil, ""
+	}
+	j.executable, j.env, j.dir, j.digest, j.driver = m.GetExecutable(), m.GetEnv(), m.GetWorkingDir(), m.GetFunctionDigest(), c
 	c.SetValue(j)
 	_ = c.Reply(req, &protos.RegisterClientReply{Node: s.nodeInfo()})
 	// Prestart workers so the first tasks do not wait for process start.
@@ -258,13 +287,21 @@ func (s *state) requestLease(c *wire.Conn, req *wire.Request, m *protos.RequestW
 			return wire.NewError("invalid", "lease request: running resources: %v", err)
 		}
 	}
+	if m.GetDetached() && !m.GetDedicated() {
+		return wire.NewError("invalid", "lease request: only a dedicated (actor) lease can be detached")
+	}
 	job := protos.MustUniqueID(m.GetJobId())
-	if _, ok := s.jobs[job]; !ok {
+	j, ok := s.jobs[job]
+	if !ok {
 		return wire.NewError("unknown_job", "lease request for job %s, which is not registered on this node", job.Short())
 	}
-	s.queue = append(s.queue, &leaseRequest{conn: c, req: req, job: job, demand: demand, function: m.GetFunction(), queuedAt: time.Now(),
-		dedicated: m.GetDedicated(), running: running})
-	s.r.cfg.Logger.Debug().Str("function", m.GetFunction()).Str("demand", demand.String()).Bool("dedicated", m.GetDedicated()).Int("queued", len(s.queue)).Msg("lease requested")
+	lr := &leaseRequest{conn: c, req: req, job: job, demand: demand, function: m.GetFunction(), queuedAt: time.Now(),
+		dedicated: m.GetDedicated(), running: running, detached: m.GetDetached()}
+	if err := refusedAfterDriver(j, lr); err != nil {
+		return err
+	}
+	s.queue = append(s.queue, lr)
+	s.r.cfg.Logger.Debug().Str("function", m.GetFunction()).Str("demand", demand.String()).Bool("dedicated", m.GetDedicated()).Bool("detached", lr.detached).Int("queued", len(s.queue)).Msg("lease requested")
 	return nil
 }
 
@@ -290,6 +327,10 @@ func (s *state) dispatch() {
 		}
 		if j.fatal != nil {
 			_ = lr.conn.ReplyError(lr.req, wire.NewError(j.fatalCode, "%v", j.fatal))
+			continue
+		}
+		if err := refusedAfterDriver(j, lr); err != nil {
+			_ = lr.conn.ReplyError(lr.req, err)
 			continue
 		}
 		if !s.total.Fits(lr.demand) {
@@ -351,6 +392,99 @@ func (s *state) dispatch() {
 			}
 		}
 	}
+	waiting := s.waitingJobs()
+	for _, j := range s.jobs {
+		if j.driverGone {
+			s.trimFinishedJob(j, waiting[j.id].detached)
+		}
+	}
+	s.sweepJobs(s.now(), waiting)
+}
+
+// jobWaiting is what a job's queued lease requests ask for.
+type jobWaiting struct{ any, detached bool }
+
+// waitingJobs says which jobs have lease requests queued, and which of
+// them wait for a detached actor's worker.
+func (s *state) waitingJobs() map[protos.JobID]jobWaiting {
+	m := map[protos.JobID]jobWaiting{}
+	for _, lr := range s.queue {
+		w := m[lr.job]
+		w.any = true
+		w.detached = w.detached || lr.detached
+		m[lr.job] = w
+	}
+	return m
+}
+
+// refusedAfterDriver is the error for a lease request of a job whose
+// driver left, unless it is a detached actor's: those are still served.
+func refusedAfterDriver(j *jobState, lr *leaseRequest) error {
+	if !j.driverGone || (lr.dedicated && lr.detached) {
+		return nil
+	}
+	what := "task"
+	if lr.dedicated {
+		what = "non-detached actor"
+	}
+	return wire.NewError(CodeJobFinished, "lease request for %s %s of job %s, whose driver has left this node: only detached actors of a finished job are placed",
+		what, lr.function, j.id.Short())
+}
+
+// keepAfterDriver says whether a worker of a job whose driver left stays
+// alive: a detached actor's does, and so does one started for an actor
+// while a detached actor of the job waits for a process. Task workers and
+// non-detached actors' workers end with the job.
+func keepAfterDriver(w *workerProc, detachedWaiting bool) bool {
+	switch {
+	case w.detached:
+		return true
+	case w.dedicated || w.killed:
+		return false
+	default:
+		return w.reserved && detachedWaiting
+	}
+}
+
+// trimFinishedJob kills the workers of a job whose driver left that the
+// job's detached actors do not need (see keepAfterDriver).
+func (s *state) trimFinishedJob(j *jobState, detachedWaiting bool) {
+	for _, w := range j.workers {
+		if w.killed || keepAfterDriver(w, detachedWaiting) {
+			continue
+		}
+		s.r.cfg.Logger.Debug().Str("job", j.id.Short()).Str("worker", w.id.Short()).Int("pid", w.pid).Bool("actor", w.dedicated).Msg("job finished; stopping its worker")
+		w.kill()
+	}
+}
+
+// keepFinishedJob decides whether a job whose driver left is still known
+// at now: while something of it runs or waits on the node (busy), and for
+// linger after that stopped. idle is the new start of its idle time.
+func keepFinishedJob(busy bool, idleSince, now time.Time, linger time.Duration) (keep bool, idle time.Time) {
+	if busy {
+		return true, time.Time{}
+	}
+	if idleSince.IsZero() {
+		idleSince = now
+	}
+	return now.Sub(idleSince) < linger, idleSince
+}
+
+// sweepJobs forgets the jobs whose driver left that keepFinishedJob no
+// longer keeps; lease requests for them then fail with unknown_job.
+func (s *state) sweepJobs(now time.Time, waiting map[protos.JobID]jobWaiting) {
+	for id, j := range s.jobs {
+		if !j.driverGone {
+			continue
+		}
+		keep, idle := keepFinishedJob(len(j.workers) > 0 || waiting[id].any, j.idleSince, now, s.r.cfg.FinishedJobLinger)
+		j.idleSince = idle
+		if !keep {
+			s.r.cfg.Logger.Debug().Str("job", id.Short()).Msg("forgetting finished job")
+			delete(s.jobs, id)
+		}
+	}
 }
 
 // workersToStart decides how many processes to start for a job: one per
@@ -396,7 +530,7 @@ func (s *state) releaseReservations() {
 func (s *state) freshWorker(j *jobState) *workerProc {
 	var best *workerProc
 	for _, w := range j.workers {
-		if !w.registered || w.dead || w.dedicated || len(w.leases) > 0 {
+		if !w.registered || w.dead || w.killed || w.dedicated || len(w.leases) > 0 {
 			continue
 		}
 		// Workers started for actors first: the others are the tasks'.
@@ -413,7 +547,7 @@ func (s *state) freshWorker(j *jobState) *workerProc {
 func (s *state) idleWorker(j *jobState) *workerProc {
 	var best *workerProc
 	for _, w := range j.workers {
-		if !w.registered || w.dead || w.dedicated || w.reserved || w.active > 0 {
+		if !w.registered || w.dead || w.killed || w.dedicated || w.reserved || w.active > 0 {
 			continue
 		}
 		// Prefer a worker with no leases at all, then the longest-lived.
@@ -425,18 +559,20 @@ func (s *state) idleWorker(j *jobState) *workerProc {
 }
 
 func (s *state) grant(lr *leaseRequest, w *workerProc) {
-	l := &leaseState{id: protos.NewUniqueID(), worker: w, demand: lr.demand, owner: lr.conn, dedicated: lr.dedicated, running: lr.running}
+	l := &leaseState{id: protos.NewUniqueID(), worker: w, demand: lr.demand, owner: lr.conn, dedicated: lr.dedicated, running: lr.running, detached: lr.detached}
 	if lr.dedicated {
 		// The process now belongs to the actor: no other lease gets it,
-		// and it is killed when this lease ends.
+		// and it is killed when this lease ends. A detached actor's
+		// outlives the job's driver.
 		w.unreserve()
 		w.dedicated = true
+		w.detached = lr.detached
 	}
 	s.leases[l.id] = l
 	w.leases[l.id] = l
 	w.active++
 	s.available.Sub(lr.demand)
-	s.r.cfg.Logger.Debug().Str("lease", l.id.Short()).Str("worker", w.id.Short()).Str("function", lr.function).Bool("dedicated", l.dedicated).Str("available", s.available.String()).Int("queued", len(s.queue)).Msg("lease granted")
+	s.r.cfg.Logger.Debug().Str("lease", l.id.Short()).Str("worker", w.id.Short()).Str("function", lr.function).Bool("dedicated", l.dedicated).Bool("detached", l.detached).Str("available", s.available.String()).Int("queued", len(s.queue)).Msg("lease granted")
 	_ = lr.conn.Reply(lr.req, &protos.RequestWorkerLeaseReply{
 		LeaseId:  l.id.Bytes(),
 		Worker:   &protos.Address{WorkerId: w.id.Bytes(), NodeId: s.r.cfg.NodeID.Bytes(), Endpoint: w.endpoint, Pid: int32(w.pid)},
@@ -468,7 +604,7 @@ func (s *state) returnLease(id protos.LeaseID, disconnect bool) {
 		return
 	}
 	s.endLease(l, disconnect)
-	s.r.cfg.Logger.Debug().Str("lease", id.Short()).Bool("dedicated", l.dedicated).Str("available", s.available.String()).Int("queued", len(s.queue)).Msg("lease returned")
+	s.r.cfg.Logger.Debug().Str("lease", id.Short()).Bool("dedicated", l.dedicated).Bool("detached", l.detached).Str("available", s.available.String()).Int("queued", len(s.queue)).Msg("lease returned")
 }
 
 // actorStarted switches a dedicated lease from the actor's placement
@@ -516,12 +652,9 @@ func (s *state) setBlocked(id protos.LeaseID, blocked bool) {
 func (s *state) connClosed(c *wire.Conn) {
 	switch v := c.Value().(type) {
 	case *jobState:
-		// The driver left: its job is over, and so are its workers.
-		s.r.cfg.Logger.Debug().Str("job", v.id.Short()).Msg("driver disconnected; stopping its workers")
-		for _, w := range v.workers {
-			w.kill()
+		if v.driver == c {
+			s.driverLeft(v)
 		}
-		delete(s.jobs, v.id)
 	case *workerProc:
 		// The worker's process is exiting: take it out of the pool now so
 		// no lease is granted on it; workerExited finishes when it is reaped.
@@ -533,6 +666,24 @@ func (s *state) connClosed(c *wire.Conn) {
 		}
 	}
 	s.dispatch()
+}
+
+// driverLeft ends a job whose driver disconnected: its task workers and
+// non-detached actors' workers are killed, its detached actors live on,
+// and the job stays known for them (see jobState.driverGone).
+func (s *state) driverLeft(j *jobState) {
+	j.driver, j.driverGone = nil, true
+	detached := 0
+	for _, w := range j.workers {
+		if w.detached {
+			detached++
+		}
+	}
+	s.r.cfg.Logger.Debug().Str("job", j.id.Short()).Int("detached_actors", detached).Msg("driver disconnected; stopping its workers but detached actors'")
+	// dispatch (after connClosed) answers the job's queued requests that
+	// are no longer served, then trims what they leave behind; the
+	// detached ones keep the workers starting for them.
+	s.trimFinishedJob(j, s.waitingJobs()[j.id].detached)
 }
 
 // retireWorker removes a worker from the pool and frees its leases.

@@ -49,6 +49,9 @@ type workerProc struct {
 	// dedicated workers host an actor: never leased again, killed when
 	// the actor's lease ends.
 	dedicated bool
+	// detached workers host a detached actor (dedicated too): they
+	// outlive the job's driver.
+	detached bool
 	// reserved workers were started for an actor waiting for a process:
 	// tasks do not get them while actors of the job wait.
 	reserved bool
