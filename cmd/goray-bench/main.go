@@ -56,6 +56,11 @@ type config struct {
 	workerProcs   int
 	timeout       time.Duration
 	keepSessions  bool
+	// actorCPUs is ActorCPUs of the benchmark actors; negative: goray's
+	// default (1 CPU to be placed, none while running).
+	actorCPUs          float64
+	nActors            int
+	actorCreationCount int
 	// sessions holds the session directories of this run's clusters.
 	sessions string
 }
@@ -78,6 +83,9 @@ func main() {
 	flag.Float64Var(&cfg.clientCPUs, "client-cpus", defaultClientCPUs(), "CPUs of each client task in multi_client_tasks_async")
 	flag.IntVar(&cfg.workerProcs, "worker-gomaxprocs", 0, "experiment: start workers with GOMAXPROCS set to this (0: goray's default, the machine's CPUs)")
 	flag.DurationVar(&cfg.timeout, "timeout", 90*time.Second, "give up on a benchmark after this long")
+	flag.Float64Var(&cfg.actorCPUs, "actor-cpus", -1, "ActorCPUs of each benchmark actor (Ray's benchmark actors have num_cpus=0); negative: goray's default, 1 CPU to be placed and none while running")
+	flag.IntVar(&cfg.nActors, "actors", 32, "actors of the 1_n and n_n actor benchmarks (Ray: cpu_count // 2 = 32 on its 64-vCPU machine)")
+	flag.IntVar(&cfg.actorCreationCount, "actor-creation-count", 1000, "actors created by actor_creation_per_s, each in a worker process of its own")
 	flag.BoolVar(&cfg.keepSessions, "keep-sessions", false, "keep the clusters' session directories (worker logs) even when every benchmark passed")
 	initChild := flag.Bool("init-child", false, "internal: measure sdk.Init to the first task result in this fresh process and exit")
 	flag.Parse()
@@ -161,6 +169,17 @@ func benchmarks() []benchmark {
 		{names: []string{"single_client_tasks_and_get_batch"}, run: benchTasksAndGetBatch},
 		{names: []string{"single_client_wait_1k_refs"}, run: benchWait1kRefs},
 		{names: []string{"multi_client_tasks_async"}, run: benchMultiClientTasksAsync},
+		{names: []string{"1_1_actor_calls_sync"}, run: bench11ActorSync},
+		{names: []string{"1_1_actor_calls_async"}, run: bench11ActorAsync},
+		{names: []string{"1_1_actor_calls_concurrent"}, run: bench11ActorConcurrent},
+		{names: []string{"1_n_actor_calls_async"}, run: bench1NActorAsync},
+		{names: []string{"n_n_actor_calls_async"}, run: benchNNActorAsync},
+		{names: []string{"n_n_actor_calls_with_arg_async"}, run: benchNNActorWithArgAsync},
+		{names: []string{"actor_creation_per_s", "actor_creation_s"}, run: benchActorCreation},
+		// TODO(packed actors): packed_actor_creation_per_s (10,000 actors
+		// sharing worker processes, sdk.Packed()) goes here once packed
+		// actors are complete; see the note at the end of bench_actors.go.
+		// No figure until then.
 	}
 }
 
