@@ -42,6 +42,7 @@ type hostedActor struct {
 	sem         chan struct{}
 	groups      map[string]chan struct{}
 	methodGroup map[string]string
+	dispatcher  *pinnedDispatcher
 }
 
 // actorCallMsg is what the actor's mailbox receives.
@@ -124,11 +125,15 @@ func (h *actorHost) construct(c *wire.Conn, m *protos.CreateActorRequest) *proto
 		}
 	}
 	sys := h.actorSystem()
+	ha.dispatcher = newPinnedDispatcher()
 	props := actor.PropsFromFunc(func(actx actor.Context) {
-		if msg, ok := actx.Message().(*actorCallMsg); ok {
+		switch msg := actx.Message().(type) {
+		case *actorCallMsg:
 			h.dispatch(ha, msg)
+		case *actor.Stopped:
+			ha.dispatcher.stop()
 		}
-	})
+	}, actor.WithDispatcher(ha.dispatcher))
 	// One name per incarnation: a restart on the same host may come before
 	// the previous incarnation's asynchronous stop has finished.
 	pid, err := sys.Root.SpawnNamed(props, fmt.Sprintf("actor-%s-%d", id, m.GetNumRestarts()))
