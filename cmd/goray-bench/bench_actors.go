@@ -363,11 +363,47 @@ func benchActorCreation(ctx context.Context, h *harness) ([]result, error) {
 	}, nil
 }
 
-// TODO(packed actors): packed_actor_creation_per_s, Ray's 10,000 actors
-// sharing worker processes, belongs here once packed actors are complete
-// (sdk.Packed() exists; the GCS side is another engineer's work in
-// progress). Until then the harness reports no figure for it. The hook:
-// add a benchmark entry in benchmarks() (main.go) next to
-// actor_creation_per_s that creates the actors with sdk.Packed(), confirms
-// each with one call as benchActorCreation does (without the
-// one-process-per-actor check of startActors), and kills them.
+// benchPackedActorCreation creates 10,000 packed actors (sdk.Packed():
+// they share a worker process per job and node, each its own Proto.Actor
+// actor), confirms each with one call, and kills them: Ray's "10k actors"
+// scalability figure, here on one 2-core node.
+func benchPackedActorCreation(ctx context.Context, h *harness) ([]result, error) {
+	const n = 10000
+	class := benchActorClass.Options(sdk.Packed())
+	t0 := time.Now()
+	actors := make([]sdk.Actor[benchActor], n)
+	for i := range actors {
+		a, err := class.Remote(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("create packed actor %d of %d: %w", i+1, n, err)
+		}
+		actors[i] = a
+	}
+	registered := time.Since(t0)
+	refs := make([]sdk.Ref[int], n)
+	for i, a := range actors {
+		refs[i] = actorPid.Remote(ctx, a)
+	}
+	pids, err := sdk.GetAll(ctx, refs)
+	if err != nil {
+		return nil, fmt.Errorf("first call on %d packed actors: %w", n, err)
+	}
+	alive := time.Since(t0)
+	distinct := map[int]bool{}
+	for _, p := range pids {
+		distinct[p] = true
+	}
+	log.Printf("packed_actor_creation_per_s: %d actors registered in %v, all answered after %v, in %d process(es)",
+		n, registered.Round(time.Millisecond), alive.Round(time.Millisecond), len(distinct))
+	kctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for _, a := range actors {
+		if err := sdk.Kill(kctx, a, true); err != nil {
+			return nil, fmt.Errorf("kill packed actor: %w", err)
+		}
+	}
+	return []result{
+		{Name: "packed_actor_creation_per_s", Value: float64(n) / alive.Seconds(), Unit: "per_s"},
+		{Name: "packed_actor_creation_s", Value: alive.Seconds(), Unit: "s"},
+	}, nil
+}

@@ -176,10 +176,7 @@ func benchmarks() []benchmark {
 		{names: []string{"n_n_actor_calls_async"}, run: benchNNActorAsync},
 		{names: []string{"n_n_actor_calls_with_arg_async"}, run: benchNNActorWithArgAsync},
 		{names: []string{"actor_creation_per_s", "actor_creation_s"}, run: benchActorCreation},
-		// TODO(packed actors): packed_actor_creation_per_s (10,000 actors
-		// sharing worker processes, sdk.Packed()) goes here once packed
-		// actors are complete; see the note at the end of bench_actors.go.
-		// No figure until then.
+		{names: []string{"packed_actor_creation_per_s", "packed_actor_creation_s"}, run: benchPackedActorCreation},
 	}
 }
 
