@@ -20,8 +20,8 @@ import (
 // connection per caller keeps each caller's order) and runs them one at a
 // time, or hands them to goroutines up to the actor's concurrency limits.
 type actorHost struct {
-	cw     *coreWorker
-	mu     sync.Mutex
+	cw *coreWorker
+	mu sync.Mutex
 	// packed is set once a packed actor was created here.
 	packed bool
 	system *actor.ActorSystem
