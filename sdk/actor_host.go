@@ -107,7 +107,7 @@ func (h *actorHost) construct(c *wire.Conn, m *protos.CreateActorRequest) *proto
 	if err != nil {
 		return fail(protos.ErrorKind_ERROR_KIND_ARGUMENT, err, "")
 	}
-	self, err, stack := callCtor(ctx, class, args)
+	self, err, stack := protect(func() (any, error) { return class.ctor(ctx, args) })
 	if err != nil {
 		return fail(protos.ErrorKind_ERROR_KIND_TASK, err, stack)
 	}
@@ -146,17 +146,6 @@ func (h *actorHost) construct(c *wire.Conn, m *protos.CreateActorRequest) *proto
 	h.packed = h.packed || ha.opts.GetPacked()
 	h.mu.Unlock()
 	return &protos.CreateActorReply{}
-}
-
-func callCtor(ctx context.Context, class *actorClassInfo, args []reflectValue) (self any, err error, stack string) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
-			stack = stackTrace()
-		}
-	}()
-	self, err = class.ctor(ctx, args)
-	return self, err, ""
 }
 
 // call routes a method call to its actor's mailbox.
@@ -238,11 +227,9 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 	var stack string
 	if meth.invokeStreamMethod != nil {
 		yield := h.cw.yielder(ctx, msg.conn, taskID)
-		err, stack = callStream(ctx, &registeredFunc{invokeStream: func(ctx context.Context, a []reflectValue, y func(any) error) error {
-			return meth.invokeStreamMethod(ctx, ha.self, a, y)
-		}}, args, yield)
+		_, err, stack = protect(func() (any, error) { return nil, meth.invokeStreamMethod(ctx, ha.self, args, yield) })
 	} else {
-		value, err, stack = callMethod(ctx, meth, ha.self, args)
+		value, err, stack = protect(func() (any, error) { return meth.invokeMethod(ctx, ha.self, args) })
 	}
 	micros := uint64(time.Since(started).Microseconds())
 	if rt.wasCancelled() {
@@ -259,32 +246,12 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 		fail(protos.ErrorKind_ERROR_KIND_TASK, err, stack)
 		return
 	}
-	enc, data, err := encodeValue(value)
+	d, kind, err := h.cw.encodeResult(ctx, protos.ObjectIDFor(taskID, 1), fn, value)
 	if err != nil {
-		fail(protos.ErrorKind_ERROR_KIND_TASK, fmt.Errorf("encode result of %s: %w", fn, err), "")
-		return
-	}
-	if len(data) <= inlineLimit {
-		reply(&protos.ObjectData{Encoding: enc, Data: data}, micros)
-		return
-	}
-	d, err := h.cw.storeValue(ctx, protos.ObjectIDFor(taskID, 1), enc, data)
-	if err != nil {
-		fail(protos.ErrorKind_ERROR_KIND_OBJECT_STORE_FULL, err, "")
+		fail(kind, err, "")
 		return
 	}
 	reply(d, micros)
-}
-
-func callMethod(ctx context.Context, f *registeredFunc, self any, args []reflectValue) (v any, err error, stack string) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
-			stack = stackTrace()
-		}
-	}()
-	v, err = f.invokeMethod(ctx, self, args)
-	return v, err, ""
 }
 
 // exitActor tells the GCS the actor exited itself, then ends the process.

@@ -6,15 +6,12 @@ import (
 	"fmt"
 	"math"
 	"os"
-	"reflect"
 	"runtime"
-	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 	"github.com/goray/goray/raylet"
@@ -238,9 +235,10 @@ func (e *executor) run(leaseID protos.LeaseID, conn *wire.Conn, msg *protos.Push
 	var value any
 	var stack string
 	if f.invokeStream != nil {
-		err, stack = callStream(ctx, f, args, e.cw.yielder(ctx, conn, taskID))
+		yield := e.cw.yielder(ctx, conn, taskID)
+		_, err, stack = protect(func() (any, error) { return nil, f.invokeStream(ctx, args, yield) })
 	} else {
-		value, err, stack = call(ctx, f, args)
+		value, err, stack = protect(func() (any, error) { return f.invoke(ctx, args) })
 	}
 	runMicros := uint64(time.Since(started).Microseconds())
 	e.mu.Lock()
@@ -252,36 +250,11 @@ func (e *executor) run(leaseID protos.LeaseID, conn *wire.Conn, msg *protos.Push
 	if err != nil {
 		return fail(protos.ErrorKind_ERROR_KIND_TASK, err, stack)
 	}
-	enc, data, err := encodeValue(value)
+	d, kind, err := e.cw.encodeResult(ctx, protos.ObjectIDFor(taskID, 1), spec.GetFunction(), value)
 	if err != nil {
-		return fail(protos.ErrorKind_ERROR_KIND_TASK, fmt.Errorf("encode result of %s: %w", spec.GetFunction(), err), "")
-	}
-	if len(data) <= inlineLimit {
-		return &protos.PushTaskReply{Result: &protos.ObjectData{Encoding: enc, Data: data}, RunMicros: runMicros}
-	}
-	id := protos.ObjectIDFor(taskID, 1)
-	d, err := e.cw.storeValue(ctx, id, enc, data)
-	if errors.Is(err, ErrObjectStoreFull) && errors.Is(err, objstore.ErrObjectExists) {
-		// A previous attempt stored it before its worker died.
-		e.cw.store.delete([]protos.ObjectID{id})
-		d, err = e.cw.storeValue(ctx, id, enc, data)
-	}
-	if err != nil {
-		return fail(protos.ErrorKind_ERROR_KIND_OBJECT_STORE_FULL, err, "")
+		return fail(kind, err, "")
 	}
 	return &protos.PushTaskReply{Result: d, RunMicros: runMicros}
-}
-
-// call runs the function, turning a panic into an error with its stack.
-func call(ctx context.Context, f *registeredFunc, args []reflect.Value) (v any, err error, stack string) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
-			stack = string(debug.Stack())
-		}
-	}()
-	v, err = f.invoke(ctx, args)
-	return v, err, ""
 }
 
 // ensureProcs lets a task granted n CPUs use n threads: workers start with
@@ -292,17 +265,6 @@ func ensureProcs(n float64) {
 	if want > runtime.GOMAXPROCS(0) {
 		runtime.GOMAXPROCS(want)
 	}
-}
-
-// callStream runs a generator, turning a panic into an error.
-func callStream(ctx context.Context, f *registeredFunc, args []reflect.Value, yield func(any) error) (err error, stack string) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("panic: %v", r)
-			stack = string(debug.Stack())
-		}
-	}()
-	return f.invokeStream(ctx, args, yield), ""
 }
 
 // track registers a running call (an actor method) so CANCEL_TASK finds it.

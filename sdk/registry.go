@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"reflect"
-	"runtime/debug"
 	"sort"
 	"sync"
 
@@ -112,7 +111,3 @@ func (f *registeredFunc) decodeArgs(args []*protos.TaskArg, read func(*protos.Ta
 	}
 	return out, nil
 }
-
-type reflectValue = reflect.Value
-
-func stackTrace() string { return string(debug.Stack()) }

@@ -2,6 +2,7 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/goray/goray/objstore"
@@ -71,8 +72,14 @@ func (r rayletStore) delete(ids []protos.ObjectID) {
 // storeValue writes encoded bytes to the node's store under id.
 func (cw *coreWorker) storeValue(ctx context.Context, id protos.ObjectID, enc protos.Encoding, data []byte) (*protos.ObjectData, error) {
 	off, err := cw.store.create(ctx, id, uint64(len(data)))
+	if isObjectExists(err) {
+		// A previous attempt of the same task stored it before its worker
+		// died: this attempt's value replaces it.
+		cw.store.delete([]protos.ObjectID{id})
+		off, err = cw.store.create(ctx, id, uint64(len(data)))
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: storing %d bytes: %v", ErrObjectStoreFull, len(data), err)
+		return nil, fmt.Errorf("%w: storing %d bytes: %w", ErrObjectStoreFull, len(data), err)
 	}
 	objstore.Copy(cw.seg.Slice(off, uint64(len(data))), data)
 	if err := cw.store.seal(ctx, id); err != nil {
@@ -104,4 +111,26 @@ func (cw *coreWorker) deleteStored(ids []protos.ObjectID) {
 	if cw.store != nil && len(ids) > 0 {
 		cw.store.delete(ids)
 	}
+}
+
+func isObjectExists(err error) bool {
+	var re *wire.RemoteError
+	return errors.Is(err, objstore.ErrObjectExists) || (errors.As(err, &re) && re.Code == "exists")
+}
+
+// encodeResult encodes a call's result: inline when small, else in the
+// node's store under id. The error kind says whose fault a failure is.
+func (cw *coreWorker) encodeResult(ctx context.Context, id protos.ObjectID, fn string, value any) (*protos.ObjectData, protos.ErrorKind, error) {
+	enc, data, err := encodeValue(value)
+	if err != nil {
+		return nil, protos.ErrorKind_ERROR_KIND_TASK, fmt.Errorf("encode result of %s: %w", fn, err)
+	}
+	if len(data) <= inlineLimit {
+		return &protos.ObjectData{Encoding: enc, Data: data}, 0, nil
+	}
+	d, err := cw.storeValue(ctx, id, enc, data)
+	if err != nil {
+		return nil, protos.ErrorKind_ERROR_KIND_OBJECT_STORE_FULL, err
+	}
+	return d, 0, nil
 }
