@@ -13,7 +13,8 @@ import (
 )
 
 var (
-	// Count yields 0..n-1, then fails if n is negative... or at failAt.
+	// Count yields 0..N-1, sleeping Delay before each item, and fails at
+	// item FailAt when it is set.
 	Count = sdk.RegisterStream1("tests.Count", func(ctx context.Context, spec CountSpec, yield func(int) error) error {
 		for i := 0; i < spec.N; i++ {
 			if spec.FailAt > 0 && i == spec.FailAt {
