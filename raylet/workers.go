@@ -30,6 +30,9 @@ const (
 	// EnvGCSAddress is the cluster's NATS URL, for workers that create or
 	// call actors; drivers put it in their job's environment.
 	EnvGCSAddress = "GORAY_GCS_ADDRESS"
+	// EnvNamespace is the job's namespace, where a worker's named actors
+	// live unless they name another.
+	EnvNamespace = "GORAY_NAMESPACE"
 )
 
 // LogMarker starts a line a worker writes before running a different
@@ -73,7 +76,7 @@ func (s *state) startWorker(j *jobState, reserved bool) *workerProc {
 	cmd.Dir = j.dir
 	env := make([]string, 0, len(j.env)+8)
 	for _, kv := range j.env {
-		if !strings.HasPrefix(kv, "GORAY_") || strings.HasPrefix(kv, EnvLogLevel+"=") || strings.HasPrefix(kv, EnvGCSAddress+"=") {
+		if !strings.HasPrefix(kv, "GORAY_") || strings.HasPrefix(kv, EnvLogLevel+"=") || strings.HasPrefix(kv, EnvGCSAddress+"=") || strings.HasPrefix(kv, EnvNamespace+"=") {
 			env = append(env, kv)
 		}
 	}

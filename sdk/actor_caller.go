@@ -423,8 +423,9 @@ func (d *actorDirectory) close() {
 	}
 }
 
-// cancelActorCall asks the actor's worker to cancel a running call (its
-// context is cancelled; the call then fails with ErrTaskCancelled).
+// cancelActorCall cancels an actor call: one not sent yet is dropped and
+// fails with ErrTaskCancelled; a running one has its context cancelled on
+// the actor's worker and then fails the same way.
 func (cw *coreWorker) cancelActorCall(taskID protos.TaskID) error {
 	d := cw.actors()
 	d.mu.Lock()
@@ -435,6 +436,16 @@ func (cw *coreWorker) cancelActorCall(taskID protos.TaskID) error {
 	d.mu.Unlock()
 	for _, st := range states {
 		st.mu.Lock()
+		for _, c := range st.order {
+			if protos.MustUniqueID(c.req.GetTaskId()) == taskID {
+				st.removeLocked(c)
+				fn := st.info.GetSpec().GetClassName() + "." + c.req.GetMethod()
+				st.mu.Unlock()
+				st.finish(c, nil, &TaskError{Kind: protos.ErrorKind_ERROR_KIND_CANCELLED, Function: fn,
+					TaskID: taskID, Message: "cancelled by the caller before it was sent"})
+				return nil
+			}
+		}
 		_, inflight := st.inflight[taskID]
 		conn := st.conn
 		st.mu.Unlock()
@@ -442,5 +453,5 @@ func (cw *coreWorker) cancelActorCall(taskID protos.TaskID) error {
 			return conn.Go(protos.Method_CANCEL_TASK, &protos.CancelTaskRequest{TaskId: taskID.Bytes()}, func([]byte, error) {})
 		}
 	}
-	return fmt.Errorf("%w: call %s is not running on an actor", ErrArgument, taskID.Short())
+	return fmt.Errorf("%w: call %s is not pending on an actor", ErrArgument, taskID.Short())
 }

@@ -207,6 +207,10 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 	// Registered with the executor, so CANCEL_TASK reaches actor calls too.
 	rt := h.cw.exec.track(taskID, cancel)
 	defer h.cw.exec.untrack(taskID)
+	if rt.wasCancelled() {
+		fail(protos.ErrorKind_ERROR_KIND_CANCELLED, errors.New("cancelled before it started"), "")
+		return
+	}
 	ctx = context.WithValue(ctx, actorInfoKey{}, &actorInfo{id: ha.id, numRestarts: ha.numRestarts})
 	ctx = withTaskInfo(ctx, &taskInfo{taskID: taskID, function: fn, attempt: int(m.GetAttempt())})
 	args, err := meth.decodeArgs(m.GetArgs(), func(a *protos.TaskArg) ([]byte, error) {

@@ -251,6 +251,10 @@ func Cancel(ctx context.Context, ref ObjectRef, opts ...CancelOption) error {
 	if string(ref.h.owner.GetWorkerId()) != string(cw.workerID.Bytes()) {
 		return fmt.Errorf("%w: Cancel: only the owner of %s can cancel its task", ErrArgument, ref.h.id)
 	}
-	cw.sub.cancel(ref.h.id, o.force, !o.noRecursive)
+	if cw.sub.cancel(ref.h.id, o.force, !o.noRecursive) {
+		return nil
+	}
+	// Not a pending task: an actor call, or already finished (nothing to do).
+	_ = cw.cancelActorCall(ref.h.id.TaskID())
 	return nil
 }

@@ -268,10 +268,17 @@ func ensureProcs(n float64) {
 }
 
 // track registers a running call (an actor method) so CANCEL_TASK finds it.
+// A call cancelled before it started comes back already cancelled.
 func (e *executor) track(taskID protos.TaskID, cancel context.CancelFunc) *runningTask {
 	rt := &runningTask{cancel: cancel}
 	e.mu.Lock()
 	e.running[taskID] = rt
+	if e.cancelled[taskID] {
+		delete(e.cancelled, taskID)
+		rt.cancelled = true
+		rt.cancelledFlag.Store(true)
+		cancel()
+	}
 	e.mu.Unlock()
 	return rt
 }

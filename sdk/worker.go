@@ -52,7 +52,10 @@ func runWorker(log zerolog.Logger) error {
 	// has the registration, before its reply reaches us.
 	cw.nodeID = ids[raylet.EnvNodeID]
 	cw.gcsAddress = os.Getenv(raylet.EnvGCSAddress)
-	cw.namespace = "default"
+	cw.namespace = os.Getenv(raylet.EnvNamespace)
+	if cw.namespace == "" {
+		cw.namespace = "default"
+	}
 	cw.addr.NodeId = cw.nodeID.Bytes()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -87,3 +87,12 @@ var (
 var MakeCounter = sdk.Register1("tests.MakeCounter", func(ctx context.Context, start int) (sdk.Actor[Counter], error) {
 	return CounterActor.Remote(ctx, start)
 })
+
+// IncByName finds a counter by name in the job's namespace.
+var IncByName = sdk.Register1("tests.IncByName", func(ctx context.Context, name string) (int, error) {
+	c, err := sdk.GetActor[Counter](ctx, name, "")
+	if err != nil {
+		return 0, err
+	}
+	return CounterInc.Remote(ctx, c, 1).Get(ctx)
+})

@@ -415,3 +415,33 @@ func TestActorResources(t *testing.T) {
 		t.Fatalf("infeasible actor: %v", err)
 	}
 }
+
+func TestActorCallCancelAndNamespaces(t *testing.T) {
+	ctx := startCluster(t, sdk.Namespace("team"))
+	c, err := CounterActor.Options(sdk.ActorName("busy")).Remote(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := CounterSlow.Remote(ctx, c, 500*time.Millisecond)
+	queued := CounterInc.Remote(ctx, c, 1)
+	if err := sdk.Cancel(ctx, queued.Untyped()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queued.Get(ctx, sdk.Timeout(30*time.Second)); !errors.Is(err, sdk.ErrTaskCancelled) {
+		t.Fatalf("cancelled actor call: %v", err)
+	}
+	if _, err := slow.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := CounterGet.Remote(ctx, c).Get(ctx); err != nil || v != 0 {
+		t.Fatalf("the cancelled Inc ran: Get = %v, %v", v, err)
+	}
+	// The job's namespace reaches its workers: a task finds the actor by
+	// name without naming the namespace.
+	if v, err := IncByName.Remote(ctx, "busy").Get(ctx); err != nil || v != 1 {
+		t.Fatalf("IncByName in a worker: %v, %v", v, err)
+	}
+	if _, err := sdk.GetActor[Counter](ctx, "busy", "default"); err == nil {
+		t.Fatal("found the actor in another namespace")
+	}
+}
