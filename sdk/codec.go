@@ -18,7 +18,6 @@ import (
 var (
 	bytesType      = reflect.TypeOf([]byte(nil))
 	protoMsgType   = reflect.TypeOf((*proto.Message)(nil)).Elem()
-	errorIfaceType = reflect.TypeOf((*error)(nil)).Elem()
 )
 
 // encodeValue encodes v, appending to buf when msgpack is used.

@@ -200,13 +200,6 @@ func (t *objectTable) maybeFreeLocked(id protos.ObjectID, e *objectEntry) []prot
 	return nil
 }
 
-// stats reports the table size (tests and introspection).
-func (t *objectTable) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.m)
-}
-
 // failOwnedBy fails every pending borrowed object owned by the worker at
 // endpoint (its owner died).
 func (t *objectTable) failOwnedBy(endpoint string) {

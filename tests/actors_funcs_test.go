@@ -12,10 +12,9 @@ import (
 
 // Counter is an ordinary Go struct used as an actor.
 type Counter struct {
-	n         int
-	restarted bool
-	inFlight  atomic.Int32
-	maxSeen   atomic.Int32
+	n        int
+	inFlight atomic.Int32
+	maxSeen  atomic.Int32
 }
 
 func (c *Counter) Inc(ctx context.Context, by int) (int, error) {
