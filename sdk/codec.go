@@ -16,8 +16,8 @@ import (
 // C++ API uses.
 
 var (
-	bytesType      = reflect.TypeOf([]byte(nil))
-	protoMsgType   = reflect.TypeOf((*proto.Message)(nil)).Elem()
+	bytesType    = reflect.TypeOf([]byte(nil))
+	protoMsgType = reflect.TypeOf((*proto.Message)(nil)).Elem()
 )
 
 // encodeValue encodes v, appending to buf when msgpack is used.
