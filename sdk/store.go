@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
+	"time"
 
 	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/protos"
@@ -78,6 +80,9 @@ func (cw *coreWorker) storeValue(ctx context.Context, id protos.ObjectID, enc pr
 		cw.store.delete([]protos.ObjectID{id})
 		off, err = cw.store.create(ctx, id, uint64(len(data)))
 	}
+	if isStoreFull(err) {
+		off, err = cw.createAfterGC(ctx, id, uint64(len(data)))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: storing %d bytes: %w", ErrObjectStoreFull, len(data), err)
 	}
@@ -133,4 +138,31 @@ func (cw *coreWorker) encodeResult(ctx context.Context, id protos.ObjectID, fn s
 		return nil, protos.ErrorKind_ERROR_KIND_OBJECT_STORE_FULL, err
 	}
 	return d, 0, nil
+}
+
+func isStoreFull(err error) bool {
+	var re *wire.RemoteError
+	return errors.Is(err, objstore.ErrStoreFull) || (errors.As(err, &re) && re.Code == "store_full")
+}
+
+// createAfterGC retries a create that found the store full after a garbage
+// collection: objects are freed when the collector finds their last ref
+// gone, and Go's collector paces itself by the Go heap, not by the shared
+// memory its refs keep alive. Cleanups run asynchronously after the
+// collection, so the create is retried for a short while.
+func (cw *coreWorker) createAfterGC(ctx context.Context, id protos.ObjectID, size uint64) (uint64, error) {
+	runtime.GC()
+	var err error
+	for wait := time.Millisecond; wait < 512*time.Millisecond; wait *= 2 {
+		var off uint64
+		if off, err = cw.store.create(ctx, id, size); !isStoreFull(err) {
+			return off, err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
+	}
+	return 0, err
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -142,5 +143,45 @@ func TestProtobufValuesTravelAsProtobuf(t *testing.T) {
 	back, err := ref.Get(ctx)
 	if err != nil || !proto.Equal(back, in) {
 		t.Fatalf("Get(put proto) = %v, %v", back, err)
+	}
+}
+
+// TestPutChurnFreesStore puts far more than the store holds, dropping each
+// ref: objects are freed as their refs are collected, so every put fits.
+func TestPutChurnFreesStore(t *testing.T) {
+	ctx := startCluster(t, sdk.ObjectStoreMemory(32<<20))
+	data := make([]byte, 1<<20)
+	for i := 0; i < 1000; i++ {
+		data[0] = byte(i)
+		ref, err := sdk.Put(ctx, data)
+		if err != nil {
+			t.Fatalf("put %d (1 GiB through a 32 MiB store): %v", i, err)
+		}
+		if i%100 == 0 {
+			b, err := ref.Get(ctx)
+			if err != nil || b[0] != byte(i) {
+				t.Fatalf("get %d: %v", i, err)
+			}
+		}
+	}
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		runtime.GC()
+		if n := storeObjects(ctx, t); n != 0 {
+			return errorf("store still holds %d objects", n)
+		}
+		return nil
+	})
+	// A value larger than the whole store fails clearly, naming sizes, and
+	// leaves what is stored intact.
+	keep, err := sdk.Put(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = sdk.Put(ctx, make([]byte, 40<<20))
+	if !errors.Is(err, sdk.ErrObjectStoreFull) || !strings.Contains(err.Error(), "41943040") {
+		t.Fatalf("oversized put: %v", err)
+	}
+	if b, err := keep.Get(ctx); err != nil || len(b) != len(data) {
+		t.Fatalf("stored object after a failed put: %v", err)
 	}
 }
