@@ -103,24 +103,7 @@ func TestCLIStartStatusStop(t *testing.T) {
 				_ = d.cmd.Process.Kill()
 			}
 		}
-		if !stopped {
-			// Whatever failed, leave nothing running.
-			out, err := runGoray(bin, env, "stop")
-			t.Logf("cleanup: goray stop: %v\n%s", err, out)
-		}
-		if daemonPID > 0 && processAlive(daemonPID) {
-			t.Errorf("cleanup: daemon %d still alive; killing it", daemonPID)
-			_ = syscall.Kill(daemonPID, syscall.SIGKILL)
-		}
-		for _, pid := range workerPIDs(session) {
-			t.Errorf("cleanup: worker %d still alive; killing it", pid)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		if segment != "" {
-			if err := os.Remove(segment); err == nil {
-				t.Errorf("cleanup: removed leftover segment %s", segment)
-			}
-		}
+		reapCluster(t, bin, env, session, stopped, daemonPID, segment)
 	})
 
 	// goray start: a daemon in its own session, recorded in the file.
@@ -503,4 +486,28 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// reapCluster makes sure a test's `goray start` cluster leaves nothing
+// running, whatever failed: it stops the cluster unless the test did, and
+// reports (then kills or removes) any daemon, worker or segment left.
+func reapCluster(t *testing.T, bin string, env []string, session string, stopped bool, daemonPID int, segment string) {
+	t.Helper()
+	if !stopped {
+		out, err := runGoray(bin, env, "stop")
+		t.Logf("cleanup: goray stop: %v\n%s", err, out)
+	}
+	if daemonPID > 0 && processAlive(daemonPID) {
+		t.Errorf("cleanup: daemon %d still alive; killing it", daemonPID)
+		_ = syscall.Kill(daemonPID, syscall.SIGKILL)
+	}
+	for _, pid := range workerPIDs(session) {
+		t.Errorf("cleanup: worker %d still alive; killing it", pid)
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if segment != "" {
+		if err := os.Remove(segment); err == nil {
+			t.Errorf("cleanup: removed leftover segment %s", segment)
+		}
+	}
 }

@@ -147,23 +147,7 @@ func TestDetachedActorOutlivesDriver(t *testing.T) {
 		for _, d := range drivers {
 			d.kill()
 		}
-		if !stopped {
-			out, err := runGoray(bin, env, "stop")
-			t.Logf("cleanup: goray stop: %v\n%s", err, out)
-		}
-		if daemonPID > 0 && processAlive(daemonPID) {
-			t.Errorf("cleanup: daemon %d still alive; killing it", daemonPID)
-			_ = syscall.Kill(daemonPID, syscall.SIGKILL)
-		}
-		for _, pid := range workerPIDs(session) {
-			t.Errorf("cleanup: worker %d still alive; killing it", pid)
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
-		if segment != "" {
-			if err := os.Remove(segment); err == nil {
-				t.Errorf("cleanup: removed leftover segment %s", segment)
-			}
-		}
+		reapCluster(t, bin, env, session, stopped, daemonPID, segment)
 	})
 
 	out, err := runGoray(bin, env, "start", "--head", "--num-cpus", "2", "--port", "0",
