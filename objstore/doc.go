@@ -18,6 +18,9 @@
 //	defer seg.Remove()
 //	defer seg.Close()
 //	store := objstore.NewStore(seg)
+//	// or, to spill to disk under memory pressure:
+//	store, err := objstore.NewStoreWithOptions(seg, objstore.Options{SpillDir: dir})
+//	defer store.Close()
 //
 //	// in-process put: create, copy, seal in one call
 //	err = store.Put(id, data)
@@ -29,6 +32,8 @@
 //
 //	// on a worker's GetObject request
 //	off, size, ok := store.Get(id) // reply with off, size
+//	// or, pinning it (and restoring it if spilled) until Release
+//	off, size, err := store.Acquire(id, holder)
 //
 //	// worker or driver
 //	seg, err := objstore.OpenSegment(path) // path from the raylet
@@ -54,9 +59,54 @@
 //
 // # Lifetime
 //
-// Delete returns an object's block to the allocator at once. Deciding when
-// no process can still be reading an object (reference counting, pinning
-// while a worker uses it) belongs to the raylet, not to this package.
+// A reader that must keep an object's bytes in place pins it: Acquire
+// returns the location of a sealed object and pins it for a Holder (one
+// per process or request, from NewHolder); Release drops one pin and
+// ReleaseAll every pin of a holder whose process died. Pins are counted per
+// holder and object. A pinned object is never spilled nor freed. Get does
+// not pin, and does not see spilled objects; it suits callers that manage
+// lifetimes themselves in a store without spilling.
+//
+// Delete takes an object out of view at once: Get, Acquire and Contains no
+// longer find it and its id can be created again. Its block is freed at
+// once if nothing holds it, otherwise it waits, outside the table, until
+// the last pin is released and any spill or restore of it has finished.
+// Delete also drops the object's spill record. CreateOwned records the
+// worker owning an object, and DeleteOwnedBy deletes everything a worker
+// owned, as when it died.
+//
+// # Spilling
+//
+// A store made by NewStoreWithOptions with a SpillDir spills, as Ray does:
+// when a Create (or a restore) finds no free block large enough, sealed,
+// unpinned objects are written to files in SpillDir, least recently used
+// (by Seal or Acquire) first, and their blocks freed. One spiller goroutine
+// runs the spill rounds one at a time; creators post a request and wait
+// for the outcome without holding the store lock, which is never held
+// during file I/O or copies, so lookups and acquires of other objects go
+// on meanwhile. A round writes one file of at least Options.MinSpillBytes
+// (64 MiB by default) when there are that many spillable bytes, since few
+// large sequential writes are what disks do best. Rounds go on until the
+// request fits, judged by the largest free block since freed space may be
+// scattered, or nothing is left to spill; then Create fails with a
+// *FullError naming the requested, used, pinned and unspillable bytes and
+// the largest free block. A request larger than the whole store fails at
+// once without spilling anything.
+//
+// Acquire of a spilled object restores it into a new block, on the
+// caller's goroutine; concurrent Acquires of it share that one restore. A
+// restored object keeps its spill record, so evicting it again only frees
+// its block. A spill file is deleted when every object in it has been
+// deleted, and Close deletes them all. Spill files do not outlive the
+// store: they are not synced, and a restarted raylet starts empty.
+//
+// A spill file is a sequence of records, each a 40-byte header (magic
+// "GRS1", CRC-32C of the data, data size, object id, CRC-32C of the
+// header; layout in spillfile.go) followed by the object's bytes. Data
+// goes from the segment mapping to the file and back with no intermediate
+// buffer. A restore verifies the header and the data CRC: a missing file
+// is ErrSpillLost, a mismatch ErrSpillCorrupt, and in both cases the
+// object stays spilled, so later Acquires fail the same way.
 //
 // # Allocation
 //

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -42,7 +43,12 @@ func TestStoreLifecycle(t *testing.T) {
 	if st := s.Stats(); st != want {
 		t.Fatalf("Stats = %+v, want %+v", st, want)
 	}
-	if objs := s.Objects(); len(objs) != 1 || objs[0] != (ObjectInfo{ID: id, Offset: off, Size: uint64(len(data)), Sealed: true}) {
+	objs := s.Objects()
+	if len(objs) != 1 || objs[0].LastUse.IsZero() {
+		t.Fatalf("Objects = %+v", objs)
+	}
+	objs[0].LastUse = time.Time{}
+	if objs[0] != (ObjectInfo{ID: id, Offset: off, Size: uint64(len(data)), Sealed: true, InMemory: true}) {
 		t.Fatalf("Objects = %+v", objs)
 	}
 	if err := s.Delete(id); err != nil {
@@ -124,7 +130,8 @@ func TestStoreFull(t *testing.T) {
 	if !errors.As(err, &full) {
 		t.Fatalf("err %T is not a *FullError", err)
 	}
-	want := FullError{Requested: 300 << 10, Capacity: capacity, Used: 512 << 10, LargestFree: 256 << 10}
+	// Without spilling, everything in use counts as unspillable.
+	want := FullError{Requested: 300 << 10, Capacity: capacity, Used: 512 << 10, LargestFree: 256 << 10, Unspillable: 512 << 10}
 	if *full != want {
 		t.Fatalf("FullError = %+v, want %+v", *full, want)
 	}
