@@ -430,8 +430,11 @@ type RegisterClientRequest struct {
 	FunctionDigest string   `protobuf:"bytes,3,opt,name=function_digest,json=functionDigest,proto3" json:"function_digest,omitempty"`
 	Env            []string `protobuf:"bytes,4,rep,name=env,proto3" json:"env,omitempty"`
 	WorkingDir     string   `protobuf:"bytes,5,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The driver's worker id: the raylet frees the objects it owns when it
+	// disconnects.
+	WorkerId      []byte `protobuf:"bytes,6,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterClientRequest) Reset() {
@@ -497,6 +500,13 @@ func (x *RegisterClientRequest) GetWorkingDir() string {
 		return x.WorkingDir
 	}
 	return ""
+}
+
+func (x *RegisterClientRequest) GetWorkerId() []byte {
+	if x != nil {
+		return x.WorkerId
+	}
+	return nil
 }
 
 type RegisterClientReply struct {
@@ -1020,6 +1030,10 @@ type CreateObjectRequest struct {
 	ObjectId      []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
 	Size          uint64                 `protobuf:"varint,2,opt,name=size,proto3" json:"size,omitempty"`
 	OwnerWorkerId []byte                 `protobuf:"bytes,3,opt,name=owner_worker_id,json=ownerWorkerId,proto3" json:"owner_worker_id,omitempty"`
+	// Fail with store_full rather than spill objects to make room: the
+	// client first frees its garbage (refs the collector has not found yet),
+	// which is cheaper than writing it to disk.
+	NoSpill       bool `protobuf:"varint,4,opt,name=no_spill,json=noSpill,proto3" json:"no_spill,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1073,6 +1087,13 @@ func (x *CreateObjectRequest) GetOwnerWorkerId() []byte {
 		return x.OwnerWorkerId
 	}
 	return nil
+}
+
+func (x *CreateObjectRequest) GetNoSpill() bool {
+	if x != nil {
+		return x.NoSpill
+	}
+	return false
 }
 
 type CreateObjectReply struct {
@@ -1200,8 +1221,12 @@ func (*SealObjectReply) Descriptor() ([]byte, []int) {
 }
 
 type GetObjectLocationRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ObjectId      []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	// Pin the object for the calling process until it sends RELEASE_OBJECTS
+	// (or disconnects): it will neither be spilled nor freed meanwhile. A
+	// spilled object is restored first.
+	Pin           bool `protobuf:"varint,2,opt,name=pin,proto3" json:"pin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1241,6 +1266,13 @@ func (x *GetObjectLocationRequest) GetObjectId() []byte {
 		return x.ObjectId
 	}
 	return nil
+}
+
+func (x *GetObjectLocationRequest) GetPin() bool {
+	if x != nil {
+		return x.Pin
+	}
+	return false
 }
 
 type GetObjectLocationReply struct {
@@ -1383,6 +1415,415 @@ func (*DeleteObjectsReply) Descriptor() ([]byte, []int) {
 	return file_goray_raylet_proto_rawDescGZIP(), []int{22}
 }
 
+// ReleaseObjectsRequest drops one pin per id taken by GET_OBJECT_LOCATION.
+type ReleaseObjectsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectIds     [][]byte               `protobuf:"bytes,1,rep,name=object_ids,json=objectIds,proto3" json:"object_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReleaseObjectsRequest) Reset() {
+	*x = ReleaseObjectsRequest{}
+	mi := &file_goray_raylet_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReleaseObjectsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReleaseObjectsRequest) ProtoMessage() {}
+
+func (x *ReleaseObjectsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReleaseObjectsRequest.ProtoReflect.Descriptor instead.
+func (*ReleaseObjectsRequest) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ReleaseObjectsRequest) GetObjectIds() [][]byte {
+	if x != nil {
+		return x.ObjectIds
+	}
+	return nil
+}
+
+// MemorySummaryRequest asks a raylet for its store and the object tables of
+// the processes connected to it (goray memory).
+type MemorySummaryRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemorySummaryRequest) Reset() {
+	*x = MemorySummaryRequest{}
+	mi := &file_goray_raylet_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemorySummaryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemorySummaryRequest) ProtoMessage() {}
+
+func (x *MemorySummaryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemorySummaryRequest.ProtoReflect.Descriptor instead.
+func (*MemorySummaryRequest) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{24}
+}
+
+// StoreObjectInfo is one object in a node's store.
+type StoreObjectInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId      []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	OwnerWorkerId []byte                 `protobuf:"bytes,2,opt,name=owner_worker_id,json=ownerWorkerId,proto3" json:"owner_worker_id,omitempty"`
+	Size          uint64                 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	InMemory      bool                   `protobuf:"varint,4,opt,name=in_memory,json=inMemory,proto3" json:"in_memory,omitempty"`
+	Spilled       bool                   `protobuf:"varint,5,opt,name=spilled,proto3" json:"spilled,omitempty"`
+	Pins          int32                  `protobuf:"varint,6,opt,name=pins,proto3" json:"pins,omitempty"`
+	SpillPath     string                 `protobuf:"bytes,7,opt,name=spill_path,json=spillPath,proto3" json:"spill_path,omitempty"`
+	Sealed        bool                   `protobuf:"varint,8,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoreObjectInfo) Reset() {
+	*x = StoreObjectInfo{}
+	mi := &file_goray_raylet_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreObjectInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreObjectInfo) ProtoMessage() {}
+
+func (x *StoreObjectInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreObjectInfo.ProtoReflect.Descriptor instead.
+func (*StoreObjectInfo) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *StoreObjectInfo) GetObjectId() []byte {
+	if x != nil {
+		return x.ObjectId
+	}
+	return nil
+}
+
+func (x *StoreObjectInfo) GetOwnerWorkerId() []byte {
+	if x != nil {
+		return x.OwnerWorkerId
+	}
+	return nil
+}
+
+func (x *StoreObjectInfo) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *StoreObjectInfo) GetInMemory() bool {
+	if x != nil {
+		return x.InMemory
+	}
+	return false
+}
+
+func (x *StoreObjectInfo) GetSpilled() bool {
+	if x != nil {
+		return x.Spilled
+	}
+	return false
+}
+
+func (x *StoreObjectInfo) GetPins() int32 {
+	if x != nil {
+		return x.Pins
+	}
+	return 0
+}
+
+func (x *StoreObjectInfo) GetSpillPath() string {
+	if x != nil {
+		return x.SpillPath
+	}
+	return ""
+}
+
+func (x *StoreObjectInfo) GetSealed() bool {
+	if x != nil {
+		return x.Sealed
+	}
+	return false
+}
+
+// StoreStats is a node store's occupancy and spill counters.
+type StoreStats struct {
+	state                protoimpl.MessageState `protogen:"open.v1"`
+	Capacity             uint64                 `protobuf:"varint,1,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	Used                 uint64                 `protobuf:"varint,2,opt,name=used,proto3" json:"used,omitempty"`
+	Pinned               uint64                 `protobuf:"varint,3,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	NumObjects           uint64                 `protobuf:"varint,4,opt,name=num_objects,json=numObjects,proto3" json:"num_objects,omitempty"`
+	NumSpilled           uint64                 `protobuf:"varint,5,opt,name=num_spilled,json=numSpilled,proto3" json:"num_spilled,omitempty"`
+	SpilledBytes         uint64                 `protobuf:"varint,6,opt,name=spilled_bytes,json=spilledBytes,proto3" json:"spilled_bytes,omitempty"`
+	SpillFiles           uint64                 `protobuf:"varint,7,opt,name=spill_files,json=spillFiles,proto3" json:"spill_files,omitempty"`
+	SpilledBytesTotal    uint64                 `protobuf:"varint,8,opt,name=spilled_bytes_total,json=spilledBytesTotal,proto3" json:"spilled_bytes_total,omitempty"`
+	SpilledObjectsTotal  uint64                 `protobuf:"varint,9,opt,name=spilled_objects_total,json=spilledObjectsTotal,proto3" json:"spilled_objects_total,omitempty"`
+	RestoredBytesTotal   uint64                 `protobuf:"varint,10,opt,name=restored_bytes_total,json=restoredBytesTotal,proto3" json:"restored_bytes_total,omitempty"`
+	RestoredObjectsTotal uint64                 `protobuf:"varint,11,opt,name=restored_objects_total,json=restoredObjectsTotal,proto3" json:"restored_objects_total,omitempty"`
+	SpillNanos           uint64                 `protobuf:"varint,12,opt,name=spill_nanos,json=spillNanos,proto3" json:"spill_nanos,omitempty"`
+	RestoreNanos         uint64                 `protobuf:"varint,13,opt,name=restore_nanos,json=restoreNanos,proto3" json:"restore_nanos,omitempty"`
+	LargestFree          uint64                 `protobuf:"varint,14,opt,name=largest_free,json=largestFree,proto3" json:"largest_free,omitempty"`
+	SpillDir             string                 `protobuf:"bytes,15,opt,name=spill_dir,json=spillDir,proto3" json:"spill_dir,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *StoreStats) Reset() {
+	*x = StoreStats{}
+	mi := &file_goray_raylet_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoreStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoreStats) ProtoMessage() {}
+
+func (x *StoreStats) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoreStats.ProtoReflect.Descriptor instead.
+func (*StoreStats) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *StoreStats) GetCapacity() uint64 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *StoreStats) GetUsed() uint64 {
+	if x != nil {
+		return x.Used
+	}
+	return 0
+}
+
+func (x *StoreStats) GetPinned() uint64 {
+	if x != nil {
+		return x.Pinned
+	}
+	return 0
+}
+
+func (x *StoreStats) GetNumObjects() uint64 {
+	if x != nil {
+		return x.NumObjects
+	}
+	return 0
+}
+
+func (x *StoreStats) GetNumSpilled() uint64 {
+	if x != nil {
+		return x.NumSpilled
+	}
+	return 0
+}
+
+func (x *StoreStats) GetSpilledBytes() uint64 {
+	if x != nil {
+		return x.SpilledBytes
+	}
+	return 0
+}
+
+func (x *StoreStats) GetSpillFiles() uint64 {
+	if x != nil {
+		return x.SpillFiles
+	}
+	return 0
+}
+
+func (x *StoreStats) GetSpilledBytesTotal() uint64 {
+	if x != nil {
+		return x.SpilledBytesTotal
+	}
+	return 0
+}
+
+func (x *StoreStats) GetSpilledObjectsTotal() uint64 {
+	if x != nil {
+		return x.SpilledObjectsTotal
+	}
+	return 0
+}
+
+func (x *StoreStats) GetRestoredBytesTotal() uint64 {
+	if x != nil {
+		return x.RestoredBytesTotal
+	}
+	return 0
+}
+
+func (x *StoreStats) GetRestoredObjectsTotal() uint64 {
+	if x != nil {
+		return x.RestoredObjectsTotal
+	}
+	return 0
+}
+
+func (x *StoreStats) GetSpillNanos() uint64 {
+	if x != nil {
+		return x.SpillNanos
+	}
+	return 0
+}
+
+func (x *StoreStats) GetRestoreNanos() uint64 {
+	if x != nil {
+		return x.RestoreNanos
+	}
+	return 0
+}
+
+func (x *StoreStats) GetLargestFree() uint64 {
+	if x != nil {
+		return x.LargestFree
+	}
+	return 0
+}
+
+func (x *StoreStats) GetSpillDir() string {
+	if x != nil {
+		return x.SpillDir
+	}
+	return ""
+}
+
+type MemorySummaryReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        []byte                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Stats         *StoreStats            `protobuf:"bytes,2,opt,name=stats,proto3" json:"stats,omitempty"`
+	Objects       []*StoreObjectInfo     `protobuf:"bytes,3,rep,name=objects,proto3" json:"objects,omitempty"`
+	Processes     []*GetRefsReply        `protobuf:"bytes,4,rep,name=processes,proto3" json:"processes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemorySummaryReply) Reset() {
+	*x = MemorySummaryReply{}
+	mi := &file_goray_raylet_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemorySummaryReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemorySummaryReply) ProtoMessage() {}
+
+func (x *MemorySummaryReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemorySummaryReply.ProtoReflect.Descriptor instead.
+func (*MemorySummaryReply) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *MemorySummaryReply) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+func (x *MemorySummaryReply) GetStats() *StoreStats {
+	if x != nil {
+		return x.Stats
+	}
+	return nil
+}
+
+func (x *MemorySummaryReply) GetObjects() []*StoreObjectInfo {
+	if x != nil {
+		return x.Objects
+	}
+	return nil
+}
+
+func (x *MemorySummaryReply) GetProcesses() []*GetRefsReply {
+	if x != nil {
+		return x.Processes
+	}
+	return nil
+}
+
 type GetNodeInfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -1391,7 +1832,7 @@ type GetNodeInfoRequest struct {
 
 func (x *GetNodeInfoRequest) Reset() {
 	*x = GetNodeInfoRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[23]
+	mi := &file_goray_raylet_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1844,7 @@ func (x *GetNodeInfoRequest) String() string {
 func (*GetNodeInfoRequest) ProtoMessage() {}
 
 func (x *GetNodeInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[23]
+	mi := &file_goray_raylet_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1857,7 @@ func (x *GetNodeInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeInfoRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{23}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{28}
 }
 
 type GetNodeInfoReply struct {
@@ -1428,7 +1869,7 @@ type GetNodeInfoReply struct {
 
 func (x *GetNodeInfoReply) Reset() {
 	*x = GetNodeInfoReply{}
-	mi := &file_goray_raylet_proto_msgTypes[24]
+	mi := &file_goray_raylet_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1440,7 +1881,7 @@ func (x *GetNodeInfoReply) String() string {
 func (*GetNodeInfoReply) ProtoMessage() {}
 
 func (x *GetNodeInfoReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[24]
+	mi := &file_goray_raylet_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1453,7 +1894,7 @@ func (x *GetNodeInfoReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeInfoReply.ProtoReflect.Descriptor instead.
 func (*GetNodeInfoReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{24}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetNodeInfoReply) GetNode() *NodeInfo {
@@ -1467,7 +1908,7 @@ var File_goray_raylet_proto protoreflect.FileDescriptor
 
 const file_goray_raylet_proto_rawDesc = "" +
 	"\n" +
-	"\x12goray/raylet.proto\x12\bgoray.v1\x1a\x12goray/common.proto\"\x9e\x06\n" +
+	"\x12goray/raylet.proto\x12\bgoray.v1\x1a\x12goray/common.proto\x1a\x10goray/task.proto\"\x9e\x06\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12'\n" +
@@ -1510,7 +1951,7 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\x06job_id\x18\x04 \x01(\fR\x05jobId\x12'\n" +
 	"\x0ffunction_digest\x18\x05 \x01(\tR\x0efunctionDigest\"=\n" +
 	"\x13RegisterWorkerReply\x12&\n" +
-	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xaa\x01\n" +
+	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xc7\x01\n" +
 	"\x15RegisterClientRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\fR\x05jobId\x12\x1e\n" +
 	"\n" +
@@ -1519,7 +1960,8 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\x0ffunction_digest\x18\x03 \x01(\tR\x0efunctionDigest\x12\x10\n" +
 	"\x03env\x18\x04 \x03(\tR\x03env\x12\x1f\n" +
 	"\vworking_dir\x18\x05 \x01(\tR\n" +
-	"workingDir\"=\n" +
+	"workingDir\x12\x1b\n" +
+	"\tworker_id\x18\x06 \x01(\fR\bworkerId\"=\n" +
 	"\x13RegisterClientReply\x12&\n" +
 	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xfd\x01\n" +
 	"\x19RequestWorkerLeaseRequest\x12\x15\n" +
@@ -1549,18 +1991,20 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\x11KillWorkerRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\fR\bworkerId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\x11\n" +
-	"\x0fKillWorkerReply\"n\n" +
+	"\x0fKillWorkerReply\"\x89\x01\n" +
 	"\x13CreateObjectRequest\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x12\n" +
 	"\x04size\x18\x02 \x01(\x04R\x04size\x12&\n" +
-	"\x0fowner_worker_id\x18\x03 \x01(\fR\rownerWorkerId\"+\n" +
+	"\x0fowner_worker_id\x18\x03 \x01(\fR\rownerWorkerId\x12\x19\n" +
+	"\bno_spill\x18\x04 \x01(\bR\anoSpill\"+\n" +
 	"\x11CreateObjectReply\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\"0\n" +
 	"\x11SealObjectRequest\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\"\x11\n" +
-	"\x0fSealObjectReply\"7\n" +
+	"\x0fSealObjectReply\"I\n" +
 	"\x18GetObjectLocationRequest\x12\x1b\n" +
-	"\tobject_id\x18\x01 \x01(\fR\bobjectId\"Z\n" +
+	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x10\n" +
+	"\x03pin\x18\x02 \x01(\bR\x03pin\"Z\n" +
 	"\x16GetObjectLocationReply\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
@@ -1568,7 +2012,48 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\x14DeleteObjectsRequest\x12\x1d\n" +
 	"\n" +
 	"object_ids\x18\x01 \x03(\fR\tobjectIds\"\x14\n" +
-	"\x12DeleteObjectsReply\"\x14\n" +
+	"\x12DeleteObjectsReply\"6\n" +
+	"\x15ReleaseObjectsRequest\x12\x1d\n" +
+	"\n" +
+	"object_ids\x18\x01 \x03(\fR\tobjectIds\"\x16\n" +
+	"\x14MemorySummaryRequest\"\xec\x01\n" +
+	"\x0fStoreObjectInfo\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12&\n" +
+	"\x0fowner_worker_id\x18\x02 \x01(\fR\rownerWorkerId\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\x12\x1b\n" +
+	"\tin_memory\x18\x04 \x01(\bR\binMemory\x12\x18\n" +
+	"\aspilled\x18\x05 \x01(\bR\aspilled\x12\x12\n" +
+	"\x04pins\x18\x06 \x01(\x05R\x04pins\x12\x1d\n" +
+	"\n" +
+	"spill_path\x18\a \x01(\tR\tspillPath\x12\x16\n" +
+	"\x06sealed\x18\b \x01(\bR\x06sealed\"\xae\x04\n" +
+	"\n" +
+	"StoreStats\x12\x1a\n" +
+	"\bcapacity\x18\x01 \x01(\x04R\bcapacity\x12\x12\n" +
+	"\x04used\x18\x02 \x01(\x04R\x04used\x12\x16\n" +
+	"\x06pinned\x18\x03 \x01(\x04R\x06pinned\x12\x1f\n" +
+	"\vnum_objects\x18\x04 \x01(\x04R\n" +
+	"numObjects\x12\x1f\n" +
+	"\vnum_spilled\x18\x05 \x01(\x04R\n" +
+	"numSpilled\x12#\n" +
+	"\rspilled_bytes\x18\x06 \x01(\x04R\fspilledBytes\x12\x1f\n" +
+	"\vspill_files\x18\a \x01(\x04R\n" +
+	"spillFiles\x12.\n" +
+	"\x13spilled_bytes_total\x18\b \x01(\x04R\x11spilledBytesTotal\x122\n" +
+	"\x15spilled_objects_total\x18\t \x01(\x04R\x13spilledObjectsTotal\x120\n" +
+	"\x14restored_bytes_total\x18\n" +
+	" \x01(\x04R\x12restoredBytesTotal\x124\n" +
+	"\x16restored_objects_total\x18\v \x01(\x04R\x14restoredObjectsTotal\x12\x1f\n" +
+	"\vspill_nanos\x18\f \x01(\x04R\n" +
+	"spillNanos\x12#\n" +
+	"\rrestore_nanos\x18\r \x01(\x04R\frestoreNanos\x12!\n" +
+	"\flargest_free\x18\x0e \x01(\x04R\vlargestFree\x12\x1b\n" +
+	"\tspill_dir\x18\x0f \x01(\tR\bspillDir\"\xc4\x01\n" +
+	"\x12MemorySummaryReply\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12*\n" +
+	"\x05stats\x18\x02 \x01(\v2\x14.goray.v1.StoreStatsR\x05stats\x123\n" +
+	"\aobjects\x18\x03 \x03(\v2\x19.goray.v1.StoreObjectInfoR\aobjects\x124\n" +
+	"\tprocesses\x18\x04 \x03(\v2\x16.goray.v1.GetRefsReplyR\tprocesses\"\x14\n" +
 	"\x12GetNodeInfoRequest\":\n" +
 	"\x10GetNodeInfoReply\x12&\n" +
 	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04nodeB&Z$github.com/goray/goray/protos;protosb\x06proto3"
@@ -1586,7 +2071,7 @@ func file_goray_raylet_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_raylet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_goray_raylet_proto_goTypes = []any{
 	(NodeInfo_State)(0),               // 0: goray.v1.NodeInfo.State
 	(*NodeInfo)(nil),                  // 1: goray.v1.NodeInfo
@@ -1612,32 +2097,41 @@ var file_goray_raylet_proto_goTypes = []any{
 	(*GetObjectLocationReply)(nil),    // 21: goray.v1.GetObjectLocationReply
 	(*DeleteObjectsRequest)(nil),      // 22: goray.v1.DeleteObjectsRequest
 	(*DeleteObjectsReply)(nil),        // 23: goray.v1.DeleteObjectsReply
-	(*GetNodeInfoRequest)(nil),        // 24: goray.v1.GetNodeInfoRequest
-	(*GetNodeInfoReply)(nil),          // 25: goray.v1.GetNodeInfoReply
-	nil,                               // 26: goray.v1.NodeInfo.LabelsEntry
-	(*Resources)(nil),                 // 27: goray.v1.Resources
-	(*Address)(nil),                   // 28: goray.v1.Address
+	(*ReleaseObjectsRequest)(nil),     // 24: goray.v1.ReleaseObjectsRequest
+	(*MemorySummaryRequest)(nil),      // 25: goray.v1.MemorySummaryRequest
+	(*StoreObjectInfo)(nil),           // 26: goray.v1.StoreObjectInfo
+	(*StoreStats)(nil),                // 27: goray.v1.StoreStats
+	(*MemorySummaryReply)(nil),        // 28: goray.v1.MemorySummaryReply
+	(*GetNodeInfoRequest)(nil),        // 29: goray.v1.GetNodeInfoRequest
+	(*GetNodeInfoReply)(nil),          // 30: goray.v1.GetNodeInfoReply
+	nil,                               // 31: goray.v1.NodeInfo.LabelsEntry
+	(*Resources)(nil),                 // 32: goray.v1.Resources
+	(*Address)(nil),                   // 33: goray.v1.Address
+	(*GetRefsReply)(nil),              // 34: goray.v1.GetRefsReply
 }
 var file_goray_raylet_proto_depIdxs = []int32{
-	27, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
-	27, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
+	32, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
+	32, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
 	0,  // 2: goray.v1.NodeInfo.state:type_name -> goray.v1.NodeInfo.State
 	2,  // 3: goray.v1.NodeInfo.pending:type_name -> goray.v1.ResourceDemand
 	2,  // 4: goray.v1.NodeInfo.infeasible:type_name -> goray.v1.ResourceDemand
-	26, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
-	27, // 6: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
+	31, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
+	32, // 6: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
 	1,  // 7: goray.v1.RegisterWorkerReply.node:type_name -> goray.v1.NodeInfo
 	1,  // 8: goray.v1.RegisterClientReply.node:type_name -> goray.v1.NodeInfo
-	27, // 9: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
-	27, // 10: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
-	28, // 11: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
-	27, // 12: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
-	1,  // 13: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	32, // 9: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
+	32, // 10: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
+	33, // 11: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
+	32, // 12: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
+	27, // 13: goray.v1.MemorySummaryReply.stats:type_name -> goray.v1.StoreStats
+	26, // 14: goray.v1.MemorySummaryReply.objects:type_name -> goray.v1.StoreObjectInfo
+	34, // 15: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
+	1,  // 16: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_goray_raylet_proto_init() }
@@ -1646,13 +2140,14 @@ func file_goray_raylet_proto_init() {
 		return
 	}
 	file_goray_common_proto_init()
+	file_goray_task_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_raylet_proto_rawDesc), len(file_goray_raylet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

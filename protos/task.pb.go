@@ -32,6 +32,10 @@ const (
 	Encoding_ENCODING_RAW Encoding = 2
 	// Protobuf wire format of a proto.Message value.
 	Encoding_ENCODING_PROTOBUF Encoding = 3
+	// Raw little-endian elements of a numeric slice ([]float64, []int32, ...);
+	// ObjectData.numeric_kind names the element type. Like ENCODING_RAW, a
+	// value in the store is read as a view, without copying.
+	Encoding_ENCODING_NUMERIC Encoding = 4
 )
 
 // Enum value maps for Encoding.
@@ -41,12 +45,14 @@ var (
 		1: "ENCODING_MSGPACK",
 		2: "ENCODING_RAW",
 		3: "ENCODING_PROTOBUF",
+		4: "ENCODING_NUMERIC",
 	}
 	Encoding_value = map[string]int32{
 		"ENCODING_UNSPECIFIED": 0,
 		"ENCODING_MSGPACK":     1,
 		"ENCODING_RAW":         2,
 		"ENCODING_PROTOBUF":    3,
+		"ENCODING_NUMERIC":     4,
 	}
 )
 
@@ -77,6 +83,83 @@ func (Encoding) EnumDescriptor() ([]byte, []int) {
 	return file_goray_task_proto_rawDescGZIP(), []int{0}
 }
 
+// NumericKind is the element type of an ENCODING_NUMERIC value.
+type NumericKind int32
+
+const (
+	NumericKind_NUMERIC_KIND_UNSPECIFIED NumericKind = 0
+	NumericKind_NUMERIC_KIND_INT8        NumericKind = 1
+	NumericKind_NUMERIC_KIND_INT16       NumericKind = 2
+	NumericKind_NUMERIC_KIND_UINT16      NumericKind = 3
+	NumericKind_NUMERIC_KIND_INT32       NumericKind = 4
+	NumericKind_NUMERIC_KIND_UINT32      NumericKind = 5
+	NumericKind_NUMERIC_KIND_INT64       NumericKind = 6
+	NumericKind_NUMERIC_KIND_UINT64      NumericKind = 7
+	NumericKind_NUMERIC_KIND_FLOAT32     NumericKind = 8
+	NumericKind_NUMERIC_KIND_FLOAT64     NumericKind = 9
+	NumericKind_NUMERIC_KIND_INT         NumericKind = 10
+	NumericKind_NUMERIC_KIND_UINT        NumericKind = 11
+)
+
+// Enum value maps for NumericKind.
+var (
+	NumericKind_name = map[int32]string{
+		0:  "NUMERIC_KIND_UNSPECIFIED",
+		1:  "NUMERIC_KIND_INT8",
+		2:  "NUMERIC_KIND_INT16",
+		3:  "NUMERIC_KIND_UINT16",
+		4:  "NUMERIC_KIND_INT32",
+		5:  "NUMERIC_KIND_UINT32",
+		6:  "NUMERIC_KIND_INT64",
+		7:  "NUMERIC_KIND_UINT64",
+		8:  "NUMERIC_KIND_FLOAT32",
+		9:  "NUMERIC_KIND_FLOAT64",
+		10: "NUMERIC_KIND_INT",
+		11: "NUMERIC_KIND_UINT",
+	}
+	NumericKind_value = map[string]int32{
+		"NUMERIC_KIND_UNSPECIFIED": 0,
+		"NUMERIC_KIND_INT8":        1,
+		"NUMERIC_KIND_INT16":       2,
+		"NUMERIC_KIND_UINT16":      3,
+		"NUMERIC_KIND_INT32":       4,
+		"NUMERIC_KIND_UINT32":      5,
+		"NUMERIC_KIND_INT64":       6,
+		"NUMERIC_KIND_UINT64":      7,
+		"NUMERIC_KIND_FLOAT32":     8,
+		"NUMERIC_KIND_FLOAT64":     9,
+		"NUMERIC_KIND_INT":         10,
+		"NUMERIC_KIND_UINT":        11,
+	}
+)
+
+func (x NumericKind) Enum() *NumericKind {
+	p := new(NumericKind)
+	*p = x
+	return p
+}
+
+func (x NumericKind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (NumericKind) Descriptor() protoreflect.EnumDescriptor {
+	return file_goray_task_proto_enumTypes[1].Descriptor()
+}
+
+func (NumericKind) Type() protoreflect.EnumType {
+	return &file_goray_task_proto_enumTypes[1]
+}
+
+func (x NumericKind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use NumericKind.Descriptor instead.
+func (NumericKind) EnumDescriptor() ([]byte, []int) {
+	return file_goray_task_proto_rawDescGZIP(), []int{1}
+}
+
 // ObjectData is a value in transit: inline bytes, or a pointer into the
 // node's object store.
 type ObjectData struct {
@@ -92,6 +175,7 @@ type ObjectData struct {
 	NestedRefs []*ObjectRefProto `protobuf:"bytes,6,rep,name=nested_refs,json=nestedRefs,proto3" json:"nested_refs,omitempty"`
 	// Set when the object is an error (a failed task's return).
 	Error         *TaskErrorProto `protobuf:"bytes,7,opt,name=error,proto3" json:"error,omitempty"`
+	NumericKind   NumericKind     `protobuf:"varint,8,opt,name=numeric_kind,json=numericKind,proto3,enum=goray.v1.NumericKind" json:"numeric_kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -175,6 +259,343 @@ func (x *ObjectData) GetError() *TaskErrorProto {
 	return nil
 }
 
+func (x *ObjectData) GetNumericKind() NumericKind {
+	if x != nil {
+		return x.NumericKind
+	}
+	return NumericKind_NUMERIC_KIND_UNSPECIFIED
+}
+
+// BorrowRequest registers (or, as REMOVE_BORROWERS, unregisters) a process
+// as a borrower of objects with their owner (Ray's ownership protocol).
+type BorrowRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectIds     [][]byte               `protobuf:"bytes,1,rep,name=object_ids,json=objectIds,proto3" json:"object_ids,omitempty"`
+	Borrower      *Address               `protobuf:"bytes,2,opt,name=borrower,proto3" json:"borrower,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BorrowRequest) Reset() {
+	*x = BorrowRequest{}
+	mi := &file_goray_task_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BorrowRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BorrowRequest) ProtoMessage() {}
+
+func (x *BorrowRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_task_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BorrowRequest.ProtoReflect.Descriptor instead.
+func (*BorrowRequest) Descriptor() ([]byte, []int) {
+	return file_goray_task_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BorrowRequest) GetObjectIds() [][]byte {
+	if x != nil {
+		return x.ObjectIds
+	}
+	return nil
+}
+
+func (x *BorrowRequest) GetBorrower() *Address {
+	if x != nil {
+		return x.Borrower
+	}
+	return nil
+}
+
+type BorrowReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Objects the owner no longer knows (already freed).
+	UnknownIds    [][]byte `protobuf:"bytes,1,rep,name=unknown_ids,json=unknownIds,proto3" json:"unknown_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BorrowReply) Reset() {
+	*x = BorrowReply{}
+	mi := &file_goray_task_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BorrowReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BorrowReply) ProtoMessage() {}
+
+func (x *BorrowReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_task_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BorrowReply.ProtoReflect.Descriptor instead.
+func (*BorrowReply) Descriptor() ([]byte, []int) {
+	return file_goray_task_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *BorrowReply) GetUnknownIds() [][]byte {
+	if x != nil {
+		return x.UnknownIds
+	}
+	return nil
+}
+
+// GetRefsRequest asks a process for its object table (goray memory).
+type GetRefsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRefsRequest) Reset() {
+	*x = GetRefsRequest{}
+	mi := &file_goray_task_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRefsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRefsRequest) ProtoMessage() {}
+
+func (x *GetRefsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_task_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRefsRequest.ProtoReflect.Descriptor instead.
+func (*GetRefsRequest) Descriptor() ([]byte, []int) {
+	return file_goray_task_proto_rawDescGZIP(), []int{3}
+}
+
+// RefInfo is one entry of a process's object table.
+type RefInfo struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	Owner    *Address               `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	Owned    bool                   `protobuf:"varint,3,opt,name=owned,proto3" json:"owned,omitempty"`
+	// pending, ready or failed.
+	State         string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	Size          uint64 `protobuf:"varint,5,opt,name=size,proto3" json:"size,omitempty"`
+	InStore       bool   `protobuf:"varint,6,opt,name=in_store,json=inStore,proto3" json:"in_store,omitempty"`
+	LocalRefs     int32  `protobuf:"varint,7,opt,name=local_refs,json=localRefs,proto3" json:"local_refs,omitempty"`
+	SubmittedRefs int32  `protobuf:"varint,8,opt,name=submitted_refs,json=submittedRefs,proto3" json:"submitted_refs,omitempty"`
+	ContainedRefs int32  `protobuf:"varint,9,opt,name=contained_refs,json=containedRefs,proto3" json:"contained_refs,omitempty"`
+	Borrowers     int32  `protobuf:"varint,10,opt,name=borrowers,proto3" json:"borrowers,omitempty"`
+	Pinned        bool   `protobuf:"varint,11,opt,name=pinned,proto3" json:"pinned,omitempty"`
+	Escaped       bool   `protobuf:"varint,12,opt,name=escaped,proto3" json:"escaped,omitempty"`
+	NodeId        []byte `protobuf:"bytes,13,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefInfo) Reset() {
+	*x = RefInfo{}
+	mi := &file_goray_task_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefInfo) ProtoMessage() {}
+
+func (x *RefInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_task_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefInfo.ProtoReflect.Descriptor instead.
+func (*RefInfo) Descriptor() ([]byte, []int) {
+	return file_goray_task_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RefInfo) GetObjectId() []byte {
+	if x != nil {
+		return x.ObjectId
+	}
+	return nil
+}
+
+func (x *RefInfo) GetOwner() *Address {
+	if x != nil {
+		return x.Owner
+	}
+	return nil
+}
+
+func (x *RefInfo) GetOwned() bool {
+	if x != nil {
+		return x.Owned
+	}
+	return false
+}
+
+func (x *RefInfo) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *RefInfo) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *RefInfo) GetInStore() bool {
+	if x != nil {
+		return x.InStore
+	}
+	return false
+}
+
+func (x *RefInfo) GetLocalRefs() int32 {
+	if x != nil {
+		return x.LocalRefs
+	}
+	return 0
+}
+
+func (x *RefInfo) GetSubmittedRefs() int32 {
+	if x != nil {
+		return x.SubmittedRefs
+	}
+	return 0
+}
+
+func (x *RefInfo) GetContainedRefs() int32 {
+	if x != nil {
+		return x.ContainedRefs
+	}
+	return 0
+}
+
+func (x *RefInfo) GetBorrowers() int32 {
+	if x != nil {
+		return x.Borrowers
+	}
+	return 0
+}
+
+func (x *RefInfo) GetPinned() bool {
+	if x != nil {
+		return x.Pinned
+	}
+	return false
+}
+
+func (x *RefInfo) GetEscaped() bool {
+	if x != nil {
+		return x.Escaped
+	}
+	return false
+}
+
+func (x *RefInfo) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+type GetRefsReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Process       *Address               `protobuf:"bytes,1,opt,name=process,proto3" json:"process,omitempty"`
+	Refs          []*RefInfo             `protobuf:"bytes,2,rep,name=refs,proto3" json:"refs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRefsReply) Reset() {
+	*x = GetRefsReply{}
+	mi := &file_goray_task_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRefsReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRefsReply) ProtoMessage() {}
+
+func (x *GetRefsReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_task_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRefsReply.ProtoReflect.Descriptor instead.
+func (*GetRefsReply) Descriptor() ([]byte, []int) {
+	return file_goray_task_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GetRefsReply) GetProcess() *Address {
+	if x != nil {
+		return x.Process
+	}
+	return nil
+}
+
+func (x *GetRefsReply) GetRefs() []*RefInfo {
+	if x != nil {
+		return x.Refs
+	}
+	return nil
+}
+
 // TaskArg is one top-level argument: a value, or a ref resolved before the call.
 type TaskArg struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -188,7 +609,7 @@ type TaskArg struct {
 
 func (x *TaskArg) Reset() {
 	*x = TaskArg{}
-	mi := &file_goray_task_proto_msgTypes[1]
+	mi := &file_goray_task_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -200,7 +621,7 @@ func (x *TaskArg) String() string {
 func (*TaskArg) ProtoMessage() {}
 
 func (x *TaskArg) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_task_proto_msgTypes[1]
+	mi := &file_goray_task_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -213,7 +634,7 @@ func (x *TaskArg) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskArg.ProtoReflect.Descriptor instead.
 func (*TaskArg) Descriptor() ([]byte, []int) {
-	return file_goray_task_proto_rawDescGZIP(), []int{1}
+	return file_goray_task_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *TaskArg) GetValue() *ObjectData {
@@ -251,7 +672,7 @@ type TaskSpec struct {
 
 func (x *TaskSpec) Reset() {
 	*x = TaskSpec{}
-	mi := &file_goray_task_proto_msgTypes[2]
+	mi := &file_goray_task_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +684,7 @@ func (x *TaskSpec) String() string {
 func (*TaskSpec) ProtoMessage() {}
 
 func (x *TaskSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_task_proto_msgTypes[2]
+	mi := &file_goray_task_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +697,7 @@ func (x *TaskSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TaskSpec.ProtoReflect.Descriptor instead.
 func (*TaskSpec) Descriptor() ([]byte, []int) {
-	return file_goray_task_proto_rawDescGZIP(), []int{2}
+	return file_goray_task_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *TaskSpec) GetTaskId() []byte {
@@ -360,7 +781,7 @@ type PushTaskRequest struct {
 
 func (x *PushTaskRequest) Reset() {
 	*x = PushTaskRequest{}
-	mi := &file_goray_task_proto_msgTypes[3]
+	mi := &file_goray_task_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -372,7 +793,7 @@ func (x *PushTaskRequest) String() string {
 func (*PushTaskRequest) ProtoMessage() {}
 
 func (x *PushTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_task_proto_msgTypes[3]
+	mi := &file_goray_task_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -385,7 +806,7 @@ func (x *PushTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTaskRequest.ProtoReflect.Descriptor instead.
 func (*PushTaskRequest) Descriptor() ([]byte, []int) {
-	return file_goray_task_proto_rawDescGZIP(), []int{3}
+	return file_goray_task_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *PushTaskRequest) GetSpec() *TaskSpec {
@@ -417,7 +838,7 @@ type PushTaskReply struct {
 
 func (x *PushTaskReply) Reset() {
 	*x = PushTaskReply{}
-	mi := &file_goray_task_proto_msgTypes[4]
+	mi := &file_goray_task_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -429,7 +850,7 @@ func (x *PushTaskReply) String() string {
 func (*PushTaskReply) ProtoMessage() {}
 
 func (x *PushTaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_task_proto_msgTypes[4]
+	mi := &file_goray_task_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -442,7 +863,7 @@ func (x *PushTaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PushTaskReply.ProtoReflect.Descriptor instead.
 func (*PushTaskReply) Descriptor() ([]byte, []int) {
-	return file_goray_task_proto_rawDescGZIP(), []int{4}
+	return file_goray_task_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PushTaskReply) GetResult() *ObjectData {
@@ -477,7 +898,7 @@ type CancelTaskRequest struct {
 
 func (x *CancelTaskRequest) Reset() {
 	*x = CancelTaskRequest{}
-	mi := &file_goray_task_proto_msgTypes[5]
+	mi := &file_goray_task_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +910,7 @@ func (x *CancelTaskRequest) String() string {
 func (*CancelTaskRequest) ProtoMessage() {}
 
 func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_task_proto_msgTypes[5]
+	mi := &file_goray_task_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +923,7 @@ func (x *CancelTaskRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskRequest.ProtoReflect.Descriptor instead.
 func (*CancelTaskRequest) Descriptor() ([]byte, []int) {
-	return file_goray_task_proto_rawDescGZIP(), []int{5}
+	return file_goray_task_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *CancelTaskRequest) GetTaskId() []byte {
@@ -536,7 +957,7 @@ type CancelTaskReply struct {
 
 func (x *CancelTaskReply) Reset() {
 	*x = CancelTaskReply{}
-	mi := &file_goray_task_proto_msgTypes[6]
+	mi := &file_goray_task_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +969,7 @@ func (x *CancelTaskReply) String() string {
 func (*CancelTaskReply) ProtoMessage() {}
 
 func (x *CancelTaskReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_task_proto_msgTypes[6]
+	mi := &file_goray_task_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +982,7 @@ func (x *CancelTaskReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelTaskReply.ProtoReflect.Descriptor instead.
 func (*CancelTaskReply) Descriptor() ([]byte, []int) {
-	return file_goray_task_proto_rawDescGZIP(), []int{6}
+	return file_goray_task_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *CancelTaskReply) GetFound() bool {
@@ -582,7 +1003,7 @@ type GetObjectRequest struct {
 
 func (x *GetObjectRequest) Reset() {
 	*x = GetObjectRequest{}
-	mi := &file_goray_task_proto_msgTypes[7]
+	mi := &file_goray_task_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -594,7 +1015,7 @@ func (x *GetObjectRequest) String() string {
 func (*GetObjectRequest) ProtoMessage() {}
 
 func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_task_proto_msgTypes[7]
+	mi := &file_goray_task_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -607,7 +1028,7 @@ func (x *GetObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_task_proto_rawDescGZIP(), []int{7}
+	return file_goray_task_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetObjectRequest) GetObjectId() []byte {
@@ -626,7 +1047,7 @@ type GetObjectReply struct {
 
 func (x *GetObjectReply) Reset() {
 	*x = GetObjectReply{}
-	mi := &file_goray_task_proto_msgTypes[8]
+	mi := &file_goray_task_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +1059,7 @@ func (x *GetObjectReply) String() string {
 func (*GetObjectReply) ProtoMessage() {}
 
 func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_task_proto_msgTypes[8]
+	mi := &file_goray_task_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +1072,7 @@ func (x *GetObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectReply.ProtoReflect.Descriptor instead.
 func (*GetObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_task_proto_rawDescGZIP(), []int{8}
+	return file_goray_task_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetObjectReply) GetData() *ObjectData {
@@ -677,7 +1098,7 @@ type LogBatch struct {
 
 func (x *LogBatch) Reset() {
 	*x = LogBatch{}
-	mi := &file_goray_task_proto_msgTypes[9]
+	mi := &file_goray_task_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -689,7 +1110,7 @@ func (x *LogBatch) String() string {
 func (*LogBatch) ProtoMessage() {}
 
 func (x *LogBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_task_proto_msgTypes[9]
+	mi := &file_goray_task_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -702,7 +1123,7 @@ func (x *LogBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogBatch.ProtoReflect.Descriptor instead.
 func (*LogBatch) Descriptor() ([]byte, []int) {
-	return file_goray_task_proto_rawDescGZIP(), []int{9}
+	return file_goray_task_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *LogBatch) GetJobId() []byte {
@@ -762,7 +1183,7 @@ type StreamItemRequest struct {
 
 func (x *StreamItemRequest) Reset() {
 	*x = StreamItemRequest{}
-	mi := &file_goray_task_proto_msgTypes[10]
+	mi := &file_goray_task_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -774,7 +1195,7 @@ func (x *StreamItemRequest) String() string {
 func (*StreamItemRequest) ProtoMessage() {}
 
 func (x *StreamItemRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_task_proto_msgTypes[10]
+	mi := &file_goray_task_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -787,7 +1208,7 @@ func (x *StreamItemRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamItemRequest.ProtoReflect.Descriptor instead.
 func (*StreamItemRequest) Descriptor() ([]byte, []int) {
-	return file_goray_task_proto_rawDescGZIP(), []int{10}
+	return file_goray_task_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StreamItemRequest) GetTaskId() []byte {
@@ -819,7 +1240,7 @@ type StreamItemReply struct {
 
 func (x *StreamItemReply) Reset() {
 	*x = StreamItemReply{}
-	mi := &file_goray_task_proto_msgTypes[11]
+	mi := &file_goray_task_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -831,7 +1252,7 @@ func (x *StreamItemReply) String() string {
 func (*StreamItemReply) ProtoMessage() {}
 
 func (x *StreamItemReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_task_proto_msgTypes[11]
+	mi := &file_goray_task_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -844,14 +1265,14 @@ func (x *StreamItemReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamItemReply.ProtoReflect.Descriptor instead.
 func (*StreamItemReply) Descriptor() ([]byte, []int) {
-	return file_goray_task_proto_rawDescGZIP(), []int{11}
+	return file_goray_task_proto_rawDescGZIP(), []int{16}
 }
 
 var File_goray_task_proto protoreflect.FileDescriptor
 
 const file_goray_task_proto_rawDesc = "" +
 	"\n" +
-	"\x10goray/task.proto\x12\bgoray.v1\x1a\x12goray/common.proto\"\x83\x02\n" +
+	"\x10goray/task.proto\x12\bgoray.v1\x1a\x12goray/common.proto\"\xbd\x02\n" +
 	"\n" +
 	"ObjectData\x12.\n" +
 	"\bencoding\x18\x01 \x01(\x0e2\x12.goray.v1.EncodingR\bencoding\x12\x12\n" +
@@ -861,7 +1282,35 @@ const file_goray_task_proto_rawDesc = "" +
 	"\x04size\x18\x05 \x01(\x04R\x04size\x129\n" +
 	"\vnested_refs\x18\x06 \x03(\v2\x18.goray.v1.ObjectRefProtoR\n" +
 	"nestedRefs\x12.\n" +
-	"\x05error\x18\a \x01(\v2\x18.goray.v1.TaskErrorProtoR\x05error\"a\n" +
+	"\x05error\x18\a \x01(\v2\x18.goray.v1.TaskErrorProtoR\x05error\x128\n" +
+	"\fnumeric_kind\x18\b \x01(\x0e2\x15.goray.v1.NumericKindR\vnumericKind\"]\n" +
+	"\rBorrowRequest\x12\x1d\n" +
+	"\n" +
+	"object_ids\x18\x01 \x03(\fR\tobjectIds\x12-\n" +
+	"\bborrower\x18\x02 \x01(\v2\x11.goray.v1.AddressR\bborrower\".\n" +
+	"\vBorrowReply\x12\x1f\n" +
+	"\vunknown_ids\x18\x01 \x03(\fR\n" +
+	"unknownIds\"\x10\n" +
+	"\x0eGetRefsRequest\"\x80\x03\n" +
+	"\aRefInfo\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12'\n" +
+	"\x05owner\x18\x02 \x01(\v2\x11.goray.v1.AddressR\x05owner\x12\x14\n" +
+	"\x05owned\x18\x03 \x01(\bR\x05owned\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x12\n" +
+	"\x04size\x18\x05 \x01(\x04R\x04size\x12\x19\n" +
+	"\bin_store\x18\x06 \x01(\bR\ainStore\x12\x1d\n" +
+	"\n" +
+	"local_refs\x18\a \x01(\x05R\tlocalRefs\x12%\n" +
+	"\x0esubmitted_refs\x18\b \x01(\x05R\rsubmittedRefs\x12%\n" +
+	"\x0econtained_refs\x18\t \x01(\x05R\rcontainedRefs\x12\x1c\n" +
+	"\tborrowers\x18\n" +
+	" \x01(\x05R\tborrowers\x12\x16\n" +
+	"\x06pinned\x18\v \x01(\bR\x06pinned\x12\x18\n" +
+	"\aescaped\x18\f \x01(\bR\aescaped\x12\x17\n" +
+	"\anode_id\x18\r \x01(\fR\x06nodeId\"b\n" +
+	"\fGetRefsReply\x12+\n" +
+	"\aprocess\x18\x01 \x01(\v2\x11.goray.v1.AddressR\aprocess\x12%\n" +
+	"\x04refs\x18\x02 \x03(\v2\x11.goray.v1.RefInfoR\x04refs\"a\n" +
 	"\aTaskArg\x12*\n" +
 	"\x05value\x18\x01 \x01(\v2\x14.goray.v1.ObjectDataR\x05value\x12*\n" +
 	"\x03ref\x18\x02 \x01(\v2\x18.goray.v1.ObjectRefProtoR\x03ref\"\xd6\x02\n" +
@@ -906,12 +1355,27 @@ const file_goray_task_proto_rawDesc = "" +
 	"\atask_id\x18\x01 \x01(\fR\x06taskId\x12\x14\n" +
 	"\x05index\x18\x02 \x01(\x04R\x05index\x12(\n" +
 	"\x04data\x18\x03 \x01(\v2\x14.goray.v1.ObjectDataR\x04data\"\x11\n" +
-	"\x0fStreamItemReply*c\n" +
+	"\x0fStreamItemReply*y\n" +
 	"\bEncoding\x12\x18\n" +
 	"\x14ENCODING_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10ENCODING_MSGPACK\x10\x01\x12\x10\n" +
 	"\fENCODING_RAW\x10\x02\x12\x15\n" +
-	"\x11ENCODING_PROTOBUF\x10\x03B&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"\x11ENCODING_PROTOBUF\x10\x03\x12\x14\n" +
+	"\x10ENCODING_NUMERIC\x10\x04*\xb6\x02\n" +
+	"\vNumericKind\x12\x1c\n" +
+	"\x18NUMERIC_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11NUMERIC_KIND_INT8\x10\x01\x12\x16\n" +
+	"\x12NUMERIC_KIND_INT16\x10\x02\x12\x17\n" +
+	"\x13NUMERIC_KIND_UINT16\x10\x03\x12\x16\n" +
+	"\x12NUMERIC_KIND_INT32\x10\x04\x12\x17\n" +
+	"\x13NUMERIC_KIND_UINT32\x10\x05\x12\x16\n" +
+	"\x12NUMERIC_KIND_INT64\x10\x06\x12\x17\n" +
+	"\x13NUMERIC_KIND_UINT64\x10\a\x12\x18\n" +
+	"\x14NUMERIC_KIND_FLOAT32\x10\b\x12\x18\n" +
+	"\x14NUMERIC_KIND_FLOAT64\x10\t\x12\x14\n" +
+	"\x10NUMERIC_KIND_INT\x10\n" +
+	"\x12\x15\n" +
+	"\x11NUMERIC_KIND_UINT\x10\vB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_task_proto_rawDescOnce sync.Once
@@ -925,45 +1389,56 @@ func file_goray_task_proto_rawDescGZIP() []byte {
 	return file_goray_task_proto_rawDescData
 }
 
-var file_goray_task_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_goray_task_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_goray_task_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_goray_task_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_goray_task_proto_goTypes = []any{
 	(Encoding)(0),             // 0: goray.v1.Encoding
-	(*ObjectData)(nil),        // 1: goray.v1.ObjectData
-	(*TaskArg)(nil),           // 2: goray.v1.TaskArg
-	(*TaskSpec)(nil),          // 3: goray.v1.TaskSpec
-	(*PushTaskRequest)(nil),   // 4: goray.v1.PushTaskRequest
-	(*PushTaskReply)(nil),     // 5: goray.v1.PushTaskReply
-	(*CancelTaskRequest)(nil), // 6: goray.v1.CancelTaskRequest
-	(*CancelTaskReply)(nil),   // 7: goray.v1.CancelTaskReply
-	(*GetObjectRequest)(nil),  // 8: goray.v1.GetObjectRequest
-	(*GetObjectReply)(nil),    // 9: goray.v1.GetObjectReply
-	(*LogBatch)(nil),          // 10: goray.v1.LogBatch
-	(*StreamItemRequest)(nil), // 11: goray.v1.StreamItemRequest
-	(*StreamItemReply)(nil),   // 12: goray.v1.StreamItemReply
-	(*ObjectRefProto)(nil),    // 13: goray.v1.ObjectRefProto
-	(*TaskErrorProto)(nil),    // 14: goray.v1.TaskErrorProto
-	(*Resources)(nil),         // 15: goray.v1.Resources
-	(*Address)(nil),           // 16: goray.v1.Address
+	(NumericKind)(0),          // 1: goray.v1.NumericKind
+	(*ObjectData)(nil),        // 2: goray.v1.ObjectData
+	(*BorrowRequest)(nil),     // 3: goray.v1.BorrowRequest
+	(*BorrowReply)(nil),       // 4: goray.v1.BorrowReply
+	(*GetRefsRequest)(nil),    // 5: goray.v1.GetRefsRequest
+	(*RefInfo)(nil),           // 6: goray.v1.RefInfo
+	(*GetRefsReply)(nil),      // 7: goray.v1.GetRefsReply
+	(*TaskArg)(nil),           // 8: goray.v1.TaskArg
+	(*TaskSpec)(nil),          // 9: goray.v1.TaskSpec
+	(*PushTaskRequest)(nil),   // 10: goray.v1.PushTaskRequest
+	(*PushTaskReply)(nil),     // 11: goray.v1.PushTaskReply
+	(*CancelTaskRequest)(nil), // 12: goray.v1.CancelTaskRequest
+	(*CancelTaskReply)(nil),   // 13: goray.v1.CancelTaskReply
+	(*GetObjectRequest)(nil),  // 14: goray.v1.GetObjectRequest
+	(*GetObjectReply)(nil),    // 15: goray.v1.GetObjectReply
+	(*LogBatch)(nil),          // 16: goray.v1.LogBatch
+	(*StreamItemRequest)(nil), // 17: goray.v1.StreamItemRequest
+	(*StreamItemReply)(nil),   // 18: goray.v1.StreamItemReply
+	(*ObjectRefProto)(nil),    // 19: goray.v1.ObjectRefProto
+	(*TaskErrorProto)(nil),    // 20: goray.v1.TaskErrorProto
+	(*Address)(nil),           // 21: goray.v1.Address
+	(*Resources)(nil),         // 22: goray.v1.Resources
 }
 var file_goray_task_proto_depIdxs = []int32{
 	0,  // 0: goray.v1.ObjectData.encoding:type_name -> goray.v1.Encoding
-	13, // 1: goray.v1.ObjectData.nested_refs:type_name -> goray.v1.ObjectRefProto
-	14, // 2: goray.v1.ObjectData.error:type_name -> goray.v1.TaskErrorProto
-	1,  // 3: goray.v1.TaskArg.value:type_name -> goray.v1.ObjectData
-	13, // 4: goray.v1.TaskArg.ref:type_name -> goray.v1.ObjectRefProto
-	2,  // 5: goray.v1.TaskSpec.args:type_name -> goray.v1.TaskArg
-	15, // 6: goray.v1.TaskSpec.resources:type_name -> goray.v1.Resources
-	16, // 7: goray.v1.TaskSpec.owner:type_name -> goray.v1.Address
-	3,  // 8: goray.v1.PushTaskRequest.spec:type_name -> goray.v1.TaskSpec
-	1,  // 9: goray.v1.PushTaskReply.result:type_name -> goray.v1.ObjectData
-	1,  // 10: goray.v1.GetObjectReply.data:type_name -> goray.v1.ObjectData
-	1,  // 11: goray.v1.StreamItemRequest.data:type_name -> goray.v1.ObjectData
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	19, // 1: goray.v1.ObjectData.nested_refs:type_name -> goray.v1.ObjectRefProto
+	20, // 2: goray.v1.ObjectData.error:type_name -> goray.v1.TaskErrorProto
+	1,  // 3: goray.v1.ObjectData.numeric_kind:type_name -> goray.v1.NumericKind
+	21, // 4: goray.v1.BorrowRequest.borrower:type_name -> goray.v1.Address
+	21, // 5: goray.v1.RefInfo.owner:type_name -> goray.v1.Address
+	21, // 6: goray.v1.GetRefsReply.process:type_name -> goray.v1.Address
+	6,  // 7: goray.v1.GetRefsReply.refs:type_name -> goray.v1.RefInfo
+	2,  // 8: goray.v1.TaskArg.value:type_name -> goray.v1.ObjectData
+	19, // 9: goray.v1.TaskArg.ref:type_name -> goray.v1.ObjectRefProto
+	8,  // 10: goray.v1.TaskSpec.args:type_name -> goray.v1.TaskArg
+	22, // 11: goray.v1.TaskSpec.resources:type_name -> goray.v1.Resources
+	21, // 12: goray.v1.TaskSpec.owner:type_name -> goray.v1.Address
+	9,  // 13: goray.v1.PushTaskRequest.spec:type_name -> goray.v1.TaskSpec
+	2,  // 14: goray.v1.PushTaskReply.result:type_name -> goray.v1.ObjectData
+	2,  // 15: goray.v1.GetObjectReply.data:type_name -> goray.v1.ObjectData
+	2,  // 16: goray.v1.StreamItemRequest.data:type_name -> goray.v1.ObjectData
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_goray_task_proto_init() }
@@ -977,8 +1452,8 @@ func file_goray_task_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_task_proto_rawDesc), len(file_goray_task_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   12,
+			NumEnums:      2,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

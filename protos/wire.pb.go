@@ -42,6 +42,11 @@ const (
 	Method_ACTOR_EXITED Method = 7
 	// Worker -> caller: an item of a streaming call.
 	Method_STREAM_ITEM Method = 8
+	// Borrower (or a worker on a caller's behalf) -> owner.
+	Method_ADD_BORROWERS    Method = 9
+	Method_REMOVE_BORROWERS Method = 22
+	// Raylet -> any process on the node: its object table.
+	Method_GET_REFS Method = 23
 	// Client -> raylet.
 	Method_REGISTER_WORKER      Method = 10
 	Method_REGISTER_CLIENT      Method = 11
@@ -57,6 +62,10 @@ const (
 	// GCS -> raylet: the actor on a dedicated lease was created; the lease
 	// now holds the actor's running resources instead of its placement ones.
 	Method_NOTIFY_ACTOR_STARTED Method = 21
+	// Client -> raylet: drop pins taken by GET_OBJECT_LOCATION.
+	Method_RELEASE_OBJECTS Method = 24
+	// Client (goray memory) -> raylet.
+	Method_MEMORY_SUMMARY Method = 25
 	// Raylet -> worker.
 	Method_EXIT Method = 30
 )
@@ -73,6 +82,9 @@ var (
 		5:  "ACTOR_CALL",
 		7:  "ACTOR_EXITED",
 		8:  "STREAM_ITEM",
+		9:  "ADD_BORROWERS",
+		22: "REMOVE_BORROWERS",
+		23: "GET_REFS",
 		10: "REGISTER_WORKER",
 		11: "REGISTER_CLIENT",
 		12: "REQUEST_WORKER_LEASE",
@@ -85,6 +97,8 @@ var (
 		19: "DELETE_OBJECTS",
 		20: "GET_NODE_INFO",
 		21: "NOTIFY_ACTOR_STARTED",
+		24: "RELEASE_OBJECTS",
+		25: "MEMORY_SUMMARY",
 		30: "EXIT",
 	}
 	Method_value = map[string]int32{
@@ -97,6 +111,9 @@ var (
 		"ACTOR_CALL":           5,
 		"ACTOR_EXITED":         7,
 		"STREAM_ITEM":          8,
+		"ADD_BORROWERS":        9,
+		"REMOVE_BORROWERS":     22,
+		"GET_REFS":             23,
 		"REGISTER_WORKER":      10,
 		"REGISTER_CLIENT":      11,
 		"REQUEST_WORKER_LEASE": 12,
@@ -109,6 +126,8 @@ var (
 		"DELETE_OBJECTS":       19,
 		"GET_NODE_INFO":        20,
 		"NOTIFY_ACTOR_STARTED": 21,
+		"RELEASE_OBJECTS":      24,
+		"MEMORY_SUMMARY":       25,
 		"EXIT":                 30,
 	}
 )
@@ -246,7 +265,7 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"%\n" +
 	"\vExitRequest\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\xaf\x03\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason*\x8f\x04\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tPUSH_TASK\x10\x01\x12\x0f\n" +
@@ -259,7 +278,10 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\n" +
 	"ACTOR_CALL\x10\x05\x12\x10\n" +
 	"\fACTOR_EXITED\x10\a\x12\x0f\n" +
-	"\vSTREAM_ITEM\x10\b\x12\x13\n" +
+	"\vSTREAM_ITEM\x10\b\x12\x11\n" +
+	"\rADD_BORROWERS\x10\t\x12\x14\n" +
+	"\x10REMOVE_BORROWERS\x10\x16\x12\f\n" +
+	"\bGET_REFS\x10\x17\x12\x13\n" +
 	"\x0fREGISTER_WORKER\x10\n" +
 	"\x12\x13\n" +
 	"\x0fREGISTER_CLIENT\x10\v\x12\x18\n" +
@@ -272,7 +294,9 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\x13GET_OBJECT_LOCATION\x10\x12\x12\x12\n" +
 	"\x0eDELETE_OBJECTS\x10\x13\x12\x11\n" +
 	"\rGET_NODE_INFO\x10\x14\x12\x18\n" +
-	"\x14NOTIFY_ACTOR_STARTED\x10\x15\x12\b\n" +
+	"\x14NOTIFY_ACTOR_STARTED\x10\x15\x12\x13\n" +
+	"\x0fRELEASE_OBJECTS\x10\x18\x12\x12\n" +
+	"\x0eMEMORY_SUMMARY\x10\x19\x12\b\n" +
 	"\x04EXIT\x10\x1eB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (

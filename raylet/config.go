@@ -24,6 +24,9 @@ type Config struct {
 	// ObjectStoreMemory is the shared-memory segment size in bytes; 0 means
 	// 30% of the machine's memory, as Ray.
 	ObjectStoreMemory uint64
+	// SpillDir is where objects are spilled when the store is full; ""
+	// means SessionDir/spill/<node>. Spill files are removed on Shutdown.
+	SpillDir string
 	// MaxWorkers caps the worker processes per job; 0 means
 	// max(4, 2 x CPUs).
 	MaxWorkers int

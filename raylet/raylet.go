@@ -1,6 +1,7 @@
 package raylet
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -29,6 +30,11 @@ type Raylet struct {
 	store  *objstore.Store
 	seg    *objstore.Segment
 
+	// holders maps each client connection to the holder its pins are
+	// counted under, so a process's pins go when it disconnects.
+	holdersMu sync.Mutex
+	holders   map[*wire.Conn]objstore.Holder
+
 	endpoint string
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -40,7 +46,7 @@ func New(cfg Config) (*Raylet, error) {
 	if cfg.SessionDir == "" {
 		return nil, errors.New("raylet: Config.SessionDir is required")
 	}
-	return &Raylet{cfg: cfg, stopped: make(chan struct{})}, nil
+	return &Raylet{cfg: cfg, stopped: make(chan struct{}), holders: map[*wire.Conn]objstore.Holder{}}, nil
 }
 
 // StorePath is the shm segment path of a node. The raylet's pid in the name
@@ -81,7 +87,15 @@ func (r *Raylet) Start() error {
 		return fmt.Errorf("raylet: object store: %w", err)
 	}
 	r.seg = seg
-	r.store = objstore.NewStore(seg)
+	spillDir := r.cfg.SpillDir
+	if spillDir == "" {
+		spillDir = filepath.Join(r.cfg.SessionDir, "spill", r.cfg.NodeID.Short())
+	}
+	r.store, err = objstore.NewStoreWithOptions(seg, objstore.Options{SpillDir: spillDir})
+	if err != nil {
+		r.cleanupStore()
+		return fmt.Errorf("raylet: object store: %w", err)
+	}
 
 	r.endpoint = "unix:" + filepath.Join(sockets, "raylet-"+r.cfg.NodeID.Short()+".sock")
 	l, err := wire.Listen(r.endpoint)
@@ -101,6 +115,13 @@ func (r *Raylet) Start() error {
 	}
 	r.server = wire.NewServer(l, wire.HandlerFunc(r.serve), wire.WithLogger(r.cfg.Logger))
 	r.server.OnConnClose(func(c *wire.Conn, err error) {
+		r.holdersMu.Lock()
+		h, ok := r.holders[c]
+		delete(r.holders, c)
+		r.holdersMu.Unlock()
+		if ok {
+			r.store.ReleaseAll(h)
+		}
 		r.system.Root.Send(r.pid, connClosed{conn: c})
 	})
 	go func() { _ = r.server.Serve() }()
@@ -150,15 +171,30 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 		}
 		id, err := protos.ObjectIDFromBytes(m.GetObjectId())
 		if err != nil {
-			_ = c.ReplyError(req, err)
+			_ = c.ReplyError(req, wire.NewError("invalid", "CREATE_OBJECT: %v", err))
 			return
 		}
-		off, err := r.store.Create(id, m.GetSize())
-		if err != nil {
-			_ = c.ReplyError(req, wire.NewError(storeErrCode(err), "%v", err))
-			return
+		var owner protos.WorkerID
+		if b := m.GetOwnerWorkerId(); len(b) > 0 {
+			if owner, err = protos.UniqueIDFromBytes(b); err != nil {
+				_ = c.ReplyError(req, wire.NewError("invalid", "CREATE_OBJECT %s: owner: %v", id, err))
+				return
+			}
 		}
-		_ = c.Reply(req, &protos.CreateObjectReply{Offset: off})
+		// A create may wait for the spiller to make room; it must not
+		// hold up the connection's other requests.
+		go func() {
+			create := r.store.CreateOwned
+			if m.GetNoSpill() {
+				create = r.store.TryCreateOwned
+			}
+			off, err := create(id, m.GetSize(), owner)
+			if err != nil {
+				_ = c.ReplyError(req, wire.NewError(storeErrCode(err), "%v", err))
+				return
+			}
+			_ = c.Reply(req, &protos.CreateObjectReply{Offset: off})
+		}()
 	case protos.Method_SEAL_OBJECT:
 		var m protos.SealObjectRequest
 		if err := r.decode(c, req, &m); err != nil {
@@ -166,7 +202,7 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 		}
 		id, _ := protos.ObjectIDFromBytes(m.GetObjectId())
 		if err := r.store.Seal(id); err != nil {
-			_ = c.ReplyError(req, err)
+			_ = c.ReplyError(req, wire.NewError(storeErrCode(err), "%v", err))
 			return
 		}
 		_ = c.Reply(req, &protos.SealObjectReply{})
@@ -176,8 +212,37 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 			return
 		}
 		id, _ := protos.ObjectIDFromBytes(m.GetObjectId())
-		off, size, ok := r.store.Get(id)
-		_ = c.Reply(req, &protos.GetObjectLocationReply{Found: ok, Offset: off, Size: size})
+		if !m.GetPin() {
+			off, size, ok := r.store.Get(id)
+			_ = c.Reply(req, &protos.GetObjectLocationReply{Found: ok, Offset: off, Size: size})
+			return
+		}
+		// A spilled object is restored first, which may take a while.
+		go func() {
+			off, size, err := r.store.Acquire(id, r.holder(c))
+			switch {
+			case errors.Is(err, objstore.ErrObjectNotFound):
+				_ = c.Reply(req, &protos.GetObjectLocationReply{})
+			case err != nil:
+				_ = c.ReplyError(req, wire.NewError(storeErrCode(err), "%v", err))
+			default:
+				_ = c.Reply(req, &protos.GetObjectLocationReply{Found: true, Offset: off, Size: size})
+			}
+		}()
+	case protos.Method_RELEASE_OBJECTS:
+		var m protos.ReleaseObjectsRequest
+		if err := r.decode(c, req, &m); err != nil {
+			return
+		}
+		h := r.holder(c)
+		for _, b := range m.GetObjectIds() {
+			if id, err := protos.ObjectIDFromBytes(b); err == nil {
+				r.store.Release(id, h)
+			}
+		}
+		if !req.OneWay {
+			_ = c.Reply(req, &protos.DeleteObjectsReply{})
+		}
 	case protos.Method_DELETE_OBJECTS:
 		var m protos.DeleteObjectsRequest
 		if err := r.decode(c, req, &m); err != nil {
@@ -191,6 +256,12 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 		if !req.OneWay {
 			_ = c.Reply(req, &protos.DeleteObjectsReply{})
 		}
+	case protos.Method_MEMORY_SUMMARY:
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = c.Reply(req, r.MemorySummary(ctx))
+		}()
 	default:
 		// The payload is only valid during this call: the actor gets a copy.
 		cp := *req
@@ -205,8 +276,36 @@ func storeErrCode(err error) string {
 		return "store_full"
 	case errors.Is(err, objstore.ErrObjectExists):
 		return "exists"
+	case errors.Is(err, objstore.ErrObjectNotFound):
+		return "not_found"
+	case errors.Is(err, objstore.ErrSpillLost):
+		return "spill_lost"
+	case errors.Is(err, objstore.ErrSpillCorrupt):
+		return "spill_corrupt"
 	}
 	return "store"
+}
+
+// holder returns the pin holder of a client connection.
+func (r *Raylet) holder(c *wire.Conn) objstore.Holder {
+	r.holdersMu.Lock()
+	defer r.holdersMu.Unlock()
+	h, ok := r.holders[c]
+	if !ok {
+		h = r.store.NewHolder()
+		r.holders[c] = h
+	}
+	return h
+}
+
+// freeOwnedBy deletes the objects a departed process owned.
+func (r *Raylet) freeOwnedBy(owner protos.WorkerID) {
+	if owner.IsZero() {
+		return
+	}
+	if ids := r.store.DeleteOwnedBy(owner); len(ids) > 0 {
+		r.cfg.Logger.Debug().Str("owner", owner.Short()).Int("objects", len(ids)).Msg("freed objects of a process that is gone")
+	}
 }
 
 func (r *Raylet) decode(c *wire.Conn, req *wire.Request, m proto.Message) error {
@@ -240,6 +339,11 @@ func (r *Raylet) Shutdown() {
 }
 
 func (r *Raylet) cleanupStore() {
+	if r.store != nil {
+		if err := r.store.Close(); err != nil {
+			r.cfg.Logger.Warn().Err(err).Msg("closing the object store")
+		}
+	}
 	if r.seg != nil {
 		_ = r.seg.Close()
 		_ = r.seg.Remove()

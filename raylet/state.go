@@ -26,7 +26,10 @@ type (
 	}
 	reportTick    struct{}
 	nodeInfoQuery struct{}
-	shutdownMsg   struct{}
+	// clientsQuery asks for the connections of the node's registered
+	// drivers and workers (goray memory asks each for its object table).
+	clientsQuery struct{}
+	shutdownMsg  struct{}
 )
 
 type jobState struct {
@@ -36,6 +39,7 @@ type jobState struct {
 	dir        string
 	digest     string
 	driver     *wire.Conn
+	driverID   protos.WorkerID
 	workers    map[protos.WorkerID]*workerProc
 	starting   int
 	// reserved counts workers started for actors (see workerProc.reserved).
@@ -142,6 +146,8 @@ func (s *state) Receive(ctx actor.Context) {
 		s.report()
 	case nodeInfoQuery:
 		ctx.Respond(s.nodeInfo())
+	case clientsQuery:
+		ctx.Respond(s.clients())
 	case shutdownMsg:
 		s.shutdown()
 		ctx.Respond(true)
@@ -237,6 +243,9 @@ func (s *state) registerClient(c *wire.Conn, req *wire.Request, m *protos.Regist
 		j.failures, j.fatal, j.fatalCode = 0, nil, ""
 	}
 	j.executable, j.env, j.dir, j.digest, j.driver = m.GetExecutable(), m.GetEnv(), m.GetWorkingDir(), m.GetFunctionDigest(), c
+	if wid, err := protos.UniqueIDFromBytes(m.GetWorkerId()); err == nil {
+		j.driverID = wid
+	}
 	c.SetValue(j)
 	_ = c.Reply(req, &protos.RegisterClientReply{Node: s.nodeInfo()})
 	// Prestart workers so the first tasks do not wait for process start.
@@ -650,12 +659,17 @@ func (s *state) setBlocked(id protos.LeaseID, blocked bool) {
 }
 
 func (s *state) connClosed(c *wire.Conn) {
+	// Objects owned by a process that is gone can never be freed by it,
+	// and no borrower can reach it any more (they get OwnerDiedError):
+	// free them, once any views other processes hold are released.
 	switch v := c.Value().(type) {
 	case *jobState:
 		if v.driver == c {
+			s.r.freeOwnedBy(v.driverID)
 			s.driverLeft(v)
 		}
 	case *workerProc:
+		s.r.freeOwnedBy(v.id)
 		// The worker's process is exiting: take it out of the pool now so
 		// no lease is granted on it; workerExited finishes when it is reaped.
 		s.retireWorker(v)
@@ -809,4 +823,19 @@ func isClosed(c *wire.Conn) bool {
 	default:
 		return false
 	}
+}
+
+func (s *state) clients() []*wire.Conn {
+	var out []*wire.Conn
+	for _, j := range s.jobs {
+		if j.driver != nil {
+			out = append(out, j.driver)
+		}
+	}
+	for _, w := range s.workers {
+		if w.conn != nil && !w.dead {
+			out = append(out, w.conn)
+		}
+	}
+	return out
 }

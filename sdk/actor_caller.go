@@ -386,7 +386,7 @@ func (st *actorState) finish(c *actorCall, data *protos.ObjectData, terr *TaskEr
 	st.pending--
 	st.mu.Unlock()
 	cw := st.d.cw
-	cw.objects.complete(c.returnID, data, terr)
+	cw.objects.completeResult(c.returnID, data, terr)
 	cw.objects.removeSubmitted(c.argRefs)
 }
 

@@ -100,10 +100,12 @@ func (h *actorHost) construct(c *wire.Conn, m *protos.CreateActorRequest) *proto
 	}
 	ctx := context.WithValue(context.Background(), actorInfoKey{}, &actorInfo{id: id, numRestarts: m.GetNumRestarts()})
 	f := &registeredFunc{name: class.name, params: class.params}
-	args, err := f.decodeArgs(spec.GetArgs(), func(a *protos.TaskArg) ([]byte, error) {
-		oid, _ := protos.ObjectIDFromBytes(a.GetRef().GetObjectId())
-		return h.cw.readData(ctx, oid, a.GetValue())
-	})
+	// The constructor's arguments stay pinned while the process lives: the
+	// actor may keep views of them in its state, as Ray pins an actor's
+	// creation arguments for its lifetime.
+	pins := &argPins{cw: h.cw, ctx: ctx}
+	args, err := f.decodeArgs(spec.GetArgs(), pins.read)
+	h.cw.objects.flushBorrows()
 	if err != nil {
 		return fail(protos.ErrorKind_ERROR_KIND_ARGUMENT, err, "")
 	}
@@ -191,6 +193,9 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 	taskID := protos.MustUniqueID(m.GetTaskId())
 	fn := ha.class.name + "." + m.GetMethod()
 	reply := func(d *protos.ObjectData, micros uint64) {
+		// Borrowers registered while decoding the arguments must be known
+		// to their owners before the caller may drop its refs.
+		h.cw.objects.flushBorrows()
 		_ = msg.conn.Reply(&msg.req, &protos.ActorCallReply{Result: d, RunMicros: micros})
 	}
 	fail := func(kind protos.ErrorKind, err error, stack string) {
@@ -213,10 +218,9 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 	}
 	ctx = context.WithValue(ctx, actorInfoKey{}, &actorInfo{id: ha.id, numRestarts: ha.numRestarts})
 	ctx = withTaskInfo(ctx, &taskInfo{taskID: taskID, function: fn, attempt: int(m.GetAttempt())})
-	args, err := meth.decodeArgs(m.GetArgs(), func(a *protos.TaskArg) ([]byte, error) {
-		oid, _ := protos.ObjectIDFromBytes(a.GetRef().GetObjectId())
-		return h.cw.readData(ctx, oid, a.GetValue())
-	})
+	pins := &argPins{cw: h.cw, ctx: ctx}
+	defer h.cw.taskEnded(pins)
+	args, err := meth.decodeArgs(m.GetArgs(), pins.read)
 	if err != nil {
 		var te *TaskError
 		if errors.As(err, &te) {
@@ -230,7 +234,7 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 	var value any
 	var stack string
 	if meth.invokeStreamMethod != nil {
-		yield := h.cw.yielder(ctx, msg.conn, taskID)
+		yield := h.cw.yielder(ctx, msg.conn, taskID, m.GetCaller())
 		_, err, stack = protect(func() (any, error) { return nil, meth.invokeStreamMethod(ctx, ha.self, args, yield) })
 	} else {
 		value, err, stack = protect(func() (any, error) { return meth.invokeMethod(ctx, ha.self, args) })
@@ -250,7 +254,7 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 		fail(protos.ErrorKind_ERROR_KIND_TASK, err, stack)
 		return
 	}
-	d, kind, err := h.cw.encodeResult(ctx, protos.ObjectIDFor(taskID, 1), fn, value)
+	d, kind, err := h.cw.encodeResult(ctx, protos.ObjectIDFor(taskID, 1), m.GetCaller(), fn, value)
 	if err != nil {
 		fail(kind, err, "")
 		return

@@ -15,26 +15,42 @@ func Put[T any](ctx context.Context, v T) (Ref[T], error) {
 	if cw == nil {
 		return Ref[T]{}, ErrNotInitialized
 	}
-	enc, data, err := encodeValue(v)
+	enc, err := encodeValue(v)
 	if err != nil {
 		return Ref[T]{}, fmt.Errorf("%w: Put: %v", ErrArgument, err)
 	}
+	ref, err := cw.put(ctx, enc)
+	if err != nil {
+		return Ref[T]{}, err
+	}
+	return Ref[T]{ref}, nil
+}
+
+// put stores an encoded value as a new object this process owns. The new
+// object holds the refs nested in the value for as long as it lives.
+func (cw *coreWorker) put(ctx context.Context, v encoded) (ObjectRef, error) {
 	id := cw.nextPutID()
 	cw.objects.addOwned(id)
 	var d *protos.ObjectData
-	if len(data) > inlineLimit {
-		d, err = cw.storeValue(ctx, id, enc, data)
+	if len(v.data) > inlineLimit {
+		var err error
+		d, err = cw.storeValue(ctx, id, cw.addr, v)
 		if err != nil {
 			cw.objects.complete(id, nil, systemError(protos.ErrorKind_ERROR_KIND_OBJECT_STORE_FULL, "Put", id.TaskID(), "%v", err))
 			cw.objects.removeLocalRef(id) // drops the pending entry
-			return Ref[T]{}, err
+			return ObjectRef{}, err
 		}
 	} else {
-		d = &protos.ObjectData{Encoding: enc, Data: data}
+		if v.enc == protos.Encoding_ENCODING_RAW || v.enc == protos.Encoding_ENCODING_NUMERIC {
+			// The caller's slice, not ours to keep.
+			v.data = append([]byte(nil), v.data...)
+		}
+		d = v.objectData()
 	}
 	ref := newObjectRef(cw, id, cw.addr)
+	cw.objects.setContains(id, v.refs)
 	cw.objects.complete(id, d, nil)
-	return Ref[T]{ref}, nil
+	return ref, nil
 }
 
 // Get waits for the value of ref. A task that failed gives a *TaskError;
@@ -85,16 +101,43 @@ func GetAll[T any](ctx context.Context, refs []Ref[T], opts ...GetOption) ([]T, 
 	}
 	out := make([]T, len(refs))
 	for i, id := range ids {
-		data := datas[i]
-		b, err := cw.readData(ctx, id, data)
-		if err != nil {
+		if err := decodeObject(cw, ctx, id, datas[i], &out[i]); err != nil {
 			return nil, err
 		}
-		if err := decodeInto(data.GetEncoding(), b, &out[i]); err != nil {
-			return nil, fmt.Errorf("%w: Get of %s: %v", ErrArgument, id, err)
+	}
+	// Refs decoded from the values are registered with their owners before
+	// the caller can drop the refs that kept them alive.
+	cw.objects.flushBorrows()
+	return out, nil
+}
+
+// decodeObject decodes the value of id into out. A []byte or numeric slice
+// in the node's store is returned as a view of the shared memory; the
+// object stays pinned (never spilled or freed) while this process holds a
+// ref to it. Other values are decoded into Go memory and the pin is dropped
+// at once.
+func decodeObject[T any](cw *coreWorker, ctx context.Context, id protos.ObjectID, data *protos.ObjectData, out *T) error {
+	b, cached := cw.objects.cachedView(id)
+	pinned := false
+	if !cached {
+		var err error
+		if b, pinned, err = cw.readData(ctx, id, data); err != nil {
+			return err
 		}
 	}
-	return out, nil
+	if err := decodeInto(data, b, out); err != nil {
+		if pinned {
+			cw.releasePins([]protos.ObjectID{id})
+		}
+		return fmt.Errorf("%w: Get of %s: %v", ErrArgument, id, err)
+	}
+	if pinned {
+		view := data.GetEncoding() == protos.Encoding_ENCODING_RAW || data.GetEncoding() == protos.Encoding_ENCODING_NUMERIC
+		if !view || !cw.objects.keepView(id, b) {
+			cw.releasePins([]protos.ObjectID{id})
+		}
+	}
+	return nil
 }
 
 // Wait returns, in input order, the refs that are ready (done or failed)

@@ -29,26 +29,29 @@ func (cw *coreWorker) buildArgs(ctx context.Context, fn string, args []argSource
 			refs = append(refs, a.ref.h.id)
 			keep = append(keep, a.ref)
 		} else {
-			enc, data, err := encodeValue(a.value)
+			v, err := encodeValue(a.value)
 			if err != nil {
 				return nil, nil, fmt.Errorf("%w: %s argument %d: %v", ErrArgument, fn, i, err)
 			}
-			if len(data) > inlineLimit {
+			if len(v.data) > inlineLimit {
 				// Large arguments go through the store once, as Ray's
 				// put-then-pass, rather than riding in every push.
-				id := cw.nextPutID()
-				cw.objects.addOwned(id)
-				d, err := cw.storeValue(ctx, id, enc, data)
+				ref, err := cw.put(ctx, v)
 				if err != nil {
 					return nil, nil, fmt.Errorf("%s argument %d: %w", fn, i, err)
 				}
-				cw.objects.complete(id, d, nil)
-				ref := newObjectRef(cw, id, cw.addr)
 				ta.Ref = ref.proto()
-				refs = append(refs, id)
+				refs = append(refs, ref.h.id)
 				keep = append(keep, ref)
 			} else {
-				ta.Value = &protos.ObjectData{Encoding: enc, Data: data}
+				ta.Value = v.objectData()
+				// Refs nested in the value are held like the call's
+				// ref arguments until it returns; the worker registers
+				// as their borrower before replying.
+				for _, r := range v.refs {
+					refs = append(refs, r.h.id)
+					keep = append(keep, r)
+				}
 			}
 		}
 		out = append(out, ta)
@@ -103,4 +106,33 @@ func (cw *coreWorker) resolveArgs(args []*protos.TaskArg, done func(*TaskError))
 			arrive(a, nil, systemError(protos.ErrorKind_ERROR_KIND_OBJECT_LOST, "", id.TaskID(), "argument object %s is gone", id))
 		}
 	}
+}
+
+// argPins reads a task's arguments, collecting the store pins their views
+// take; the pins are dropped when the task ends (see taskEnded). A task
+// must copy a []byte or numeric-slice argument it keeps after returning.
+type argPins struct {
+	cw  *coreWorker
+	ctx context.Context
+	ids []protos.ObjectID
+}
+
+func (p *argPins) read(a *protos.TaskArg) ([]byte, error) {
+	id, _ := protos.ObjectIDFromBytes(a.GetRef().GetObjectId())
+	b, pinned, err := p.cw.readData(p.ctx, id, a.GetValue())
+	if pinned {
+		p.ids = append(p.ids, id)
+	}
+	return b, err
+}
+
+// taskEnded runs when a task or actor call finishes, before its reply
+// leaves: owners learn of the borrowers its arguments created while the
+// caller still holds them, argument pins are dropped, and a worker holding
+// borrowed refs collects garbage soon so it gives them back.
+func (cw *coreWorker) taskEnded(p *argPins) {
+	cw.objects.flushBorrows()
+	cw.releasePins(p.ids)
+	p.ids = nil
+	cw.gcSoon()
 }

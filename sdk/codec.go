@@ -1,6 +1,7 @@
 package sdk
 
 import (
+	"bytes"
 	"fmt"
 	"reflect"
 
@@ -20,29 +21,90 @@ var (
 	protoMsgType = reflect.TypeOf((*proto.Message)(nil)).Elem()
 )
 
-// encodeValue encodes v, appending to buf when msgpack is used.
-func encodeValue(v any) (protos.Encoding, []byte, error) {
+// encoded is a value ready to travel: its encoding, its bytes and the refs
+// nested inside it, which the runtime must keep alive for the receiver
+// (see objects.go).
+type encoded struct {
+	enc  protos.Encoding
+	kind protos.NumericKind
+	data []byte
+	refs []ObjectRef
+}
+
+func (e encoded) objectData() *protos.ObjectData {
+	return &protos.ObjectData{Encoding: e.enc, NumericKind: e.kind, Data: e.data}
+}
+
+// refBuffer is the msgpack encoder's output; ObjectRef.EncodeMsgpack finds
+// it through Encoder.Writer and records itself, which is how the runtime
+// learns which refs a value carries.
+type refBuffer struct {
+	bytes.Buffer
+	refs []ObjectRef
+}
+
+// encodeValue encodes v. []byte and numeric slices are not copied: data
+// aliases v.
+func encodeValue(v any) (encoded, error) {
 	switch x := v.(type) {
 	case []byte:
-		return protos.Encoding_ENCODING_RAW, x, nil
+		return encoded{enc: protos.Encoding_ENCODING_RAW, data: x}, nil
 	case proto.Message:
 		b, err := proto.Marshal(x)
 		if err != nil {
-			return 0, nil, fmt.Errorf("protobuf encode %T: %w", v, err)
+			return encoded{}, fmt.Errorf("protobuf encode %T: %w", v, err)
 		}
-		return protos.Encoding_ENCODING_PROTOBUF, b, nil
+		return encoded{enc: protos.Encoding_ENCODING_PROTOBUF, data: b}, nil
 	}
-	b, err := msgpack.Marshal(v)
+	if kind, data, ok := numericBytes(v); ok {
+		return encoded{enc: protos.Encoding_ENCODING_NUMERIC, kind: kind, data: data}, nil
+	}
+	enc := msgpack.GetEncoder()
+	var buf refBuffer
+	enc.Reset(&buf)
+	err := enc.Encode(v)
+	msgpack.PutEncoder(enc)
 	if err != nil {
-		return 0, nil, fmt.Errorf("msgpack encode %T: %w", v, err)
+		return encoded{}, fmt.Errorf("msgpack encode %T: %w", v, err)
 	}
-	return protos.Encoding_ENCODING_MSGPACK, b, nil
+	return encoded{enc: protos.Encoding_ENCODING_MSGPACK, data: buf.Bytes(), refs: dedupRefs(buf.refs)}, nil
+}
+
+func dedupRefs(refs []ObjectRef) []ObjectRef {
+	if len(refs) < 2 {
+		return refs
+	}
+	seen := make(map[protos.ObjectID]bool, len(refs))
+	out := refs[:0]
+	for _, r := range refs {
+		if !seen[r.h.id] {
+			seen[r.h.id] = true
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // decodeInto decodes data (in encoding enc) into *T. For []byte with the raw
-// encoding, the result aliases data: no copy is made.
-func decodeInto[T any](enc protos.Encoding, data []byte, out *T) error {
+// encoding and numeric slices, the result aliases data: no copy is made.
+func decodeInto[T any](d *protos.ObjectData, data []byte, out *T) error {
+	enc := d.GetEncoding()
 	switch enc {
+	case protos.Encoding_ENCODING_NUMERIC:
+		v, err := numericValue(d.GetNumericKind(), data)
+		if err != nil {
+			return err
+		}
+		if p, ok := any(out).(*any); ok {
+			*p = v
+			return nil
+		}
+		x, ok := v.(T)
+		if !ok {
+			return fmt.Errorf("value is %T, cannot decode into %s", v, typeName[T]())
+		}
+		*out = x
+		return nil
 	case protos.Encoding_ENCODING_RAW:
 		if p, ok := any(out).(*[]byte); ok {
 			*p = data
@@ -75,9 +137,19 @@ func decodeInto[T any](enc protos.Encoding, data []byte, out *T) error {
 
 // decodeReflect decodes into a value of type t (used by the function
 // registry, which knows parameter types only at run time).
-func decodeReflect(t reflect.Type, enc protos.Encoding, data []byte) (reflect.Value, error) {
+func decodeReflect(t reflect.Type, d *protos.ObjectData, data []byte) (reflect.Value, error) {
 	ptr := reflect.New(t)
-	switch enc {
+	switch enc := d.GetEncoding(); enc {
+	case protos.Encoding_ENCODING_NUMERIC:
+		v, err := numericValue(d.GetNumericKind(), data)
+		if err != nil {
+			return reflect.Value{}, err
+		}
+		rv := reflect.ValueOf(v)
+		if !rv.Type().AssignableTo(t) {
+			return reflect.Value{}, fmt.Errorf("value is %s, cannot decode into %s", rv.Type(), t)
+		}
+		ptr.Elem().Set(rv)
 	case protos.Encoding_ENCODING_RAW:
 		if t != bytesType && t.Kind() != reflect.Interface {
 			return reflect.Value{}, fmt.Errorf("value is []byte, cannot decode into %s", t)
@@ -97,7 +169,7 @@ func decodeReflect(t reflect.Type, enc protos.Encoding, data []byte) (reflect.Va
 			return reflect.Value{}, fmt.Errorf("msgpack decode into %s: %w", t, err)
 		}
 	default:
-		return reflect.Value{}, fmt.Errorf("unknown value encoding %v", enc)
+		return reflect.Value{}, fmt.Errorf("unknown value encoding %v", d.GetEncoding())
 	}
 	return ptr.Elem(), nil
 }

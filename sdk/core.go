@@ -58,7 +58,8 @@ type coreWorker struct {
 	putTask  protos.TaskID
 	putIndex atomic.Uint32
 
-	closed atomic.Bool
+	closed      atomic.Bool
+	gcScheduled atomic.Bool
 }
 
 var cur atomic.Pointer[coreWorker]
@@ -120,6 +121,10 @@ func (cw *coreWorker) ServeWire(c *wire.Conn, req *wire.Request) {
 		cw.host.kill(c, req)
 	case protos.Method_STREAM_ITEM:
 		cw.serveStreamItem(c, req)
+	case protos.Method_ADD_BORROWERS, protos.Method_REMOVE_BORROWERS:
+		cw.serveBorrow(c, req)
+	case protos.Method_GET_REFS:
+		_ = c.Reply(req, cw.objects.refsInfo())
 	case protos.Method_EXIT:
 		var m protos.ExitRequest
 		_ = unmarshalProto(req.Payload, &m)
@@ -242,6 +247,7 @@ func (cw *coreWorker) withPeer(endpoint string, fn func(*wire.Conn, error)) {
 				}
 				cw.peersMu.Unlock()
 				cw.objects.failOwnedBy(endpoint)
+				cw.objects.dropBorrower(endpoint)
 			}()
 		}
 		for _, w := range waiting {

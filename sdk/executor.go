@@ -213,10 +213,9 @@ func (e *executor) run(leaseID protos.LeaseID, conn *wire.Conn, msg *protos.Push
 	if d := spec.GetFunctionDigest(); d != "" && d != e.cw.digest {
 		return fail(protos.ErrorKind_ERROR_KIND_BINARY_MISMATCH, fmt.Errorf("%w: caller's function table digest %s, worker %s has %s", ErrBinaryMismatch, d, executable(), e.cw.digest), "")
 	}
-	args, err := f.decodeArgs(spec.GetArgs(), func(a *protos.TaskArg) ([]byte, error) {
-		id, _ := protos.ObjectIDFromBytes(a.GetRef().GetObjectId())
-		return e.cw.readData(ctx, id, a.GetValue())
-	})
+	pins := &argPins{cw: e.cw, ctx: ctx}
+	defer e.cw.taskEnded(pins)
+	args, err := f.decodeArgs(spec.GetArgs(), pins.read)
 	if err != nil {
 		var te *TaskError
 		if errors.As(err, &te) {
@@ -235,7 +234,7 @@ func (e *executor) run(leaseID protos.LeaseID, conn *wire.Conn, msg *protos.Push
 	var value any
 	var stack string
 	if f.invokeStream != nil {
-		yield := e.cw.yielder(ctx, conn, taskID)
+		yield := e.cw.yielder(ctx, conn, taskID, spec.GetOwner())
 		_, err, stack = protect(func() (any, error) { return nil, f.invokeStream(ctx, args, yield) })
 	} else {
 		value, err, stack = protect(func() (any, error) { return f.invoke(ctx, args) })
@@ -250,7 +249,7 @@ func (e *executor) run(leaseID protos.LeaseID, conn *wire.Conn, msg *protos.Push
 	if err != nil {
 		return fail(protos.ErrorKind_ERROR_KIND_TASK, err, stack)
 	}
-	d, kind, err := e.cw.encodeResult(ctx, protos.ObjectIDFor(taskID, 1), spec.GetFunction(), value)
+	d, kind, err := e.cw.encodeResult(ctx, protos.ObjectIDFor(taskID, 1), spec.GetOwner(), spec.GetFunction(), value)
 	if err != nil {
 		return fail(kind, err, "")
 	}

@@ -184,14 +184,14 @@ func (s *session) connect(ctx context.Context, log zerolog.Logger, node *protos.
 	wd, _ := os.Getwd()
 	var reply protos.RegisterClientReply
 	if err := c.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{
-		JobId: jobID.Bytes(), Executable: executable(), FunctionDigest: cw.digest, Env: append(os.Environ(), raylet.EnvGCSAddress+"="+s.gcs.NATS().ConnectedUrl(), raylet.EnvNamespace+"="+o.namespace), WorkingDir: wd,
+		JobId: jobID.Bytes(), WorkerId: cw.workerID.Bytes(), Executable: executable(), FunctionDigest: cw.digest, Env: append(os.Environ(), raylet.EnvGCSAddress+"="+s.gcs.NATS().ConnectedUrl(), raylet.EnvNamespace+"="+o.namespace), WorkingDir: wd,
 	}, &reply); err != nil {
 		return fmt.Errorf("goray: register driver with raylet: %w", err)
 	}
 	cw.attachNode(reply.GetNode())
 	if s.head != nil {
 		st := s.head.Raylet.Store()
-		cw.store, cw.seg = localStore{st}, st.Segment()
+		cw.store, cw.seg = localStore{st, st.NewHolder()}, st.Segment()
 	} else {
 		seg, err := objstore.OpenSegment(node.GetStorePath())
 		if err != nil {

@@ -86,9 +86,8 @@ func (r Ref[T]) Untyped() ObjectRef { return r.ObjectRef }
 func AsRef[T any](r ObjectRef) Ref[T] { return Ref[T]{r} }
 
 // A ref nested inside a value is encoded as its id and its owner's address,
-// so the receiving process can fetch it from the owner. Encoding a ref marks
-// it as borrowed: its owner keeps the object until the owner exits (the
-// borrower protocol that frees it earlier belongs to the object store work).
+// so the receiving process can fetch it from the owner and register as a
+// borrower.
 var _ msgpack.CustomEncoder = ObjectRef{}
 var _ msgpack.CustomDecoder = (*ObjectRef)(nil)
 
@@ -100,7 +99,14 @@ func (r ObjectRef) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if r.h.err != nil {
 		return fmt.Errorf("cannot encode a failed ref: %w", r.h.err)
 	}
-	if cw := current(); cw != nil {
+	if rb, ok := enc.Writer().(*refBuffer); ok {
+		// Encoded by the runtime, which keeps the object alive for the
+		// value's receiver (see objects.go).
+		rb.refs = append(rb.refs, r)
+	} else if cw := current(); cw != nil {
+		// Encoded by someone else (msgpack.Marshal in user code): the
+		// runtime cannot follow the bytes, so the owner keeps the object
+		// until it exits.
 		cw.objects.markEscaped(r.h.id)
 	}
 	b, err := marshalProto(r.proto())

@@ -103,7 +103,7 @@ func (f *registeredFunc) decodeArgs(args []*protos.TaskArg, read func(*protos.Ta
 		if err != nil {
 			return nil, fmt.Errorf("%w: function %s argument %d (%s): %v", ErrArgument, f.name, i, f.params[i], err)
 		}
-		v, err := decodeReflect(f.params[i], d.GetEncoding(), data)
+		v, err := decodeReflect(f.params[i], d, data)
 		if err != nil {
 			return nil, fmt.Errorf("%w: function %s argument %d (%s): %v", ErrArgument, f.name, i, f.params[i], err)
 		}

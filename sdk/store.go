@@ -22,21 +22,36 @@ const inlineLimit = 100 * 1024
 // otherwise. Either way the bytes are read and written through this
 // process's own mapping of the segment.
 type storeClient interface {
-	create(ctx context.Context, id protos.ObjectID, size uint64) (uint64, error)
+	// create reserves size bytes for id; with spill, the store spills
+	// other objects to disk to make room if it must.
+	create(ctx context.Context, id protos.ObjectID, size uint64, owner protos.WorkerID, spill bool) (uint64, error)
 	seal(ctx context.Context, id protos.ObjectID) error
-	locate(ctx context.Context, id protos.ObjectID) (off, size uint64, ok bool, err error)
+	// acquire returns a sealed object's location and pins it for this
+	// process (restoring it from spill first) until release.
+	acquire(ctx context.Context, id protos.ObjectID) (off, size uint64, err error)
+	release(ids []protos.ObjectID)
 	delete(ids []protos.ObjectID)
 }
 
-type localStore struct{ s *objstore.Store }
+type localStore struct {
+	s *objstore.Store
+	h objstore.Holder
+}
 
-func (l localStore) create(_ context.Context, id protos.ObjectID, size uint64) (uint64, error) {
-	return l.s.Create(id, size)
+func (l localStore) create(_ context.Context, id protos.ObjectID, size uint64, owner protos.WorkerID, spill bool) (uint64, error) {
+	if !spill {
+		return l.s.TryCreateOwned(id, size, owner)
+	}
+	return l.s.CreateOwned(id, size, owner)
 }
 func (l localStore) seal(_ context.Context, id protos.ObjectID) error { return l.s.Seal(id) }
-func (l localStore) locate(_ context.Context, id protos.ObjectID) (uint64, uint64, bool, error) {
-	off, size, ok := l.s.Get(id)
-	return off, size, ok, nil
+func (l localStore) acquire(_ context.Context, id protos.ObjectID) (uint64, uint64, error) {
+	return l.s.Acquire(id, l.h)
+}
+func (l localStore) release(ids []protos.ObjectID) {
+	for _, id := range ids {
+		l.s.Release(id, l.h)
+	}
 }
 func (l localStore) delete(ids []protos.ObjectID) {
 	for _, id := range ids {
@@ -46,9 +61,9 @@ func (l localStore) delete(ids []protos.ObjectID) {
 
 type rayletStore struct{ c *wire.Conn }
 
-func (r rayletStore) create(ctx context.Context, id protos.ObjectID, size uint64) (uint64, error) {
+func (r rayletStore) create(ctx context.Context, id protos.ObjectID, size uint64, owner protos.WorkerID, spill bool) (uint64, error) {
 	var reply protos.CreateObjectReply
-	if err := r.c.Call(ctx, protos.Method_CREATE_OBJECT, &protos.CreateObjectRequest{ObjectId: id.Bytes(), Size: size}, &reply); err != nil {
+	if err := r.c.Call(ctx, protos.Method_CREATE_OBJECT, &protos.CreateObjectRequest{ObjectId: id.Bytes(), Size: size, OwnerWorkerId: owner.Bytes(), NoSpill: !spill}, &reply); err != nil {
 		return 0, err
 	}
 	return reply.GetOffset(), nil
@@ -56,32 +71,45 @@ func (r rayletStore) create(ctx context.Context, id protos.ObjectID, size uint64
 func (r rayletStore) seal(ctx context.Context, id protos.ObjectID) error {
 	return r.c.Call(ctx, protos.Method_SEAL_OBJECT, &protos.SealObjectRequest{ObjectId: id.Bytes()}, &protos.SealObjectReply{})
 }
-func (r rayletStore) locate(ctx context.Context, id protos.ObjectID) (uint64, uint64, bool, error) {
+func (r rayletStore) acquire(ctx context.Context, id protos.ObjectID) (uint64, uint64, error) {
 	var reply protos.GetObjectLocationReply
-	if err := r.c.Call(ctx, protos.Method_GET_OBJECT_LOCATION, &protos.GetObjectLocationRequest{ObjectId: id.Bytes()}, &reply); err != nil {
-		return 0, 0, false, err
+	if err := r.c.Call(ctx, protos.Method_GET_OBJECT_LOCATION, &protos.GetObjectLocationRequest{ObjectId: id.Bytes(), Pin: true}, &reply); err != nil {
+		return 0, 0, err
 	}
-	return reply.GetOffset(), reply.GetSize(), reply.GetFound(), nil
+	if !reply.GetFound() {
+		return 0, 0, fmt.Errorf("%w: object %s", objstore.ErrObjectNotFound, id)
+	}
+	return reply.GetOffset(), reply.GetSize(), nil
+}
+func (r rayletStore) release(ids []protos.ObjectID) {
+	_ = r.c.Notify(protos.Method_RELEASE_OBJECTS, &protos.ReleaseObjectsRequest{ObjectIds: idBytes(ids)})
 }
 func (r rayletStore) delete(ids []protos.ObjectID) {
-	req := &protos.DeleteObjectsRequest{}
-	for _, id := range ids {
-		req.ObjectIds = append(req.ObjectIds, id.Bytes())
-	}
-	_ = r.c.Notify(protos.Method_DELETE_OBJECTS, req)
+	_ = r.c.Notify(protos.Method_DELETE_OBJECTS, &protos.DeleteObjectsRequest{ObjectIds: idBytes(ids)})
 }
 
-// storeValue writes encoded bytes to the node's store under id.
-func (cw *coreWorker) storeValue(ctx context.Context, id protos.ObjectID, enc protos.Encoding, data []byte) (*protos.ObjectData, error) {
-	off, err := cw.store.create(ctx, id, uint64(len(data)))
+func idBytes(ids []protos.ObjectID) [][]byte {
+	out := make([][]byte, len(ids))
+	for i, id := range ids {
+		out[i] = id.Bytes()
+	}
+	return out
+}
+
+// storeValue writes encoded bytes to the node's store under id, owned by
+// owner (the raylet frees an object whose owner dies).
+func (cw *coreWorker) storeValue(ctx context.Context, id protos.ObjectID, owner *protos.Address, v encoded) (*protos.ObjectData, error) {
+	data := v.data
+	ownerID, _ := protos.UniqueIDFromBytes(owner.GetWorkerId())
+	off, err := cw.store.create(ctx, id, uint64(len(data)), ownerID, false)
 	if isObjectExists(err) {
 		// A previous attempt of the same task stored it before its worker
 		// died: this attempt's value replaces it.
 		cw.store.delete([]protos.ObjectID{id})
-		off, err = cw.store.create(ctx, id, uint64(len(data)))
+		off, err = cw.store.create(ctx, id, uint64(len(data)), ownerID, false)
 	}
 	if isStoreFull(err) {
-		off, err = cw.createAfterGC(ctx, id, uint64(len(data)))
+		off, err = cw.createAfterGC(ctx, id, uint64(len(data)), ownerID)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: storing %d bytes: %w", ErrObjectStoreFull, len(data), err)
@@ -90,26 +118,45 @@ func (cw *coreWorker) storeValue(ctx context.Context, id protos.ObjectID, enc pr
 	if err := cw.store.seal(ctx, id); err != nil {
 		return nil, fmt.Errorf("seal object %s: %w", id, err)
 	}
-	return &protos.ObjectData{Encoding: enc, InStore: true, NodeId: cw.nodeID.Bytes(), Size: uint64(len(data))}, nil
+	return &protos.ObjectData{Encoding: v.enc, NumericKind: v.kind, InStore: true, NodeId: cw.nodeID.Bytes(), Size: uint64(len(data))}, nil
 }
 
 // readData returns the bytes of a value: inline bytes, or a view of the
-// node's store (no copy).
-func (cw *coreWorker) readData(ctx context.Context, id protos.ObjectID, d *protos.ObjectData) ([]byte, error) {
+// node's store (no copy). A view comes pinned (pinned is true): the caller
+// releases the pin (releasePins) once it no longer reads the bytes, or hands
+// it to the object's entry (keepView).
+func (cw *coreWorker) readData(ctx context.Context, id protos.ObjectID, d *protos.ObjectData) (b []byte, pinned bool, err error) {
 	if !d.GetInStore() {
-		return d.GetData(), nil
+		return d.GetData(), false, nil
 	}
 	if protos.MustUniqueID(d.GetNodeId()) != cw.nodeID {
-		return nil, fmt.Errorf("object %s is on node %x, not this node (cross-node transfer is not available yet)", id, d.GetNodeId())
+		return nil, false, fmt.Errorf("object %s is on node %x, not this node (cross-node transfer is not available yet)", id, d.GetNodeId())
 	}
-	off, size, ok, err := cw.store.locate(ctx, id)
+	off, size, err := cw.store.acquire(ctx, id)
 	if err != nil {
-		return nil, fmt.Errorf("locate object %s: %w", id, err)
+		if isNotFound(err) {
+			return nil, false, fmt.Errorf("%w: object %s is not in the node's store", ErrObjectLost, id)
+		}
+		return nil, false, fmt.Errorf("%w: object %s: %w", ErrObjectLost, id, err)
 	}
-	if !ok {
-		return nil, fmt.Errorf("%w: object %s is not in the node's store", ErrObjectLost, id)
+	b, err = cw.seg.CheckedSlice(off, size)
+	if err != nil {
+		cw.releasePins([]protos.ObjectID{id})
+		return nil, false, fmt.Errorf("object %s: %w", id, err)
 	}
-	return cw.seg.Slice(off, size), nil
+	return b, true, nil
+}
+
+// releasePins drops pins taken by readData.
+func (cw *coreWorker) releasePins(ids []protos.ObjectID) {
+	if cw.store != nil && len(ids) > 0 && !cw.closed.Load() {
+		cw.store.release(ids)
+	}
+}
+
+func isNotFound(err error) bool {
+	var re *wire.RemoteError
+	return errors.Is(err, objstore.ErrObjectNotFound) || (errors.As(err, &re) && re.Code == "not_found")
 }
 
 func (cw *coreWorker) deleteStored(ids []protos.ObjectID) {
@@ -125,17 +172,21 @@ func isObjectExists(err error) bool {
 
 // encodeResult encodes a call's result: inline when small, else in the
 // node's store under id. The error kind says whose fault a failure is.
-func (cw *coreWorker) encodeResult(ctx context.Context, id protos.ObjectID, fn string, value any) (*protos.ObjectData, protos.ErrorKind, error) {
-	enc, data, err := encodeValue(value)
+// The caller, which owns the result, becomes a borrower of the refs nested
+// in it before the reply leaves.
+func (cw *coreWorker) encodeResult(ctx context.Context, id protos.ObjectID, caller *protos.Address, fn string, value any) (*protos.ObjectData, protos.ErrorKind, error) {
+	v, err := encodeValue(value)
 	if err != nil {
 		return nil, protos.ErrorKind_ERROR_KIND_TASK, fmt.Errorf("encode result of %s: %w", fn, err)
 	}
-	if len(data) <= inlineLimit {
-		return &protos.ObjectData{Encoding: enc, Data: data}, 0, nil
+	d := v.objectData()
+	if len(v.data) > inlineLimit {
+		if d, err = cw.storeValue(ctx, id, caller, v); err != nil {
+			return nil, protos.ErrorKind_ERROR_KIND_OBJECT_STORE_FULL, err
+		}
 	}
-	d, err := cw.storeValue(ctx, id, enc, data)
-	if err != nil {
-		return nil, protos.ErrorKind_ERROR_KIND_OBJECT_STORE_FULL, err
+	if d.NestedRefs, err = cw.lendTo(ctx, v.refs, caller); err != nil {
+		return nil, protos.ErrorKind_ERROR_KIND_TASK, err
 	}
 	return d, 0, nil
 }
@@ -145,24 +196,31 @@ func isStoreFull(err error) bool {
 	return errors.Is(err, objstore.ErrStoreFull) || (errors.As(err, &re) && re.Code == "store_full")
 }
 
-// createAfterGC retries a create that found the store full after a garbage
-// collection: objects are freed when the collector finds their last ref
-// gone, and Go's collector paces itself by the Go heap, not by the shared
-// memory its refs keep alive. Cleanups run asynchronously after the
-// collection, so the create is retried for a short while.
-func (cw *coreWorker) createAfterGC(ctx context.Context, id protos.ObjectID, size uint64) (uint64, error) {
+// createAfterGC makes room for a create that found the store full. First
+// garbage: objects are freed when the collector finds their last ref gone,
+// and Go's collector paces itself by the Go heap, not by the shared memory
+// its refs keep alive, so unreachable refs may be holding the store. The
+// collection's cleanups run asynchronously, so the create is retried while
+// they free objects. Then, if that is not enough, the store spills objects
+// to disk.
+func (cw *coreWorker) createAfterGC(ctx context.Context, id protos.ObjectID, size uint64, owner protos.WorkerID) (uint64, error) {
+	before := cw.objects.storeFrees.Load()
 	runtime.GC()
-	var err error
-	for wait := time.Millisecond; wait < 512*time.Millisecond; wait *= 2 {
-		var off uint64
-		if off, err = cw.store.create(ctx, id, size); !isStoreFull(err) {
-			return off, err
-		}
+	for wait := 250 * time.Microsecond; wait <= 16*time.Millisecond; wait *= 2 {
 		select {
 		case <-time.After(wait):
 		case <-ctx.Done():
 			return 0, ctx.Err()
 		}
+		now := cw.objects.storeFrees.Load()
+		if now == before && wait >= 2*time.Millisecond {
+			break // the collection freed nothing more: spill
+		}
+		before = now
+		off, err := cw.store.create(ctx, id, size, owner, false)
+		if !isStoreFull(err) {
+			return off, err
+		}
 	}
-	return 0, err
+	return cw.store.create(ctx, id, size, owner, true)
 }

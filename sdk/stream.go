@@ -122,9 +122,9 @@ func (cw *coreWorker) serveStreamItem(c *wire.Conn, req *wire.Request) {
 	st := cw.streams.get(taskID)
 	if st == nil {
 		// The caller closed the stream: the item has no reader.
-		if m.GetData().GetInStore() {
-			cw.deleteStored([]protos.ObjectID{protos.ObjectIDFor(taskID, uint32(streamIndexBase+m.GetIndex()))})
-		}
+		// Completing an id nobody holds frees its store copy and gives
+		// back the refs nested in it.
+		cw.objects.completeResult(protos.ObjectIDFor(taskID, uint32(streamIndexBase+m.GetIndex())), m.GetData(), nil)
 		_ = c.Reply(req, &protos.StreamItemReply{})
 		return
 	}
@@ -132,7 +132,7 @@ func (cw *coreWorker) serveStreamItem(c *wire.Conn, req *wire.Request) {
 	cw.objects.addOwned(id)
 	// The stream holds the item until Next hands out a ref to it.
 	cw.objects.addLocalRef(id, cw.addr)
-	cw.objects.complete(id, m.GetData(), nil)
+	cw.objects.completeResult(id, m.GetData(), nil)
 	st.mu.Lock()
 	st.items = append(st.items, id)
 	st.signalLocked()
@@ -287,7 +287,7 @@ func submitStream[T any](ctx context.Context, f funcBase, args ...argSource) *St
 }
 
 // yielder sends a running generator's items to its caller on conn.
-func (cw *coreWorker) yielder(ctx context.Context, conn *wire.Conn, taskID protos.TaskID) func(any) error {
+func (cw *coreWorker) yielder(ctx context.Context, conn *wire.Conn, taskID protos.TaskID, caller *protos.Address) func(any) error {
 	var index uint64
 	window := make(chan struct{}, streamWindow)
 	var mu sync.Mutex
@@ -302,15 +302,21 @@ func (cw *coreWorker) yielder(ctx context.Context, conn *wire.Conn, taskID proto
 		if err != nil {
 			return err
 		}
-		enc, data, err := encodeValue(v)
+		enc, err := encodeValue(v)
 		if err != nil {
 			return fmt.Errorf("encode stream item %d: %w", index, err)
 		}
-		d := &protos.ObjectData{Encoding: enc, Data: data}
-		if len(data) > inlineLimit {
-			if d, err = cw.storeValue(ctx, protos.ObjectIDFor(taskID, uint32(streamIndexBase+index)), enc, data); err != nil {
+		d := enc.objectData()
+		if len(enc.data) > inlineLimit {
+			if d, err = cw.storeValue(ctx, protos.ObjectIDFor(taskID, uint32(streamIndexBase+index)), caller, enc); err != nil {
 				return err
 			}
+		} else if enc.enc == protos.Encoding_ENCODING_RAW || enc.enc == protos.Encoding_ENCODING_NUMERIC {
+			// Sent asynchronously: the producer may reuse its slice.
+			d.Data = append([]byte(nil), enc.data...)
+		}
+		if d.NestedRefs, err = cw.lendTo(ctx, enc.refs, caller); err != nil {
+			return err
 		}
 		select {
 		case window <- struct{}{}:

@@ -6,6 +6,7 @@ package tests
 
 import (
 	"context"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,7 +26,12 @@ func TestMain(m *testing.M) {
 // (checking that nothing is left behind) when the test ends.
 func startCluster(t *testing.T, opts ...sdk.InitOption) context.Context {
 	t.Helper()
-	dir := t.TempDir()
+	return startClusterIn(t, t.TempDir(), opts...)
+}
+
+// startClusterIn is startCluster with the session in dir.
+func startClusterIn(t *testing.T, dir string, opts ...sdk.InitOption) context.Context {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	all := append([]sdk.InitOption{sdk.SessionDir(dir), sdk.ObjectStoreMemory(256 << 20)}, opts...)
 	if err := sdk.Init(ctx, all...); err != nil {
@@ -58,6 +64,9 @@ func checkNoLeftovers(t *testing.T, sessionDir, segment string) {
 		}
 		if pids := workerPIDs(sessionDir); len(pids) > 0 {
 			return errorf("worker processes left behind: %v", pids)
+		}
+		if files := spillFiles(sessionDir); len(files) > 0 {
+			return errorf("spill files left behind: %v", files)
 		}
 		return nil
 	})
@@ -104,4 +113,16 @@ func checkFor(t *testing.T, timeout, interval time.Duration, cond func() error) 
 		time.Sleep(interval)
 	}
 	t.Fatalf("condition not met after %v: %v", timeout, err)
+}
+
+// spillFiles lists the files under the session's spill directory.
+func spillFiles(sessionDir string) []string {
+	var out []string
+	_ = filepath.WalkDir(filepath.Join(sessionDir, "spill"), func(path string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			out = append(out, path)
+		}
+		return nil
+	})
+	return out
 }

@@ -1,0 +1,384 @@
+package tests
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"hash/crc32"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goray/goray/sdk"
+)
+
+// RefBox nests a ref in a value, so it travels as a borrowed ref.
+type RefBox struct{ R sdk.Ref[[]byte] }
+
+// ChainLink is one hop of a relay: either the next hop's result or, at the
+// end, the checksum of the relayed object.
+type ChainLink struct {
+	Next sdk.Ref[ChainLink]
+	CRC  uint32
+	Done bool
+}
+
+// ObjectOwner is an actor that owns objects it hands out.
+type ObjectOwner struct{}
+
+func (o *ObjectOwner) MakeBox(ctx context.Context, size int) (RefBox, error) {
+	ref, err := sdk.Put(ctx, pattern(size, 9))
+	return RefBox{R: ref}, err
+}
+
+var (
+	// CRCAfterGate checksums b once the gate file exists.
+	CRCAfterGate = sdk.Register2("tests.CRCAfterGate", func(ctx context.Context, b []byte, gate string) (uint32, error) {
+		if err := waitForFile(ctx, gate); err != nil {
+			return 0, err
+		}
+		return crc32.ChecksumIEEE(b), nil
+	})
+
+	// Relay passes box on through depth more tasks, each returning at once;
+	// the last waits for the gate file, then checksums the boxed object.
+	Relay *sdk.Func3[int, RefBox, string, ChainLink]
+
+	ObjectOwnerActor = sdk.RegisterActor0("tests.ObjectOwner", func(ctx context.Context) (*ObjectOwner, error) { return &ObjectOwner{}, nil })
+	ObjectOwnerBox   = sdk.NewMethod1(ObjectOwnerActor, "MakeBox", (*ObjectOwner).MakeBox)
+)
+
+func init() {
+	Relay = sdk.Register3("tests.Relay", func(ctx context.Context, depth int, box RefBox, gate string) (ChainLink, error) {
+		if depth > 0 {
+			return ChainLink{Next: Relay.Remote(ctx, depth-1, box, gate)}, nil
+		}
+		if err := waitForFile(ctx, gate); err != nil {
+			return ChainLink{}, err
+		}
+		b, err := box.R.Get(ctx)
+		if err != nil {
+			return ChainLink{}, err
+		}
+		return ChainLink{CRC: crc32.ChecksumIEEE(b), Done: true}, nil
+	})
+}
+
+func waitForFile(ctx context.Context, path string) error {
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// pattern returns size bytes that depend on seed everywhere, cheaply: a
+// seeded 4 KiB block repeated, with the offset of every 4 KiB stamped in.
+func pattern(size int, seed uint64) []byte {
+	b := make([]byte, size)
+	r := rand.New(rand.NewPCG(seed, seed*31+7))
+	block := min(size, 4096)
+	for i := 0; i+8 <= block; i += 8 {
+		binary.LittleEndian.PutUint64(b[i:], r.Uint64())
+	}
+	for off := block; off < size; off *= 2 {
+		copy(b[off:], b[:off])
+	}
+	for off := 0; off+8 <= size; off += 4096 {
+		binary.LittleEndian.PutUint64(b[off:], uint64(off)^seed)
+	}
+	return b
+}
+
+// TestSpilledObjectsReadBackInRandomOrder puts 100 objects of 8-24 MB
+// (1.6 GB) through a 75 MiB store: most are spilled to disk and restored
+// when read.
+func TestSpilledObjectsReadBackInRandomOrder(t *testing.T) {
+	ctx := startCluster(t, sdk.ObjectStoreMemory(75<<20))
+	const n = 100
+	r := rand.New(rand.NewPCG(1, 2))
+	src := pattern(24<<20, 77)
+	refs := make([]sdk.Ref[[]byte], n)
+	sums := make([]uint32, n)
+	for i := range refs {
+		size := 8<<20 + r.IntN(16<<20)
+		data := src[:size]
+		binary.LittleEndian.PutUint64(data[size/2:], uint64(i))
+		binary.LittleEndian.PutUint64(data[size-8:], uint64(i)*3)
+		sums[i] = crc32.ChecksumIEEE(data)
+		ref, err := sdk.Put(ctx, data)
+		if err != nil {
+			t.Fatalf("put %d (%d bytes): %v", i, size, err)
+		}
+		refs[i] = ref
+	}
+	for _, i := range r.Perm(n) {
+		v, err := sdk.GetView(ctx, refs[i].Untyped())
+		if err != nil {
+			t.Fatalf("get %d: %v", i, err)
+		}
+		if got := crc32.ChecksumIEEE(v.Bytes()); got != sums[i] {
+			t.Fatalf("object %d read back with crc %08x, want %08x", i, got, sums[i])
+		}
+		v.Release()
+	}
+	mem, err := sdk.MemorySummary(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := mem.Nodes[0].Store
+	if st.SpilledObjectsTotal == 0 || st.RestoredObjectsTotal == 0 {
+		t.Fatalf("1.6 GB through 75 MiB without spilling and restoring: %+v", st)
+	}
+	t.Logf("spilled %d objects (%d bytes), restored %d (%d bytes)", st.SpilledObjectsTotal, st.SpilledBytesTotal, st.RestoredObjectsTotal, st.RestoredBytesTotal)
+}
+
+// TestObjectOfPendingTaskSurvivesChurn drops every ref to an object but the
+// one a waiting task holds, then churns the store; the task reads it intact.
+func TestObjectOfPendingTaskSurvivesChurn(t *testing.T) {
+	ctx := startCluster(t, sdk.ObjectStoreMemory(40<<20))
+	gate := filepath.Join(t.TempDir(), "gate")
+	data := pattern(12<<20, 5)
+	want := crc32.ChecksumIEEE(data)
+	ref, err := sdk.Put(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := CRCAfterGate.RemoteArgs(ctx, ref, sdk.Val(gate))
+	ref, data = sdk.Ref[[]byte]{}, nil
+	runtime.GC()
+	churn := pattern(8<<20, 6)
+	for i := 0; i < 40; i++ {
+		churn[0] = byte(i)
+		keep, err := sdk.Put(ctx, churn)
+		if err != nil {
+			t.Fatalf("churn put %d: %v", i, err)
+		}
+		if i%4 == 0 {
+			runtime.GC()
+		}
+		_ = keep
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := sum.Get(ctx)
+	if err != nil || got != want {
+		t.Fatalf("task read the object with crc %08x, %v; want %08x", got, err, want)
+	}
+}
+
+// TestPutFreeCyclesLeaveStoreEmpty runs 100,000 put/free cycles of objects
+// in the store.
+func TestPutFreeCyclesLeaveStoreEmpty(t *testing.T) {
+	ctx := startCluster(t, sdk.ObjectStoreMemory(64<<20))
+	data := make([]byte, 100<<10+1) // just over the inline limit
+	for i := 0; i < 100_000; i++ {
+		binary.LittleEndian.PutUint32(data, uint32(i))
+		ref, err := sdk.Put(ctx, data)
+		if err != nil {
+			t.Fatalf("cycle %d: %v", i, err)
+		}
+		if i%10_000 == 0 {
+			b, err := ref.Get(ctx)
+			if err != nil || binary.LittleEndian.Uint32(b) != uint32(i) {
+				t.Fatalf("cycle %d read back: %v", i, err)
+			}
+		}
+	}
+	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		runtime.GC()
+		if n := storeObjects(ctx, t); n != 0 {
+			return errorf("store still holds %d objects", n)
+		}
+		return nil
+	})
+}
+
+// TestBorrowerChainKeepsObjectAlive relays a ref through five nested tasks
+// that each return at once. The owner drops its own ref at the start; the
+// object lives until the last task has read it, and is freed after.
+func TestBorrowerChainKeepsObjectAlive(t *testing.T) {
+	ctx := startCluster(t)
+	gate := filepath.Join(t.TempDir(), "gate")
+	data := pattern(3<<20, 11)
+	want := crc32.ChecksumIEEE(data)
+	ref, err := sdk.Put(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ref.ID()
+	first := Relay.Remote(ctx, 5, RefBox{R: ref}, gate)
+	ref, data = sdk.Ref[[]byte]{}, nil
+	// Follow the chain to the last, still waiting, hop: five tasks have
+	// ended by then, and none holds the object but through borrowing.
+	link, err := first.Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for hops := 1; hops < 5; hops++ {
+		if link, err = link.Next.Get(ctx); err != nil || link.Done {
+			t.Fatalf("hop %d: %+v, %v", hops, link, err)
+		}
+	}
+	runtime.GC()
+	// Give the ended hops' workers time to collect their refs: the object
+	// must still be there, since the last hop borrows it.
+	time.Sleep(200 * time.Millisecond)
+	if !storeHas(ctx, t, id.String()) {
+		t.Fatal("the object was freed while the last task of the chain still borrowed it")
+	}
+	if err := os.WriteFile(gate, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	last, err := link.Next.Get(ctx)
+	if err != nil || !last.Done || last.CRC != want {
+		t.Fatalf("last hop: %+v, %v; want crc %08x", last, err, want)
+	}
+	first, link, last = sdk.Ref[ChainLink]{}, ChainLink{}, ChainLink{}
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		runtime.GC()
+		if storeHas(ctx, t, id.String()) {
+			return errorf("object %s still in the store after the chain ended", id)
+		}
+		return nil
+	})
+}
+
+// storeHas reports whether the local node's store holds the object.
+func storeHas(ctx context.Context, t *testing.T, id string) bool {
+	t.Helper()
+	mem, err := sdk.MemorySummary(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range mem.Objects {
+		if o.ID.String() == id && (o.InMemory || o.Spilled) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestOwnerDiedError kills the actor owning an object the driver borrows:
+// Get fails at once with ErrOwnerDied.
+func TestOwnerDiedError(t *testing.T) {
+	ctx := startCluster(t)
+	owner, err := ObjectOwnerActor.Remote(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	box, err := ObjectOwnerBox.Remote(ctx, owner, 1<<20).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetched, err := ObjectOwnerBox.Remote(ctx, owner, 1<<20).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := fetched.R.Get(ctx); err != nil || len(b) != 1<<20 {
+		t.Fatalf("borrowed object while its owner lives: %d bytes, %v", len(b), err)
+	}
+	if err := sdk.Kill(ctx, owner, true); err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range map[string]sdk.Ref[[]byte]{"never fetched": box.R, "fetched before": fetched.R} {
+		checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+			_, err := r.Get(ctx, sdk.Timeout(5*time.Second))
+			if errors.Is(err, sdk.ErrGetTimeout) {
+				t.Fatalf("%s: Get timed out instead of failing with ErrOwnerDied", name)
+			}
+			if !errors.Is(err, sdk.ErrOwnerDied) {
+				return errorf("%s: Get after the owner died: %v", name, err)
+			}
+			return nil
+		})
+	}
+}
+
+// TestPinnedViewSurvivesChurn holds a view while the store fills many
+// times over: the viewed bytes never change.
+func TestPinnedViewSurvivesChurn(t *testing.T) {
+	ctx := startCluster(t, sdk.ObjectStoreMemory(40<<20))
+	data := pattern(10<<20, 3)
+	want := crc32.ChecksumIEEE(data)
+	ref, err := sdk.Put(ctx, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := sdk.GetView(ctx, ref.Untyped())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, data = sdk.Ref[[]byte]{}, nil
+	runtime.GC()
+	churn := pattern(8<<20, 4)
+	var keep []sdk.Ref[[]byte]
+	for i := 0; i < 12; i++ {
+		churn[1] = byte(i)
+		r, err := sdk.Put(ctx, churn)
+		if err != nil {
+			t.Fatalf("churn put %d: %v", i, err)
+		}
+		keep = append(keep, r)
+	}
+	if got := crc32.ChecksumIEEE(v.Bytes()); got != want {
+		t.Fatalf("pinned view changed under churn: crc %08x, want %08x", got, want)
+	}
+	v.Release()
+	_ = keep
+}
+
+// TestCorruptSpillFileIsReported corrupts and then removes a spill file:
+// reading the object gives a clear error, and other objects are intact.
+func TestCorruptSpillFileIsReported(t *testing.T) {
+	dir := t.TempDir()
+	ctx := startClusterIn(t, dir, sdk.ObjectStoreMemory(32<<20))
+	a, err := sdk.Put(ctx, pattern(20<<20, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := sdk.Put(ctx, pattern(20<<20, 2)) // spills a
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := spillFiles(dir)
+	if len(files) == 0 {
+		t.Fatal("no spill file after overfilling the store")
+	}
+	f, err := os.OpenFile(files[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xde, 0xad, 0xbe, 0xef}, 10<<20); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	_, err = a.Get(ctx)
+	if err == nil || !errors.Is(err, sdk.ErrObjectLost) || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("Get of an object whose spill file is corrupt: %v", err)
+	}
+	// A view, not Get: Get would keep b pinned while b is referenced,
+	// leaving no room to try restoring a again below.
+	v, err := sdk.GetView(ctx, b.Untyped())
+	if err != nil || crc32.ChecksumIEEE(v.Bytes()) != crc32.ChecksumIEEE(pattern(20<<20, 2)) {
+		t.Fatalf("other object after the corruption: %v", err)
+	}
+	v.Release()
+	for _, f := range files {
+		_ = os.Remove(f)
+	}
+	_, err = a.Get(ctx)
+	if err == nil || !errors.Is(err, sdk.ErrObjectLost) {
+		t.Fatalf("Get of an object whose spill file is gone: %v", err)
+	}
+}
