@@ -3,6 +3,7 @@
 //
 //	goray start --head [--num-cpus N] ...   start a head node (a daemon)
 //	goray status                            show nodes, resources and jobs
+//	goray memory                            list objects and object store usage
 //	goray stop                              stop the cluster
 //
 // A Go program joins the cluster with sdk.Init(ctx, sdk.Address("auto")),
@@ -50,6 +51,7 @@ func newRootCmd(log zerolog.Logger) *cobra.Command {
 
   goray start --head    start a head node (NATS, GCS, raylet) in the background
   goray status          show nodes, resources, demands and jobs
+  goray memory          list objects (owner, size, where, why alive) and store usage
   goray stop            stop the cluster
 
 Programs join the cluster with sdk.Init(ctx, sdk.Address("auto")), or by
@@ -65,6 +67,7 @@ or less of them (default warn).`,
 		return flagError{err: err, cmd: c.CommandPath()}
 	})
 	root.AddCommand(newStartCmd(log), newStatusCmd(log), newStopCmd(log))
+	root.AddCommand(newMemoryCmd(log))
 	return root
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/raylet"
+	"github.com/goray/goray/sdk"
 )
 
 type gcsInfo = protos.ClusterInfoReply
@@ -245,18 +246,4 @@ func formatQuantity(name string, v float64) string {
 	return fmt.Sprintf("%g", v)
 }
 
-func formatBytes(n uint64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	v, suffix := float64(n), ""
-	for _, s := range []string{"KiB", "MiB", "GiB", "TiB", "PiB"} {
-		v /= unit
-		suffix = s
-		if v < unit {
-			break
-		}
-	}
-	return fmt.Sprintf("%.1f %s", v, suffix)
-}
+func formatBytes(n uint64) string { return sdk.FormatBytes(n) }
