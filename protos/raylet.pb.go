@@ -89,11 +89,13 @@ type NodeInfo struct {
 	// Resource shapes waiting for a worker lease.
 	Pending []*ResourceDemand `protobuf:"bytes,12,rep,name=pending,proto3" json:"pending,omitempty"`
 	// Resource shapes that no node can ever satisfy.
-	Infeasible    []*ResourceDemand `protobuf:"bytes,13,rep,name=infeasible,proto3" json:"infeasible,omitempty"`
-	NumWorkers    int32             `protobuf:"varint,14,opt,name=num_workers,json=numWorkers,proto3" json:"num_workers,omitempty"`
-	StoreUsed     uint64            `protobuf:"varint,15,opt,name=store_used,json=storeUsed,proto3" json:"store_used,omitempty"`
-	StoreObjects  uint32            `protobuf:"varint,16,opt,name=store_objects,json=storeObjects,proto3" json:"store_objects,omitempty"`
-	Labels        map[string]string `protobuf:"bytes,17,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Infeasible   []*ResourceDemand `protobuf:"bytes,13,rep,name=infeasible,proto3" json:"infeasible,omitempty"`
+	NumWorkers   int32             `protobuf:"varint,14,opt,name=num_workers,json=numWorkers,proto3" json:"num_workers,omitempty"`
+	StoreUsed    uint64            `protobuf:"varint,15,opt,name=store_used,json=storeUsed,proto3" json:"store_used,omitempty"`
+	StoreObjects uint32            `protobuf:"varint,16,opt,name=store_objects,json=storeObjects,proto3" json:"store_objects,omitempty"`
+	Labels       map[string]string `protobuf:"bytes,17,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// The object store's occupancy and spill/restore counters.
+	StoreStats    *StoreStats `protobuf:"bytes,18,opt,name=store_stats,json=storeStats,proto3" json:"store_stats,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -243,6 +245,13 @@ func (x *NodeInfo) GetStoreObjects() uint32 {
 func (x *NodeInfo) GetLabels() map[string]string {
 	if x != nil {
 		return x.Labels
+	}
+	return nil
+}
+
+func (x *NodeInfo) GetStoreStats() *StoreStats {
+	if x != nil {
+		return x.StoreStats
 	}
 	return nil
 }
@@ -1908,7 +1917,7 @@ var File_goray_raylet_proto protoreflect.FileDescriptor
 
 const file_goray_raylet_proto_rawDesc = "" +
 	"\n" +
-	"\x12goray/raylet.proto\x12\bgoray.v1\x1a\x12goray/common.proto\x1a\x10goray/task.proto\"\x9e\x06\n" +
+	"\x12goray/raylet.proto\x12\bgoray.v1\x1a\x12goray/common.proto\x1a\x10goray/task.proto\"\xd5\x06\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12'\n" +
@@ -1933,7 +1942,9 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\n" +
 	"store_used\x18\x0f \x01(\x04R\tstoreUsed\x12#\n" +
 	"\rstore_objects\x18\x10 \x01(\rR\fstoreObjects\x126\n" +
-	"\x06labels\x18\x11 \x03(\v2\x1e.goray.v1.NodeInfo.LabelsEntryR\x06labels\x1a9\n" +
+	"\x06labels\x18\x11 \x03(\v2\x1e.goray.v1.NodeInfo.LabelsEntryR\x06labels\x125\n" +
+	"\vstore_stats\x18\x12 \x01(\v2\x14.goray.v1.StoreStatsR\n" +
+	"storeStats\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"3\n" +
@@ -2116,22 +2127,23 @@ var file_goray_raylet_proto_depIdxs = []int32{
 	2,  // 3: goray.v1.NodeInfo.pending:type_name -> goray.v1.ResourceDemand
 	2,  // 4: goray.v1.NodeInfo.infeasible:type_name -> goray.v1.ResourceDemand
 	31, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
-	32, // 6: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
-	1,  // 7: goray.v1.RegisterWorkerReply.node:type_name -> goray.v1.NodeInfo
-	1,  // 8: goray.v1.RegisterClientReply.node:type_name -> goray.v1.NodeInfo
-	32, // 9: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
-	32, // 10: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
-	33, // 11: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
-	32, // 12: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
-	27, // 13: goray.v1.MemorySummaryReply.stats:type_name -> goray.v1.StoreStats
-	26, // 14: goray.v1.MemorySummaryReply.objects:type_name -> goray.v1.StoreObjectInfo
-	34, // 15: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
-	1,  // 16: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	27, // 6: goray.v1.NodeInfo.store_stats:type_name -> goray.v1.StoreStats
+	32, // 7: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
+	1,  // 8: goray.v1.RegisterWorkerReply.node:type_name -> goray.v1.NodeInfo
+	1,  // 9: goray.v1.RegisterClientReply.node:type_name -> goray.v1.NodeInfo
+	32, // 10: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
+	32, // 11: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
+	33, // 12: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
+	32, // 13: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
+	27, // 14: goray.v1.MemorySummaryReply.stats:type_name -> goray.v1.StoreStats
+	26, // 15: goray.v1.MemorySummaryReply.objects:type_name -> goray.v1.StoreObjectInfo
+	34, // 16: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
+	1,  // 17: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_goray_raylet_proto_init() }

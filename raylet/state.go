@@ -763,6 +763,7 @@ func (s *state) nodeInfo() *protos.NodeInfo {
 		StoreUsed:       st.Used,
 		StoreObjects:    uint32(st.NumObjects),
 		Labels:          s.r.cfg.Labels,
+		StoreStats:      storeStatsProto(st, s.r.store.SpillDir()),
 	}
 	pending, infeasible := map[string]*protos.ResourceDemand{}, map[string]*protos.ResourceDemand{}
 	for _, lr := range s.queue {

@@ -133,6 +133,11 @@ func printNode(w io.Writer, n *protos.NodeInfo, alive []*protos.NodeInfo) {
 	}
 	fmt.Fprintf(w, "    Resources:     %s\n", res)
 	fmt.Fprintf(w, "    Object store:  %s/%s (%d objects)\n", formatBytes(n.GetStoreUsed()), formatBytes(n.GetStoreCapacity()), n.GetStoreObjects())
+	if st := n.GetStoreStats(); st.GetSpilledObjectsTotal() > 0 || st.GetNumSpilled() > 0 {
+		fmt.Fprintf(w, "    Spilled:       %d objects (%s) on disk now; %d objects (%s) spilled, %d (%s) restored since start\n",
+			st.GetNumSpilled(), formatBytes(st.GetSpilledBytes()), st.GetSpilledObjectsTotal(), formatBytes(st.GetSpilledBytesTotal()),
+			st.GetRestoredObjectsTotal(), formatBytes(st.GetRestoredBytesTotal()))
+	}
 	fmt.Fprintf(w, "    Workers:       %d\n", n.GetNumWorkers())
 	if len(n.GetPending()) == 0 && len(n.GetInfeasible()) == 0 {
 		fmt.Fprintf(w, "    Demands:       none\n")
