@@ -382,3 +382,66 @@ func TestCorruptSpillFileIsReported(t *testing.T) {
 		t.Fatalf("Get of an object whose spill file is gone: %v", err)
 	}
 }
+
+var SumFloats = sdk.Register1("tests.SumFloats", func(ctx context.Context, xs []float64) (float64, error) {
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s, nil
+})
+
+var MakeInts = sdk.Register1("tests.MakeInts", func(ctx context.Context, n int) ([]int32, error) {
+	out := make([]int32, n)
+	for i := range out {
+		out[i] = int32(i) * 3
+	}
+	return out, nil
+})
+
+// TestNumericSlicesAreViews: large numeric slices are read from shared
+// memory without copying, as arguments and results too; small ones
+// travel inline.
+func TestNumericSlicesAreViews(t *testing.T) {
+	ctx := startCluster(t)
+	xs := make([]float64, 1<<20)
+	var want float64
+	for i := range xs {
+		xs[i] = float64(i) / 4
+		want += xs[i]
+	}
+	ref, err := sdk.Put(ctx, xs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ref.Get(ctx)
+	if err != nil || len(a) != len(xs) || a[12345] != xs[12345] {
+		t.Fatalf("Get []float64: len %d, %v", len(a), err)
+	}
+	b, err := ref.Get(ctx)
+	if err != nil || &a[0] != &b[0] {
+		t.Fatalf("two Gets of one []float64 should share the pinned view: %v", err)
+	}
+	if &a[0] == &xs[0] {
+		t.Fatal("Get returned the caller's slice, not the stored object")
+	}
+	if s, err := SumFloats.RemoteArgs(ctx, ref).Get(ctx); err != nil || s != want {
+		t.Fatalf("SumFloats(ref) = %v, %v; want %v", s, err, want)
+	}
+	ints, err := MakeInts.Remote(ctx, 100_000).Get(ctx)
+	if err != nil || len(ints) != 100_000 || ints[99_999] != 99_999*3 {
+		t.Fatalf("MakeInts: len %d, %v", len(ints), err)
+	}
+	small, err := MakeInts.Remote(ctx, 5).Get(ctx)
+	if err != nil || len(small) != 5 || small[4] != 12 {
+		t.Fatalf("MakeInts(5): %v, %v", small, err)
+	}
+	var asAny any
+	asAny, err = sdk.AsRef[any](ref.Untyped()).Get(ctx)
+	if f, ok := asAny.([]float64); err != nil || !ok || len(f) != len(xs) {
+		t.Fatalf("Get as any: %T, %v", asAny, err)
+	}
+	if _, err := sdk.AsRef[[]int64](ref.Untyped()).Get(ctx); !errors.Is(err, sdk.ErrArgument) {
+		t.Fatalf("Get of []float64 as []int64: %v", err)
+	}
+}
