@@ -36,12 +36,14 @@ func (o *ObjectOwner) MakeBox(ctx context.Context, size int) (RefBox, error) {
 }
 
 var (
-	// CRCAfterGate checksums b once the gate file exists.
-	CRCAfterGate = sdk.Register2("tests.CRCAfterGate", func(ctx context.Context, b []byte, gate string) (uint32, error) {
-		if err := waitForFile(ctx, gate); err != nil {
-			return 0, err
-		}
+	// CRCOf checksums b; its second argument orders it after another task.
+	CRCOf = sdk.Register2("tests.CRCOf", func(ctx context.Context, b []byte, _ bool) (uint32, error) {
 		return crc32.ChecksumIEEE(b), nil
+	})
+
+	// WaitGate returns once the gate file exists.
+	WaitGate = sdk.Register1("tests.WaitGate", func(ctx context.Context, gate string) (bool, error) {
+		return true, waitForFile(ctx, gate)
 	})
 
 	// Relay passes box on through depth more tasks, each returning at once;
@@ -143,7 +145,9 @@ func TestSpilledObjectsReadBackInRandomOrder(t *testing.T) {
 }
 
 // TestObjectOfPendingTaskSurvivesChurn drops every ref to an object but the
-// one a waiting task holds, then churns the store; the task reads it intact.
+// one a queued task holds (it waits for another task), then fills the store
+// many times over with objects that stay referenced: the object is spilled
+// and restored, never lost, and the task reads it intact.
 func TestObjectOfPendingTaskSurvivesChurn(t *testing.T) {
 	ctx := startCluster(t, sdk.ObjectStoreMemory(40<<20))
 	gate := filepath.Join(t.TempDir(), "gate")
@@ -153,20 +157,35 @@ func TestObjectOfPendingTaskSurvivesChurn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sum := CRCAfterGate.RemoteArgs(ctx, ref, sdk.Val(gate))
+	sum := CRCOf.RemoteArgs(ctx, ref, WaitGate.Remote(ctx, gate))
+	xid := ref.ID()
 	ref, data = sdk.Ref[[]byte]{}, nil
 	runtime.GC()
 	churn := pattern(8<<20, 6)
-	for i := 0; i < 40; i++ {
+	var keep []sdk.Ref[[]byte]
+	for i := 0; i < 20; i++ {
 		churn[0] = byte(i)
-		keep, err := sdk.Put(ctx, churn)
+		r, err := sdk.Put(ctx, churn)
 		if err != nil {
 			t.Fatalf("churn put %d: %v", i, err)
 		}
-		if i%4 == 0 {
-			runtime.GC()
+		keep = append(keep, r)
+	}
+	mem, err := sdk.MemorySummary(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := mem.Nodes[0].Store; st.SpilledObjectsTotal == 0 {
+		t.Fatalf("160 MB of live objects in a 40 MiB store spilled nothing: %+v", st)
+	}
+	spilled := false
+	for _, o := range mem.Objects {
+		if o.ID == xid {
+			spilled = o.Spilled && !o.InMemory
 		}
-		_ = keep
+	}
+	if !spilled {
+		t.Fatal("the oldest object, held only by a queued task, was not spilled")
 	}
 	if err := os.WriteFile(gate, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -175,6 +194,7 @@ func TestObjectOfPendingTaskSurvivesChurn(t *testing.T) {
 	if err != nil || got != want {
 		t.Fatalf("task read the object with crc %08x, %v; want %08x", got, err, want)
 	}
+	runtime.KeepAlive(keep)
 }
 
 // TestPutFreeCyclesLeaveStoreEmpty runs 100,000 put/free cycles of objects
