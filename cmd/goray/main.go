@@ -173,6 +173,25 @@ func dialCluster(ctx context.Context, addr string, log zerolog.Logger) (*gcs.Cli
 	return c, info, nil
 }
 
+// clusterInfo finds the cluster a command names (see resolveTarget) and
+// asks its GCS for the cluster's state.
+func clusterInfo(ctx context.Context, address string, log zerolog.Logger) (target, *gcsInfo, error) {
+	t, err := resolveTarget(address)
+	if err != nil {
+		return t, nil, err
+	}
+	c, info, err := dialCluster(ctx, t.address, log)
+	if err != nil {
+		msg := fmt.Sprintf("no goray cluster answers at %s (from %s): %v", t.address, t.source, err)
+		if t.record != nil && !t.record.alive() {
+			msg += "\nIts head process is gone; `goray stop` removes the stale record."
+		}
+		return t, nil, fmt.Errorf("%s", msg)
+	}
+	c.Close()
+	return t, info, nil
+}
+
 // clusterAnswers reports whether a GCS answers at addr.
 func clusterAnswers(ctx context.Context, addr string, log zerolog.Logger) bool {
 	c, _, err := dialCluster(ctx, addr, log)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"time"
 
@@ -44,19 +43,10 @@ The cluster is --address, else $GORAY_ADDRESS, else the one goray start
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			t, err := resolveTarget(address)
+			_, info, err := clusterInfo(ctx, address, log)
 			if err != nil {
 				return err
 			}
-			c, info, err := dialCluster(ctx, t.address, log)
-			if err != nil {
-				msg := fmt.Sprintf("no goray cluster answers at %s (from %s): %v", t.address, t.source, err)
-				if t.record != nil && !t.record.alive() {
-					msg += "\nIts head process is gone; `goray stop` removes the stale record."
-				}
-				return fmt.Errorf("%s", msg)
-			}
-			c.Close()
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
 			report, ferr := sdk.FetchMemoryReport(ctx, info.GetNodes(), log)

@@ -38,19 +38,10 @@ The cluster is --address, else $GORAY_ADDRESS, else the one goray start
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			t, err := resolveTarget(address)
+			t, info, err := clusterInfo(ctx, address, log)
 			if err != nil {
 				return err
 			}
-			c, info, err := dialCluster(ctx, t.address, log)
-			if err != nil {
-				msg := fmt.Sprintf("no goray cluster answers at %s (from %s): %v", t.address, t.source, err)
-				if t.record != nil && !t.record.alive() {
-					msg += "\nIts head process is gone; `goray stop` removes the stale record."
-				}
-				return fmt.Errorf("%s", msg)
-			}
-			c.Close()
 			printStatus(os.Stdout, t.address, info)
 			return nil
 		},
