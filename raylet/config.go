@@ -50,6 +50,11 @@ type Config struct {
 	// actor's crash and the GCS asking for a worker to restart it, and a
 	// detached actor created just before its driver exited.
 	FinishedJobLinger time.Duration
+	// MetricsAddr is where the node serves Prometheus metrics, at
+	// http://MetricsAddr/metrics (see docs/metrics.md): a host:port to
+	// listen on, "127.0.0.1:0" for a free port (Raylet.MetricsAddr tells
+	// which), or "" for no endpoint.
+	MetricsAddr string
 }
 
 func (c *Config) setDefaults() {

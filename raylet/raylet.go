@@ -29,6 +29,8 @@ type Raylet struct {
 	server *wire.Server
 	store  *objstore.Store
 	seg    *objstore.Segment
+	// metrics is the Prometheus endpoint; nil if Config.MetricsAddr is "".
+	metrics *metricsServer
 
 	// holders maps each client connection to the holder its pins are
 	// counted under, so a process's pins go when it disconnects.
@@ -72,7 +74,7 @@ func removeStaleSegments(log zerolog.Logger) {
 }
 
 // Start creates the object store, listens for local clients and starts the
-// raylet actor.
+// raylet actor, and the metrics endpoint if Config.MetricsAddr is set.
 func (r *Raylet) Start() error {
 	sockets := filepath.Join(r.cfg.SessionDir, "sockets")
 	logs := filepath.Join(r.cfg.SessionDir, "logs")
@@ -95,6 +97,21 @@ func (r *Raylet) Start() error {
 	if err != nil {
 		r.cleanupStore()
 		return fmt.Errorf("raylet: object store: %w", err)
+	}
+	// The metrics listener is opened now, so that a taken port fails
+	// Start early; it serves once the actor that scrapes query runs.
+	started := false
+	if r.cfg.MetricsAddr != "" {
+		if r.metrics, err = r.listenMetrics(); err != nil {
+			r.cleanupStore()
+			return err
+		}
+		defer func() {
+			if !started {
+				r.metrics.close(false)
+				r.metrics = nil
+			}
+		}()
 	}
 
 	r.endpoint = "unix:" + filepath.Join(sockets, "raylet-"+r.cfg.NodeID.Short()+".sock")
@@ -126,6 +143,11 @@ func (r *Raylet) Start() error {
 	})
 	go func() { _ = r.server.Serve() }()
 	go r.reportLoop()
+	if r.metrics != nil {
+		r.metrics.serve()
+		r.cfg.Logger.Info().Str("url", "http://"+r.MetricsAddr()+MetricsPath).Msg("serving metrics")
+	}
+	started = true
 	return nil
 }
 
@@ -140,11 +162,21 @@ func (r *Raylet) NodeID() protos.NodeID { return r.cfg.NodeID }
 
 // NodeInfo returns a snapshot of the node's state.
 func (r *Raylet) NodeInfo() *protos.NodeInfo {
-	res, err := r.system.Root.RequestFuture(r.pid, nodeInfoQuery{}, 5*time.Second).Result()
+	info, _ := r.nodeInfo(5 * time.Second)
+	return info
+}
+
+// nodeInfo asks the raylet actor for a snapshot of the node's state.
+func (r *Raylet) nodeInfo(timeout time.Duration) (*protos.NodeInfo, error) {
+	res, err := r.system.Root.RequestFuture(r.pid, nodeInfoQuery{}, timeout).Result()
 	if err != nil {
-		return nil
+		return nil, err
 	}
-	return res.(*protos.NodeInfo)
+	info, ok := res.(*protos.NodeInfo)
+	if !ok {
+		return nil, fmt.Errorf("raylet: node info query answered with %T", res)
+	}
+	return info, nil
 }
 
 func (r *Raylet) reportLoop() {
@@ -324,6 +356,9 @@ func (r *Raylet) decode(c *wire.Conn, req *wire.Request, m proto.Message) error 
 func (r *Raylet) Shutdown() {
 	r.stopOnce.Do(func() {
 		close(r.stopped)
+		if r.metrics != nil {
+			r.metrics.close(true)
+		}
 		if r.pid != nil {
 			_, _ = r.system.Root.RequestFuture(r.pid, shutdownMsg{}, 10*time.Second).Result()
 			_ = r.system.Root.StopFuture(r.pid).Wait()

@@ -40,6 +40,7 @@ type initOptions struct {
 	namespace   string
 	maxWorkers  int
 	logWriter   io.Writer
+	metricsAddr string
 }
 
 // Address joins a running cluster (a `goray start` head's NATS URL, or
@@ -89,6 +90,30 @@ func Namespace(ns string) InitOption { return func(o *initOptions) { o.namespace
 // MaxWorkers caps the embedded node's worker processes per job.
 func MaxWorkers(n int) InitOption { return func(o *initOptions) { o.maxWorkers = n } }
 
+// MetricsAddress makes the embedded cluster's node serve Prometheus metrics
+// at http://addr/metrics (see docs/metrics.md). addr is a host:port to
+// listen on; "127.0.0.1:0" picks a free port, which MetricsURL tells.
+// Default: no metrics endpoint. A `goray start` cluster serves metrics
+// with --metrics-port instead.
+func MetricsAddress(addr string) InitOption {
+	return func(o *initOptions) { o.metricsAddr = addr }
+}
+
+// MetricsURL returns the URL of the embedded cluster's metrics endpoint,
+// or "" if there is none: Init joined a running cluster, or was not given
+// MetricsAddress, or has not been called.
+func MetricsURL() string {
+	sessMu.Lock()
+	defer sessMu.Unlock()
+	if sess == nil || sess.head == nil {
+		return ""
+	}
+	if addr := sess.head.Raylet.MetricsAddr(); addr != "" {
+		return "http://" + addr + raylet.MetricsPath
+	}
+	return ""
+}
+
 // session is what Init set up and Shutdown tears down.
 type session struct {
 	cw     *coreWorker
@@ -134,6 +159,7 @@ func Init(ctx context.Context, opts ...InitOption) error {
 			Resources:         o.resources,
 			ObjectStoreMemory: o.storeMemory,
 			MaxWorkers:        o.maxWorkers,
+			MetricsAddr:       o.metricsAddr,
 			Logger:            log,
 		})
 		if err != nil {

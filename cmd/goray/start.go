@@ -45,6 +45,7 @@ type startOptions struct {
 	objectStoreMemory string
 	port              int
 	host              string
+	metricsPort       int
 	sessionDir        string
 	block             bool
 	// notifyFD is set in the daemon `goray start` re-executes: the daemon
@@ -74,7 +75,8 @@ The daemon stops on SIGINT or SIGTERM, or when asked with goray stop.
 Joining an existing cluster as a worker node is not supported yet.`,
 		Example: `  goray start --head
   goray start --head --num-cpus 8 --num-gpus 1 --resources '{"TPU": 4}'
-  goray start --head --port 0 --object-store-memory 2GiB --block`,
+  goray start --head --port 0 --object-store-memory 2GiB --block
+  goray start --head --metrics-port 8080   # Prometheus metrics at http://127.0.0.1:8080/metrics`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.cpusSet = cmd.Flags().Changed("num-cpus")
@@ -95,7 +97,8 @@ Joining an existing cluster as a worker node is not supported yet.`,
 	f.StringVar(&o.resources, "resources", "", `custom resources as a JSON object, e.g. '{"TPU": 4, "db_conn": 2}'`)
 	f.StringVar(&o.objectStoreMemory, "object-store-memory", "", "object store size in bytes; suffixes KiB, MiB, GiB, KB, MB, GB are accepted (default: 30% of RAM)")
 	f.IntVar(&o.port, "port", DefaultPort, "NATS port drivers connect to; 0 picks a free port")
-	f.StringVar(&o.host, "host", "127.0.0.1", "address NATS listens on (0.0.0.0 for all interfaces)")
+	f.StringVar(&o.host, "host", "127.0.0.1", "address NATS and the metrics endpoint listen on (0.0.0.0 for all interfaces)")
+	f.IntVar(&o.metricsPort, "metrics-port", 0, "port of the node's Prometheus metrics endpoint, http://HOST:PORT/metrics (see docs/metrics.md); -1 picks a free port, 0 serves none")
 	f.StringVar(&o.sessionDir, "session-dir", "", "directory for the cluster's state, sockets and logs (default: a new one under $TMPDIR/goray)")
 	f.BoolVar(&o.block, "block", false, "run in the foreground until interrupted instead of starting a daemon")
 	f.IntVar(&o.notifyFD, "notify-fd", 0, "")
@@ -141,6 +144,12 @@ func (o *startOptions) validate() error {
 	}
 	if o.port < 0 || o.port > 65535 {
 		return fmt.Errorf("invalid --port %d: want 1-65535, or 0 for a free port", o.port)
+	}
+	if o.metricsPort < -1 || o.metricsPort > 65535 {
+		return fmt.Errorf("invalid --metrics-port %d: want 1-65535, -1 for a free port, or 0 for no metrics endpoint", o.metricsPort)
+	}
+	if o.metricsPort > 0 && o.metricsPort == o.port {
+		return fmt.Errorf("invalid --metrics-port %d: it is the NATS --port", o.metricsPort)
 	}
 	if strings.TrimSpace(o.host) == "" {
 		return errors.New("invalid --host \"\": want an address to listen on, e.g. 127.0.0.1 or 0.0.0.0")
@@ -288,6 +297,46 @@ func checkPortFree(host string, port int) error {
 	return ln.Close()
 }
 
+// metricsAddr is the raylet's metrics listen address for --metrics-port
+// ("" for none).
+func (o *startOptions) metricsAddr() string {
+	switch {
+	case o.metricsPort == 0:
+		return ""
+	case o.metricsPort < 0:
+		return net.JoinHostPort(o.host, "0")
+	}
+	return net.JoinHostPort(o.host, strconv.Itoa(o.metricsPort))
+}
+
+// metricsURL is the URL to scrape the metrics endpoint listening on addr
+// at (an unspecified host, such as 0.0.0.0, is reached on loopback).
+func metricsURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "http://" + addr + raylet.MetricsPath
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	return "http://" + net.JoinHostPort(host, port) + raylet.MetricsPath
+}
+
+// checkMetricsPortFree is checkPortFree for --metrics-port.
+func checkMetricsPortFree(host string, port int) error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("--metrics-port %d is in use on %s (`--metrics-port -1` picks a free port)", port, host)
+		}
+		return fmt.Errorf("cannot listen on --host %s --metrics-port %d: %w", host, port, err)
+	}
+	return ln.Close()
+}
+
 func prepareSessionDir(dir string) (string, error) {
 	if dir == "" {
 		d, err := cluster.NewSessionDir()
@@ -314,6 +363,11 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 	}
 	if o.port != 0 {
 		if err := checkPortFree(o.host, o.port); err != nil {
+			return err
+		}
+	}
+	if o.metricsPort > 0 {
+		if err := checkMetricsPortFree(o.host, o.metricsPort); err != nil {
 			return err
 		}
 	}
@@ -361,6 +415,9 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 	if o.storeBytes != 0 {
 		args = append(args, "--object-store-memory", strconv.FormatUint(o.storeBytes, 10))
 	}
+	if o.metricsPort != 0 {
+		args = append(args, "--metrics-port", strconv.Itoa(o.metricsPort))
+	}
 	child := exec.Command(exe, args...)
 	child.Stdin, child.Stdout, child.Stderr = devnull, logf, logf
 	child.ExtraFiles = []*os.File{pw}
@@ -403,9 +460,13 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 			<-exited
 		}
 	}
-	var addr string
+	// The daemon writes its address, then its metrics URL if it serves
+	// metrics, a line each.
+	var addr, metrics string
 	select {
 	case addr = <-ready:
+		addr, metrics, _ = strings.Cut(addr, "\n")
+		addr, metrics = strings.TrimSpace(addr), strings.TrimSpace(metrics)
 	case sig := <-sigc:
 		stopChild()
 		return fmt.Errorf("interrupted (%v) while the head node was starting; stopped it", sig)
@@ -442,19 +503,23 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 			nodeLine = fmt.Sprintf("%s, object store %s", formatResources(n.GetTotal().GetAmounts()), formatBytes(n.GetStoreCapacity()))
 		}
 	}
+	metricsLine := ""
+	if metrics != "" {
+		metricsLine = fmt.Sprintf("  Metrics:      %s\n", metrics)
+	}
 	fmt.Printf(`Started a goray head node.
   Address:      %s
   Resources:    %s
   Session dir:  %s
   Log:          %s
   Daemon pid:   %d
-
+%s
 To run a Go program on this cluster, either start it with
     GORAY_ADDRESS=%s ./yourprogram
 or call sdk.Init(ctx, sdk.Address("auto")) in it (on this machine).
 
 goray status shows the cluster; goray stop stops it.
-`, addr, nodeLine, dir, logPath, pid, addr)
+`, addr, nodeLine, dir, logPath, pid, metricsLine, addr)
 	return nil
 }
 
@@ -514,6 +579,7 @@ func runHead(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 		ObjectStoreMemory: o.storeBytes,
 		Host:              o.host,
 		Port:              o.port,
+		MetricsAddr:       o.metricsAddr(),
 		Logger:            log,
 	})
 	cancel()
@@ -527,8 +593,16 @@ func runHead(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 		return fmt.Errorf("record the cluster in %s: %w", addressFile(), err)
 	}
 	fmt.Printf("goray head node running at %s (pid %d, session %s)\n", addr, os.Getpid(), dir)
+	metrics := ""
+	if m := h.Raylet.MetricsAddr(); m != "" {
+		metrics = metricsURL(m)
+		fmt.Printf("Prometheus metrics at %s\n", metrics)
+	}
 	if notify != nil {
 		fmt.Fprintln(notify, addr)
+		if metrics != "" {
+			fmt.Fprintln(notify, metrics)
+		}
 		notify.Close()
 	} else {
 		fmt.Printf("Connect with GORAY_ADDRESS=%s, or sdk.Address(\"auto\") on this machine. Press Ctrl-C to stop.\n", addr)

@@ -42,6 +42,11 @@ type Config struct {
 	MaxWorkers int
 	Labels     map[string]string
 	Logger     zerolog.Logger
+	// MetricsAddr is where the node serves Prometheus metrics
+	// (host:port, port 0 for a free one; "" for none): see
+	// raylet.Config.MetricsAddr. Head.Raylet.MetricsAddr() tells the
+	// address bound.
+	MetricsAddr string
 }
 
 // Head is a running head node.
@@ -118,6 +123,7 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 		MaxWorkers:        cfg.MaxWorkers,
 		IsHead:            true,
 		Labels:            cfg.Labels,
+		MetricsAddr:       cfg.MetricsAddr,
 		Logger:            cfg.Logger.With().Str("component", "raylet").Logger(),
 		Report:            func(n *protos.NodeInfo) { _ = client.ReportNode(n) },
 		PublishLogs: func(b *protos.LogBatch) {
