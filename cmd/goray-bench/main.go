@@ -88,6 +88,7 @@ func main() {
 	flag.IntVar(&cfg.actorCreationCount, "actor-creation-count", 1000, "actors created by actor_creation_per_s, each in a worker process of its own")
 	flag.BoolVar(&cfg.keepSessions, "keep-sessions", false, "keep the clusters' session directories (worker logs) even when every benchmark passed")
 	initChild := flag.Bool("init-child", false, "internal: measure sdk.Init to the first task result in this fresh process and exit")
+	spillChild := flag.String("spill-child", "", "internal: run the spill benchmark with a cluster of its own in this session directory and exit")
 	flag.Parse()
 	cfg.storeMemory = *storeMem
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
@@ -96,6 +97,9 @@ func main() {
 
 	if *initChild {
 		os.Exit(runInitChild(flag.Arg(0)))
+	}
+	if *spillChild != "" {
+		os.Exit(runSpillChild(*spillChild))
 	}
 	if *only != "" {
 		re, err := regexp.Compile(*only)
@@ -163,6 +167,9 @@ func benchmarks() []benchmark {
 		{names: []string{"single_client_get_calls_Plasma_Store"}, run: benchGetCalls},
 		{names: []string{"single_client_put_calls_Plasma_Store"}, run: benchPutCalls},
 		{names: []string{"memcpy_GB_per_s_1thread", "single_client_put_gigabytes", "single_client_put_gigabytes_vs_memcpy", "single_client_put_gigabytes_first_touch", "object_store_used_after_put_gigabytes"}, run: benchPutGigabytes},
+		{names: []string{"spill_GB_per_s", "restore_GB_per_s", "file_write_GB_per_s", "file_read_GB_per_s", "spill_vs_file_write", "restore_vs_file_read", "spill_end_to_end_GB_per_s", "restore_end_to_end_GB_per_s"}, beforeInit: true, run: benchSpill},
+		{names: []string{"single_client_get_gigabytes", "get_1GB_object_latency_s", "get_1MB_object_latency_s", "get_view_1GB_object_latency_s", "get_view_1GB_object_latency_s_from_worker"}, run: benchGetGigabytes},
+		{names: []string{"multi_client_put_gigabytes"}, run: benchMultiClientPutGigabytes},
 		{names: []string{"single_client_get_object_containing_10k_refs"}, run: benchGet10kRefs},
 		{names: []string{"single_client_tasks_sync"}, run: benchTasksSync},
 		{names: []string{"single_client_tasks_async"}, run: benchTasksAsync},
