@@ -251,7 +251,21 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 		}
 		// A spilled object is restored first, which may take a while.
 		go func() {
-			off, size, err := r.store.Acquire(id, r.holder(c))
+			h, ok := r.holder(c)
+			if !ok {
+				return // the client is gone: nobody to pin for
+			}
+			off, size, err := r.store.Acquire(id, h)
+			if err == nil {
+				select {
+				case <-c.Done():
+					// Closed while restoring: OnConnClose may have
+					// released h's pins before this one was taken.
+					r.store.Release(id, h)
+					return
+				default:
+				}
+			}
 			switch {
 			case errors.Is(err, objstore.ErrObjectNotFound):
 				_ = c.Reply(req, &protos.GetObjectLocationReply{})
@@ -266,7 +280,10 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 		if err := r.decode(c, req, &m); err != nil {
 			return
 		}
-		h := r.holder(c)
+		h, ok := r.holder(c)
+		if !ok {
+			return // its pins went with the connection
+		}
 		for _, b := range m.GetObjectIds() {
 			if id, err := protos.ObjectIDFromBytes(b); err == nil {
 				r.store.Release(id, h)
@@ -318,16 +335,22 @@ func storeErrCode(err error) string {
 	return "store"
 }
 
-// holder returns the pin holder of a client connection.
-func (r *Raylet) holder(c *wire.Conn) objstore.Holder {
+// holder returns the pin holder of a client connection; ok is false once
+// the connection is closed, when a new holder would never be released.
+func (r *Raylet) holder(c *wire.Conn) (h objstore.Holder, ok bool) {
 	r.holdersMu.Lock()
 	defer r.holdersMu.Unlock()
-	h, ok := r.holders[c]
-	if !ok {
-		h = r.store.NewHolder()
-		r.holders[c] = h
+	if h, ok = r.holders[c]; ok {
+		return h, true
 	}
-	return h
+	select {
+	case <-c.Done():
+		return 0, false
+	default:
+	}
+	h = r.store.NewHolder()
+	r.holders[c] = h
+	return h, true
 }
 
 // freeOwnedBy deletes the objects a departed process owned.
