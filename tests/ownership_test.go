@@ -250,10 +250,32 @@ func TestBorrowerChainKeepsObjectAlive(t *testing.T) {
 			t.Fatalf("hop %d: %+v, %v", hops, link, err)
 		}
 	}
-	runtime.GC()
-	// Give the ended hops' workers time to collect their refs: the object
-	// must still be there, since the last hop borrows it.
-	time.Sleep(200 * time.Millisecond)
+	// Wait until the owner's own holds are gone and only the last hop's
+	// holders borrow it: the worker running it and the one that submitted
+	// it (a pending task's argument), which may be the same process. The
+	// other hops' workers have given theirs back.
+	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		runtime.GC()
+		mem, err := sdk.MemorySummary(ctx)
+		if err != nil {
+			return err
+		}
+		for _, o := range mem.Objects {
+			if o.ID != id {
+				continue
+			}
+			for _, h := range o.Holders {
+				if h.Owner && (h.LocalRefs > 0 || h.SubmittedRefs > 0 || h.Borrowers < 1) {
+					return errorf("owner holds the object itself or has no borrower: %+v", h)
+				}
+				if !h.Owner && h.LocalRefs == 0 && h.SubmittedRefs == 0 && h.ContainedRefs == 0 {
+					return errorf("process %d still lists the object without holding it", h.Process.PID)
+				}
+			}
+			return nil
+		}
+		return errorf("object %s is gone while the last hop still borrows it", id)
+	})
 	if !storeHas(ctx, t, id.String()) {
 		t.Fatal("the object was freed while the last task of the chain still borrowed it")
 	}
