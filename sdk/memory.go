@@ -236,11 +236,9 @@ func (r RefReason) String() string {
 // Nodes that do not answer are listed in the report's Errors; when none
 // answers it returns the report and an error.
 func MemorySummary(ctx context.Context) (*MemoryReport, error) {
-	sessMu.Lock()
-	s := sess
-	sessMu.Unlock()
-	if s == nil {
-		return nil, ErrNotInitialized
+	s, err := currentSession()
+	if err != nil {
+		return nil, err
 	}
 	info, err := s.gcs.ClusterInfo(ctx)
 	if err != nil {

@@ -16,11 +16,9 @@ type Status struct {
 // ClusterStatus asks the GCS for the cluster's state (what `goray status`
 // prints).
 func ClusterStatus(ctx context.Context) (*Status, error) {
-	sessMu.Lock()
-	s := sess
-	sessMu.Unlock()
-	if s == nil {
-		return nil, ErrNotInitialized
+	s, err := currentSession()
+	if err != nil {
+		return nil, err
 	}
 	info, err := s.gcs.ClusterInfo(ctx)
 	if err != nil {
@@ -38,4 +36,14 @@ func ClusterStatus(ctx context.Context) (*Status, error) {
 		}
 	}
 	return st, nil
+}
+
+// currentSession returns the driver's session, for the state API.
+func currentSession() (*session, error) {
+	sessMu.Lock()
+	defer sessMu.Unlock()
+	if sess == nil {
+		return nil, ErrNotInitialized
+	}
+	return sess, nil
 }
