@@ -161,7 +161,9 @@ type ActorOptions struct {
 	MaxPendingCalls int32 `protobuf:"varint,11,opt,name=max_pending_calls,json=maxPendingCalls,proto3" json:"max_pending_calls,omitempty"`
 	// Packed actors share a worker process with other packed actors of
 	// their job on the node, each its own Proto.Actor actor.
-	Packed        bool `protobuf:"varint,12,opt,name=packed,proto3" json:"packed,omitempty"`
+	Packed bool `protobuf:"varint,12,opt,name=packed,proto3" json:"packed,omitempty"`
+	// Where the actor may be placed (default: DEFAULT).
+	Strategy      *SchedulingStrategy `protobuf:"bytes,13,opt,name=strategy,proto3" json:"strategy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -278,6 +280,13 @@ func (x *ActorOptions) GetPacked() bool {
 		return x.Packed
 	}
 	return false
+}
+
+func (x *ActorOptions) GetStrategy() *SchedulingStrategy {
+	if x != nil {
+		return x.Strategy
+	}
+	return nil
 }
 
 // ActorSpec is everything needed to create (and re-create) an actor.
@@ -1362,7 +1371,7 @@ const file_goray_actor_proto_rawDesc = "" +
 	"\x10ConcurrencyGroup\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x0fmax_concurrency\x18\x02 \x01(\x05R\x0emaxConcurrency\x12\x18\n" +
-	"\amethods\x18\x03 \x03(\tR\amethods\"\x8d\x04\n" +
+	"\amethods\x18\x03 \x03(\tR\amethods\"\xc7\x04\n" +
 	"\fActorOptions\x12D\n" +
 	"\x13placement_resources\x18\x01 \x01(\v2\x13.goray.v1.ResourcesR\x12placementResources\x12@\n" +
 	"\x11running_resources\x18\x02 \x01(\v2\x13.goray.v1.ResourcesR\x10runningResources\x12\x12\n" +
@@ -1376,7 +1385,8 @@ const file_goray_actor_proto_rawDesc = "" +
 	"\x12concurrency_groups\x18\n" +
 	" \x03(\v2\x1a.goray.v1.ConcurrencyGroupR\x11concurrencyGroups\x12*\n" +
 	"\x11max_pending_calls\x18\v \x01(\x05R\x0fmaxPendingCalls\x12\x16\n" +
-	"\x06packed\x18\f \x01(\bR\x06packed\"\x87\x02\n" +
+	"\x06packed\x18\f \x01(\bR\x06packed\x128\n" +
+	"\bstrategy\x18\r \x01(\v2\x1c.goray.v1.SchedulingStrategyR\bstrategy\"\x87\x02\n" +
 	"\tActorSpec\x12\x19\n" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\fR\x05jobId\x12\x1d\n" +
@@ -1498,42 +1508,44 @@ var file_goray_actor_proto_goTypes = []any{
 	(*ActorExitedRequest)(nil),   // 19: goray.v1.ActorExitedRequest
 	(*ActorExitedReply)(nil),     // 20: goray.v1.ActorExitedReply
 	(*Resources)(nil),            // 21: goray.v1.Resources
-	(*TaskArg)(nil),              // 22: goray.v1.TaskArg
-	(*Address)(nil),              // 23: goray.v1.Address
-	(*TaskErrorProto)(nil),       // 24: goray.v1.TaskErrorProto
-	(*ObjectData)(nil),           // 25: goray.v1.ObjectData
-	(*GcsError)(nil),             // 26: goray.v1.GcsError
+	(*SchedulingStrategy)(nil),   // 22: goray.v1.SchedulingStrategy
+	(*TaskArg)(nil),              // 23: goray.v1.TaskArg
+	(*Address)(nil),              // 24: goray.v1.Address
+	(*TaskErrorProto)(nil),       // 25: goray.v1.TaskErrorProto
+	(*ObjectData)(nil),           // 26: goray.v1.ObjectData
+	(*GcsError)(nil),             // 27: goray.v1.GcsError
 }
 var file_goray_actor_proto_depIdxs = []int32{
 	21, // 0: goray.v1.ActorOptions.placement_resources:type_name -> goray.v1.Resources
 	21, // 1: goray.v1.ActorOptions.running_resources:type_name -> goray.v1.Resources
 	1,  // 2: goray.v1.ActorOptions.concurrency_groups:type_name -> goray.v1.ConcurrencyGroup
-	22, // 3: goray.v1.ActorSpec.args:type_name -> goray.v1.TaskArg
-	2,  // 4: goray.v1.ActorSpec.options:type_name -> goray.v1.ActorOptions
-	23, // 5: goray.v1.ActorSpec.owner:type_name -> goray.v1.Address
-	3,  // 6: goray.v1.ActorInfo.spec:type_name -> goray.v1.ActorSpec
-	0,  // 7: goray.v1.ActorInfo.state:type_name -> goray.v1.ActorState
-	23, // 8: goray.v1.ActorInfo.address:type_name -> goray.v1.Address
-	24, // 9: goray.v1.ActorInfo.creation_error:type_name -> goray.v1.TaskErrorProto
-	3,  // 10: goray.v1.CreateActorRequest.spec:type_name -> goray.v1.ActorSpec
-	24, // 11: goray.v1.CreateActorReply.error:type_name -> goray.v1.TaskErrorProto
-	22, // 12: goray.v1.ActorCallRequest.args:type_name -> goray.v1.TaskArg
-	23, // 13: goray.v1.ActorCallRequest.caller:type_name -> goray.v1.Address
-	25, // 14: goray.v1.ActorCallReply.result:type_name -> goray.v1.ObjectData
-	3,  // 15: goray.v1.RegisterActorRequest.spec:type_name -> goray.v1.ActorSpec
-	4,  // 16: goray.v1.RegisterActorReply.actor:type_name -> goray.v1.ActorInfo
-	26, // 17: goray.v1.RegisterActorReply.error:type_name -> goray.v1.GcsError
-	4,  // 18: goray.v1.GetActorReply.actor:type_name -> goray.v1.ActorInfo
-	26, // 19: goray.v1.GetActorReply.error:type_name -> goray.v1.GcsError
-	4,  // 20: goray.v1.ListActorsReply.actors:type_name -> goray.v1.ActorInfo
-	26, // 21: goray.v1.ListActorsReply.error:type_name -> goray.v1.GcsError
-	26, // 22: goray.v1.KillActorGcsReply.error:type_name -> goray.v1.GcsError
-	26, // 23: goray.v1.ActorExitedReply.error:type_name -> goray.v1.GcsError
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	22, // 3: goray.v1.ActorOptions.strategy:type_name -> goray.v1.SchedulingStrategy
+	23, // 4: goray.v1.ActorSpec.args:type_name -> goray.v1.TaskArg
+	2,  // 5: goray.v1.ActorSpec.options:type_name -> goray.v1.ActorOptions
+	24, // 6: goray.v1.ActorSpec.owner:type_name -> goray.v1.Address
+	3,  // 7: goray.v1.ActorInfo.spec:type_name -> goray.v1.ActorSpec
+	0,  // 8: goray.v1.ActorInfo.state:type_name -> goray.v1.ActorState
+	24, // 9: goray.v1.ActorInfo.address:type_name -> goray.v1.Address
+	25, // 10: goray.v1.ActorInfo.creation_error:type_name -> goray.v1.TaskErrorProto
+	3,  // 11: goray.v1.CreateActorRequest.spec:type_name -> goray.v1.ActorSpec
+	25, // 12: goray.v1.CreateActorReply.error:type_name -> goray.v1.TaskErrorProto
+	23, // 13: goray.v1.ActorCallRequest.args:type_name -> goray.v1.TaskArg
+	24, // 14: goray.v1.ActorCallRequest.caller:type_name -> goray.v1.Address
+	26, // 15: goray.v1.ActorCallReply.result:type_name -> goray.v1.ObjectData
+	3,  // 16: goray.v1.RegisterActorRequest.spec:type_name -> goray.v1.ActorSpec
+	4,  // 17: goray.v1.RegisterActorReply.actor:type_name -> goray.v1.ActorInfo
+	27, // 18: goray.v1.RegisterActorReply.error:type_name -> goray.v1.GcsError
+	4,  // 19: goray.v1.GetActorReply.actor:type_name -> goray.v1.ActorInfo
+	27, // 20: goray.v1.GetActorReply.error:type_name -> goray.v1.GcsError
+	4,  // 21: goray.v1.ListActorsReply.actors:type_name -> goray.v1.ActorInfo
+	27, // 22: goray.v1.ListActorsReply.error:type_name -> goray.v1.GcsError
+	27, // 23: goray.v1.KillActorGcsReply.error:type_name -> goray.v1.GcsError
+	27, // 24: goray.v1.ActorExitedReply.error:type_name -> goray.v1.GcsError
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_goray_actor_proto_init() }

@@ -117,6 +117,64 @@ func (ErrorKind) EnumDescriptor() ([]byte, []int) {
 	return file_goray_common_proto_rawDescGZIP(), []int{0}
 }
 
+type SchedulingStrategy_Kind int32
+
+const (
+	// Ray's hybrid policy: the local node until it is about half used,
+	// then the least loaded node.
+	SchedulingStrategy_DEFAULT SchedulingStrategy_Kind = 0
+	// Spread over the nodes: least loaded first, round robin on ties.
+	SchedulingStrategy_SPREAD SchedulingStrategy_Kind = 1
+	// Run on node_id; with soft, anywhere if that node is gone or cannot
+	// fit the demand.
+	SchedulingStrategy_NODE_AFFINITY SchedulingStrategy_Kind = 2
+	// Run in a bundle of a placement group.
+	SchedulingStrategy_PLACEMENT_GROUP SchedulingStrategy_Kind = 3
+)
+
+// Enum value maps for SchedulingStrategy_Kind.
+var (
+	SchedulingStrategy_Kind_name = map[int32]string{
+		0: "DEFAULT",
+		1: "SPREAD",
+		2: "NODE_AFFINITY",
+		3: "PLACEMENT_GROUP",
+	}
+	SchedulingStrategy_Kind_value = map[string]int32{
+		"DEFAULT":         0,
+		"SPREAD":          1,
+		"NODE_AFFINITY":   2,
+		"PLACEMENT_GROUP": 3,
+	}
+)
+
+func (x SchedulingStrategy_Kind) Enum() *SchedulingStrategy_Kind {
+	p := new(SchedulingStrategy_Kind)
+	*p = x
+	return p
+}
+
+func (x SchedulingStrategy_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SchedulingStrategy_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_goray_common_proto_enumTypes[1].Descriptor()
+}
+
+func (SchedulingStrategy_Kind) Type() protoreflect.EnumType {
+	return &file_goray_common_proto_enumTypes[1]
+}
+
+func (x SchedulingStrategy_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SchedulingStrategy_Kind.Descriptor instead.
+func (SchedulingStrategy_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_goray_common_proto_rawDescGZIP(), []int{5, 0}
+}
+
 // Resources maps a resource name ("CPU", "GPU", "memory", or a custom name)
 // to a quantity. Quantities are fractional.
 type Resources struct {
@@ -170,8 +228,11 @@ type Address struct {
 	WorkerId []byte                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	NodeId   []byte                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// "unix:/path" or "tcp:host:port".
-	Endpoint      string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
-	Pid           int32  `protobuf:"varint,4,opt,name=pid,proto3" json:"pid,omitempty"`
+	Endpoint string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	Pid      int32  `protobuf:"varint,4,opt,name=pid,proto3" json:"pid,omitempty"`
+	// "tcp:host:port": where processes on other nodes reach this one
+	// (endpoint is the faster unix socket for processes on the same node).
+	TcpEndpoint   string `protobuf:"bytes,5,opt,name=tcp_endpoint,json=tcpEndpoint,proto3" json:"tcp_endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -232,6 +293,13 @@ func (x *Address) GetPid() int32 {
 		return x.Pid
 	}
 	return 0
+}
+
+func (x *Address) GetTcpEndpoint() string {
+	if x != nil {
+		return x.TcpEndpoint
+	}
+	return ""
 }
 
 // ObjectRefProto is an object reference as it travels inside task arguments
@@ -471,6 +539,138 @@ func (x *TaskErrorProto) GetChain() []*ErrorFrame {
 	return nil
 }
 
+// SchedulingStrategy says where a task or actor may run (Ray's
+// scheduling_strategy plus label selectors). The zero value is DEFAULT.
+type SchedulingStrategy struct {
+	state  protoimpl.MessageState  `protogen:"open.v1"`
+	Kind   SchedulingStrategy_Kind `protobuf:"varint,1,opt,name=kind,proto3,enum=goray.v1.SchedulingStrategy_Kind" json:"kind,omitempty"`
+	NodeId []byte                  `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Soft   bool                    `protobuf:"varint,3,opt,name=soft,proto3" json:"soft,omitempty"`
+	// Hard filter: the node's label key must be one of the listed values.
+	Labels map[string]*LabelValues `protobuf:"bytes,4,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// PLACEMENT_GROUP: the group and bundle (-1: any bundle of the group).
+	PlacementGroupId []byte `protobuf:"bytes,5,opt,name=placement_group_id,json=placementGroupId,proto3" json:"placement_group_id,omitempty"`
+	BundleIndex      int32  `protobuf:"varint,6,opt,name=bundle_index,json=bundleIndex,proto3" json:"bundle_index,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SchedulingStrategy) Reset() {
+	*x = SchedulingStrategy{}
+	mi := &file_goray_common_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SchedulingStrategy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SchedulingStrategy) ProtoMessage() {}
+
+func (x *SchedulingStrategy) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_common_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SchedulingStrategy.ProtoReflect.Descriptor instead.
+func (*SchedulingStrategy) Descriptor() ([]byte, []int) {
+	return file_goray_common_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SchedulingStrategy) GetKind() SchedulingStrategy_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return SchedulingStrategy_DEFAULT
+}
+
+func (x *SchedulingStrategy) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+func (x *SchedulingStrategy) GetSoft() bool {
+	if x != nil {
+		return x.Soft
+	}
+	return false
+}
+
+func (x *SchedulingStrategy) GetLabels() map[string]*LabelValues {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *SchedulingStrategy) GetPlacementGroupId() []byte {
+	if x != nil {
+		return x.PlacementGroupId
+	}
+	return nil
+}
+
+func (x *SchedulingStrategy) GetBundleIndex() int32 {
+	if x != nil {
+		return x.BundleIndex
+	}
+	return 0
+}
+
+type LabelValues struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Values        []string               `protobuf:"bytes,1,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LabelValues) Reset() {
+	*x = LabelValues{}
+	mi := &file_goray_common_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LabelValues) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LabelValues) ProtoMessage() {}
+
+func (x *LabelValues) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_common_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LabelValues.ProtoReflect.Descriptor instead.
+func (*LabelValues) Descriptor() ([]byte, []int) {
+	return file_goray_common_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *LabelValues) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 var File_goray_common_proto protoreflect.FileDescriptor
 
 const file_goray_common_proto_rawDesc = "" +
@@ -480,12 +680,13 @@ const file_goray_common_proto_rawDesc = "" +
 	"\aamounts\x18\x01 \x03(\v2 .goray.v1.Resources.AmountsEntryR\aamounts\x1a:\n" +
 	"\fAmountsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"m\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x90\x01\n" +
 	"\aAddress\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\fR\bworkerId\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\fR\x06nodeId\x12\x1a\n" +
 	"\bendpoint\x18\x03 \x01(\tR\bendpoint\x12\x10\n" +
-	"\x03pid\x18\x04 \x01(\x05R\x03pid\"V\n" +
+	"\x03pid\x18\x04 \x01(\x05R\x03pid\x12!\n" +
+	"\ftcp_endpoint\x18\x05 \x01(\tR\vtcpEndpoint\"V\n" +
 	"\x0eObjectRefProto\x12\x1b\n" +
 	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12'\n" +
 	"\x05owner\x18\x02 \x01(\v2\x11.goray.v1.AddressR\x05owner\"\xb2\x01\n" +
@@ -505,7 +706,25 @@ const file_goray_common_proto_rawDesc = "" +
 	"\x05stack\x18\x05 \x01(\tR\x05stack\x12\x10\n" +
 	"\x03pid\x18\x06 \x01(\x05R\x03pid\x12\x17\n" +
 	"\anode_id\x18\a \x01(\fR\x06nodeId\x12*\n" +
-	"\x05chain\x18\b \x03(\v2\x14.goray.v1.ErrorFrameR\x05chain*\x9f\x03\n" +
+	"\x05chain\x18\b \x03(\v2\x14.goray.v1.ErrorFrameR\x05chain\"\xa6\x03\n" +
+	"\x12SchedulingStrategy\x125\n" +
+	"\x04kind\x18\x01 \x01(\x0e2!.goray.v1.SchedulingStrategy.KindR\x04kind\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\fR\x06nodeId\x12\x12\n" +
+	"\x04soft\x18\x03 \x01(\bR\x04soft\x12@\n" +
+	"\x06labels\x18\x04 \x03(\v2(.goray.v1.SchedulingStrategy.LabelsEntryR\x06labels\x12,\n" +
+	"\x12placement_group_id\x18\x05 \x01(\fR\x10placementGroupId\x12!\n" +
+	"\fbundle_index\x18\x06 \x01(\x05R\vbundleIndex\x1aP\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12+\n" +
+	"\x05value\x18\x02 \x01(\v2\x15.goray.v1.LabelValuesR\x05value:\x028\x01\"G\n" +
+	"\x04Kind\x12\v\n" +
+	"\aDEFAULT\x10\x00\x12\n" +
+	"\n" +
+	"\x06SPREAD\x10\x01\x12\x11\n" +
+	"\rNODE_AFFINITY\x10\x02\x12\x13\n" +
+	"\x0fPLACEMENT_GROUP\x10\x03\"%\n" +
+	"\vLabelValues\x12\x16\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values*\x9f\x03\n" +
 	"\tErrorKind\x12\x1a\n" +
 	"\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fERROR_KIND_TASK\x10\x01\x12\x1d\n" +
@@ -535,28 +754,35 @@ func file_goray_common_proto_rawDescGZIP() []byte {
 	return file_goray_common_proto_rawDescData
 }
 
-var file_goray_common_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_goray_common_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_goray_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_goray_common_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_goray_common_proto_goTypes = []any{
-	(ErrorKind)(0),         // 0: goray.v1.ErrorKind
-	(*Resources)(nil),      // 1: goray.v1.Resources
-	(*Address)(nil),        // 2: goray.v1.Address
-	(*ObjectRefProto)(nil), // 3: goray.v1.ObjectRefProto
-	(*ErrorFrame)(nil),     // 4: goray.v1.ErrorFrame
-	(*TaskErrorProto)(nil), // 5: goray.v1.TaskErrorProto
-	nil,                    // 6: goray.v1.Resources.AmountsEntry
+	(ErrorKind)(0),               // 0: goray.v1.ErrorKind
+	(SchedulingStrategy_Kind)(0), // 1: goray.v1.SchedulingStrategy.Kind
+	(*Resources)(nil),            // 2: goray.v1.Resources
+	(*Address)(nil),              // 3: goray.v1.Address
+	(*ObjectRefProto)(nil),       // 4: goray.v1.ObjectRefProto
+	(*ErrorFrame)(nil),           // 5: goray.v1.ErrorFrame
+	(*TaskErrorProto)(nil),       // 6: goray.v1.TaskErrorProto
+	(*SchedulingStrategy)(nil),   // 7: goray.v1.SchedulingStrategy
+	(*LabelValues)(nil),          // 8: goray.v1.LabelValues
+	nil,                          // 9: goray.v1.Resources.AmountsEntry
+	nil,                          // 10: goray.v1.SchedulingStrategy.LabelsEntry
 }
 var file_goray_common_proto_depIdxs = []int32{
-	6, // 0: goray.v1.Resources.amounts:type_name -> goray.v1.Resources.AmountsEntry
-	2, // 1: goray.v1.ObjectRefProto.owner:type_name -> goray.v1.Address
-	5, // 2: goray.v1.ErrorFrame.task_error:type_name -> goray.v1.TaskErrorProto
-	0, // 3: goray.v1.TaskErrorProto.kind:type_name -> goray.v1.ErrorKind
-	4, // 4: goray.v1.TaskErrorProto.chain:type_name -> goray.v1.ErrorFrame
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	9,  // 0: goray.v1.Resources.amounts:type_name -> goray.v1.Resources.AmountsEntry
+	3,  // 1: goray.v1.ObjectRefProto.owner:type_name -> goray.v1.Address
+	6,  // 2: goray.v1.ErrorFrame.task_error:type_name -> goray.v1.TaskErrorProto
+	0,  // 3: goray.v1.TaskErrorProto.kind:type_name -> goray.v1.ErrorKind
+	5,  // 4: goray.v1.TaskErrorProto.chain:type_name -> goray.v1.ErrorFrame
+	1,  // 5: goray.v1.SchedulingStrategy.kind:type_name -> goray.v1.SchedulingStrategy.Kind
+	10, // 6: goray.v1.SchedulingStrategy.labels:type_name -> goray.v1.SchedulingStrategy.LabelsEntry
+	8,  // 7: goray.v1.SchedulingStrategy.LabelsEntry.value:type_name -> goray.v1.LabelValues
+	8,  // [8:8] is the sub-list for method output_type
+	8,  // [8:8] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_goray_common_proto_init() }
@@ -569,8 +795,8 @@ func file_goray_common_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_common_proto_rawDesc), len(file_goray_common_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   6,
+			NumEnums:      2,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

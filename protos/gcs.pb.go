@@ -394,8 +394,12 @@ type JobInfo struct {
 	Finished        bool                   `protobuf:"varint,7,opt,name=finished,proto3" json:"finished,omitempty"`
 	FunctionDigest  string                 `protobuf:"bytes,8,opt,name=function_digest,json=functionDigest,proto3" json:"function_digest,omitempty"`
 	Namespace       string                 `protobuf:"bytes,9,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The driver's environment and working directory: workers of the job on
+	// every node start with them.
+	Env           []string `protobuf:"bytes,10,rep,name=env,proto3" json:"env,omitempty"`
+	WorkingDir    string   `protobuf:"bytes,11,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobInfo) Reset() {
@@ -487,6 +491,20 @@ func (x *JobInfo) GetFunctionDigest() string {
 func (x *JobInfo) GetNamespace() string {
 	if x != nil {
 		return x.Namespace
+	}
+	return ""
+}
+
+func (x *JobInfo) GetEnv() []string {
+	if x != nil {
+		return x.Env
+	}
+	return nil
+}
+
+func (x *JobInfo) GetWorkingDir() string {
+	if x != nil {
+		return x.WorkingDir
 	}
 	return ""
 }
@@ -1693,7 +1711,7 @@ const file_goray_gcs_proto_rawDesc = "" +
 	"\x15UnregisterNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\"?\n" +
 	"\x13UnregisterNodeReply\x12(\n" +
-	"\x05error\x18\x01 \x01(\v2\x12.goray.v1.GcsErrorR\x05error\"\xb9\x02\n" +
+	"\x05error\x18\x01 \x01(\v2\x12.goray.v1.GcsErrorR\x05error\"\xec\x02\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\fR\x05jobId\x12\x1e\n" +
 	"\n" +
@@ -1707,7 +1725,11 @@ const file_goray_gcs_proto_rawDesc = "" +
 	"\x10end_time_unix_ms\x18\x06 \x01(\x03R\rendTimeUnixMs\x12\x1a\n" +
 	"\bfinished\x18\a \x01(\bR\bfinished\x12'\n" +
 	"\x0ffunction_digest\x18\b \x01(\tR\x0efunctionDigest\x12\x1c\n" +
-	"\tnamespace\x18\t \x01(\tR\tnamespace\"9\n" +
+	"\tnamespace\x18\t \x01(\tR\tnamespace\x12\x10\n" +
+	"\x03env\x18\n" +
+	" \x03(\tR\x03env\x12\x1f\n" +
+	"\vworking_dir\x18\v \x01(\tR\n" +
+	"workingDir\"9\n" +
 	"\x12RegisterJobRequest\x12#\n" +
 	"\x03job\x18\x01 \x01(\v2\x11.goray.v1.JobInfoR\x03job\"<\n" +
 	"\x10RegisterJobReply\x12(\n" +

@@ -56,6 +56,15 @@ func MustUniqueID(b []byte) UniqueID {
 	return id
 }
 
+// UniqueIDFromHex parses the String form of an id.
+func UniqueIDFromHex(s string) (UniqueID, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return UniqueID{}, fmt.Errorf("id %q: %w", s, err)
+	}
+	return UniqueIDFromBytes(b)
+}
+
 func (id UniqueID) String() string { return hex.EncodeToString(id[:]) }
 
 // Short is the first 8 hex digits, for logs.

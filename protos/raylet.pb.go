@@ -95,9 +95,14 @@ type NodeInfo struct {
 	StoreObjects uint32            `protobuf:"varint,16,opt,name=store_objects,json=storeObjects,proto3" json:"store_objects,omitempty"`
 	Labels       map[string]string `protobuf:"bytes,17,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// The object store's occupancy and spill/restore counters.
-	StoreStats    *StoreStats `protobuf:"bytes,18,opt,name=store_stats,json=storeStats,proto3" json:"store_stats,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	StoreStats *StoreStats `protobuf:"bytes,18,opt,name=store_stats,json=storeStats,proto3" json:"store_stats,omitempty"`
+	// Where raylets, drivers and the GCS on other machines reach this raylet
+	// ("tcp:host:port"), and where its object transfer server listens
+	// ("host:port").
+	RayletTcpEndpoint string `protobuf:"bytes,19,opt,name=raylet_tcp_endpoint,json=rayletTcpEndpoint,proto3" json:"raylet_tcp_endpoint,omitempty"`
+	TransferAddress   string `protobuf:"bytes,20,opt,name=transfer_address,json=transferAddress,proto3" json:"transfer_address,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *NodeInfo) Reset() {
@@ -256,6 +261,20 @@ func (x *NodeInfo) GetStoreStats() *StoreStats {
 	return nil
 }
 
+func (x *NodeInfo) GetRayletTcpEndpoint() string {
+	if x != nil {
+		return x.RayletTcpEndpoint
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetTransferAddress() string {
+	if x != nil {
+		return x.TransferAddress
+	}
+	return ""
+}
+
 type ResourceDemand struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Shape         *Resources             `protobuf:"bytes,1,opt,name=shape,proto3" json:"shape,omitempty"`
@@ -317,8 +336,10 @@ type RegisterWorkerRequest struct {
 	Endpoint       string `protobuf:"bytes,3,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	JobId          []byte `protobuf:"bytes,4,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	FunctionDigest string `protobuf:"bytes,5,opt,name=function_digest,json=functionDigest,proto3" json:"function_digest,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Where processes on other nodes reach the worker ("tcp:host:port").
+	TcpEndpoint   string `protobuf:"bytes,6,opt,name=tcp_endpoint,json=tcpEndpoint,proto3" json:"tcp_endpoint,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RegisterWorkerRequest) Reset() {
@@ -382,6 +403,13 @@ func (x *RegisterWorkerRequest) GetJobId() []byte {
 func (x *RegisterWorkerRequest) GetFunctionDigest() string {
 	if x != nil {
 		return x.FunctionDigest
+	}
+	return ""
+}
+
+func (x *RegisterWorkerRequest) GetTcpEndpoint() string {
+	if x != nil {
+		return x.TcpEndpoint
 	}
 	return ""
 }
@@ -576,7 +604,13 @@ type RequestWorkerLeaseRequest struct {
 	RunningResources *Resources `protobuf:"bytes,5,opt,name=running_resources,json=runningResources,proto3" json:"running_resources,omitempty"`
 	// With dedicated: the actor is detached, so its worker (and its job's
 	// state on the node) outlives the job's driver.
-	Detached      bool `protobuf:"varint,6,opt,name=detached,proto3" json:"detached,omitempty"`
+	Detached bool `protobuf:"varint,6,opt,name=detached,proto3" json:"detached,omitempty"`
+	// Where the lease may be granted; the raylet asked first forwards the
+	// request (spillback) when another node fits the strategy better.
+	Strategy *SchedulingStrategy `protobuf:"bytes,7,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	// Set on a request forwarded by another raylet's decision: grant it here
+	// or queue it here, never forward it again.
+	NoSpillback   bool `protobuf:"varint,8,opt,name=no_spillback,json=noSpillback,proto3" json:"no_spillback,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -649,6 +683,20 @@ func (x *RequestWorkerLeaseRequest) GetRunningResources() *Resources {
 func (x *RequestWorkerLeaseRequest) GetDetached() bool {
 	if x != nil {
 		return x.Detached
+	}
+	return false
+}
+
+func (x *RequestWorkerLeaseRequest) GetStrategy() *SchedulingStrategy {
+	if x != nil {
+		return x.Strategy
+	}
+	return nil
+}
+
+func (x *RequestWorkerLeaseRequest) GetNoSpillback() bool {
+	if x != nil {
+		return x.NoSpillback
 	}
 	return false
 }
@@ -739,7 +787,10 @@ type RequestWorkerLeaseReply struct {
 	Worker   *Address               `protobuf:"bytes,2,opt,name=worker,proto3" json:"worker,omitempty"`
 	Assigned *Resources             `protobuf:"bytes,3,opt,name=assigned,proto3" json:"assigned,omitempty"`
 	// Set when the request can never be met on this cluster.
-	Infeasible    string `protobuf:"bytes,4,opt,name=infeasible,proto3" json:"infeasible,omitempty"`
+	Infeasible string `protobuf:"bytes,4,opt,name=infeasible,proto3" json:"infeasible,omitempty"`
+	// Spillback: no lease was granted; ask this node's raylet instead (with
+	// no_spillback set).
+	RetryAt       *NodeInfo `protobuf:"bytes,5,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -802,6 +853,121 @@ func (x *RequestWorkerLeaseReply) GetInfeasible() string {
 	return ""
 }
 
+func (x *RequestWorkerLeaseReply) GetRetryAt() *NodeInfo {
+	if x != nil {
+		return x.RetryAt
+	}
+	return nil
+}
+
+// PullObjectRequest asks the node's raylet to copy an object from another
+// node's store into its own (the reply comes once it is sealed here).
+type PullObjectRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	ObjectId []byte                 `protobuf:"bytes,1,opt,name=object_id,json=objectId,proto3" json:"object_id,omitempty"`
+	// The node holding a copy.
+	NodeId        []byte `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	OwnerWorkerId []byte `protobuf:"bytes,3,opt,name=owner_worker_id,json=ownerWorkerId,proto3" json:"owner_worker_id,omitempty"`
+	// The object's size, if known, for admission before the first byte.
+	Size          uint64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PullObjectRequest) Reset() {
+	*x = PullObjectRequest{}
+	mi := &file_goray_raylet_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PullObjectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PullObjectRequest) ProtoMessage() {}
+
+func (x *PullObjectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PullObjectRequest.ProtoReflect.Descriptor instead.
+func (*PullObjectRequest) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *PullObjectRequest) GetObjectId() []byte {
+	if x != nil {
+		return x.ObjectId
+	}
+	return nil
+}
+
+func (x *PullObjectRequest) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+func (x *PullObjectRequest) GetOwnerWorkerId() []byte {
+	if x != nil {
+		return x.OwnerWorkerId
+	}
+	return nil
+}
+
+func (x *PullObjectRequest) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+type PullObjectReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PullObjectReply) Reset() {
+	*x = PullObjectReply{}
+	mi := &file_goray_raylet_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PullObjectReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PullObjectReply) ProtoMessage() {}
+
+func (x *PullObjectReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PullObjectReply.ProtoReflect.Descriptor instead.
+func (*PullObjectReply) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{11}
+}
+
 type ReturnWorkerLeaseRequest struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId []byte                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
@@ -813,7 +979,7 @@ type ReturnWorkerLeaseRequest struct {
 
 func (x *ReturnWorkerLeaseRequest) Reset() {
 	*x = ReturnWorkerLeaseRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[10]
+	mi := &file_goray_raylet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +991,7 @@ func (x *ReturnWorkerLeaseRequest) String() string {
 func (*ReturnWorkerLeaseRequest) ProtoMessage() {}
 
 func (x *ReturnWorkerLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[10]
+	mi := &file_goray_raylet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +1004,7 @@ func (x *ReturnWorkerLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnWorkerLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ReturnWorkerLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{10}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReturnWorkerLeaseRequest) GetLeaseId() []byte {
@@ -863,7 +1029,7 @@ type ReturnWorkerLeaseReply struct {
 
 func (x *ReturnWorkerLeaseReply) Reset() {
 	*x = ReturnWorkerLeaseReply{}
-	mi := &file_goray_raylet_proto_msgTypes[11]
+	mi := &file_goray_raylet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -875,7 +1041,7 @@ func (x *ReturnWorkerLeaseReply) String() string {
 func (*ReturnWorkerLeaseReply) ProtoMessage() {}
 
 func (x *ReturnWorkerLeaseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[11]
+	mi := &file_goray_raylet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -888,7 +1054,7 @@ func (x *ReturnWorkerLeaseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnWorkerLeaseReply.ProtoReflect.Descriptor instead.
 func (*ReturnWorkerLeaseReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{11}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{13}
 }
 
 // NotifyBlockedRequest tells the raylet that a task under a lease is
@@ -903,7 +1069,7 @@ type NotifyBlockedRequest struct {
 
 func (x *NotifyBlockedRequest) Reset() {
 	*x = NotifyBlockedRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[12]
+	mi := &file_goray_raylet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -915,7 +1081,7 @@ func (x *NotifyBlockedRequest) String() string {
 func (*NotifyBlockedRequest) ProtoMessage() {}
 
 func (x *NotifyBlockedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[12]
+	mi := &file_goray_raylet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -928,7 +1094,7 @@ func (x *NotifyBlockedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyBlockedRequest.ProtoReflect.Descriptor instead.
 func (*NotifyBlockedRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{12}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NotifyBlockedRequest) GetLeaseId() []byte {
@@ -955,7 +1121,7 @@ type KillWorkerRequest struct {
 
 func (x *KillWorkerRequest) Reset() {
 	*x = KillWorkerRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[13]
+	mi := &file_goray_raylet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1133,7 @@ func (x *KillWorkerRequest) String() string {
 func (*KillWorkerRequest) ProtoMessage() {}
 
 func (x *KillWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[13]
+	mi := &file_goray_raylet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1146,7 @@ func (x *KillWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillWorkerRequest.ProtoReflect.Descriptor instead.
 func (*KillWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{13}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *KillWorkerRequest) GetWorkerId() []byte {
@@ -1005,7 +1171,7 @@ type KillWorkerReply struct {
 
 func (x *KillWorkerReply) Reset() {
 	*x = KillWorkerReply{}
-	mi := &file_goray_raylet_proto_msgTypes[14]
+	mi := &file_goray_raylet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1017,7 +1183,7 @@ func (x *KillWorkerReply) String() string {
 func (*KillWorkerReply) ProtoMessage() {}
 
 func (x *KillWorkerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[14]
+	mi := &file_goray_raylet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1030,7 +1196,7 @@ func (x *KillWorkerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillWorkerReply.ProtoReflect.Descriptor instead.
 func (*KillWorkerReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{14}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{16}
 }
 
 // Object store operations for processes on the node.
@@ -1049,7 +1215,7 @@ type CreateObjectRequest struct {
 
 func (x *CreateObjectRequest) Reset() {
 	*x = CreateObjectRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[15]
+	mi := &file_goray_raylet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1061,7 +1227,7 @@ func (x *CreateObjectRequest) String() string {
 func (*CreateObjectRequest) ProtoMessage() {}
 
 func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[15]
+	mi := &file_goray_raylet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1074,7 +1240,7 @@ func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectRequest.ProtoReflect.Descriptor instead.
 func (*CreateObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{15}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateObjectRequest) GetObjectId() []byte {
@@ -1114,7 +1280,7 @@ type CreateObjectReply struct {
 
 func (x *CreateObjectReply) Reset() {
 	*x = CreateObjectReply{}
-	mi := &file_goray_raylet_proto_msgTypes[16]
+	mi := &file_goray_raylet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1126,7 +1292,7 @@ func (x *CreateObjectReply) String() string {
 func (*CreateObjectReply) ProtoMessage() {}
 
 func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[16]
+	mi := &file_goray_raylet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1139,7 +1305,7 @@ func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectReply.ProtoReflect.Descriptor instead.
 func (*CreateObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{16}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateObjectReply) GetOffset() uint64 {
@@ -1158,7 +1324,7 @@ type SealObjectRequest struct {
 
 func (x *SealObjectRequest) Reset() {
 	*x = SealObjectRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[17]
+	mi := &file_goray_raylet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1170,7 +1336,7 @@ func (x *SealObjectRequest) String() string {
 func (*SealObjectRequest) ProtoMessage() {}
 
 func (x *SealObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[17]
+	mi := &file_goray_raylet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1183,7 +1349,7 @@ func (x *SealObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealObjectRequest.ProtoReflect.Descriptor instead.
 func (*SealObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{17}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SealObjectRequest) GetObjectId() []byte {
@@ -1201,7 +1367,7 @@ type SealObjectReply struct {
 
 func (x *SealObjectReply) Reset() {
 	*x = SealObjectReply{}
-	mi := &file_goray_raylet_proto_msgTypes[18]
+	mi := &file_goray_raylet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1213,7 +1379,7 @@ func (x *SealObjectReply) String() string {
 func (*SealObjectReply) ProtoMessage() {}
 
 func (x *SealObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[18]
+	mi := &file_goray_raylet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1226,7 +1392,7 @@ func (x *SealObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealObjectReply.ProtoReflect.Descriptor instead.
 func (*SealObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{18}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{20}
 }
 
 type GetObjectLocationRequest struct {
@@ -1242,7 +1408,7 @@ type GetObjectLocationRequest struct {
 
 func (x *GetObjectLocationRequest) Reset() {
 	*x = GetObjectLocationRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[19]
+	mi := &file_goray_raylet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1254,7 +1420,7 @@ func (x *GetObjectLocationRequest) String() string {
 func (*GetObjectLocationRequest) ProtoMessage() {}
 
 func (x *GetObjectLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[19]
+	mi := &file_goray_raylet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1267,7 +1433,7 @@ func (x *GetObjectLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectLocationRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectLocationRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{19}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetObjectLocationRequest) GetObjectId() []byte {
@@ -1295,7 +1461,7 @@ type GetObjectLocationReply struct {
 
 func (x *GetObjectLocationReply) Reset() {
 	*x = GetObjectLocationReply{}
-	mi := &file_goray_raylet_proto_msgTypes[20]
+	mi := &file_goray_raylet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1307,7 +1473,7 @@ func (x *GetObjectLocationReply) String() string {
 func (*GetObjectLocationReply) ProtoMessage() {}
 
 func (x *GetObjectLocationReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[20]
+	mi := &file_goray_raylet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1320,7 +1486,7 @@ func (x *GetObjectLocationReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectLocationReply.ProtoReflect.Descriptor instead.
 func (*GetObjectLocationReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{20}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetObjectLocationReply) GetFound() bool {
@@ -1345,15 +1511,19 @@ func (x *GetObjectLocationReply) GetSize() uint64 {
 }
 
 type DeleteObjectsRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ObjectIds     [][]byte               `protobuf:"bytes,1,rep,name=object_ids,json=objectIds,proto3" json:"object_ids,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	ObjectIds [][]byte               `protobuf:"bytes,1,rep,name=object_ids,json=objectIds,proto3" json:"object_ids,omitempty"`
+	// Set by an owner whose objects' primary copies are on another node:
+	// the raylet deletes its own copies and has that node's raylet delete
+	// the primaries (which then tells the nodes holding other copies).
+	PrimaryNodeId []byte `protobuf:"bytes,2,opt,name=primary_node_id,json=primaryNodeId,proto3" json:"primary_node_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteObjectsRequest) Reset() {
 	*x = DeleteObjectsRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[21]
+	mi := &file_goray_raylet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1535,7 @@ func (x *DeleteObjectsRequest) String() string {
 func (*DeleteObjectsRequest) ProtoMessage() {}
 
 func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[21]
+	mi := &file_goray_raylet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,12 +1548,19 @@ func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteObjectsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{21}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteObjectsRequest) GetObjectIds() [][]byte {
 	if x != nil {
 		return x.ObjectIds
+	}
+	return nil
+}
+
+func (x *DeleteObjectsRequest) GetPrimaryNodeId() []byte {
+	if x != nil {
+		return x.PrimaryNodeId
 	}
 	return nil
 }
@@ -1396,7 +1573,7 @@ type DeleteObjectsReply struct {
 
 func (x *DeleteObjectsReply) Reset() {
 	*x = DeleteObjectsReply{}
-	mi := &file_goray_raylet_proto_msgTypes[22]
+	mi := &file_goray_raylet_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1585,7 @@ func (x *DeleteObjectsReply) String() string {
 func (*DeleteObjectsReply) ProtoMessage() {}
 
 func (x *DeleteObjectsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[22]
+	mi := &file_goray_raylet_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1598,7 @@ func (x *DeleteObjectsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteObjectsReply.ProtoReflect.Descriptor instead.
 func (*DeleteObjectsReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{22}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{24}
 }
 
 // ReleaseObjectsRequest drops one pin per id taken by GET_OBJECT_LOCATION.
@@ -1434,7 +1611,7 @@ type ReleaseObjectsRequest struct {
 
 func (x *ReleaseObjectsRequest) Reset() {
 	*x = ReleaseObjectsRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[23]
+	mi := &file_goray_raylet_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1623,7 @@ func (x *ReleaseObjectsRequest) String() string {
 func (*ReleaseObjectsRequest) ProtoMessage() {}
 
 func (x *ReleaseObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[23]
+	mi := &file_goray_raylet_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1636,7 @@ func (x *ReleaseObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseObjectsRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{23}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReleaseObjectsRequest) GetObjectIds() [][]byte {
@@ -1479,7 +1656,7 @@ type MemorySummaryRequest struct {
 
 func (x *MemorySummaryRequest) Reset() {
 	*x = MemorySummaryRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[24]
+	mi := &file_goray_raylet_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1491,7 +1668,7 @@ func (x *MemorySummaryRequest) String() string {
 func (*MemorySummaryRequest) ProtoMessage() {}
 
 func (x *MemorySummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[24]
+	mi := &file_goray_raylet_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1504,7 +1681,7 @@ func (x *MemorySummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemorySummaryRequest.ProtoReflect.Descriptor instead.
 func (*MemorySummaryRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{24}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{26}
 }
 
 // StoreObjectInfo is one object in a node's store.
@@ -1524,7 +1701,7 @@ type StoreObjectInfo struct {
 
 func (x *StoreObjectInfo) Reset() {
 	*x = StoreObjectInfo{}
-	mi := &file_goray_raylet_proto_msgTypes[25]
+	mi := &file_goray_raylet_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1536,7 +1713,7 @@ func (x *StoreObjectInfo) String() string {
 func (*StoreObjectInfo) ProtoMessage() {}
 
 func (x *StoreObjectInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[25]
+	mi := &file_goray_raylet_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1549,7 +1726,7 @@ func (x *StoreObjectInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreObjectInfo.ProtoReflect.Descriptor instead.
 func (*StoreObjectInfo) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{25}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *StoreObjectInfo) GetObjectId() []byte {
@@ -1632,7 +1809,7 @@ type StoreStats struct {
 
 func (x *StoreStats) Reset() {
 	*x = StoreStats{}
-	mi := &file_goray_raylet_proto_msgTypes[26]
+	mi := &file_goray_raylet_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1644,7 +1821,7 @@ func (x *StoreStats) String() string {
 func (*StoreStats) ProtoMessage() {}
 
 func (x *StoreStats) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[26]
+	mi := &file_goray_raylet_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1657,7 +1834,7 @@ func (x *StoreStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreStats.ProtoReflect.Descriptor instead.
 func (*StoreStats) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{26}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *StoreStats) GetCapacity() uint64 {
@@ -1777,7 +1954,7 @@ type MemorySummaryReply struct {
 
 func (x *MemorySummaryReply) Reset() {
 	*x = MemorySummaryReply{}
-	mi := &file_goray_raylet_proto_msgTypes[27]
+	mi := &file_goray_raylet_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1789,7 +1966,7 @@ func (x *MemorySummaryReply) String() string {
 func (*MemorySummaryReply) ProtoMessage() {}
 
 func (x *MemorySummaryReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[27]
+	mi := &file_goray_raylet_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1802,7 +1979,7 @@ func (x *MemorySummaryReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemorySummaryReply.ProtoReflect.Descriptor instead.
 func (*MemorySummaryReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{27}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *MemorySummaryReply) GetNodeId() []byte {
@@ -1841,7 +2018,7 @@ type GetNodeInfoRequest struct {
 
 func (x *GetNodeInfoRequest) Reset() {
 	*x = GetNodeInfoRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[28]
+	mi := &file_goray_raylet_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1853,7 +2030,7 @@ func (x *GetNodeInfoRequest) String() string {
 func (*GetNodeInfoRequest) ProtoMessage() {}
 
 func (x *GetNodeInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[28]
+	mi := &file_goray_raylet_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1866,7 +2043,7 @@ func (x *GetNodeInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeInfoRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{28}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{30}
 }
 
 type GetNodeInfoReply struct {
@@ -1878,7 +2055,7 @@ type GetNodeInfoReply struct {
 
 func (x *GetNodeInfoReply) Reset() {
 	*x = GetNodeInfoReply{}
-	mi := &file_goray_raylet_proto_msgTypes[29]
+	mi := &file_goray_raylet_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1890,7 +2067,7 @@ func (x *GetNodeInfoReply) String() string {
 func (*GetNodeInfoReply) ProtoMessage() {}
 
 func (x *GetNodeInfoReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[29]
+	mi := &file_goray_raylet_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1903,7 +2080,7 @@ func (x *GetNodeInfoReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeInfoReply.ProtoReflect.Descriptor instead.
 func (*GetNodeInfoReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{29}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetNodeInfoReply) GetNode() *NodeInfo {
@@ -1913,11 +2090,56 @@ func (x *GetNodeInfoReply) GetNode() *NodeInfo {
 	return nil
 }
 
+// ObjectIDList is a list of object ids (published on goray.objects.freed).
+type ObjectIDList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ObjectIds     [][]byte               `protobuf:"bytes,1,rep,name=object_ids,json=objectIds,proto3" json:"object_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ObjectIDList) Reset() {
+	*x = ObjectIDList{}
+	mi := &file_goray_raylet_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ObjectIDList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ObjectIDList) ProtoMessage() {}
+
+func (x *ObjectIDList) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ObjectIDList.ProtoReflect.Descriptor instead.
+func (*ObjectIDList) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ObjectIDList) GetObjectIds() [][]byte {
+	if x != nil {
+		return x.ObjectIds
+	}
+	return nil
+}
+
 var File_goray_raylet_proto protoreflect.FileDescriptor
 
 const file_goray_raylet_proto_rawDesc = "" +
 	"\n" +
-	"\x12goray/raylet.proto\x12\bgoray.v1\x1a\x12goray/common.proto\x1a\x10goray/task.proto\"\xd5\x06\n" +
+	"\x12goray/raylet.proto\x12\bgoray.v1\x1a\x12goray/common.proto\x1a\x10goray/task.proto\"\xb0\a\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12'\n" +
@@ -1944,7 +2166,9 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\rstore_objects\x18\x10 \x01(\rR\fstoreObjects\x126\n" +
 	"\x06labels\x18\x11 \x03(\v2\x1e.goray.v1.NodeInfo.LabelsEntryR\x06labels\x125\n" +
 	"\vstore_stats\x18\x12 \x01(\v2\x14.goray.v1.StoreStatsR\n" +
-	"storeStats\x1a9\n" +
+	"storeStats\x12.\n" +
+	"\x13raylet_tcp_endpoint\x18\x13 \x01(\tR\x11rayletTcpEndpoint\x12)\n" +
+	"\x10transfer_address\x18\x14 \x01(\tR\x0ftransferAddress\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"3\n" +
@@ -1954,13 +2178,14 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\x04DEAD\x10\x02\"Q\n" +
 	"\x0eResourceDemand\x12)\n" +
 	"\x05shape\x18\x01 \x01(\v2\x13.goray.v1.ResourcesR\x05shape\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x05R\x05count\"\xa2\x01\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\"\xc5\x01\n" +
 	"\x15RegisterWorkerRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\fR\bworkerId\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12\x1a\n" +
 	"\bendpoint\x18\x03 \x01(\tR\bendpoint\x12\x15\n" +
 	"\x06job_id\x18\x04 \x01(\fR\x05jobId\x12'\n" +
-	"\x0ffunction_digest\x18\x05 \x01(\tR\x0efunctionDigest\"=\n" +
+	"\x0ffunction_digest\x18\x05 \x01(\tR\x0efunctionDigest\x12!\n" +
+	"\ftcp_endpoint\x18\x06 \x01(\tR\vtcpEndpoint\"=\n" +
 	"\x13RegisterWorkerReply\x12&\n" +
 	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xc7\x01\n" +
 	"\x15RegisterClientRequest\x12\x15\n" +
@@ -1974,24 +2199,33 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"workingDir\x12\x1b\n" +
 	"\tworker_id\x18\x06 \x01(\fR\bworkerId\"=\n" +
 	"\x13RegisterClientReply\x12&\n" +
-	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xfd\x01\n" +
+	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xda\x02\n" +
 	"\x19RequestWorkerLeaseRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\fR\x05jobId\x121\n" +
 	"\tresources\x18\x02 \x01(\v2\x13.goray.v1.ResourcesR\tresources\x12\x1a\n" +
 	"\bfunction\x18\x03 \x01(\tR\bfunction\x12\x1c\n" +
 	"\tdedicated\x18\x04 \x01(\bR\tdedicated\x12@\n" +
 	"\x11running_resources\x18\x05 \x01(\v2\x13.goray.v1.ResourcesR\x10runningResources\x12\x1a\n" +
-	"\bdetached\x18\x06 \x01(\bR\bdetached\"6\n" +
+	"\bdetached\x18\x06 \x01(\bR\bdetached\x128\n" +
+	"\bstrategy\x18\a \x01(\v2\x1c.goray.v1.SchedulingStrategyR\bstrategy\x12!\n" +
+	"\fno_spillback\x18\b \x01(\bR\vnoSpillback\"6\n" +
 	"\x19NotifyActorStartedRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\fR\aleaseId\"\x19\n" +
-	"\x17NotifyActorStartedReply\"\xb0\x01\n" +
+	"\x17NotifyActorStartedReply\"\xdf\x01\n" +
 	"\x17RequestWorkerLeaseReply\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\fR\aleaseId\x12)\n" +
 	"\x06worker\x18\x02 \x01(\v2\x11.goray.v1.AddressR\x06worker\x12/\n" +
 	"\bassigned\x18\x03 \x01(\v2\x13.goray.v1.ResourcesR\bassigned\x12\x1e\n" +
 	"\n" +
 	"infeasible\x18\x04 \x01(\tR\n" +
-	"infeasible\"b\n" +
+	"infeasible\x12-\n" +
+	"\bretry_at\x18\x05 \x01(\v2\x12.goray.v1.NodeInfoR\aretryAt\"\x85\x01\n" +
+	"\x11PullObjectRequest\x12\x1b\n" +
+	"\tobject_id\x18\x01 \x01(\fR\bobjectId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\fR\x06nodeId\x12&\n" +
+	"\x0fowner_worker_id\x18\x03 \x01(\fR\rownerWorkerId\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size\"\x11\n" +
+	"\x0fPullObjectReply\"b\n" +
 	"\x18ReturnWorkerLeaseRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\fR\aleaseId\x12+\n" +
 	"\x11disconnect_worker\x18\x02 \x01(\bR\x10disconnectWorker\"\x18\n" +
@@ -2019,10 +2253,11 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\x16GetObjectLocationReply\x12\x14\n" +
 	"\x05found\x18\x01 \x01(\bR\x05found\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
-	"\x04size\x18\x03 \x01(\x04R\x04size\"5\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\"]\n" +
 	"\x14DeleteObjectsRequest\x12\x1d\n" +
 	"\n" +
-	"object_ids\x18\x01 \x03(\fR\tobjectIds\"\x14\n" +
+	"object_ids\x18\x01 \x03(\fR\tobjectIds\x12&\n" +
+	"\x0fprimary_node_id\x18\x02 \x01(\fR\rprimaryNodeId\"\x14\n" +
 	"\x12DeleteObjectsReply\"6\n" +
 	"\x15ReleaseObjectsRequest\x12\x1d\n" +
 	"\n" +
@@ -2067,7 +2302,10 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\tprocesses\x18\x04 \x03(\v2\x16.goray.v1.GetRefsReplyR\tprocesses\"\x14\n" +
 	"\x12GetNodeInfoRequest\":\n" +
 	"\x10GetNodeInfoReply\x12&\n" +
-	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04nodeB&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"-\n" +
+	"\fObjectIDList\x12\x1d\n" +
+	"\n" +
+	"object_ids\x18\x01 \x03(\fR\tobjectIdsB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_raylet_proto_rawDescOnce sync.Once
@@ -2082,7 +2320,7 @@ func file_goray_raylet_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_raylet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_goray_raylet_proto_goTypes = []any{
 	(NodeInfo_State)(0),               // 0: goray.v1.NodeInfo.State
 	(*NodeInfo)(nil),                  // 1: goray.v1.NodeInfo
@@ -2095,55 +2333,61 @@ var file_goray_raylet_proto_goTypes = []any{
 	(*NotifyActorStartedRequest)(nil), // 8: goray.v1.NotifyActorStartedRequest
 	(*NotifyActorStartedReply)(nil),   // 9: goray.v1.NotifyActorStartedReply
 	(*RequestWorkerLeaseReply)(nil),   // 10: goray.v1.RequestWorkerLeaseReply
-	(*ReturnWorkerLeaseRequest)(nil),  // 11: goray.v1.ReturnWorkerLeaseRequest
-	(*ReturnWorkerLeaseReply)(nil),    // 12: goray.v1.ReturnWorkerLeaseReply
-	(*NotifyBlockedRequest)(nil),      // 13: goray.v1.NotifyBlockedRequest
-	(*KillWorkerRequest)(nil),         // 14: goray.v1.KillWorkerRequest
-	(*KillWorkerReply)(nil),           // 15: goray.v1.KillWorkerReply
-	(*CreateObjectRequest)(nil),       // 16: goray.v1.CreateObjectRequest
-	(*CreateObjectReply)(nil),         // 17: goray.v1.CreateObjectReply
-	(*SealObjectRequest)(nil),         // 18: goray.v1.SealObjectRequest
-	(*SealObjectReply)(nil),           // 19: goray.v1.SealObjectReply
-	(*GetObjectLocationRequest)(nil),  // 20: goray.v1.GetObjectLocationRequest
-	(*GetObjectLocationReply)(nil),    // 21: goray.v1.GetObjectLocationReply
-	(*DeleteObjectsRequest)(nil),      // 22: goray.v1.DeleteObjectsRequest
-	(*DeleteObjectsReply)(nil),        // 23: goray.v1.DeleteObjectsReply
-	(*ReleaseObjectsRequest)(nil),     // 24: goray.v1.ReleaseObjectsRequest
-	(*MemorySummaryRequest)(nil),      // 25: goray.v1.MemorySummaryRequest
-	(*StoreObjectInfo)(nil),           // 26: goray.v1.StoreObjectInfo
-	(*StoreStats)(nil),                // 27: goray.v1.StoreStats
-	(*MemorySummaryReply)(nil),        // 28: goray.v1.MemorySummaryReply
-	(*GetNodeInfoRequest)(nil),        // 29: goray.v1.GetNodeInfoRequest
-	(*GetNodeInfoReply)(nil),          // 30: goray.v1.GetNodeInfoReply
-	nil,                               // 31: goray.v1.NodeInfo.LabelsEntry
-	(*Resources)(nil),                 // 32: goray.v1.Resources
-	(*Address)(nil),                   // 33: goray.v1.Address
-	(*GetRefsReply)(nil),              // 34: goray.v1.GetRefsReply
+	(*PullObjectRequest)(nil),         // 11: goray.v1.PullObjectRequest
+	(*PullObjectReply)(nil),           // 12: goray.v1.PullObjectReply
+	(*ReturnWorkerLeaseRequest)(nil),  // 13: goray.v1.ReturnWorkerLeaseRequest
+	(*ReturnWorkerLeaseReply)(nil),    // 14: goray.v1.ReturnWorkerLeaseReply
+	(*NotifyBlockedRequest)(nil),      // 15: goray.v1.NotifyBlockedRequest
+	(*KillWorkerRequest)(nil),         // 16: goray.v1.KillWorkerRequest
+	(*KillWorkerReply)(nil),           // 17: goray.v1.KillWorkerReply
+	(*CreateObjectRequest)(nil),       // 18: goray.v1.CreateObjectRequest
+	(*CreateObjectReply)(nil),         // 19: goray.v1.CreateObjectReply
+	(*SealObjectRequest)(nil),         // 20: goray.v1.SealObjectRequest
+	(*SealObjectReply)(nil),           // 21: goray.v1.SealObjectReply
+	(*GetObjectLocationRequest)(nil),  // 22: goray.v1.GetObjectLocationRequest
+	(*GetObjectLocationReply)(nil),    // 23: goray.v1.GetObjectLocationReply
+	(*DeleteObjectsRequest)(nil),      // 24: goray.v1.DeleteObjectsRequest
+	(*DeleteObjectsReply)(nil),        // 25: goray.v1.DeleteObjectsReply
+	(*ReleaseObjectsRequest)(nil),     // 26: goray.v1.ReleaseObjectsRequest
+	(*MemorySummaryRequest)(nil),      // 27: goray.v1.MemorySummaryRequest
+	(*StoreObjectInfo)(nil),           // 28: goray.v1.StoreObjectInfo
+	(*StoreStats)(nil),                // 29: goray.v1.StoreStats
+	(*MemorySummaryReply)(nil),        // 30: goray.v1.MemorySummaryReply
+	(*GetNodeInfoRequest)(nil),        // 31: goray.v1.GetNodeInfoRequest
+	(*GetNodeInfoReply)(nil),          // 32: goray.v1.GetNodeInfoReply
+	(*ObjectIDList)(nil),              // 33: goray.v1.ObjectIDList
+	nil,                               // 34: goray.v1.NodeInfo.LabelsEntry
+	(*Resources)(nil),                 // 35: goray.v1.Resources
+	(*SchedulingStrategy)(nil),        // 36: goray.v1.SchedulingStrategy
+	(*Address)(nil),                   // 37: goray.v1.Address
+	(*GetRefsReply)(nil),              // 38: goray.v1.GetRefsReply
 }
 var file_goray_raylet_proto_depIdxs = []int32{
-	32, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
-	32, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
+	35, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
+	35, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
 	0,  // 2: goray.v1.NodeInfo.state:type_name -> goray.v1.NodeInfo.State
 	2,  // 3: goray.v1.NodeInfo.pending:type_name -> goray.v1.ResourceDemand
 	2,  // 4: goray.v1.NodeInfo.infeasible:type_name -> goray.v1.ResourceDemand
-	31, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
-	27, // 6: goray.v1.NodeInfo.store_stats:type_name -> goray.v1.StoreStats
-	32, // 7: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
+	34, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
+	29, // 6: goray.v1.NodeInfo.store_stats:type_name -> goray.v1.StoreStats
+	35, // 7: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
 	1,  // 8: goray.v1.RegisterWorkerReply.node:type_name -> goray.v1.NodeInfo
 	1,  // 9: goray.v1.RegisterClientReply.node:type_name -> goray.v1.NodeInfo
-	32, // 10: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
-	32, // 11: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
-	33, // 12: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
-	32, // 13: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
-	27, // 14: goray.v1.MemorySummaryReply.stats:type_name -> goray.v1.StoreStats
-	26, // 15: goray.v1.MemorySummaryReply.objects:type_name -> goray.v1.StoreObjectInfo
-	34, // 16: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
-	1,  // 17: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	35, // 10: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
+	35, // 11: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
+	36, // 12: goray.v1.RequestWorkerLeaseRequest.strategy:type_name -> goray.v1.SchedulingStrategy
+	37, // 13: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
+	35, // 14: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
+	1,  // 15: goray.v1.RequestWorkerLeaseReply.retry_at:type_name -> goray.v1.NodeInfo
+	29, // 16: goray.v1.MemorySummaryReply.stats:type_name -> goray.v1.StoreStats
+	28, // 17: goray.v1.MemorySummaryReply.objects:type_name -> goray.v1.StoreObjectInfo
+	38, // 18: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
+	1,  // 19: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_goray_raylet_proto_init() }
@@ -2159,7 +2403,7 @@ func file_goray_raylet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_raylet_proto_rawDesc), len(file_goray_raylet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -66,6 +66,12 @@ const (
 	Method_RELEASE_OBJECTS Method = 24
 	// Client (goray memory) -> raylet.
 	Method_MEMORY_SUMMARY Method = 25
+	// Client -> raylet: copy an object from another node into this one.
+	Method_PULL_OBJECT Method = 26
+	// GCS -> raylet: placement group bundle reservation (two-phase).
+	Method_PREPARE_BUNDLES Method = 27
+	Method_COMMIT_BUNDLES  Method = 28
+	Method_CANCEL_BUNDLES  Method = 29
 	// Raylet -> worker.
 	Method_EXIT Method = 30
 )
@@ -99,6 +105,10 @@ var (
 		21: "NOTIFY_ACTOR_STARTED",
 		24: "RELEASE_OBJECTS",
 		25: "MEMORY_SUMMARY",
+		26: "PULL_OBJECT",
+		27: "PREPARE_BUNDLES",
+		28: "COMMIT_BUNDLES",
+		29: "CANCEL_BUNDLES",
 		30: "EXIT",
 	}
 	Method_value = map[string]int32{
@@ -128,6 +138,10 @@ var (
 		"NOTIFY_ACTOR_STARTED": 21,
 		"RELEASE_OBJECTS":      24,
 		"MEMORY_SUMMARY":       25,
+		"PULL_OBJECT":          26,
+		"PREPARE_BUNDLES":      27,
+		"COMMIT_BUNDLES":       28,
+		"CANCEL_BUNDLES":       29,
 		"EXIT":                 30,
 	}
 )
@@ -265,7 +279,7 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"%\n" +
 	"\vExitRequest\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\x8f\x04\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason*\xdd\x04\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tPUSH_TASK\x10\x01\x12\x0f\n" +
@@ -296,7 +310,11 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\rGET_NODE_INFO\x10\x14\x12\x18\n" +
 	"\x14NOTIFY_ACTOR_STARTED\x10\x15\x12\x13\n" +
 	"\x0fRELEASE_OBJECTS\x10\x18\x12\x12\n" +
-	"\x0eMEMORY_SUMMARY\x10\x19\x12\b\n" +
+	"\x0eMEMORY_SUMMARY\x10\x19\x12\x0f\n" +
+	"\vPULL_OBJECT\x10\x1a\x12\x13\n" +
+	"\x0fPREPARE_BUNDLES\x10\x1b\x12\x12\n" +
+	"\x0eCOMMIT_BUNDLES\x10\x1c\x12\x12\n" +
+	"\x0eCANCEL_BUNDLES\x10\x1d\x12\b\n" +
 	"\x04EXIT\x10\x1eB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
