@@ -22,4 +22,7 @@ func (s *Server) handleJobEvent(m *nats.Msg) {
 		return
 	}
 	s.system.Root.Send(s.managers.actors, jobEvent{job: id, finished: job.GetFinished()})
+	if job.GetFinished() {
+		s.system.Root.Send(s.managers.pgs, pgJobFinished{job: id})
+	}
 }

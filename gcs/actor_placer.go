@@ -72,20 +72,41 @@ type wirePlacer struct {
 	closed  bool
 	raylets map[protos.NodeID]*wire.Conn
 	workers map[*wire.Conn]struct{}
+	// remote marks the nodes reached over TCP: all but the head, whose
+	// raylet and workers run on the GCS's machine and are faster to reach
+	// on their unix sockets.
+	remote map[protos.NodeID]bool
 }
 
 func newWirePlacer(log zerolog.Logger) *wirePlacer {
-	return &wirePlacer{log: log, raylets: map[protos.NodeID]*wire.Conn{}, workers: map[*wire.Conn]struct{}{}}
+	return &wirePlacer{log: log, raylets: map[protos.NodeID]*wire.Conn{}, workers: map[*wire.Conn]struct{}{}, remote: map[protos.NodeID]bool{}}
 }
 
 const dialTimeout = 5 * time.Second
+
+// workerEndpoint is where the GCS dials a worker: its unix socket on the
+// head, its TCP endpoint elsewhere.
+func (p *wirePlacer) workerEndpoint(w *protos.Address) string {
+	p.mu.Lock()
+	remote := p.remote[protos.MustUniqueID(w.GetNodeId())]
+	p.mu.Unlock()
+	if remote && w.GetTcpEndpoint() != "" {
+		return w.GetTcpEndpoint()
+	}
+	return w.GetEndpoint()
+}
 
 // raylet returns the cached connection to node's raylet, dialing it if
 // there is none, it closed, or the node moved to another endpoint.
 func (p *wirePlacer) raylet(ctx context.Context, node *protos.NodeInfo) (*wire.Conn, error) {
 	id := protos.MustUniqueID(node.GetNodeId())
 	ep := node.GetRayletEndpoint()
+	remote := !node.GetIsHead() && node.GetRayletTcpEndpoint() != ""
+	if remote {
+		ep = node.GetRayletTcpEndpoint()
+	}
 	p.mu.Lock()
+	p.remote[id] = remote
 	if p.closed {
 		p.mu.Unlock()
 		return nil, ErrClosed
@@ -161,7 +182,7 @@ func (p *wirePlacer) create(ctx context.Context, worker *protos.Address, req *pr
 		}
 	})
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	c, err := wire.Dial(dctx, worker.GetEndpoint(), h, wire.WithLogger(p.log))
+	c, err := wire.Dial(dctx, p.workerEndpoint(worker), h, wire.WithLogger(p.log))
 	cancel()
 	if err != nil {
 		return nil, nil, err
@@ -211,6 +232,30 @@ func (p *wirePlacer) returnLease(ctx context.Context, node *protos.NodeInfo, lea
 		return err
 	}
 	return c.Call(ctx, protos.Method_RETURN_WORKER_LEASE, &protos.ReturnWorkerLeaseRequest{LeaseId: lease, DisconnectWorker: true}, &protos.ReturnWorkerLeaseReply{})
+}
+
+func (p *wirePlacer) prepareBundles(ctx context.Context, node *protos.NodeInfo, req *protos.PrepareBundlesRequest) error {
+	c, err := p.raylet(ctx, node)
+	if err != nil {
+		return err
+	}
+	return c.Call(ctx, protos.Method_PREPARE_BUNDLES, req, &protos.PrepareBundlesReply{})
+}
+
+func (p *wirePlacer) commitBundles(ctx context.Context, node *protos.NodeInfo, req *protos.CommitBundlesRequest) error {
+	c, err := p.raylet(ctx, node)
+	if err != nil {
+		return err
+	}
+	return c.Call(ctx, protos.Method_COMMIT_BUNDLES, req, &protos.CommitBundlesReply{})
+}
+
+func (p *wirePlacer) cancelBundles(ctx context.Context, node *protos.NodeInfo, req *protos.CancelBundlesRequest) error {
+	c, err := p.raylet(ctx, node)
+	if err != nil {
+		return err
+	}
+	return c.Call(ctx, protos.Method_CANCEL_BUNDLES, req, &protos.CancelBundlesReply{})
 }
 
 func (p *wirePlacer) close() {

@@ -3,6 +3,7 @@ package gcs
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/goray/goray/protos"
+	"github.com/goray/goray/raylet/scheduling"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -108,6 +110,9 @@ type (
 		node  *protos.NodeInfo // nil: no node to try
 		reply *protos.RequestWorkerLeaseReply
 		err   error
+		// unschedulable is set when no node may ever host the actor
+		// (hard node affinity to a dead node, an invalid strategy).
+		unschedulable error
 	}
 	actorCreated struct {
 		id    protos.UniqueID
@@ -143,6 +148,7 @@ const (
 	deathKilled        = "killed by kill(no_restart=True)"
 	deathKilledRestart = "killed by kill(no_restart=False)"
 	deathJobFinished   = "its job finished"
+	deathUnschedulable = "unschedulable"
 )
 
 func newActorManager(env *managerEnv, shared *actorShared) actor.Producer {
@@ -185,6 +191,8 @@ func (m *actorManager) Receive(ctx actor.Context) {
 				m.jobFinished(protos.MustUniqueID(j.GetJobId()))
 			}
 		}
+	case pgRemoved:
+		m.groupRemoved(msg.id)
 	case jobEvent:
 		if msg.finished {
 			m.jobFinished(msg.job)
@@ -409,6 +417,25 @@ func killRequest(a *actorEntry, noRestart bool, reason string) *protos.KillActor
 	return &protos.KillActorRequest{ActorId: a.id.Bytes(), NoRestart: noRestart, Reason: reason}
 }
 
+// deathGroupRemoved is why an actor of a removed placement group died.
+const deathGroupRemoved = "its placement group was removed"
+
+// groupRemoved kills the actors placed in a removed placement group: its
+// bundles are gone, so they could never be placed again.
+func (m *actorManager) groupRemoved(group protos.UniqueID) {
+	if m.loadErr != nil {
+		return
+	}
+	for _, a := range m.actors {
+		st := a.info.GetSpec().GetOptions().GetStrategy()
+		if a.info.GetState() == protos.ActorState_DEAD || st.GetKind() != protos.SchedulingStrategy_PLACEMENT_GROUP ||
+			protos.MustUniqueID(st.GetPlacementGroupId()) != group {
+			continue
+		}
+		m.die(a, deathGroupRemoved, nil, killRequest(a, true, deathGroupRemoved), actorExitGrace)
+	}
+}
+
 // jobFinished kills the job's actors, except detached ones.
 func (m *actorManager) jobFinished(job protos.JobID) {
 	if m.loadErr != nil || m.finishedJobs[job] {
@@ -566,39 +593,53 @@ func (m *actorManager) schedule(a *actorEntry) {
 		// after the job's driver left.
 		Detached: spec.GetOptions().GetDetached(),
 	}
+	if st := spec.GetOptions().GetStrategy(); st != nil {
+		req.Strategy = st
+	}
 	owner := spec.GetOwner().GetNodeId()
 	excluded := make(map[protos.NodeID]bool, len(a.excluded))
 	for n := range a.excluded {
 		excluded[n] = true
 	}
 	root, self, nodesPID, p := m.root, m.self, m.shared.nodes, m.shared.placer
+	pick := pickNodeRequest{demand: req.GetResources(), strategy: req.GetStrategy(), preferred: owner, excluded: excluded}
 	go func() {
-		res, err := root.RequestFuture(nodesPID, &protos.ListNodesRequest{}, actorNodesTimeout).Result()
-		var nodes []*protos.NodeInfo
-		if err == nil {
-			rep, ok := res.(*protos.ListNodesReply)
-			switch {
-			case !ok:
-				err = fmt.Errorf("%w: node manager answered %T", ErrInternal, res)
-			case rep.GetError() != nil:
-				err = replyError("list nodes", rep.GetError())
-			default:
-				nodes = rep.GetNodes()
-			}
-		}
-		if err != nil {
-			root.Send(self, actorLeased{id: id, epoch: epoch, err: fmt.Errorf("%w: list nodes: %w", ErrUnavailable, err)})
+		res, err := root.RequestFuture(nodesPID, pick, actorNodesTimeout).Result()
+		rep, ok := res.(pickNodeReply)
+		switch {
+		case err != nil:
+			root.Send(self, actorLeased{id: id, epoch: epoch, err: fmt.Errorf("%w: pick a node: %w", ErrUnavailable, err)})
+			return
+		case !ok:
+			root.Send(self, actorLeased{id: id, epoch: epoch, err: fmt.Errorf("%w: node manager answered %T", ErrInternal, res)})
+			return
+		case errors.Is(rep.err, scheduling.ErrUnschedulable), errors.Is(rep.err, scheduling.ErrInvalidDemand):
+			root.Send(self, actorLeased{id: id, epoch: epoch, unschedulable: rep.err})
 			return
 		}
-		node := pickNode(nodes, req.GetResources().GetAmounts(), owner, excluded)
+		node := rep.node
+		if node != nil && rep.err == nil && !rep.wait {
+			// The GCS decided: the raylet grants or queues, never forwards.
+			req.NoSpillback = true
+		} else {
+			// Nothing fits now, or nowhere ever (infeasible): queue it on
+			// the owner's node (or any), whose raylet reports the shape
+			// and forwards the request once a node can take it.
+			node = rep.fallback
+		}
 		if node == nil {
 			root.Send(self, actorLeased{id: id, epoch: epoch})
 			return
 		}
 		// No deadline: an infeasible or busy node keeps the request queued
 		// until it can grant it; closing the placer ends the wait.
-		rep, err := p.lease(context.Background(), node, req)
-		root.Send(self, actorLeased{id: id, epoch: epoch, node: node, reply: rep, err: err})
+		lrep, err := p.lease(context.Background(), node, req)
+		if at := lrep.GetRetryAt(); err == nil && at != nil {
+			// Spillback: the raylet found a node that can take it now.
+			node, req.NoSpillback = at, true
+			lrep, err = p.lease(context.Background(), node, req)
+		}
+		root.Send(self, actorLeased{id: id, epoch: epoch, node: node, reply: lrep, err: err})
 	}()
 }
 
@@ -629,6 +670,10 @@ func (m *actorManager) leased(msg actorLeased) {
 		return
 	}
 	log := m.env.log.With().Str("actor", a.id.Short()).Str("class", a.info.GetSpec().GetClassName()).Logger()
+	if msg.unschedulable != nil {
+		m.die(a, fmt.Sprintf("%s: %v", deathUnschedulable, msg.unschedulable), nil, nil, 0)
+		return
+	}
 	if msg.node == nil && msg.err == nil {
 		if len(a.excluded) > 0 {
 			m.die(a, fmt.Sprintf("no alive node can start workers for job %s (it is registered on none of them: has its driver exited?)",
@@ -658,7 +703,7 @@ func (m *actorManager) leased(msg actorLeased) {
 			// actors of it (a non-detached actor restarting as its job
 			// ends, e.g. when the driver exited without finishing it).
 			m.die(a, fmt.Sprintf("%s: %v", deathJobFinished, msg.err), nil, nil, 0)
-		case "binary_mismatch", "worker_start_failed", "invalid", "malformed":
+		case "binary_mismatch", "worker_start_failed", "invalid", "malformed", "unschedulable":
 			m.die(a, fmt.Sprintf("no worker could be leased for it on node %s: %v", nodeID.Short(), msg.err), nil, nil, 0)
 		default:
 			log.Warn().Err(msg.err).Str("node", nodeID.Short()).Msg("lease for actor failed; retrying")

@@ -365,14 +365,19 @@ func (c *Client) KillActor(ctx context.Context, id protos.UniqueID, noRestart bo
 // until unsubscribe is called. It returns once the subscription is active,
 // so a GetActor after it cannot miss a change in between.
 func (c *Client) WatchActor(id protos.UniqueID, fn func(*protos.ActorInfo)) (unsubscribe func(), err error) {
-	subject := ActorSubject(id)
+	return watch(c, ActorSubject(id), func() *protos.ActorInfo { return &protos.ActorInfo{} }, fn)
+}
+
+// watch subscribes fn to the messages of type T published on subject and
+// returns once the subscription is active.
+func watch[T proto.Message](c *Client, subject string, newT func() T, fn func(T)) (unsubscribe func(), err error) {
 	sub, err := c.nc.Subscribe(subject, func(m *nats.Msg) {
-		info := &protos.ActorInfo{}
-		if err := proto.Unmarshal(m.Data, info); err != nil {
-			c.log.Warn().Err(err).Str("subject", subject).Msg("cannot decode ActorInfo")
+		v := newT()
+		if err := proto.Unmarshal(m.Data, v); err != nil {
+			c.log.Warn().Err(err).Str("subject", subject).Msgf("cannot decode %T", v)
 			return
 		}
-		fn(info)
+		fn(v)
 	})
 	if err != nil {
 		if errors.Is(err, nats.ErrConnectionClosed) {

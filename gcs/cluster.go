@@ -78,6 +78,11 @@ func (s *Server) handleShutdownRequest(m *nats.Msg) {
 		return
 	}
 	s.respond(m, &protos.ShutdownReply{})
+	if s.nc != nil {
+		if err := s.nc.Publish(SubjectShutdownEvents, nil); err != nil {
+			s.log.Debug().Err(err).Msg("announce shutdown")
+		}
+	}
 	// The reply must leave before the embedded server stops, or the
 	// requester sees a closed connection instead of an answer.
 	if s.nc != nil {

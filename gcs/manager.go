@@ -14,9 +14,10 @@ import (
 // managerEnv is what every manager actor shares: the NATS connection for
 // events, JetStream for its bucket, and a logger.
 type managerEnv struct {
-	nc  *nats.Conn
-	js  jetstream.JetStream
-	log zerolog.Logger
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	log      zerolog.Logger
+	replicas int
 }
 
 // bucketState is embedded by managers: it opens their bucket on Started
@@ -26,12 +27,14 @@ type managerEnv struct {
 // answer from empty state.
 type bucketState struct {
 	kv      jetstream.KeyValue
+	js      jetstream.JetStream
+	log     zerolog.Logger
 	loadErr error
 }
 
 func (b *bucketState) open(env *managerEnv, bucket, description string, load func(key string, value []byte) error) {
 	b.kv, b.loadErr = nil, nil
-	kv, err := openBucket(env.js, bucket, description)
+	kv, err := openBucket(env.js, bucket, description, env.replicas)
 	if err == nil {
 		err = loadBucket(kv, load)
 	}
@@ -40,8 +43,46 @@ func (b *bucketState) open(env *managerEnv, bucket, description string, load fun
 		env.log.Error().Err(err).Str("bucket", bucket).Msg("load state")
 		return
 	}
-	b.kv = kv
+	b.kv, b.js, b.log = kv, env.js, env.log
 }
+
+// putProtoAsync persists a message without waiting for the store's
+// acknowledgement, for records written at a high rate (placement groups):
+// the write is a publish on the bucket's subject, ordered with this
+// connection's other writes, and a failed one is logged.
+func (b *bucketState) putProtoAsync(key string, m proto.Message) error {
+	data, err := proto.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("%w: encode %s: %w", ErrInternal, key, err)
+	}
+	return b.publishAsync(nats.NewMsg(kvSubject(b.kv.Bucket(), key)), data)
+}
+
+// deleteAsync deletes a key as putProtoAsync writes one.
+func (b *bucketState) deleteAsync(key string) error {
+	msg := nats.NewMsg(kvSubject(b.kv.Bucket(), key))
+	msg.Header.Set("KV-Operation", "DEL")
+	return b.publishAsync(msg, nil)
+}
+
+func (b *bucketState) publishAsync(msg *nats.Msg, data []byte) error {
+	msg.Data = data
+	f, err := b.js.PublishMsgAsync(msg)
+	if err != nil {
+		return fmt.Errorf("%w: write %s: %w", ErrUnavailable, msg.Subject, err)
+	}
+	go func() {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			b.log.Error().Err(err).Str("subject", msg.Subject).Msg("asynchronous store write failed")
+		}
+	}()
+	return nil
+}
+
+// kvSubject is the subject a KV bucket stores key under.
+func kvSubject(bucket, key string) string { return "$KV." + bucket + "." + key }
 
 // unavailable is non-nil while the manager has no usable state.
 func (b *bucketState) unavailable() *protos.GcsError {

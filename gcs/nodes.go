@@ -7,6 +7,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/goray/goray/protos"
+	"github.com/goray/goray/raylet/scheduling"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -26,11 +27,29 @@ type nodeManager struct {
 	timeout time.Duration
 	nodes   map[protos.NodeID]*nodeEntry
 	stop    chan struct{}
+	// spreadIndex is the SPREAD policy's round-robin cursor (node_pick.go).
+	spreadIndex int
 }
 
 type nodeEntry struct {
 	info     *protos.NodeInfo
 	lastSeen time.Time
+	// placed is what actors placed here since the node's last report took.
+	placed scheduling.Resources
+	// total and avail are info's resources for the scheduling policies,
+	// converted once per report; ok is false if they did not convert.
+	total, avail scheduling.Resources
+	resOK        bool
+}
+
+// setInfo records a node's latest state and its resources in scheduling
+// form.
+func (n *nodeEntry) setInfo(info *protos.NodeInfo) {
+	n.info = info
+	var err1, err2 error
+	n.total, err1 = scheduling.FromAmounts(info.GetTotal().GetAmounts())
+	n.avail, err2 = scheduling.FromAmounts(info.GetAvailable().GetAmounts())
+	n.resOK = err1 == nil && err2 == nil
 }
 
 // nodeReport is a NodeReport forwarded from the report subscription.
@@ -63,6 +82,12 @@ func (m *nodeManager) Receive(ctx actor.Context) {
 		m.report(msg.info)
 	case livenessTick:
 		m.checkLiveness(time.Now())
+	case pickNodeRequest:
+		ctx.Respond(m.pick(msg))
+	case memberGone:
+		m.memberGone(msg)
+	case placeBundlesRequest:
+		ctx.Respond(m.placeBundles(msg))
 	}
 }
 
@@ -82,7 +107,9 @@ func (m *nodeManager) load() {
 		}
 		// Nodes alive at the last GCS run get a full timeout to report to
 		// the new one before being declared dead.
-		m.nodes[id] = &nodeEntry{info: info, lastSeen: now}
+		n := &nodeEntry{lastSeen: now}
+		n.setInfo(info)
+		m.nodes[id] = n
 		return nil
 	})
 }
@@ -135,7 +162,9 @@ func (m *nodeManager) register(info *protos.NodeInfo) *protos.GcsError {
 	if err := m.putProto(id.String(), info); err != nil {
 		return toGcsError(err)
 	}
-	m.nodes[id] = &nodeEntry{info: info, lastSeen: time.Now()}
+	n := &nodeEntry{lastSeen: time.Now()}
+	n.setInfo(info)
+	m.nodes[id] = n
 	m.env.log.Info().Str("node", id.Short()).Str("host", info.GetHostname()).Bool("head", info.GetIsHead()).Msg("node registered")
 	m.env.publish(SubjectNodeEvents, info)
 	return nil
@@ -158,7 +187,7 @@ func (m *nodeManager) unregister(rawID []byte) *protos.GcsError {
 	}
 	// Kept as DEAD rather than deleted: like Ray, the node list shows
 	// nodes that left, which is how an operator learns a node went away.
-	return m.markDead(id, n, "unregistered")
+	return m.markDead(id, n, whyUnregistered)
 }
 
 func (m *nodeManager) markDead(id protos.NodeID, n *nodeEntry, why string) *protos.GcsError {
@@ -170,7 +199,7 @@ func (m *nodeManager) markDead(id protos.NodeID, n *nodeEntry, why string) *prot
 	n.info = info
 	// A node that left cleanly is routine; one that went silent is not.
 	ev := m.env.log.Warn()
-	if why == "unregistered" {
+	if why == whyUnregistered || why == whyLeft {
 		ev = m.env.log.Info()
 	}
 	ev.Str("node", id.Short()).Str("host", info.GetHostname()).Str("reason", why).Msg("node dead")
@@ -229,8 +258,9 @@ func (m *nodeManager) report(info *protos.NodeInfo) {
 	if info.StartTimeUnixMs == 0 {
 		info.StartTimeUnixMs = n.info.GetStartTimeUnixMs()
 	}
-	n.info = info
+	n.setInfo(info)
 	n.lastSeen = time.Now()
+	n.placed = nil
 }
 
 func (m *nodeManager) checkLiveness(now time.Time) {

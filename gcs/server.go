@@ -1,12 +1,14 @@
 package gcs
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/goray/goray/actors"
+	"github.com/goray/goray/gcs/membership"
 	"github.com/goray/goray/protos"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -28,7 +30,11 @@ type Options struct {
 	// JetStream) instead of embedding one; comma-separated URLs are
 	// alternatives to connect to. StoreDir, Host and Port are then unused.
 	NATSURL string
-	Logger  zerolog.Logger
+	// Replicas is the number of JetStream replicas of the GCS's buckets
+	// (default 1): 3 on a three-server NATS cluster keeps the GCS's state
+	// through the loss of a server (see docs/nats.md).
+	Replicas int
+	Logger   zerolog.Logger
 	// SessionDir is reported in ClusterInfo.
 	SessionDir string
 	// NodeTimeout is how long a node may go without a NodeReport before it
@@ -54,16 +60,19 @@ type Server struct {
 	opts Options
 	log  zerolog.Logger
 
-	mu         sync.Mutex // held by Start and by Shutdown's teardown
-	started    bool
-	closed     bool
-	nats       *NATSServer // nil when NATSURL is set
-	url        string
-	nc         *nats.Conn
-	system     *actor.ActorSystem
-	supervisor *actor.PID
-	managers   managers
-	subs       []*nats.Subscription
+	mu      sync.Mutex // held by Start and by Shutdown's teardown
+	started bool
+	closed  bool
+	nats    *NATSServer // nil when NATSURL is set
+	// members is the node membership table (members.go).
+	members     *membership.Registry
+	stopMembers context.CancelFunc
+	url         string
+	nc          *nats.Conn
+	system      *actor.ActorSystem
+	supervisor  *actor.PID
+	managers    managers
+	subs        []*nats.Subscription
 
 	// handling is read-locked by every running NATS handler; Shutdown
 	// write-locks it once subscriptions are drained, to wait for handlers
@@ -151,7 +160,7 @@ func (s *Server) startLocked() error {
 	}
 
 	s.system = actors.NewSystem(s.log)
-	env := &managerEnv{nc: s.nc, js: js, log: s.log}
+	env := &managerEnv{nc: s.nc, js: js, log: s.log, replicas: s.opts.Replicas}
 	s.supervisor, err = s.system.Root.SpawnNamed(supervisorProps(env, s.opts.NodeTimeout, s.opts.placer), "gcs")
 	if err != nil {
 		return fmt.Errorf("%w: spawn supervisor: %w", ErrInternal, err)
@@ -160,6 +169,12 @@ func (s *Server) startLocked() error {
 		return err
 	}
 	if err := s.waitReady(); err != nil {
+		return err
+	}
+
+	mctx, cancel := context.WithCancel(context.Background())
+	s.stopMembers = cancel
+	if err := s.watchMembers(mctx, js); err != nil {
 		return err
 	}
 
@@ -225,6 +240,11 @@ func (s *Server) endpoints() []endpoint {
 		// The actor manager kills the actors of jobs that finish.
 		{SubjectJobEvents, s.handleJobEvent},
 
+		{SubjectPGCreate, serveActor[protos.CreatePlacementGroupRequest, protos.CreatePlacementGroupReply](s, SubjectPGCreate, m.pgs)},
+		{SubjectPGGet, serveActor[protos.GetPlacementGroupRequest, protos.GetPlacementGroupReply](s, SubjectPGGet, m.pgs)},
+		{SubjectPGRemove, serveActor[protos.RemovePlacementGroupRequest, protos.RemovePlacementGroupReply](s, SubjectPGRemove, m.pgs)},
+		{SubjectPGList, serveActor[protos.ListPlacementGroupsRequest, protos.ListPlacementGroupsReply](s, SubjectPGList, m.pgs)},
+
 		{SubjectClusterInfo, serveFunc[protos.ClusterInfoRequest, protos.ClusterInfoReply](s, SubjectClusterInfo, s.clusterInfo)},
 		{SubjectClusterShutdown, s.handleShutdownRequest},
 	}
@@ -289,6 +309,12 @@ func (s *Server) teardownLocked() {
 			}
 		}
 		s.subs = nil
+	}
+	if s.stopMembers != nil {
+		s.stopMembers()
+	}
+	if s.members != nil {
+		_ = s.members.Close()
 	}
 	// A drained subscription may still be inside its last handler.
 	s.handling.Lock()

@@ -15,7 +15,7 @@ const storeTimeout = 5 * time.Second
 
 // openBucket creates the bucket if needed. History 1: the GCS needs only the
 // current value, and an operator reading it with `nats kv get` sees that.
-func openBucket(js jetstream.JetStream, name, description string) (jetstream.KeyValue, error) {
+func openBucket(js jetstream.JetStream, name, description string, replicas int) (jetstream.KeyValue, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -23,6 +23,7 @@ func openBucket(js jetstream.JetStream, name, description string) (jetstream.Key
 		Description: description,
 		History:     1,
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: open bucket %s: %w", ErrUnavailable, name, err)

@@ -27,6 +27,11 @@ const (
 	SubjectActorList     = "goray.gcs.actor.list"     // ListActorsRequest -> ListActorsReply
 	SubjectActorKill     = "goray.gcs.actor.kill"     // KillActorGcsRequest -> KillActorGcsReply
 
+	SubjectPGCreate = "goray.gcs.pg.create" // CreatePlacementGroupRequest -> CreatePlacementGroupReply
+	SubjectPGGet    = "goray.gcs.pg.get"    // GetPlacementGroupRequest -> GetPlacementGroupReply
+	SubjectPGRemove = "goray.gcs.pg.remove" // RemovePlacementGroupRequest -> RemovePlacementGroupReply
+	SubjectPGList   = "goray.gcs.pg.list"   // ListPlacementGroupsRequest -> ListPlacementGroupsReply
+
 	SubjectClusterInfo     = "goray.gcs.cluster.info"     // ClusterInfoRequest -> ClusterInfoReply
 	SubjectClusterShutdown = "goray.gcs.cluster.shutdown" // ShutdownRequest -> ShutdownReply
 
@@ -41,6 +46,12 @@ const (
 	SubjectNodeEvents  = "goray.events.node"
 	SubjectJobEvents   = "goray.events.job"
 	SubjectActorEvents = "goray.events.actor"
+	// SubjectShutdownEvents carries an empty message when the cluster is
+	// asked to shut down: worker nodes (goray start --address) stop.
+	SubjectShutdownEvents = "goray.events.shutdown"
+	// SubjectPGEvents matches every PlacementGroupSubject: raylets learn
+	// of removed groups there.
+	SubjectPGEvents = "goray.pg.*"
 )
 
 // JetStream KV buckets holding the GCS's persistent state.
@@ -50,6 +61,8 @@ const (
 	BucketFunctions = "goray_functions" // key: job id (hex) -> FunctionTable
 	BucketKV        = "goray_kv"        // key: kvKey(namespace, key) -> raw value
 	BucketActors    = "goray_actors"    // key: actor id (hex) -> ActorInfo
+	// key: placement group id (hex) -> PlacementGroupInfo (live groups)
+	BucketPlacementGroups = "goray_placement_groups"
 )
 
 // NodeReportSubject is where the raylet of node id publishes its NodeReport.

@@ -8,11 +8,11 @@ import (
 
 // managers are the PIDs of the GCS's manager actors.
 type managers struct {
-	nodes, jobs, functions, kv, actors *actor.PID
+	nodes, jobs, functions, kv, actors, pgs *actor.PID
 }
 
 func (m managers) all() []*actor.PID {
-	return []*actor.PID{m.nodes, m.jobs, m.functions, m.kv, m.actors}
+	return []*actor.PID{m.nodes, m.jobs, m.functions, m.kv, m.actors, m.pgs}
 }
 
 // getManagers asks the supervisor for its children's PIDs.
@@ -56,6 +56,11 @@ func (s *supervisor) Receive(ctx actor.Context) {
 		}
 		shared := &actorShared{placer: p, nodes: s.children.nodes, jobs: s.children.jobs, stopped: make(chan struct{})}
 		s.children.actors = s.spawn(ctx, "actors", newActorManager(actorsEnv, shared))
+		// The placement group manager reserves bundles through the same
+		// raylet connections.
+		reserver, _ := p.(bundleReserver)
+		s.children.pgs = s.spawn(ctx, "placement_groups", newPGManager(s.env.with("placement_groups"),
+			&pgShared{nodes: s.children.nodes, actors: s.children.actors, reserver: reserver}))
 	case getManagers:
 		ctx.Respond(s.children)
 	}

@@ -1,6 +1,7 @@
 package raylet
 
 import (
+	"context"
 	"math"
 	"runtime"
 	"time"
@@ -50,6 +51,18 @@ type Config struct {
 	// actor's crash and the GCS asking for a worker to restart it, and a
 	// detached actor created just before its driver exited.
 	FinishedJobLinger time.Duration
+	// NodeIP is the address the node's raylet, workers and object transfer
+	// server listen on for other nodes (default 127.0.0.1: a cluster of
+	// nodes on one machine).
+	NodeIP string
+	// LookupJob fetches the GCS's record of a job this node does not know
+	// (its driver runs on another node); nil means such lease requests
+	// fail with unknown_job.
+	LookupJob func(ctx context.Context, id protos.JobID) (*protos.JobInfo, error)
+	// PublishFree announces objects this node deleted that other nodes
+	// pulled copies of, so they drop them (see FreeCopies); nil: copies
+	// stay until their node's owner frees or spills them.
+	PublishFree func([]protos.ObjectID)
 	// MetricsAddr is where the node serves Prometheus metrics, at
 	// http://MetricsAddr/metrics (see docs/metrics.md): a host:port to
 	// listen on, "127.0.0.1:0" for a free port (Raylet.MetricsAddr tells
@@ -72,6 +85,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.FinishedJobLinger == 0 {
 		c.FinishedJobLinger = DefaultFinishedJobLinger
+	}
+	if c.NodeIP == "" {
+		c.NodeIP = "127.0.0.1"
 	}
 	if c.NodeID.IsZero() {
 		c.NodeID = protos.NewUniqueID()

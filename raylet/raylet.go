@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -38,6 +39,18 @@ type Raylet struct {
 	holders   map[*wire.Conn]objstore.Holder
 
 	endpoint string
+	// tcpServer serves raylets, drivers and the GCS on other machines at
+	// tcpEndpoint; processes on the node use the unix socket.
+	tcpServer   *wire.Server
+	tcpEndpoint string
+	// peerAddrs maps other nodes' ids to their peerAddress (cluster_view.go).
+	peerAddrs sync.Map
+	// transfer moves objects between nodes (transfer.go); peerConns are
+	// connections to other raylets, by endpoint.
+	transfer  *transferState
+	peersMu   sync.Mutex
+	peerConns map[string]*wire.Conn
+
 	stopOnce sync.Once
 	stopped  chan struct{}
 }
@@ -130,8 +143,21 @@ func (r *Raylet) Start() error {
 		r.cleanupStore()
 		return fmt.Errorf("raylet: spawn actor: %w", err)
 	}
-	r.server = wire.NewServer(l, wire.HandlerFunc(r.serve), wire.WithLogger(r.cfg.Logger))
-	r.server.OnConnClose(func(c *wire.Conn, err error) {
+	tl, err := wire.Listen("tcp:" + net.JoinHostPort(r.cfg.NodeIP, "0"))
+	if err != nil {
+		_ = l.Close()
+		r.system.Root.Stop(r.pid)
+		r.cleanupStore()
+		return fmt.Errorf("raylet: %w", err)
+	}
+	if err := r.startTransfer(); err != nil {
+		_ = l.Close()
+		_ = tl.Close()
+		r.system.Root.Stop(r.pid)
+		r.cleanupStore()
+		return fmt.Errorf("raylet: object transfer: %w", err)
+	}
+	closed := func(c *wire.Conn, err error) {
 		r.holdersMu.Lock()
 		h, ok := r.holders[c]
 		delete(r.holders, c)
@@ -140,8 +166,14 @@ func (r *Raylet) Start() error {
 			r.store.ReleaseAll(h)
 		}
 		r.system.Root.Send(r.pid, connClosed{conn: c})
-	})
+	}
+	r.server = wire.NewServer(l, wire.HandlerFunc(r.serve), wire.WithLogger(r.cfg.Logger))
+	r.server.OnConnClose(closed)
+	r.tcpServer = wire.NewServer(tl, wire.HandlerFunc(r.serve), wire.WithLogger(r.cfg.Logger))
+	r.tcpServer.OnConnClose(closed)
+	r.tcpEndpoint = r.tcpServer.Addr()
 	go func() { _ = r.server.Serve() }()
+	go func() { _ = r.tcpServer.Serve() }()
 	go r.reportLoop()
 	if r.metrics != nil {
 		r.metrics.serve()
@@ -153,6 +185,9 @@ func (r *Raylet) Start() error {
 
 // Endpoint is where processes on the node reach the raylet.
 func (r *Raylet) Endpoint() string { return r.endpoint }
+
+// TCPEndpoint is where processes on other nodes reach the raylet.
+func (r *Raylet) TCPEndpoint() string { return r.tcpEndpoint }
 
 // Store returns the node's object store (for in-process clients).
 func (r *Raylet) Store() *objstore.Store { return r.store }
@@ -297,14 +332,22 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 		if err := r.decode(c, req, &m); err != nil {
 			return
 		}
+		ids := make([]protos.ObjectID, 0, len(m.GetObjectIds()))
 		for _, b := range m.GetObjectIds() {
 			if id, err := protos.ObjectIDFromBytes(b); err == nil {
 				_ = r.store.Delete(id)
+				ids = append(ids, id)
 			}
+		}
+		r.announceFreed(ids)
+		if node, err := protos.UniqueIDFromBytes(m.GetPrimaryNodeId()); err == nil && node != r.cfg.NodeID {
+			r.forwardDelete(node, m.GetObjectIds())
 		}
 		if !req.OneWay {
 			_ = c.Reply(req, &protos.DeleteObjectsReply{})
 		}
+	case protos.Method_PULL_OBJECT:
+		r.servePull(c, req)
 	case protos.Method_MEMORY_SUMMARY:
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -359,6 +402,7 @@ func (r *Raylet) freeOwnedBy(owner protos.WorkerID) {
 		return
 	}
 	if ids := r.store.DeleteOwnedBy(owner); len(ids) > 0 {
+		r.announceFreed(ids)
 		r.cfg.Logger.Debug().Str("owner", owner.Short()).Int("objects", len(ids)).Msg("freed objects of a process that is gone")
 	}
 }
@@ -389,6 +433,11 @@ func (r *Raylet) Shutdown() {
 		if r.server != nil {
 			_ = r.server.Close()
 		}
+		if r.tcpServer != nil {
+			_ = r.tcpServer.Close()
+		}
+		r.stopTransfer()
+		r.closePeerConns()
 		r.cleanupStore()
 		if r.system != nil {
 			r.system.Shutdown()

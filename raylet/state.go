@@ -11,6 +11,7 @@ import (
 
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
+	"github.com/goray/goray/raylet/scheduling"
 )
 
 // Messages to the raylet actor.
@@ -30,6 +31,15 @@ type (
 	// drivers and workers (goray memory asks each for its object table).
 	clientsQuery struct{}
 	shutdownMsg  struct{}
+	// jobLoaded brings the GCS's record of a job this node did not know
+	// (its driver runs on another node) or why it could not be had.
+	jobLoaded struct {
+		id   protos.JobID
+		info *protos.JobInfo
+		err  error
+	}
+	// jobFinished says a job's driver, on another node, finished.
+	jobFinished struct{ id protos.JobID }
 )
 
 type jobState struct {
@@ -57,6 +67,9 @@ type jobState struct {
 	// that idle time began (zero while something runs or waits).
 	driverGone bool
 	idleSince  time.Time
+	// remote is set for a job whose driver runs on another node: the
+	// raylet learned it from the GCS when a lease was first asked for it.
+	remote bool
 }
 
 // CodeJobFinished is the error code of a lease request the raylet refuses
@@ -103,6 +116,10 @@ type leaseRequest struct {
 	dedicated  bool
 	running    ResourceSet
 	detached   bool
+	// strategy is where the lease may go (nil: DEFAULT); noSpillback marks
+	// a request another raylet forwarded here, which stays here.
+	strategy    *protos.SchedulingStrategy
+	noSpillback bool
 }
 
 // state is the raylet actor.
@@ -116,6 +133,19 @@ type state struct {
 	queue     []*leaseRequest
 	startTime time.Time
 	stopping  bool
+	// peers is the cluster resource view (cluster_view.go); spreadIndex
+	// is the SPREAD policy's round-robin cursor.
+	peers       map[protos.NodeID]*peerNode
+	spreadIndex int
+	// jobWaits holds lease requests for jobs being looked up in the GCS.
+	jobWaits map[protos.JobID][]*leaseRequest
+	// groups are the placement group bundles reserved here (bundles.go);
+	// removedGroups the groups removed lately, by id (hex).
+	groups        map[protos.UniqueID]*groupBundles
+	removedGroups map[string]time.Time
+	removedOrder  []string
+	// lastEager is when reportSoon last reported.
+	lastEager time.Time
 	// now is the clock of the job bookkeeping (tests set it).
 	now func() time.Time
 }
@@ -151,6 +181,23 @@ func (s *state) Receive(ctx actor.Context) {
 	case shutdownMsg:
 		s.shutdown()
 		ctx.Respond(true)
+	case peerUpdate:
+		s.updatePeer(m.info)
+		s.dispatch()
+	case peerRemoved:
+		s.removePeer(m.id)
+		s.dispatch()
+	case jobLoaded:
+		s.jobLoaded(m.id, m.info, m.err)
+		s.dispatch()
+	case groupRemovedMsg:
+		s.groupRemoved(m.id)
+		s.dispatch()
+	case jobFinished:
+		if j, ok := s.jobs[m.id]; ok && j.remote && !j.driverGone {
+			s.driverLeft(j)
+			s.dispatch()
+		}
 	}
 }
 
@@ -204,6 +251,29 @@ func (s *state) handle(c *wire.Conn, req *wire.Request) {
 				w.kill()
 			}
 			_ = c.Reply(req, &protos.KillWorkerReply{})
+		}
+	case protos.Method_PREPARE_BUNDLES:
+		var m protos.PrepareBundlesRequest
+		if err = s.decode(req, &m); err == nil {
+			if err = s.prepareBundles(&m); err == nil {
+				_ = c.Reply(req, &protos.PrepareBundlesReply{})
+			}
+		}
+	case protos.Method_COMMIT_BUNDLES:
+		var m protos.CommitBundlesRequest
+		if err = s.decode(req, &m); err == nil {
+			if err = s.commitBundles(&m); err == nil {
+				_ = c.Reply(req, &protos.CommitBundlesReply{})
+				s.reportSoon() // the cluster learns the group's resources
+			}
+		}
+	case protos.Method_CANCEL_BUNDLES:
+		var m protos.CancelBundlesRequest
+		if err = s.decode(req, &m); err == nil {
+			if err = s.cancelBundles(&m); err == nil {
+				_ = c.Reply(req, &protos.CancelBundlesReply{})
+				s.reportSoon()
+			}
 		}
 	case protos.Method_GET_NODE_INFO:
 		_ = c.Reply(req, &protos.GetNodeInfoReply{Node: s.nodeInfo()})
@@ -277,6 +347,7 @@ func (s *state) registerWorker(c *wire.Conn, req *wire.Request, m *protos.Regist
 	}
 	w.registered = true
 	w.endpoint = m.GetEndpoint()
+	w.tcpEndpoint = m.GetTcpEndpoint()
 	w.conn = c
 	c.SetValue(w)
 	j.starting--
@@ -300,12 +371,24 @@ func (s *state) requestLease(c *wire.Conn, req *wire.Request, m *protos.RequestW
 		return wire.NewError("invalid", "lease request: only a dedicated (actor) lease can be detached")
 	}
 	job := protos.MustUniqueID(m.GetJobId())
+	lr := &leaseRequest{conn: c, req: req, job: job, demand: demand, function: m.GetFunction(), queuedAt: time.Now(),
+		dedicated: m.GetDedicated(), running: running, detached: m.GetDetached(),
+		strategy: m.GetStrategy(), noSpillback: m.GetNoSpillback()}
+	if lr.strategy != nil {
+		// Validate now, so a bad strategy fails at once rather than when
+		// dispatch first considers it.
+		if _, err := scheduling.StrategyFromProto(lr.strategy, 0); err != nil {
+			return wire.NewError("invalid", "lease request for %s: %v", lr.function, err)
+		}
+	}
 	j, ok := s.jobs[job]
 	if !ok {
-		return wire.NewError("unknown_job", "lease request for job %s, which is not registered on this node", job.Short())
+		if s.r.cfg.LookupJob == nil {
+			return wire.NewError("unknown_job", "lease request for job %s, which is not registered on this node", job.Short())
+		}
+		s.awaitJob(job, lr)
+		return nil
 	}
-	lr := &leaseRequest{conn: c, req: req, job: job, demand: demand, function: m.GetFunction(), queuedAt: time.Now(),
-		dedicated: m.GetDedicated(), running: running, detached: m.GetDetached()}
 	if err := refusedAfterDriver(j, lr); err != nil {
 		return err
 	}
@@ -321,7 +404,10 @@ func (s *state) dispatch() {
 		return
 	}
 	s.releaseReservations()
-	avail := s.available.Clone()
+	var avail ResourceSet
+	if len(s.queue) > 0 {
+		avail = s.available.Clone()
+	}
 	wantWorkers := map[*jobState]int{}
 	wantDedicated := map[*jobState]int{}
 	kept := s.queue[:0]
@@ -342,19 +428,23 @@ func (s *state) dispatch() {
 			_ = lr.conn.ReplyError(lr.req, err)
 			continue
 		}
-		if !s.total.Fits(lr.demand) {
+		switch s.place(lr, avail) {
+		case placeSpilled, placeFailed:
+			continue
+		case placeInfeasible:
 			if !lr.infeasible {
 				lr.infeasible = true
-				s.r.cfg.Logger.Warn().Str("function", lr.function).Str("demand", lr.demand.String()).Str("node_total", s.total.String()).
-					Msgf("infeasible task: no node can ever provide %s (%s); it waits until one joins", lr.demand, s.total.Missing(lr.demand))
+				s.r.cfg.Logger.Warn().Str("function", lr.function).Str("demand", lr.demand.String()).Str("node_total", s.total.String()).Int("other_nodes", len(s.peers)).
+					Msgf("infeasible task: no node can ever provide %s (here: %s); it waits until one joins", lr.demand, s.total.Missing(lr.demand))
 			}
 			kept = append(kept, lr)
 			continue
-		}
-		if !avail.Fits(lr.demand) {
+		case placeWait:
+			lr.infeasible = false
 			kept = append(kept, lr)
 			continue
 		}
+		lr.infeasible = false
 		var w *workerProc
 		if lr.dedicated {
 			w = s.freshWorker(j)
@@ -584,7 +674,7 @@ func (s *state) grant(lr *leaseRequest, w *workerProc) {
 	s.r.cfg.Logger.Debug().Str("lease", l.id.Short()).Str("worker", w.id.Short()).Str("function", lr.function).Bool("dedicated", l.dedicated).Bool("detached", l.detached).Str("available", s.available.String()).Int("queued", len(s.queue)).Msg("lease granted")
 	_ = lr.conn.Reply(lr.req, &protos.RequestWorkerLeaseReply{
 		LeaseId:  l.id.Bytes(),
-		Worker:   &protos.Address{WorkerId: w.id.Bytes(), NodeId: s.r.cfg.NodeID.Bytes(), Endpoint: w.endpoint, Pid: int32(w.pid)},
+		Worker:   &protos.Address{WorkerId: w.id.Bytes(), NodeId: s.r.cfg.NodeID.Bytes(), Endpoint: w.endpoint, TcpEndpoint: w.tcpEndpoint, Pid: int32(w.pid)},
 		Assigned: lr.demand.Proto(),
 	})
 }
@@ -748,22 +838,24 @@ func (s *state) nodeInfo() *protos.NodeInfo {
 	st := s.r.store.Stats()
 	hostname, _ := os.Hostname()
 	info := &protos.NodeInfo{
-		NodeId:          s.r.cfg.NodeID.Bytes(),
-		Hostname:        hostname,
-		RayletEndpoint:  s.r.endpoint,
-		StorePath:       s.r.seg.Path(),
-		StoreCapacity:   s.r.seg.Capacity(),
-		Total:           s.total.Proto(),
-		Available:       s.available.Proto(),
-		SessionDir:      s.r.cfg.SessionDir,
-		IsHead:          s.r.cfg.IsHead,
-		StartTimeUnixMs: s.startTime.UnixMilli(),
-		State:           protos.NodeInfo_ALIVE,
-		NumWorkers:      int32(len(s.workers)),
-		StoreUsed:       st.Used,
-		StoreObjects:    uint32(st.NumObjects),
-		Labels:          s.r.cfg.Labels,
-		StoreStats:      storeStatsProto(st, s.r.store.SpillDir()),
+		NodeId:            s.r.cfg.NodeID.Bytes(),
+		Hostname:          hostname,
+		RayletEndpoint:    s.r.endpoint,
+		RayletTcpEndpoint: s.r.tcpEndpoint,
+		TransferAddress:   s.r.transferAddr(),
+		StorePath:         s.r.seg.Path(),
+		StoreCapacity:     s.r.seg.Capacity(),
+		Total:             s.total.Proto(),
+		Available:         s.available.Proto(),
+		SessionDir:        s.r.cfg.SessionDir,
+		IsHead:            s.r.cfg.IsHead,
+		StartTimeUnixMs:   s.startTime.UnixMilli(),
+		State:             protos.NodeInfo_ALIVE,
+		NumWorkers:        int32(len(s.workers)),
+		StoreUsed:         st.Used,
+		StoreObjects:      uint32(st.NumObjects),
+		Labels:            s.r.cfg.Labels,
+		StoreStats:        storeStatsProto(st, s.r.store.SpillDir()),
 	}
 	pending, infeasible := map[string]*protos.ResourceDemand{}, map[string]*protos.ResourceDemand{}
 	for _, lr := range s.queue {
@@ -797,6 +889,18 @@ func sortedDemands(m map[string]*protos.ResourceDemand) []*protos.ResourceDemand
 	return out
 }
 
+// eagerReportGap is the least time between two reports sent out of turn.
+const eagerReportGap = 50 * time.Millisecond
+
+// reportSoon reports now, out of turn, unless it did so within the last
+// eagerReportGap (a burst of changes is then in the next periodic report).
+func (s *state) reportSoon() {
+	if now := s.now(); now.Sub(s.lastEager) >= eagerReportGap {
+		s.lastEager = now
+		s.report()
+	}
+}
+
 func (s *state) report() {
 	if s.r.cfg.Report != nil {
 		s.r.cfg.Report(s.nodeInfo())
@@ -809,6 +913,12 @@ func (s *state) shutdown() {
 		_ = lr.conn.ReplyError(lr.req, wire.NewError("shutting_down", "raylet is shutting down"))
 	}
 	s.queue = nil
+	for _, waits := range s.jobWaits {
+		for _, lr := range waits {
+			_ = lr.conn.ReplyError(lr.req, wire.NewError("shutting_down", "raylet is shutting down"))
+		}
+	}
+	s.jobWaits = nil
 	for _, w := range s.workers {
 		w.kill()
 	}

@@ -33,6 +33,9 @@ const (
 	// EnvNamespace is the job's namespace, where a worker's named actors
 	// live unless they name another.
 	EnvNamespace = "GORAY_NAMESPACE"
+	// EnvNodeIP is the address the worker listens on for processes on
+	// other nodes.
+	EnvNodeIP = "GORAY_NODE_IP"
 )
 
 // LogMarker starts a line a worker writes before running a different
@@ -59,6 +62,8 @@ type workerProc struct {
 	// tasks do not get them while actors of the job wait.
 	reserved bool
 	leases   map[protos.LeaseID]*leaseState
+	// tcpEndpoint is where processes on other nodes reach the worker.
+	tcpEndpoint string
 	// active counts leases whose task is not blocked in Get.
 	active    int
 	startedAt time.Time
@@ -95,6 +100,7 @@ func (s *state) startWorker(j *jobState, reserved bool) *workerProc {
 		EnvNodeID+"="+s.r.cfg.NodeID.String(),
 		EnvSessionDir+"="+s.r.cfg.SessionDir,
 		EnvStorePath+"="+s.r.seg.Path(),
+		EnvNodeIP+"="+s.r.cfg.NodeIP,
 	)
 	cmd.Env = env
 	// Workers die with the raylet even if it is killed.

@@ -101,6 +101,16 @@ func createActor[T any](ctx context.Context, c *ActorClass[T], args ...argSource
 	if opts.Namespace == "" {
 		opts.Namespace = cw.namespace
 	}
+	if st := opts.GetStrategy(); st.GetKind() == protos.SchedulingStrategy_PLACEMENT_GROUP {
+		// The actor's resources come out of its bundle, placed and
+		// running alike.
+		group, err := protos.UniqueIDFromBytes(st.GetPlacementGroupId())
+		if err != nil || st.GetBundleIndex() < -1 {
+			return Actor[T]{}, fmt.Errorf("%w: actor %s: placement group strategy: group %x, bundle %d", ErrArgument, c.info.name, st.GetPlacementGroupId(), st.GetBundleIndex())
+		}
+		opts.PlacementResources = &protos.Resources{Amounts: groupDemand(opts.GetPlacementResources().GetAmounts(), group, int(st.GetBundleIndex()))}
+		opts.RunningResources = &protos.Resources{Amounts: groupDemand(opts.GetRunningResources().GetAmounts(), group, int(st.GetBundleIndex()))}
+	}
 	spec := &protos.ActorSpec{
 		ActorId:        id.Bytes(),
 		JobId:          cw.jobID.Bytes(),

@@ -159,7 +159,7 @@ func (st *actorState) update(info *protos.ActorInfo) {
 		}
 		st.epoch++
 		epoch := st.epoch
-		endpoint := info.GetAddress().GetEndpoint()
+		endpoint := st.d.cw.reach(info.GetAddress())
 		st.mu.Unlock()
 		st.d.cw.withPeer(endpoint, func(c *wire.Conn, err error) {
 			st.mu.Lock()

@@ -171,7 +171,11 @@ func Wait(ctx context.Context, refs []ObjectRef, numReturns int, opts ...GetOpti
 		seen[r.h.id] = true
 		ids[i] = r.h.id
 	}
-	done, err := cw.wait(ctx, ids, numReturns, o.timeout, false)
+	var fetch func(int) error
+	if !o.noFetch {
+		fetch = func(i int) error { return cw.fetchLocal(ctx, ids[i]) }
+	}
+	done, err := cw.waitFetch(ctx, ids, numReturns, o.timeout, false, fetch)
 	if err != nil && err != errWaitTimeout {
 		return nil, nil, err
 	}
@@ -191,11 +195,47 @@ var errWaitTimeout = fmt.Errorf("%w", ErrGetTimeout)
 // wait blocks until need of ids are ready (or one failed, with failFast).
 // A task blocked here lends its CPU back to the raylet until it resumes.
 func (cw *coreWorker) wait(ctx context.Context, ids []protos.ObjectID, need int, timeout time.Duration, failFast bool) ([]bool, error) {
+	return cw.waitFetch(ctx, ids, need, timeout, failFast, nil)
+}
+
+// waitFetch is wait that, with fetch set, also has each object that is
+// ready fetched into this node before counting it (fetch's error is the
+// Get's to report, so the object counts then too).
+func (cw *coreWorker) waitFetch(ctx context.Context, ids []protos.ObjectID, need int, timeout time.Duration, failFast bool, fetch func(int) error) ([]bool, error) {
 	done := make([]bool, len(ids))
 	count := 0
+	var ch chan int
+	var fetching []bool
+	if fetch != nil {
+		ch, fetching = make(chan int, 2*len(ids)), make([]bool, len(ids))
+	}
+	// local reports whether i can count now; if not, its fetch has been
+	// started and will send i on ch again once finished.
+	local := func(i int) bool {
+		if fetch == nil || fetching[i] {
+			return true
+		}
+		fetching[i] = true
+		if st, data, _, _ := cw.objects.result(ids[i]); st != objReady || !data.GetInStore() || protos.MustUniqueID(data.GetNodeId()) == cw.nodeID {
+			return true
+		}
+		go func() {
+			_ = fetch(i)
+			ch <- i
+		}()
+		return false
+	}
+	var pending []bool
 	for i, id := range ids {
 		st, _, _, known := cw.objects.result(id)
 		if known && st != objPending {
+			if !local(i) {
+				if pending == nil {
+					pending = make([]bool, len(ids))
+				}
+				pending[i] = true
+				continue
+			}
 			done[i] = true
 			count++
 			if failFast && st == objFailed {
@@ -206,9 +246,11 @@ func (cw *coreWorker) wait(ctx context.Context, ids []protos.ObjectID, need int,
 	if count >= need {
 		return done, nil
 	}
-	ch := make(chan int, len(ids))
+	if ch == nil {
+		ch = make(chan int, len(ids))
+	}
 	for i, id := range ids {
-		if done[i] {
+		if done[i] || (pending != nil && pending[i]) {
 			continue
 		}
 		i := i
@@ -229,7 +271,7 @@ func (cw *coreWorker) wait(ctx context.Context, ids []protos.ObjectID, need int,
 	for count < need {
 		select {
 		case i := <-ch:
-			if done[i] {
+			if done[i] || !local(i) {
 				continue
 			}
 			done[i] = true

@@ -73,7 +73,7 @@ func (t *objectTable) sendOps(owner *protos.Address, ops []borrowOp) {
 	me := t.cw.addr
 	var wg sync.WaitGroup
 	wg.Add(1)
-	t.cw.withPeer(owner.GetEndpoint(), func(c *wire.Conn, err error) {
+	t.cw.withPeerAt(owner, func(c *wire.Conn, err error) {
 		defer wg.Done()
 		for _, b := range batches {
 			req := &protos.BorrowRequest{ObjectIds: b.ids, Borrower: me}
@@ -166,7 +166,7 @@ func (cw *coreWorker) lendTo(ctx context.Context, refs []ObjectRef, borrower *pr
 			req.ObjectIds = append(req.ObjectIds, id.Bytes())
 		}
 		wg.Add(1)
-		cw.withPeer(ep, func(c *wire.Conn, err error) {
+		cw.withPeerAt(owners[ep], func(c *wire.Conn, err error) {
 			if err != nil {
 				wg.Done() // owner gone: the caller's Get reports it
 				return

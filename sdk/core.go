@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -28,10 +29,11 @@ type coreWorker struct {
 	addr     *protos.Address
 	digest   string
 
-	server *wire.Server
-	raylet *wire.Conn
-	store  storeClient
-	seg    *objstore.Segment
+	server    *wire.Server
+	tcpServer *wire.Server
+	raylet    *wire.Conn
+	store     storeClient
+	seg       *objstore.Segment
 	// ownSeg is set when this process mapped the segment itself and must
 	// unmap it on shutdown.
 	ownSeg bool
@@ -85,15 +87,27 @@ func newCoreWorker(log zerolog.Logger, isWorker bool, jobID protos.JobID, worker
 }
 
 // listen starts this process's server for task pushes and object requests.
-func (cw *coreWorker) listen(socketDir string) error {
+// Processes on the node reach it on a unix socket, others over TCP on
+// nodeIP (unix sockets halve the cost of a small call).
+func (cw *coreWorker) listen(socketDir, nodeIP string) error {
 	endpoint := fmt.Sprintf("unix:%s/w-%s.sock", socketDir, cw.workerID.Short())
 	l, err := wire.Listen(endpoint)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", endpoint, err)
 	}
+	if nodeIP == "" {
+		nodeIP = "127.0.0.1"
+	}
+	tl, err := wire.Listen("tcp:" + net.JoinHostPort(nodeIP, "0"))
+	if err != nil {
+		_ = l.Close()
+		return fmt.Errorf("listen on %s: %w", nodeIP, err)
+	}
 	cw.server = wire.NewServer(l, cw, wire.WithLogger(cw.log))
+	cw.tcpServer = wire.NewServer(tl, cw, wire.WithLogger(cw.log))
 	go func() { _ = cw.server.Serve() }()
-	cw.addr = &protos.Address{WorkerId: cw.workerID.Bytes(), Endpoint: endpoint, Pid: int32(os.Getpid())}
+	go func() { _ = cw.tcpServer.Serve() }()
+	cw.addr = &protos.Address{WorkerId: cw.workerID.Bytes(), Endpoint: endpoint, TcpEndpoint: cw.tcpServer.Addr(), Pid: int32(os.Getpid())}
 	return nil
 }
 
@@ -169,7 +183,7 @@ func (cw *coreWorker) fetchFromOwner(id protos.ObjectID, owner *protos.Address) 
 	fail := func(err error) {
 		cw.objects.complete(id, nil, systemError(protos.ErrorKind_ERROR_KIND_OWNER_DIED, "", id.TaskID(), "owner of object %s (pid %d) is unreachable: %v", id, owner.GetPid(), err))
 	}
-	cw.withPeer(owner.GetEndpoint(), func(c *wire.Conn, err error) {
+	cw.withPeerAt(owner, func(c *wire.Conn, err error) {
 		if err != nil {
 			fail(err)
 			return
@@ -200,6 +214,20 @@ func (cw *coreWorker) fetchFromOwner(id protos.ObjectID, owner *protos.Address) 
 type peer struct {
 	conn    *wire.Conn
 	waiting []func(*wire.Conn, error)
+}
+
+// reach is where this process dials a: its unix socket on this node, its
+// TCP endpoint on another.
+func (cw *coreWorker) reach(a *protos.Address) string {
+	if tcp := a.GetTcpEndpoint(); tcp != "" && protos.MustUniqueID(a.GetNodeId()) != cw.nodeID {
+		return tcp
+	}
+	return a.GetEndpoint()
+}
+
+// withPeerAt is withPeer for the process at a.
+func (cw *coreWorker) withPeerAt(a *protos.Address, fn func(*wire.Conn, error)) {
+	cw.withPeer(cw.reach(a), fn)
 }
 
 // withPeer calls fn with a connection to endpoint, dialling it in the
@@ -277,6 +305,9 @@ func (cw *coreWorker) close() {
 	}
 	cw.peers = map[string]*peer{}
 	cw.peersMu.Unlock()
+	if cw.tcpServer != nil {
+		_ = cw.tcpServer.Close()
+	}
 	if cw.server != nil {
 		_ = cw.server.Close()
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -199,7 +200,7 @@ func (s *session) connect(ctx context.Context, log zerolog.Logger, node *protos.
 	s.cw = cw
 	cw.gcs = s.gcs
 	cw.namespace = o.namespace
-	if err := cw.listen(filepath.Join(node.GetSessionDir(), "sockets")); err != nil {
+	if err := cw.listen(filepath.Join(node.GetSessionDir(), "sockets"), endpointHost(node.GetRayletTcpEndpoint())); err != nil {
 		return fmt.Errorf("goray: %w", err)
 	}
 	c, err := wire.Dial(ctx, node.GetRayletEndpoint(), cw, wire.WithLogger(log))
@@ -209,15 +210,16 @@ func (s *session) connect(ctx context.Context, log zerolog.Logger, node *protos.
 	cw.raylet = c
 	wd, _ := os.Getwd()
 	var reply protos.RegisterClientReply
+	jobEnv := append(os.Environ(), raylet.EnvGCSAddress+"="+s.gcs.NATS().ConnectedUrl(), raylet.EnvNamespace+"="+o.namespace)
 	if err := c.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{
-		JobId: jobID.Bytes(), WorkerId: cw.workerID.Bytes(), Executable: executable(), FunctionDigest: cw.digest, Env: append(os.Environ(), raylet.EnvGCSAddress+"="+s.gcs.NATS().ConnectedUrl(), raylet.EnvNamespace+"="+o.namespace), WorkingDir: wd,
+		JobId: jobID.Bytes(), WorkerId: cw.workerID.Bytes(), Executable: executable(), FunctionDigest: cw.digest, Env: jobEnv, WorkingDir: wd,
 	}, &reply); err != nil {
 		return fmt.Errorf("goray: register driver with raylet: %w", err)
 	}
 	cw.attachNode(reply.GetNode())
 	if s.head != nil {
 		st := s.head.Raylet.Store()
-		cw.store, cw.seg = localStore{st, st.NewHolder()}, st.Segment()
+		cw.store, cw.seg = localStore{st, st.NewHolder(), s.head.Raylet.ObjectsDeleted}, st.Segment()
 	} else {
 		seg, err := objstore.OpenSegment(node.GetStorePath())
 		if err != nil {
@@ -236,7 +238,7 @@ func (s *session) connect(ctx context.Context, log zerolog.Logger, node *protos.
 	table.JobId = jobID.Bytes()
 	host, _ := os.Hostname()
 	if err := s.gcs.RegisterJob(ctx, &protos.JobInfo{JobId: jobID.Bytes(), Executable: executable(), DriverPid: int32(os.Getpid()), DriverHost: host,
-		StartTimeUnixMs: time.Now().UnixMilli(), FunctionDigest: digest, Namespace: o.namespace}); err != nil {
+		StartTimeUnixMs: time.Now().UnixMilli(), FunctionDigest: digest, Namespace: o.namespace, Env: jobEnv, WorkingDir: wd}); err != nil {
 		return fmt.Errorf("goray: register job: %w", err)
 	}
 	if err := s.gcs.RegisterFunctions(ctx, table); err != nil {
@@ -291,15 +293,34 @@ func localNode(ctx context.Context, c *gcs.Client) (*protos.NodeInfo, error) {
 			alive = append(alive, n)
 		}
 	}
+	// Several nodes may run on this machine (a test cluster): the head's
+	// raylet is the driver's, as in Ray.
+	var mine *protos.NodeInfo
 	for _, n := range alive {
-		if n.GetHostname() == host {
-			return n, nil
+		if n.GetHostname() == host && (mine == nil || n.GetIsHead()) {
+			mine = n
 		}
+	}
+	if mine != nil {
+		return mine, nil
 	}
 	if len(alive) == 0 {
 		return nil, errors.New("the cluster has no live node")
 	}
 	return nil, fmt.Errorf("no node of the cluster runs on this machine (%s): a driver needs a local raylet", host)
+}
+
+// endpointHost is the host of a "tcp:host:port" endpoint ("" if none).
+func endpointHost(ep string) string {
+	_, addr, ok := strings.Cut(ep, ":")
+	if !ok {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return ""
+	}
+	return host
 }
 
 // CurrentClusterFile is where `goray start --head` records its address, so

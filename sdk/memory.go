@@ -283,7 +283,12 @@ func fetchMemoryReport(ctx context.Context, nodes []*protos.NodeInfo, log zerolo
 			c := local
 			if c == nil || string(n.GetNodeId()) != string(localID) {
 				var err error
-				if c, err = wire.Dial(ctx, n.GetRayletEndpoint(), nil, wire.WithLogger(log)); err != nil {
+				// Other nodes' raylets may be on other machines.
+				ep := n.GetRayletTcpEndpoint()
+				if ep == "" {
+					ep = n.GetRayletEndpoint()
+				}
+				if c, err = wire.Dial(ctx, ep, nil, wire.WithLogger(log)); err != nil {
 					errs[i] = err
 					return
 				}

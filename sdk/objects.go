@@ -103,7 +103,9 @@ func newObjectTable(cw *coreWorker) *objectTable {
 
 // release is what freeing entries asks of the world outside the lock.
 type release struct {
-	deletes  []protos.ObjectID // owned objects in the node's store
+	deletes []protos.ObjectID // owned objects in the node's store
+	// remote are owned objects whose primary copy is on another node.
+	remote   map[protos.NodeID][]protos.ObjectID
 	unpins   []protos.ObjectID // pins this process held
 	borrowed bool              // borrower removals were queued
 }
@@ -112,6 +114,9 @@ func (r *release) run(t *objectTable) {
 	if len(r.deletes) > 0 {
 		t.cw.deleteStored(r.deletes)
 		t.storeFrees.Add(uint64(len(r.deletes)))
+	}
+	for node, ids := range r.remote {
+		t.cw.deleteRemote(node, ids)
 	}
 	if len(r.unpins) > 0 {
 		t.cw.releasePins(r.unpins)
@@ -359,7 +364,14 @@ func (t *objectTable) maybeFreeLocked(id protos.ObjectID, e *objectEntry, rel *r
 		rel.unpins = append(rel.unpins, id)
 	}
 	if e.owned && e.data.GetInStore() {
-		rel.deletes = append(rel.deletes, id)
+		if node := protos.MustUniqueID(e.data.GetNodeId()); node != t.cw.nodeID {
+			if rel.remote == nil {
+				rel.remote = map[protos.NodeID][]protos.ObjectID{}
+			}
+			rel.remote[node] = append(rel.remote[node], id)
+		} else {
+			rel.deletes = append(rel.deletes, id)
+		}
 	}
 	if e.registered {
 		t.borrowed--
@@ -394,7 +406,7 @@ func (t *objectTable) addBorrowers(ids []protos.ObjectID, borrower *protos.Addre
 	t.mu.Unlock()
 	if !self {
 		// Watch the borrower: if it dies, its holds go with it.
-		t.cw.withPeer(borrower.GetEndpoint(), func(_ *wire.Conn, err error) {
+		t.cw.withPeerAt(borrower, func(_ *wire.Conn, err error) {
 			if err != nil {
 				t.dropBorrower(borrower.GetEndpoint())
 			}
@@ -523,4 +535,19 @@ func (t *objectTable) refsInfo() *protos.GetRefsReply {
 		})
 	}
 	return out
+}
+
+// ownerOf returns the owner of id as this process knows it (itself for
+// objects it owns), or nil.
+func (t *objectTable) ownerOf(id protos.ObjectID) *protos.Address {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[id]
+	if !ok {
+		return nil
+	}
+	if e.owned {
+		return t.cw.addr
+	}
+	return e.owner
 }

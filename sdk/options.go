@@ -22,6 +22,8 @@ type callOptions struct {
 	name    string
 	// stream marks a generator call: its items come back as a Stream.
 	stream bool
+	// strategy says where the task may run.
+	strategy Strategy
 	// shape caches the resources in wire form and as a queue key: every
 	// call of a function handle shares them.
 	shape *shapeCache
@@ -37,12 +39,20 @@ type shapeCache struct {
 func (o callOptions) resourceShape() (*protos.Resources, string, error) {
 	c := o.shape
 	c.once.Do(func() {
-		rs, err := raylet.FromMap(o.resources)
+		if err := o.strategy.validate(); err != nil {
+			c.err = err
+			return
+		}
+		demand := o.resources
+		if o.strategy.kind == protos.SchedulingStrategy_PLACEMENT_GROUP {
+			demand = groupDemand(demand, o.strategy.group, o.strategy.bundle)
+		}
+		rs, err := raylet.FromMap(demand)
 		if err != nil {
 			c.err = err
 			return
 		}
-		c.proto, c.key = rs.Proto(), rs.Key()
+		c.proto, c.key = rs.Proto(), rs.Key()+o.strategy.key()
 	})
 	return c.proto, c.key, c.err
 }
@@ -124,7 +134,15 @@ type GetOption func(*getOptions)
 
 type getOptions struct {
 	timeout time.Duration
+	// noFetch is Wait's fetch_local=False.
+	noFetch bool
 }
+
+// FetchLocal(false) makes Wait count an object ready as soon as it exists
+// anywhere in the cluster (Ray's fetch_local=False). By default Wait counts
+// it once it is also in this node's store, pulling it from the node that
+// holds it, so that the Get that follows does not wait for the transfer.
+func FetchLocal(fetch bool) GetOption { return func(o *getOptions) { o.noFetch = !fetch } }
 
 // Timeout bounds how long Get waits; past it Get returns ErrGetTimeout.
 func Timeout(d time.Duration) GetOption { return func(o *getOptions) { o.timeout = d } }

@@ -36,6 +36,8 @@ type storeClient interface {
 type localStore struct {
 	s *objstore.Store
 	h objstore.Holder
+	// deleted tells the raylet, so copies on other nodes go too.
+	deleted func([]protos.ObjectID)
 }
 
 func (l localStore) create(_ context.Context, id protos.ObjectID, size uint64, owner protos.WorkerID, spill bool) (uint64, error) {
@@ -56,6 +58,9 @@ func (l localStore) release(ids []protos.ObjectID) {
 func (l localStore) delete(ids []protos.ObjectID) {
 	for _, id := range ids {
 		_ = l.s.Delete(id)
+	}
+	if l.deleted != nil {
+		l.deleted(ids)
 	}
 }
 
@@ -129,8 +134,10 @@ func (cw *coreWorker) readData(ctx context.Context, id protos.ObjectID, d *proto
 	if !d.GetInStore() {
 		return d.GetData(), false, nil
 	}
-	if protos.MustUniqueID(d.GetNodeId()) != cw.nodeID {
-		return nil, false, fmt.Errorf("object %s is on node %x, not this node (cross-node transfer is not available yet)", id, d.GetNodeId())
+	if node := protos.MustUniqueID(d.GetNodeId()); node != cw.nodeID {
+		if err := cw.pull(ctx, id, node, d); err != nil {
+			return nil, false, err
+		}
 	}
 	off, size, err := cw.store.acquire(ctx, id)
 	if err != nil {
@@ -147,6 +154,42 @@ func (cw *coreWorker) readData(ctx context.Context, id protos.ObjectID, d *proto
 	return b, true, nil
 }
 
+// pull has the node's raylet copy an object from the node holding it (the
+// one the owner's record names) into this node's store.
+func (cw *coreWorker) pull(ctx context.Context, id protos.ObjectID, node protos.NodeID, d *protos.ObjectData) error {
+	req := &protos.PullObjectRequest{ObjectId: id.Bytes(), NodeId: node.Bytes(), Size: d.GetSize()}
+	if owner := cw.objects.ownerOf(id); owner != nil {
+		req.OwnerWorkerId = owner.GetWorkerId()
+	}
+	err := cw.raylet.Call(ctx, protos.Method_PULL_OBJECT, req, &protos.PullObjectReply{})
+	var re *wire.RemoteError
+	switch {
+	case err == nil:
+		return nil
+	case isNotFound(err):
+		return fmt.Errorf("%w: object %s is no longer on node %s: %w", ErrObjectLost, id, node.Short(), err)
+	case errors.As(err, &re) && re.Code == "node_dead":
+		return fmt.Errorf("%w: object %s was on node %s, which is gone: %w", ErrObjectLost, id, node.Short(), err)
+	case errors.As(err, &re):
+		return fmt.Errorf("%w: copying object %s from node %s: %w", ErrObjectLost, id, node.Short(), err)
+	}
+	return fmt.Errorf("copying object %s from node %s: %w", id, node.Short(), err)
+}
+
+// fetchLocal pulls a ready object stored on another node into this one
+// (Wait's fetch_local).
+func (cw *coreWorker) fetchLocal(ctx context.Context, id protos.ObjectID) error {
+	_, data, _, _ := cw.objects.result(id)
+	if !data.GetInStore() {
+		return nil
+	}
+	node := protos.MustUniqueID(data.GetNodeId())
+	if node == cw.nodeID {
+		return nil
+	}
+	return cw.pull(ctx, id, node, data)
+}
+
 // releasePins drops pins taken by readData.
 func (cw *coreWorker) releasePins(ids []protos.ObjectID) {
 	if cw.store != nil && len(ids) > 0 && !cw.closed.Load() {
@@ -157,6 +200,14 @@ func (cw *coreWorker) releasePins(ids []protos.ObjectID) {
 func isNotFound(err error) bool {
 	var re *wire.RemoteError
 	return errors.Is(err, objstore.ErrObjectNotFound) || (errors.As(err, &re) && re.Code == "not_found")
+}
+
+// deleteRemote frees owned objects whose primary copy is on node: the
+// local raylet deletes its copies and forwards the delete there.
+func (cw *coreWorker) deleteRemote(node protos.NodeID, ids []protos.ObjectID) {
+	if cw.raylet != nil && len(ids) > 0 && !cw.closed.Load() {
+		_ = cw.raylet.Notify(protos.Method_DELETE_OBJECTS, &protos.DeleteObjectsRequest{ObjectIds: idBytes(ids), PrimaryNodeId: node.Bytes()})
+	}
 }
 
 func (cw *coreWorker) deleteStored(ids []protos.ObjectID) {

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 )
@@ -50,11 +52,13 @@ type pendingTask struct {
 	// pushedSlow records that the task was not known to be short when it
 	// was pushed, so nothing is pipelined behind it.
 	pushedSlow bool
+	strategy   *protos.SchedulingStrategy
 }
 
 type schedQueue struct {
 	key        string
 	resources  *protos.Resources
+	strategy   *protos.SchedulingStrategy
 	function   string
 	tasks      []*pendingTask
 	leases     []*lease
@@ -62,8 +66,11 @@ type schedQueue struct {
 }
 
 type lease struct {
-	id       protos.LeaseID
-	queue    *schedQueue
+	id    protos.LeaseID
+	queue *schedQueue
+	// raylet granted the lease: the node's own, or another node's after a
+	// spillback. The lease goes back to it.
+	raylet   *wire.Conn
 	conn     *wire.Conn
 	worker   *protos.Address
 	inflight map[protos.TaskID]*pendingTask
@@ -127,7 +134,7 @@ func (cw *coreWorker) submitTask(ctx context.Context, fn string, args []argSourc
 		parent = ti.taskID
 		spec.ParentTaskId = parent.Bytes()
 	}
-	t := &pendingTask{spec: spec, key: key, returnID: protos.ObjectIDFor(taskID, 1), retriesLeft: opts.maxRetries, retryOn: opts.retryOn}
+	t := &pendingTask{spec: spec, key: key, returnID: protos.ObjectIDFor(taskID, 1), retriesLeft: opts.maxRetries, retryOn: opts.retryOn, strategy: opts.strategy.proto()}
 	spec.Args, t.argRefs, err = cw.buildArgs(ctx, fn, args)
 	if err != nil {
 		return ObjectRef{}, err
@@ -175,7 +182,7 @@ func (s *submitter) enqueue(t *pendingTask) {
 	}
 	q, ok := s.queues[k]
 	if !ok {
-		q = &schedQueue{key: k, resources: t.spec.Resources, function: t.spec.Function}
+		q = &schedQueue{key: k, resources: t.spec.Resources, function: t.spec.Function, strategy: t.strategy}
 		s.queues[k] = q
 	}
 	t.queue = q
@@ -261,31 +268,77 @@ func (s *submitter) pushLocked(l *lease, t *pendingTask) {
 }
 
 func (s *submitter) requestLease(q *schedQueue) {
-	req := &protos.RequestWorkerLeaseRequest{JobId: s.cw.jobID.Bytes(), Resources: q.resources, Function: q.function}
-	err := s.cw.raylet.Go(protos.Method_REQUEST_WORKER_LEASE, req, func(payload []byte, err error) {
+	req := &protos.RequestWorkerLeaseRequest{JobId: s.cw.jobID.Bytes(), Resources: q.resources, Function: q.function, Strategy: q.strategy}
+	s.askRaylet(q, s.cw.raylet, req)
+}
+
+// spillRetryDelay is how long a lease request waits before going back to
+// the local raylet after the node it was spilled to could not be reached
+// (the node died; the cluster view drops it shortly).
+const spillRetryDelay = 100 * time.Millisecond
+
+// askRaylet sends a lease request to raylet (the node's own, or another
+// node's after a spillback) and follows the answer: a grant, a spillback to
+// another node, or an error.
+func (s *submitter) askRaylet(q *schedQueue, raylet *wire.Conn, req *protos.RequestWorkerLeaseRequest) {
+	local := raylet == s.cw.raylet
+	retryLocal := func() {
+		time.AfterFunc(spillRetryDelay, func() {
+			r := proto.CloneOf(req)
+			r.NoSpillback = false
+			s.askRaylet(q, s.cw.raylet, r)
+		})
+	}
+	err := raylet.Go(protos.Method_REQUEST_WORKER_LEASE, req, func(payload []byte, err error) {
 		var reply protos.RequestWorkerLeaseReply
 		if err == nil {
 			err = unmarshalProto(payload, &reply)
 		}
 		if err != nil {
+			if !local && isConnError(err) {
+				retryLocal()
+				return
+			}
 			s.leaseFailed(q, err)
 			return
 		}
+		if at := reply.GetRetryAt(); at != nil {
+			s.cw.withPeer(at.GetRayletTcpEndpoint(), func(c *wire.Conn, err error) {
+				if err != nil {
+					retryLocal()
+					return
+				}
+				r := proto.CloneOf(req)
+				r.NoSpillback = true
+				s.askRaylet(q, c, r)
+			})
+			return
+		}
 		leaseID := protos.MustUniqueID(reply.GetLeaseId())
-		s.cw.withPeer(reply.GetWorker().GetEndpoint(), func(c *wire.Conn, err error) {
+		s.cw.withPeerAt(reply.GetWorker(), func(c *wire.Conn, err error) {
 			if err != nil {
 				// The worker died between grant and dial: give the lease
 				// back and ask again.
-				s.returnLease(leaseID, true)
+				s.returnLease(raylet, leaseID, true)
 				s.leaseLost(q)
 				return
 			}
-			s.leaseGranted(q, &lease{id: leaseID, queue: q, conn: c, worker: reply.GetWorker(), inflight: map[protos.TaskID]*pendingTask{}})
+			s.leaseGranted(q, &lease{id: leaseID, queue: q, raylet: raylet, conn: c, worker: reply.GetWorker(), inflight: map[protos.TaskID]*pendingTask{}})
 		})
 	})
 	if err != nil {
+		if !local {
+			retryLocal()
+			return
+		}
 		go s.leaseFailed(q, err)
 	}
+}
+
+// isConnError reports a failure of the connection rather than an answer.
+func isConnError(err error) bool {
+	var re *wire.RemoteError
+	return !errors.As(err, &re)
 }
 
 // leaseLost re-runs the queue's bookkeeping after a lease that could not be
@@ -304,7 +357,7 @@ func (s *submitter) leaseGranted(q *schedQueue, l *lease) {
 	q.requesting--
 	if s.closed || len(q.tasks) == 0 {
 		s.mu.Unlock()
-		s.returnLease(l.id, false)
+		s.returnLease(l.raylet, l.id, false)
 		return
 	}
 	q.leases = append(q.leases, l)
@@ -366,7 +419,7 @@ func (s *submitter) idleExpired(l *lease) {
 	}
 	s.dropLeaseLocked(l)
 	s.mu.Unlock()
-	s.returnLease(l.id, false)
+	s.returnLease(l.raylet, l.id, false)
 }
 
 func (s *submitter) dropLeaseLocked(l *lease) {
@@ -384,11 +437,11 @@ func (s *submitter) dropLeaseLocked(l *lease) {
 	}
 }
 
-func (s *submitter) returnLease(id protos.LeaseID, disconnect bool) {
-	if s.cw.raylet == nil {
+func (s *submitter) returnLease(raylet *wire.Conn, id protos.LeaseID, disconnect bool) {
+	if raylet == nil {
 		return
 	}
-	_ = s.cw.raylet.Go(protos.Method_RETURN_WORKER_LEASE, &protos.ReturnWorkerLeaseRequest{LeaseId: id.Bytes(), DisconnectWorker: disconnect}, func([]byte, error) {})
+	_ = raylet.Go(protos.Method_RETURN_WORKER_LEASE, &protos.ReturnWorkerLeaseRequest{LeaseId: id.Bytes(), DisconnectWorker: disconnect}, func([]byte, error) {})
 }
 
 // onReply handles a pushed task's outcome. It runs on the worker
@@ -421,7 +474,7 @@ func (s *submitter) onReply(l *lease, t *pendingTask, payload []byte, err error)
 			for _, o := range append([]*lease(nil), q.leases...) {
 				if o.conn == l.conn && o != l && len(o.inflight) == 0 {
 					s.dropLeaseLocked(o)
-					go s.returnLease(o.id, true)
+					go s.returnLease(o.raylet, o.id, true)
 				}
 			}
 		}
@@ -431,7 +484,7 @@ func (s *submitter) onReply(l *lease, t *pendingTask, payload []byte, err error)
 			crashed = append(crashed, o)
 		}
 		l.slow = 0
-		go s.returnLease(l.id, true)
+		go s.returnLease(l.raylet, l.id, true)
 	}
 	var retry []*pendingTask
 	var done []func()
@@ -571,6 +624,6 @@ func (s *submitter) shutdown() {
 		s.finish(t, nil, systemError(protos.ErrorKind_ERROR_KIND_SYSTEM, t.spec.Function, protos.MustUniqueID(t.spec.TaskId), "goray shut down before the task ran"))
 	}
 	for _, l := range leases {
-		s.returnLease(l.id, false)
+		s.returnLease(l.raylet, l.id, false)
 	}
 }

@@ -45,7 +45,7 @@ func runWorker(log zerolog.Logger) error {
 		ids[k] = id
 	}
 	cw := newCoreWorker(log, true, ids[raylet.EnvJobID], ids[raylet.EnvWorkerID])
-	if err := cw.listen(filepath.Join(os.Getenv(raylet.EnvSessionDir), "sockets")); err != nil {
+	if err := cw.listen(filepath.Join(os.Getenv(raylet.EnvSessionDir), "sockets"), os.Getenv(raylet.EnvNodeIP)); err != nil {
 		return err
 	}
 	// Known before registering: tasks may arrive as soon as the raylet
@@ -72,7 +72,7 @@ func runWorker(log zerolog.Logger) error {
 	cur.Store(cw)
 	var reply protos.RegisterWorkerReply
 	if err := c.Call(ctx, protos.Method_REGISTER_WORKER, &protos.RegisterWorkerRequest{
-		WorkerId: cw.workerID.Bytes(), Pid: int32(os.Getpid()), Endpoint: cw.addr.GetEndpoint(), JobId: cw.jobID.Bytes(), FunctionDigest: cw.digest,
+		WorkerId: cw.workerID.Bytes(), Pid: int32(os.Getpid()), Endpoint: cw.addr.GetEndpoint(), TcpEndpoint: cw.addr.GetTcpEndpoint(), JobId: cw.jobID.Bytes(), FunctionDigest: cw.digest,
 	}, &reply); err != nil {
 		return fmt.Errorf("register with raylet: %w", err)
 	}

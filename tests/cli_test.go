@@ -278,8 +278,12 @@ func TestCLIStartRejectsBadInput(t *testing.T) {
 		{[]string{"start", "--head", "--num-cpus", "-1"}, "--num-cpus"},
 		{[]string{"start", "--head", "--object-store-memory", "lots"}, "--object-store-memory"},
 		{[]string{"start", "--head", "--port", "70000"}, "--port"},
-		{[]string{"start"}, "not supported yet"},
-		{[]string{"start", "--address", "127.0.0.1:6380"}, "--address"},
+		{[]string{"start"}, "--head"},
+		{[]string{"start", "--head", "--address", "127.0.0.1:6380"}, "--address"},
+		{[]string{"start", "--address", "127.0.0.1:6380", "--labels", "zone"}, "--labels"},
+		{[]string{"start", "--address", "127.0.0.1:6380", "--labels", "zone=a,zone=b"}, "twice"},
+		{[]string{"start", "--address", "127.0.0.1:6380", "--node-ip", "somewhere"}, "--node-ip"},
+		{[]string{"start", "--address", "127.0.0.1:6380", "--node-timeout", "5s"}, "--node-timeout"},
 	} {
 		out, err := runGoray(bin, env, c.args...)
 		if err == nil {

@@ -19,7 +19,11 @@ import (
 
 func TestMain(m *testing.M) {
 	sdk.WorkerMain()
-	os.Exit(m.Run())
+	code := m.Run()
+	if gorayDir != "" {
+		_ = os.RemoveAll(gorayDir)
+	}
+	os.Exit(code)
 }
 
 // startCluster starts an embedded cluster for one test and shuts it down

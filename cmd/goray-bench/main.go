@@ -168,6 +168,7 @@ func benchmarks() []benchmark {
 		{names: []string{"single_client_put_calls_Plasma_Store"}, run: benchPutCalls},
 		{names: []string{"memcpy_GB_per_s_1thread", "single_client_put_gigabytes", "single_client_put_gigabytes_vs_memcpy", "single_client_put_gigabytes_first_touch", "object_store_used_after_put_gigabytes"}, run: benchPutGigabytes},
 		{names: []string{"spill_GB_per_s", "restore_GB_per_s", "file_write_GB_per_s", "file_read_GB_per_s", "spill_vs_file_write", "restore_vs_file_read", "spill_end_to_end_GB_per_s", "restore_end_to_end_GB_per_s"}, beforeInit: true, run: benchSpill},
+		{names: []string{"raw_tcp_loopback_GB_per_s", "object_transfer_GB_per_s", "object_transfer_vs_raw_tcp"}, beforeInit: true, run: benchTransfer},
 		{names: []string{"single_client_get_gigabytes", "get_1GB_object_latency_s", "get_1MB_object_latency_s", "get_view_1GB_object_latency_s", "get_view_1GB_object_latency_s_from_worker"}, run: benchGetGigabytes},
 		{names: []string{"multi_client_put_gigabytes"}, run: benchMultiClientPutGigabytes},
 		{names: []string{"single_client_get_object_containing_10k_refs"}, run: benchGet10kRefs},
@@ -184,6 +185,7 @@ func benchmarks() []benchmark {
 		{names: []string{"n_n_actor_calls_with_arg_async"}, run: benchNNActorWithArgAsync},
 		{names: []string{"actor_creation_per_s", "actor_creation_s"}, run: benchActorCreation},
 		{names: []string{"packed_actor_creation_per_s", "packed_actor_creation_s"}, run: benchPackedActorCreation},
+		{names: []string{"placement_group_create/removal"}, run: benchPlacementGroups},
 	}
 }
 
@@ -251,7 +253,8 @@ func run(cfg config) int {
 	if needCluster {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		t0 := time.Now()
-		err := sdk.Init(ctx, sdk.NodeCPUs(float64(runtime.NumCPU())), sdk.ObjectStoreMemory(cfg.storeMemory),
+		// "custom" is for the placement group benchmark, as Ray's.
+		err := sdk.Init(ctx, sdk.NodeCPUs(float64(runtime.NumCPU())), sdk.NodeResources(map[string]float64{"custom": pgCustom}), sdk.ObjectStoreMemory(cfg.storeMemory),
 			sdk.SessionDir(filepath.Join(cfg.sessions, "main")), sdk.LogToDriver(true), sdk.LogWriter(os.Stderr))
 		cancel()
 		if err != nil {

@@ -48,6 +48,19 @@ type startOptions struct {
 	metricsPort       int
 	sessionDir        string
 	block             bool
+	// address is the cluster a worker node joins (instead of --head).
+	address string
+	// labels (--labels k=v,...) and nodeIP (--node-ip) describe the node.
+	labels   string
+	labelMap map[string]string
+	nodeIP   string
+	// nats (--nats) is an existing NATS cluster the head uses instead of
+	// embedding a server; replicas (--nats-replicas) its buckets' replicas.
+	nats     string
+	replicas int
+	// nodeTimeout (--node-timeout, head only) is how long a node may go
+	// silent before the GCS declares it dead.
+	nodeTimeout time.Duration
 	// notifyFD is set in the daemon `goray start` re-executes: the daemon
 	// writes its address to it once the cluster is up, then closes it.
 	notifyFD int
@@ -60,10 +73,13 @@ type startOptions struct {
 func newStartCmd(log zerolog.Logger) *cobra.Command {
 	o := &startOptions{}
 	cmd := &cobra.Command{
-		Use:   "start --head [flags]",
-		Short: "Start a goray head node on this machine",
+		Use:   "start (--head | --address ADDR) [flags]",
+		Short: "Start a goray head node, or a node that joins a cluster, on this machine",
 		Long: `Start a goray head node: NATS with JetStream, the GCS and a raylet with its
-object store, in one daemon process.
+object store, in one daemon process. With --address instead of --head,
+start a worker node (a raylet with its object store) that joins the cluster
+whose head is at ADDR; several may run on one machine, each with its own
+session directory, ports and shm segment.
 
 Without --block, goray start runs the daemon in the background (logs in
 <session-dir>/logs/` + headLogName + `), waits until the cluster answers, prints
@@ -71,12 +87,14 @@ its address and exits. The address is also written to
 $TMPDIR/goray/current_cluster, which sdk.Address("auto"), goray status and
 goray stop read.
 
-The daemon stops on SIGINT or SIGTERM, or when asked with goray stop.
-Joining an existing cluster as a worker node is not supported yet.`,
+The daemon stops on SIGINT or SIGTERM, or when asked with goray stop; a
+worker node leaves the cluster cleanly when stopped (goray stop on its
+machine), and stops when the cluster shuts down.`,
 		Example: `  goray start --head
   goray start --head --num-cpus 8 --num-gpus 1 --resources '{"TPU": 4}'
   goray start --head --port 0 --object-store-memory 2GiB --block
-  goray start --head --metrics-port 8080   # Prometheus metrics at http://127.0.0.1:8080/metrics`,
+  goray start --head --metrics-port 8080   # Prometheus metrics at http://127.0.0.1:8080/metrics
+  goray start --address 10.0.0.1:6380 --num-cpus 16 --labels zone=a,disk=ssd --node-ip 10.0.0.2`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.cpusSet = cmd.Flags().Changed("num-cpus")
@@ -84,14 +102,25 @@ Joining an existing cluster as a worker node is not supported yet.`,
 			if err := o.validate(); err != nil {
 				return err
 			}
-			if o.block {
+			switch {
+			case o.block && o.head:
 				return runHead(cmd.Context(), o, log)
+			case o.block:
+				return runNode(cmd.Context(), o, log)
+			case o.head:
+				return startDaemon(cmd.Context(), o, log)
 			}
-			return startDaemon(cmd.Context(), o, log)
+			return startNodeDaemon(cmd.Context(), o, log)
 		},
 	}
 	f := cmd.Flags()
-	f.BoolVar(&o.head, "head", false, "start a head node (required: joining a cluster as a worker node is not supported yet)")
+	f.BoolVar(&o.head, "head", false, "start a head node (NATS, the GCS and a raylet)")
+	f.StringVar(&o.address, "address", "", "join the cluster whose head's NATS is at this address as a worker node")
+	f.StringVar(&o.labels, "labels", "", "node labels for label selectors, e.g. zone=a,disk=ssd")
+	f.StringVar(&o.nodeIP, "node-ip", "127.0.0.1", "address other nodes reach this node's raylet, workers and object transfer at")
+	f.StringVar(&o.nats, "nats", "", "head only: use this existing NATS (with JetStream) instead of embedding one; comma-separated URLs of one NATS cluster, e.g. nats://n1:4222,nats://n2:4222,nats://n3:4222")
+	f.IntVar(&o.replicas, "nats-replicas", 1, "head only: JetStream replicas of the GCS's buckets (3 on a three-server NATS cluster)")
+	f.DurationVar(&o.nodeTimeout, "node-timeout", 0, "head only: how long a node may go silent before it is declared dead (default 10s)")
 	f.Float64Var(&o.numCPUs, "num-cpus", 0, "CPUs of the node (default: the machine's CPU count)")
 	f.Float64Var(&o.numGPUs, "num-gpus", 0, "GPUs of the node")
 	f.StringVar(&o.resources, "resources", "", `custom resources as a JSON object, e.g. '{"TPU": 4, "db_conn": 2}'`)
@@ -107,9 +136,27 @@ Joining an existing cluster as a worker node is not supported yet.`,
 }
 
 func (o *startOptions) validate() error {
-	if !o.head {
-		return errors.New("joining an existing cluster as a worker node is not supported yet: " +
-			"goray can only start a single head node for now (goray start --head)")
+	switch {
+	case o.head && o.address != "":
+		return errors.New("--head and --address exclude each other: a head starts a cluster, --address joins one")
+	case !o.head && o.address == "":
+		return errors.New("say what to start: --head for a new cluster, or --address ADDR to join the cluster at ADDR")
+	case !o.head && o.nodeTimeout != 0:
+		return errors.New("--node-timeout is a setting of the head (goray start --head)")
+	case !o.head && (o.nats != "" || o.replicas != 1):
+		return errors.New("--nats and --nats-replicas are settings of the head (goray start --head); a node joins with --address")
+	case o.replicas < 1 || o.replicas > 5:
+		return fmt.Errorf("invalid --nats-replicas %d: JetStream allows 1 to 5", o.replicas)
+	case o.nodeTimeout < 0:
+		return fmt.Errorf("invalid --node-timeout %v: want a positive duration", o.nodeTimeout)
+	}
+	labels, err := parseLabels(o.labels)
+	if err != nil {
+		return err
+	}
+	o.labelMap = labels
+	if net.ParseIP(o.nodeIP) == nil {
+		return fmt.Errorf("invalid --node-ip %q: want an IP address of this machine", o.nodeIP)
 	}
 	if o.cpusSet {
 		if err := checkQuantity("--num-cpus", o.numCPUs); err != nil {
@@ -361,7 +408,7 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 	if err := checkNotRunning(ctx, log); err != nil {
 		return err
 	}
-	if o.port != 0 {
+	if o.port != 0 && o.nats == "" {
 		if err := checkPortFree(o.host, o.port); err != nil {
 			return err
 		}
@@ -375,119 +422,34 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 	if err != nil {
 		return err
 	}
-	logDir := filepath.Join(dir, "logs")
-	if err := os.MkdirAll(logDir, 0o755); err != nil {
-		return fmt.Errorf("create log dir: %w", err)
-	}
-	logPath := filepath.Join(logDir, headLogName)
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return fmt.Errorf("open head log: %w", err)
-	}
-	defer logf.Close()
-	logStart, _ := logf.Seek(0, io.SeekEnd)
-	exe, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("find the goray executable: %w", err)
-	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		return err
-	}
-	defer devnull.Close()
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return err
-	}
-	defer pr.Close()
-
 	args := []string{"start", "--head", "--block", "--notify-fd=3",
 		"--host", o.host, "--port", strconv.Itoa(o.port), "--session-dir", dir}
-	if o.cpusSet {
-		args = append(args, "--num-cpus", strconv.FormatFloat(o.numCPUs, 'g', -1, 64))
-	}
-	if o.gpusSet {
-		args = append(args, "--num-gpus", strconv.FormatFloat(o.numGPUs, 'g', -1, 64))
-	}
-	if o.resources != "" {
-		args = append(args, "--resources", o.resources)
-	}
-	if o.storeBytes != 0 {
-		args = append(args, "--object-store-memory", strconv.FormatUint(o.storeBytes, 10))
-	}
+	args = append(args, o.nodeArgs()...)
 	if o.metricsPort != 0 {
 		args = append(args, "--metrics-port", strconv.Itoa(o.metricsPort))
 	}
-	child := exec.Command(exe, args...)
-	child.Stdin, child.Stdout, child.Stderr = devnull, logf, logf
-	child.ExtraFiles = []*os.File{pw}
-	child.Dir = "/"
-	// A new session: no controlling terminal, so closing the terminal
-	// or Ctrl-C in it does not reach the daemon.
-	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	fmt.Fprintf(logf, "=== %s goray start: %s\n", time.Now().Format(time.DateTime), strings.Join(append([]string{exe}, args...), " "))
-	if err := child.Start(); err != nil {
-		pw.Close()
-		return fmt.Errorf("start the head daemon: %w", err)
+	if o.nodeTimeout != 0 {
+		args = append(args, "--node-timeout", o.nodeTimeout.String())
 	}
-	pw.Close()
-	pid := child.Process.Pid
-
-	exited := make(chan error, 1)
-	go func() { exited <- child.Wait() }()
-	ready := make(chan string, 1)
-	go func() {
-		b, _ := io.ReadAll(pr) // EOF when the daemon closes it or dies
-		ready <- strings.TrimSpace(string(b))
-	}()
-	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigc)
-
-	fail := func(format string, args ...any) error {
-		msg := fmt.Sprintf(format, args...)
-		if tail := logTail(logPath, logStart, 30); tail != "" {
-			fmt.Fprintf(os.Stderr, "Last lines of %s:\n%s\n", logPath, tail)
-		}
-		return errors.New(msg)
+	if o.nats != "" {
+		args = append(args, "--nats", o.nats, "--nats-replicas", strconv.Itoa(o.replicas))
 	}
-	stopChild := func() {
-		_ = child.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = child.Process.Kill()
-			<-exited
-		}
+	d, err := spawnDaemon(filepath.Join(dir, "logs", headLogName), args, "head node")
+	if err != nil {
+		return err
 	}
+	defer d.close()
 	// The daemon writes its address, then its metrics URL if it serves
 	// metrics, a line each.
-	var addr, metrics string
-	select {
-	case addr = <-ready:
-		addr, metrics, _ = strings.Cut(addr, "\n")
-		addr, metrics = strings.TrimSpace(addr), strings.TrimSpace(metrics)
-	case sig := <-sigc:
-		stopChild()
-		return fmt.Errorf("interrupted (%v) while the head node was starting; stopped it", sig)
-	case <-time.After(startTimeout):
-		stopChild()
-		return fail("the head node did not come up within %v; stopped it (pid %d)", startTimeout, pid)
+	lines, err := d.wait()
+	if err != nil {
+		return err
 	}
-	if addr == "" {
-		var err error
-		select {
-		case err = <-exited:
-		case <-time.After(10 * time.Second):
-			stopChild()
-			err = errors.New("it closed its notification pipe without an address")
-		}
-		status := "exited"
-		if err != nil {
-			status = err.Error()
-		}
-		return fail("the head node failed to start (daemon pid %d: %s); see %s", pid, status, logPath)
+	addr, metrics := lines[0], ""
+	if len(lines) > 1 {
+		metrics = lines[1]
 	}
+	pid, logPath, stopChild, fail := d.pid, d.logPath, d.stop, d.fail
 	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	c, info, err := dialCluster(vctx, addr, log)
@@ -521,6 +483,155 @@ or call sdk.Init(ctx, sdk.Address("auto")) in it (on this machine).
 goray status shows the cluster; goray stop stops it.
 `, addr, nodeLine, dir, logPath, pid, metricsLine, addr)
 	return nil
+}
+
+// nodeArgs are the flags describing the node, passed on to the daemon.
+func (o *startOptions) nodeArgs() []string {
+	var args []string
+	if o.cpusSet {
+		args = append(args, "--num-cpus", strconv.FormatFloat(o.numCPUs, 'g', -1, 64))
+	}
+	if o.gpusSet {
+		args = append(args, "--num-gpus", strconv.FormatFloat(o.numGPUs, 'g', -1, 64))
+	}
+	if o.resources != "" {
+		args = append(args, "--resources", o.resources)
+	}
+	if o.storeBytes != 0 {
+		args = append(args, "--object-store-memory", strconv.FormatUint(o.storeBytes, 10))
+	}
+	if o.labels != "" {
+		args = append(args, "--labels", o.labels)
+	}
+	return append(args, "--node-ip", o.nodeIP)
+}
+
+// daemon is a `goray start --block` process started in the background, in
+// a session of its own, with its output in logPath. It reports that it is
+// up by writing lines to a pipe (--notify-fd) and closing it.
+type daemon struct {
+	child    *exec.Cmd
+	pid      int
+	logPath  string
+	logStart int64
+	what     string
+	logf     *os.File
+	exited   chan error
+	ready    chan string
+	sigc     chan os.Signal
+	pr       *os.File
+}
+
+func spawnDaemon(logPath string, args []string, what string) (*daemon, error) {
+	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
+		return nil, fmt.Errorf("create log dir: %w", err)
+	}
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open %s log: %w", what, err)
+	}
+	d := &daemon{logPath: logPath, what: what, logf: logf, exited: make(chan error, 1), ready: make(chan string, 1), sigc: make(chan os.Signal, 1)}
+	d.logStart, _ = logf.Seek(0, io.SeekEnd)
+	exe, err := os.Executable()
+	if err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("find the goray executable: %w", err)
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	defer devnull.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
+	d.pr = pr
+	child := exec.Command(exe, args...)
+	child.Stdin, child.Stdout, child.Stderr = devnull, logf, logf
+	child.ExtraFiles = []*os.File{pw}
+	child.Dir = "/"
+	// A new session: no controlling terminal, so closing the terminal
+	// or Ctrl-C in it does not reach the daemon.
+	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	fmt.Fprintf(logf, "=== %s goray start: %s\n", time.Now().Format(time.DateTime), strings.Join(append([]string{exe}, args...), " "))
+	if err := child.Start(); err != nil {
+		pw.Close()
+		d.close()
+		return nil, fmt.Errorf("start the %s daemon: %w", what, err)
+	}
+	pw.Close()
+	d.child, d.pid = child, child.Process.Pid
+	go func() { d.exited <- child.Wait() }()
+	go func() {
+		b, _ := io.ReadAll(pr) // EOF when the daemon closes it or dies
+		d.ready <- strings.TrimSpace(string(b))
+	}()
+	signal.Notify(d.sigc, os.Interrupt, syscall.SIGTERM)
+	return d, nil
+}
+
+func (d *daemon) close() {
+	signal.Stop(d.sigc)
+	d.logf.Close()
+	d.pr.Close()
+}
+
+// fail prints the end of the daemon's log and returns the error.
+func (d *daemon) fail(format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if tail := logTail(d.logPath, d.logStart, 30); tail != "" {
+		fmt.Fprintf(os.Stderr, "Last lines of %s:\n%s\n", d.logPath, tail)
+	}
+	return errors.New(msg)
+}
+
+// stop ends the daemon: SIGTERM, then SIGKILL.
+func (d *daemon) stop() {
+	_ = d.child.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.exited:
+	case <-time.After(10 * time.Second):
+		_ = d.child.Process.Kill()
+		<-d.exited
+	}
+}
+
+// wait returns the non-empty lines the daemon wrote once it was up.
+func (d *daemon) wait() ([]string, error) {
+	var out string
+	select {
+	case out = <-d.ready:
+	case sig := <-d.sigc:
+		d.stop()
+		return nil, fmt.Errorf("interrupted (%v) while the %s was starting; stopped it", sig, d.what)
+	case <-time.After(startTimeout):
+		d.stop()
+		return nil, d.fail("the %s did not come up within %v; stopped it (pid %d)", d.what, startTimeout, d.pid)
+	}
+	var lines []string
+	for _, l := range strings.Split(out, "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > 0 {
+		return lines, nil
+	}
+	var err error
+	select {
+	case err = <-d.exited:
+	case <-time.After(10 * time.Second):
+		d.stop()
+		err = errors.New("it closed its notification pipe without an address")
+	}
+	status := "exited"
+	if err != nil {
+		status = err.Error()
+	}
+	return nil, d.fail("the %s failed to start (daemon pid %d: %s); see %s", d.what, d.pid, status, d.logPath)
 }
 
 // logTail returns up to n last lines of path written after offset.
@@ -580,6 +691,11 @@ func runHead(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 		Host:              o.host,
 		Port:              o.port,
 		MetricsAddr:       o.metricsAddr(),
+		Labels:            o.labelMap,
+		NodeIP:            o.nodeIP,
+		NodeTimeout:       o.nodeTimeout,
+		NATSURL:           o.nats,
+		Replicas:          o.replicas,
 		Logger:            log,
 	})
 	cancel()

@@ -123,6 +123,14 @@ func printNode(w io.Writer, n *protos.NodeInfo, alive []*protos.NodeInfo) {
 		res = "none"
 	}
 	fmt.Fprintf(w, "    Resources:     %s\n", res)
+	if ls := n.GetLabels(); len(ls) > 0 {
+		kv := make([]string, 0, len(ls))
+		for k, v := range ls {
+			kv = append(kv, k+"="+v)
+		}
+		sort.Strings(kv)
+		fmt.Fprintf(w, "    Labels:        %s\n", strings.Join(kv, ","))
+	}
 	fmt.Fprintf(w, "    Object store:  %s/%s (%d objects)\n", formatBytes(n.GetStoreUsed()), formatBytes(n.GetStoreCapacity()), n.GetStoreObjects())
 	if st := n.GetStoreStats(); st.GetSpilledObjectsTotal() > 0 || st.GetNumSpilled() > 0 {
 		fmt.Fprintf(w, "    Spilled:       %d objects (%s) on disk now; %d objects (%s) spilled, %d (%s) restored since start\n",

@@ -35,7 +35,8 @@ func newStopCmd(log zerolog.Logger) *cobra.Command {
 cluster runs is not an error.
 
 The cluster is --address, else $GORAY_ADDRESS, else the one goray start
---head recorded on this machine.`,
+--head recorded on this machine. Worker nodes started on this machine with
+goray start --address leave their cluster first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
@@ -50,9 +51,17 @@ The cluster is --address, else $GORAY_ADDRESS, else the one goray start
 }
 
 func runStop(ctx context.Context, address string, log zerolog.Logger) error {
+	// Worker nodes on this machine leave first, cleanly, as Ray's `ray
+	// stop` stops the local processes.
+	nodes, err := stopLocalNodes()
+	if err != nil {
+		return fmt.Errorf("stop the nodes on this machine: %w", err)
+	}
 	t, err := resolveTarget(address)
 	if errors.Is(err, errNoCluster) {
-		fmt.Println("No goray cluster is running on this machine.")
+		if nodes == 0 {
+			fmt.Println("No goray cluster is running on this machine.")
+		}
 		return nil
 	}
 	if err != nil {

@@ -13,12 +13,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/protos"
@@ -37,8 +35,11 @@ type Config struct {
 	// Host and Port of NATS (Port 0 picks a free port).
 	Host string
 	Port int
-	// NATSURL uses an existing NATS instead of embedding one.
-	NATSURL    string
+	// NATSURL uses an existing NATS instead of embedding one
+	// (comma-separated URLs of one NATS cluster).
+	NATSURL string
+	// Replicas of the GCS's JetStream buckets (see gcs.Options.Replicas).
+	Replicas   int
 	MaxWorkers int
 	Labels     map[string]string
 	Logger     zerolog.Logger
@@ -47,6 +48,14 @@ type Config struct {
 	// raylet.Config.MetricsAddr. Head.Raylet.MetricsAddr() tells the
 	// address bound.
 	MetricsAddr string
+	// NodeIP is the address other nodes reach the head's raylet at
+	// (default 127.0.0.1).
+	NodeIP string
+	// NodeTimeout is how long a node may go silent before the GCS declares
+	// it dead (default gcs.DefaultNodeTimeout).
+	NodeTimeout time.Duration
+	// ReportInterval: see NodeConfig.ReportInterval.
+	ReportInterval time.Duration
 }
 
 // Head is a running head node.
@@ -54,6 +63,7 @@ type Head struct {
 	GCS        *gcs.Server
 	Raylet     *raylet.Raylet
 	Client     *gcs.Client
+	node       *Node
 	sessionDir string
 	ownsDir    bool
 	log        zerolog.Logger
@@ -86,12 +96,14 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 		return nil, fmt.Errorf("session dir: %w", err)
 	}
 	srv, err := gcs.NewServer(gcs.Options{
-		StoreDir:   filepath.Join(h.sessionDir, "jetstream"),
-		Host:       cfg.Host,
-		Port:       cfg.Port,
-		NATSURL:    cfg.NATSURL,
-		Logger:     cfg.Logger.With().Str("component", "gcs").Logger(),
-		SessionDir: h.sessionDir,
+		StoreDir:    filepath.Join(h.sessionDir, "jetstream"),
+		Host:        cfg.Host,
+		Port:        cfg.Port,
+		NATSURL:     cfg.NATSURL,
+		Replicas:    cfg.Replicas,
+		Logger:      cfg.Logger.With().Str("component", "gcs").Logger(),
+		SessionDir:  h.sessionDir,
+		NodeTimeout: cfg.NodeTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -106,47 +118,23 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 		return nil, fmt.Errorf("connect to GCS: %w", err)
 	}
 	h.Client = client
-	res, err := raylet.FromMap(cfg.Resources)
-	if err != nil {
-		h.Shutdown()
-		return nil, fmt.Errorf("node resources: %w", err)
-	}
-	if _, ok := cfg.Resources[raylet.CPU]; !ok {
-		cpus, _ := raylet.FromMap(map[string]float64{raylet.CPU: float64(runtime.NumCPU())})
-		res.Add(cpus)
-	}
-	nc := client.NATS()
-	r, err := raylet.New(raylet.Config{
+	node, err := startNode(ctx, client, NodeConfig{
 		SessionDir:        h.sessionDir,
-		Resources:         res,
+		Resources:         cfg.Resources,
 		ObjectStoreMemory: cfg.ObjectStoreMemory,
 		MaxWorkers:        cfg.MaxWorkers,
-		IsHead:            true,
 		Labels:            cfg.Labels,
+		NodeIP:            cfg.NodeIP,
 		MetricsAddr:       cfg.MetricsAddr,
-		Logger:            cfg.Logger.With().Str("component", "raylet").Logger(),
-		Report:            func(n *protos.NodeInfo) { _ = client.ReportNode(n) },
-		PublishLogs: func(b *protos.LogBatch) {
-			if data, err := proto.Marshal(b); err == nil {
-				_ = nc.Publish(LogsSubject(protos.MustUniqueID(b.GetJobId())), data)
-			}
-		},
+		ReportInterval:    cfg.ReportInterval,
+		Logger:            cfg.Logger,
+		isHead:            true,
 	})
 	if err != nil {
 		h.Shutdown()
 		return nil, err
 	}
-	if err := r.Start(); err != nil {
-		h.Shutdown()
-		return nil, err
-	}
-	h.Raylet = r
-	if info := r.NodeInfo(); info != nil {
-		if err := client.RegisterNode(ctx, info); err != nil {
-			h.Shutdown()
-			return nil, fmt.Errorf("register node: %w", err)
-		}
-	}
+	h.node, h.Raylet = node, node.Raylet
 	return h, nil
 }
 
@@ -171,13 +159,11 @@ func (h *Head) Shutdown() {
 			default:
 			}
 		}
-		if h.Raylet != nil {
-			if h.Client != nil && !gcsGone {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-				_ = h.Client.UnregisterNode(ctx, h.Raylet.NodeID())
-				cancel()
+		if h.node != nil {
+			if gcsGone {
+				h.Client.Close() // nothing to unregister from
 			}
-			h.Raylet.Shutdown()
+			h.node.Shutdown()
 		}
 		if h.Client != nil {
 			h.Client.Close()

@@ -1,0 +1,163 @@
+package raylet
+
+import (
+	"errors"
+	"time"
+
+	"github.com/goray/goray/protos"
+	"github.com/goray/goray/protos/wire"
+	"github.com/goray/goray/raylet/scheduling"
+)
+
+// The cluster resource view: what this raylet knows of the other nodes, fed
+// by their reports (UpdatePeer) and the GCS's node events (RemovePeer). It
+// lives in the raylet actor with the rest of the state, so scheduling
+// decisions see one consistent snapshot.
+
+// Messages to the raylet actor.
+type (
+	peerUpdate  struct{ info *protos.NodeInfo }
+	peerRemoved struct{ id protos.NodeID }
+)
+
+// peerNode is another node as this raylet sees it. available is its last
+// report minus what this raylet has sent its way since (Ray's raylets do
+// the same, so that a burst of spillbacks does not all land on the node
+// that looked idlest a second ago).
+type peerNode struct {
+	info      *protos.NodeInfo
+	total     ResourceSet
+	available ResourceSet
+	seen      time.Time
+}
+
+// UpdatePeer records another node's report in the cluster view. Reports of
+// this node itself are ignored.
+func (r *Raylet) UpdatePeer(info *protos.NodeInfo) {
+	id, err := protos.UniqueIDFromBytes(info.GetNodeId())
+	if err != nil || id == r.cfg.NodeID || r.pid == nil {
+		return
+	}
+	if info.GetState() == protos.NodeInfo_DEAD {
+		r.RemovePeer(id)
+		return
+	}
+	r.peerAddrs.Store(id, peerAddress{raylet: info.GetRayletTcpEndpoint(), transfer: info.GetTransferAddress()})
+	r.system.Root.Send(r.pid, peerUpdate{info: info})
+}
+
+// RemovePeer drops a node that died or left from the cluster view.
+func (r *Raylet) RemovePeer(id protos.NodeID) {
+	if id == r.cfg.NodeID || r.pid == nil {
+		return
+	}
+	r.peerAddrs.Delete(id)
+	r.system.Root.Send(r.pid, peerRemoved{id: id})
+}
+
+// peerAddress is where a peer's raylet and transfer server listen; kept
+// outside the actor because object pulls are served off it.
+type peerAddress struct{ raylet, transfer string }
+
+func (s *state) updatePeer(info *protos.NodeInfo) {
+	id := protos.MustUniqueID(info.GetNodeId())
+	total, err1 := FromProto(info.GetTotal())
+	avail, err2 := FromProto(info.GetAvailable())
+	if err1 != nil || err2 != nil {
+		s.r.cfg.Logger.Warn().Str("node", id.Short()).Msg("ignoring a node report with invalid resources")
+		return
+	}
+	if s.peers == nil {
+		s.peers = map[protos.NodeID]*peerNode{}
+	}
+	p, ok := s.peers[id]
+	if !ok {
+		s.r.cfg.Logger.Info().Str("node", id.Short()).Str("resources", total.String()).Msg("node joined the cluster view")
+		p = &peerNode{}
+		s.peers[id] = p
+	}
+	p.info, p.total, p.available, p.seen = info, total, avail, s.now()
+}
+
+func (s *state) removePeer(id protos.NodeID) {
+	if _, ok := s.peers[id]; ok {
+		s.r.cfg.Logger.Info().Str("node", id.Short()).Msg("node left the cluster view")
+		delete(s.peers, id)
+	}
+}
+
+// view is the scheduling snapshot: this node with localAvail (what
+// dispatch has not yet promised to queued requests) and every peer.
+func (s *state) view(localAvail ResourceSet) scheduling.View {
+	local := s.r.cfg.NodeID.String()
+	nodes := make([]scheduling.Node, 0, len(s.peers)+1)
+	nodes = append(nodes, scheduling.Node{ID: local, Total: scheduling.Resources(s.total), Available: scheduling.Resources(localAvail), Labels: s.r.cfg.Labels, Alive: true})
+	for id, p := range s.peers {
+		nodes = append(nodes, scheduling.Node{ID: id.String(), Total: scheduling.Resources(p.total), Available: scheduling.Resources(p.available), Labels: p.info.GetLabels(), Alive: true})
+	}
+	return scheduling.View{Local: local, Nodes: nodes}
+}
+
+// placement is dispatch's verdict on one queued request.
+type placement int
+
+const (
+	placeLocal      placement = iota // grant here when a worker is free
+	placeWait                        // nothing fits now; keep it queued
+	placeSpilled                     // answered with a spillback
+	placeInfeasible                  // no node can ever fit it; keep it queued
+	placeFailed                      // answered with an error
+)
+
+// place decides where a queued request goes. Requests forwarded by another
+// raylet (no_spillback) and plain requests on a node that knows no peer
+// stay on the fast path: local, or wait.
+func (s *state) place(lr *leaseRequest, avail ResourceSet) placement {
+	if g := s.removedGroupOf(lr.demand); g != "" {
+		_ = lr.conn.ReplyError(lr.req, wire.NewError("unschedulable", "%s: its placement group %s was removed", lr.function, g))
+		return placeFailed
+	}
+	if lr.noSpillback || (len(s.peers) == 0 && lr.strategy == nil) {
+		switch {
+		case !s.total.Fits(lr.demand):
+			return placeInfeasible
+		case !avail.Fits(lr.demand):
+			return placeWait
+		}
+		return placeLocal
+	}
+	st, err := scheduling.StrategyFromProto(lr.strategy, s.spreadIndex)
+	if err != nil {
+		_ = lr.conn.ReplyError(lr.req, wire.NewError("invalid", "%s: %v", lr.function, err))
+		return placeFailed
+	}
+	d, err := scheduling.Pick(s.view(avail), scheduling.Resources(lr.demand), st)
+	switch {
+	case errors.Is(err, scheduling.ErrInfeasible):
+		return placeInfeasible
+	case err != nil:
+		_ = lr.conn.ReplyError(lr.req, wire.NewError("unschedulable", "%s: %v", lr.function, err))
+		return placeFailed
+	}
+	if st.Kind == scheduling.Spread && d.Kind == scheduling.Scheduled {
+		s.spreadIndex = d.NextSpreadIndex
+	}
+	target := d.NodeID
+	if target == "" || target == s.r.cfg.NodeID.String() {
+		if d.Kind == scheduling.Wait {
+			return placeWait
+		}
+		return placeLocal
+	}
+	id, _ := protos.UniqueIDFromHex(target)
+	p := s.peers[id]
+	if p == nil {
+		return placeWait
+	}
+	if d.Kind == scheduling.Scheduled {
+		p.available.Sub(lr.demand)
+	}
+	s.r.cfg.Logger.Debug().Str("function", lr.function).Str("demand", lr.demand.String()).Str("to", id.Short()).Stringer("decision", d.Kind).Msg("lease spilled back")
+	_ = lr.conn.Reply(lr.req, &protos.RequestWorkerLeaseReply{RetryAt: p.info})
+	return placeSpilled
+}

@@ -1,0 +1,211 @@
+package raylet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/goray/goray/objstore"
+	"github.com/goray/goray/objstore/transfer"
+	"github.com/goray/goray/protos"
+	"github.com/goray/goray/protos/wire"
+)
+
+// Objects across nodes. Each raylet runs an object transfer server (package
+// objstore/transfer) on NodeIP and a puller: a process that needs an object
+// stored on another node asks its raylet to PULL_OBJECT it, the raylet pulls
+// it in chunks over parallel streams into the local store (admission keeps
+// pulls from overfilling it), and the process then reads the local copy
+// like any other. The owner's record of the object names the node holding
+// the primary copy (ObjectData.node_id): Ray's owner-based object
+// directory.
+//
+// Copies are freed with the primary: the raylet remembers which of its
+// objects it served, and when one of them is deleted (its owner freed it
+// or died) it announces the ids (Config.PublishFree, a NATS subject) so the
+// raylets holding copies delete theirs (FreeCopies).
+
+type transferState struct {
+	server   *transfer.Server
+	puller   *transfer.Puller
+	listener net.Listener
+	addr     string
+
+	mu     sync.Mutex
+	served map[protos.ObjectID]struct{}
+}
+
+func (r *Raylet) startTransfer() error {
+	l, err := net.Listen("tcp", net.JoinHostPort(r.cfg.NodeIP, "0"))
+	if err != nil {
+		return err
+	}
+	t := &transferState{listener: l, addr: l.Addr().String(), served: map[protos.ObjectID]struct{}{}}
+	t.server = transfer.NewServer(r.store, transfer.ServerOptions{
+		Logger: r.cfg.Logger,
+		OnServe: func(id protos.ObjectID, _ string) {
+			t.mu.Lock()
+			t.served[id] = struct{}{}
+			t.mu.Unlock()
+		},
+	})
+	t.puller = transfer.NewPuller(r.store, transfer.PullerOptions{Logger: r.cfg.Logger, Name: r.cfg.NodeID.String()})
+	go func() { _ = t.server.Serve(l) }()
+	r.transfer = t
+	return nil
+}
+
+func (r *Raylet) stopTransfer() {
+	if t := r.transfer; t != nil {
+		_ = t.puller.Close()
+		_ = t.server.Close()
+	}
+}
+
+func (r *Raylet) transferAddr() string {
+	if r.transfer == nil {
+		return ""
+	}
+	return r.transfer.addr
+}
+
+// pullTimeout bounds a pull that makes no progress at all.
+const pullTimeout = 10 * time.Minute
+
+// servePull handles PULL_OBJECT from a process on the node.
+func (r *Raylet) servePull(c *wire.Conn, req *wire.Request) {
+	var m protos.PullObjectRequest
+	if err := r.decode(c, req, &m); err != nil {
+		return
+	}
+	id, err := protos.ObjectIDFromBytes(m.GetObjectId())
+	if err != nil {
+		_ = c.ReplyError(req, wire.NewError("invalid", "PULL_OBJECT: %v", err))
+		return
+	}
+	node, err := protos.UniqueIDFromBytes(m.GetNodeId())
+	if err != nil {
+		_ = c.ReplyError(req, wire.NewError("invalid", "PULL_OBJECT %s: node id: %v", id, err))
+		return
+	}
+	owner, _ := protos.UniqueIDFromBytes(m.GetOwnerWorkerId())
+	go func() {
+		err := r.pull(id, node, owner)
+		switch {
+		case err == nil:
+			_ = c.Reply(req, &protos.PullObjectReply{})
+		case errors.Is(err, objstore.ErrObjectNotFound):
+			_ = c.ReplyError(req, wire.NewError("not_found", "%v", err))
+		case errors.Is(err, errNodeUnknown):
+			_ = c.ReplyError(req, wire.NewError("node_dead", "%v", err))
+		default:
+			_ = c.ReplyError(req, wire.NewError(storeErrCode(err), "%v", err))
+		}
+	}()
+}
+
+var errNodeUnknown = errors.New("node is not in the cluster view")
+
+// pull copies object id from node's store into this node's.
+func (r *Raylet) pull(id protos.ObjectID, node protos.NodeID, owner protos.WorkerID) error {
+	if node == r.cfg.NodeID || r.store.Contains(id) {
+		return nil
+	}
+	v, ok := r.peerAddrs.Load(node)
+	if !ok || v.(peerAddress).transfer == "" {
+		return fmt.Errorf("pull object %s: %w: node %s (dead, or not joined yet)", id, errNodeUnknown, node.Short())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-r.stopped:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return r.transfer.puller.Pull(ctx, id, v.(peerAddress).transfer, owner)
+}
+
+// ObjectsDeleted is announceFreed for objects an in-process client (the
+// embedded cluster's driver) deleted from the store directly.
+func (r *Raylet) ObjectsDeleted(ids []protos.ObjectID) { r.announceFreed(ids) }
+
+// announceFreed tells the other nodes to drop their copies of objects this
+// node served and has now deleted.
+func (r *Raylet) announceFreed(ids []protos.ObjectID) {
+	t := r.transfer
+	if t == nil || r.cfg.PublishFree == nil || len(ids) == 0 {
+		return
+	}
+	var freed []protos.ObjectID
+	t.mu.Lock()
+	for _, id := range ids {
+		if _, ok := t.served[id]; ok {
+			delete(t.served, id)
+			freed = append(freed, id)
+		}
+	}
+	t.mu.Unlock()
+	if len(freed) > 0 {
+		r.cfg.PublishFree(freed)
+	}
+}
+
+// FreeCopies deletes this node's copies of objects freed on the node that
+// holds their primary copy.
+func (r *Raylet) FreeCopies(ids []protos.ObjectID) {
+	for _, id := range ids {
+		_ = r.store.Delete(id)
+	}
+}
+
+// forwardDelete has node's raylet delete objects whose primary copy it
+// holds (their owner, on this node, freed them). A node that cannot be
+// reached is dead, and its copies with it.
+func (r *Raylet) forwardDelete(node protos.NodeID, ids [][]byte) {
+	v, ok := r.peerAddrs.Load(node)
+	if !ok || v.(peerAddress).raylet == "" {
+		return
+	}
+	go func() {
+		c, err := r.peerConn(v.(peerAddress).raylet)
+		if err != nil {
+			r.cfg.Logger.Debug().Err(err).Str("node", node.Short()).Msg("forward object deletes")
+			return
+		}
+		_ = c.Notify(protos.Method_DELETE_OBJECTS, &protos.DeleteObjectsRequest{ObjectIds: ids})
+	}()
+}
+
+// peerConn returns a connection to another raylet, dialling it once.
+func (r *Raylet) peerConn(endpoint string) (*wire.Conn, error) {
+	r.peersMu.Lock()
+	defer r.peersMu.Unlock()
+	if c := r.peerConns[endpoint]; c != nil && c.Err() == nil {
+		return c, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := wire.Dial(ctx, endpoint, nil, wire.WithLogger(r.cfg.Logger))
+	if err != nil {
+		return nil, err
+	}
+	if r.peerConns == nil {
+		r.peerConns = map[string]*wire.Conn{}
+	}
+	r.peerConns[endpoint] = c
+	return c, nil
+}
+
+func (r *Raylet) closePeerConns() {
+	r.peersMu.Lock()
+	defer r.peersMu.Unlock()
+	for _, c := range r.peerConns {
+		_ = c.Close()
+	}
+	r.peerConns = nil
+}

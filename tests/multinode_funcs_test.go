@@ -1,0 +1,57 @@
+package tests
+
+import (
+	"context"
+	"time"
+
+	"github.com/goray/goray/sdk"
+)
+
+// Functions of the multi-node tests: each tells where it ran.
+
+var (
+	NodeOf = sdk.Register0("tests.NodeOf", func(ctx context.Context) (string, error) {
+		return sdk.GetRuntimeContext(ctx).NodeID.String(), nil
+	})
+
+	// SleepThenNode sleeps ms milliseconds, then says where it ran.
+	SleepThenNode = sdk.Register1("tests.SleepThenNode", func(ctx context.Context, ms int) (string, error) {
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+		return sdk.GetRuntimeContext(ctx).NodeID.String(), nil
+	})
+
+	// MakeBlob returns n bytes with a pattern BlobSum recognises.
+	MakeBlob = sdk.Register1("tests.MakeBlob", func(ctx context.Context, n int) ([]byte, error) {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(i*7 + i>>13)
+		}
+		return b, nil
+	})
+
+	// BlobCheck verifies MakeBlob's pattern and says where it ran.
+	BlobCheck = sdk.Register1("tests.BlobCheck", func(ctx context.Context, b []byte) (string, error) {
+		for i := range b {
+			if b[i] != byte(i*7+i>>13) {
+				return "", errorf("byte %d of %d is %d, want %d", i, len(b), b[i], byte(i*7+i>>13))
+			}
+		}
+		return sdk.GetRuntimeContext(ctx).NodeID.String(), nil
+	})
+)
+
+// Locator is an actor that tells where it was placed.
+type Locator struct{ node string }
+
+func (l *Locator) Node(ctx context.Context) (string, error) { return l.node, nil }
+
+var (
+	LocatorActor = sdk.RegisterActor0("tests.Locator", func(ctx context.Context) (*Locator, error) {
+		return &Locator{node: sdk.GetRuntimeContext(ctx).NodeID.String()}, nil
+	})
+	LocatorNode = sdk.NewMethod0(LocatorActor, "Node", (*Locator).Node)
+)
