@@ -610,9 +610,12 @@ type RequestWorkerLeaseRequest struct {
 	Strategy *SchedulingStrategy `protobuf:"bytes,7,opt,name=strategy,proto3" json:"strategy,omitempty"`
 	// Set on a request forwarded by another raylet's decision: grant it here
 	// or queue it here, never forward it again.
-	NoSpillback   bool `protobuf:"varint,8,opt,name=no_spillback,json=noSpillback,proto3" json:"no_spillback,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	NoSpillback bool `protobuf:"varint,8,opt,name=no_spillback,json=noSpillback,proto3" json:"no_spillback,omitempty"`
+	// Under DEFAULT, the node holding most of the first queued task's large
+	// arguments: tried first, so they need not be transferred (locality).
+	PreferredNodeId []byte `protobuf:"bytes,9,opt,name=preferred_node_id,json=preferredNodeId,proto3" json:"preferred_node_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RequestWorkerLeaseRequest) Reset() {
@@ -699,6 +702,13 @@ func (x *RequestWorkerLeaseRequest) GetNoSpillback() bool {
 		return x.NoSpillback
 	}
 	return false
+}
+
+func (x *RequestWorkerLeaseRequest) GetPreferredNodeId() []byte {
+	if x != nil {
+		return x.PreferredNodeId
+	}
+	return nil
 }
 
 type NotifyActorStartedRequest struct {
@@ -2199,7 +2209,7 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"workingDir\x12\x1b\n" +
 	"\tworker_id\x18\x06 \x01(\fR\bworkerId\"=\n" +
 	"\x13RegisterClientReply\x12&\n" +
-	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xda\x02\n" +
+	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\x86\x03\n" +
 	"\x19RequestWorkerLeaseRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\fR\x05jobId\x121\n" +
 	"\tresources\x18\x02 \x01(\v2\x13.goray.v1.ResourcesR\tresources\x12\x1a\n" +
@@ -2208,7 +2218,8 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\x11running_resources\x18\x05 \x01(\v2\x13.goray.v1.ResourcesR\x10runningResources\x12\x1a\n" +
 	"\bdetached\x18\x06 \x01(\bR\bdetached\x128\n" +
 	"\bstrategy\x18\a \x01(\v2\x1c.goray.v1.SchedulingStrategyR\bstrategy\x12!\n" +
-	"\fno_spillback\x18\b \x01(\bR\vnoSpillback\"6\n" +
+	"\fno_spillback\x18\b \x01(\bR\vnoSpillback\x12*\n" +
+	"\x11preferred_node_id\x18\t \x01(\fR\x0fpreferredNodeId\"6\n" +
 	"\x19NotifyActorStartedRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\fR\aleaseId\"\x19\n" +
 	"\x17NotifyActorStartedReply\"\xdf\x01\n" +

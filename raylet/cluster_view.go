@@ -117,7 +117,7 @@ func (s *state) place(lr *leaseRequest, avail ResourceSet) placement {
 		_ = lr.conn.ReplyError(lr.req, wire.NewError("unschedulable", "%s: its placement group %s was removed", lr.function, g))
 		return placeFailed
 	}
-	if lr.noSpillback || (len(s.peers) == 0 && lr.strategy == nil) {
+	if lr.noSpillback || len(s.peers) == 0 && lr.strategy == nil {
 		switch {
 		case !s.total.Fits(lr.demand):
 			return placeInfeasible
@@ -130,6 +130,9 @@ func (s *state) place(lr *leaseRequest, avail ResourceSet) placement {
 	if err != nil {
 		_ = lr.conn.ReplyError(lr.req, wire.NewError("invalid", "%s: %v", lr.function, err))
 		return placeFailed
+	}
+	if st.Kind == scheduling.Default {
+		st.PreferredNode = lr.preferred
 	}
 	d, err := scheduling.Pick(s.view(avail), scheduling.Resources(lr.demand), st)
 	switch {

@@ -120,6 +120,8 @@ type leaseRequest struct {
 	// a request another raylet forwarded here, which stays here.
 	strategy    *protos.SchedulingStrategy
 	noSpillback bool
+	// preferred is the node holding the task's large arguments (hex).
+	preferred string
 }
 
 // state is the raylet actor.
@@ -374,6 +376,9 @@ func (s *state) requestLease(c *wire.Conn, req *wire.Request, m *protos.RequestW
 	lr := &leaseRequest{conn: c, req: req, job: job, demand: demand, function: m.GetFunction(), queuedAt: time.Now(),
 		dedicated: m.GetDedicated(), running: running, detached: m.GetDetached(),
 		strategy: m.GetStrategy(), noSpillback: m.GetNoSpillback()}
+	if p, err := protos.UniqueIDFromBytes(m.GetPreferredNodeId()); err == nil && p != s.r.cfg.NodeID {
+		lr.preferred = p.String()
+	}
 	if lr.strategy != nil {
 		// Validate now, so a bad strategy fails at once rather than when
 		// dispatch first considers it.

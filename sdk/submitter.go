@@ -269,6 +269,9 @@ func (s *submitter) pushLocked(l *lease, t *pendingTask) {
 
 func (s *submitter) requestLease(q *schedQueue) {
 	req := &protos.RequestWorkerLeaseRequest{JobId: s.cw.jobID.Bytes(), Resources: q.resources, Function: q.function, Strategy: q.strategy}
+	if len(q.tasks) > 0 {
+		req.PreferredNodeId = argsNode(q.tasks[0].spec.GetArgs(), s.cw.nodeID)
+	}
 	s.askRaylet(q, s.cw.raylet, req)
 }
 
@@ -333,6 +336,33 @@ func (s *submitter) askRaylet(q *schedQueue, raylet *wire.Conn, req *protos.Requ
 		}
 		go s.leaseFailed(q, err)
 	}
+}
+
+// argsNode is the node other than local holding the most bytes of args in
+// its store, or nil if local holds as much or no argument is stored.
+func argsNode(args []*protos.TaskArg, local protos.NodeID) []byte {
+	var bytes map[protos.NodeID]uint64
+	for _, a := range args {
+		v := a.GetValue()
+		if !v.GetInStore() {
+			continue
+		}
+		if bytes == nil {
+			bytes = map[protos.NodeID]uint64{}
+		}
+		bytes[protos.MustUniqueID(v.GetNodeId())] += v.GetSize()
+	}
+	var best protos.NodeID
+	var most uint64
+	for n, b := range bytes {
+		if b > most || (b == most && string(n[:]) < string(best[:])) {
+			best, most = n, b
+		}
+	}
+	if most == 0 || best == local || bytes[local] >= most {
+		return nil
+	}
+	return best.Bytes()
 }
 
 // isConnError reports a failure of the connection rather than an answer.

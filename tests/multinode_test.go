@@ -152,6 +152,11 @@ func TestMultiNodeObjectTransfer(t *testing.T) {
 	if err != nil || got != b.id {
 		t.Fatalf("checking the blob on %s: ran on %s, %v", b.id[:8], got, err)
 	}
+	// With no strategy, a task reading the blob runs where the blob is
+	// (locality), not on the driver's node.
+	if got, err := BlobCheck.RemoteArgs(ctx, blob).Get(ctx); err != nil || got != a.id {
+		t.Errorf("a task reading the blob ran on %s, %v; want the node holding it, %s", got, err, a.id[:8])
+	}
 	// Wait fetches it to the driver's node (the head) before saying it is
 	// ready; with FetchLocal(false) it only needs to exist somewhere.
 	other := MakeBlob.Options(sdk.Scheduling(sdk.NodeAffinity(mustNodeID(t, a.id), false))).Remote(ctx, 1<<20)

@@ -274,10 +274,21 @@ func TestProviderCluster(t *testing.T) {
 	}
 
 	// The records are cluster.Member messages: remote address and kinds.
-	records, err := provider.Registry().Members(ctxT(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	// A record may be between an expiry and its re-creation on a loaded
+	// machine (TTL is 1 s here), so wait until all are there.
+	var records map[string][]byte
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		var err error
+		if records, err = provider.Registry().Members(ctxT(t)); err != nil {
+			return err
+		}
+		for _, id := range all {
+			if len(records[id]) == 0 {
+				return fmt.Errorf("no record of %s yet", id)
+			}
+		}
+		return nil
+	})
 	host, port, _ := c.ActorSystem.GetHostPort()
 	for _, id := range all {
 		var m cluster.Member

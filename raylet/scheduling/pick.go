@@ -214,8 +214,9 @@ func leastUtilised(cs []candidate, demand Resources, order []int) candidate {
 }
 
 // hybrid is Ray's hybrid policy: the preferred node, then the local node,
-// if it stays under the threshold; else the least utilised node, ties broken
-// in ID order starting at the local node.
+// if its utilisation (before this placement, as Ray computes it) is under
+// the threshold; else the least utilised node, ties broken in ID order
+// starting at the local node.
 func hybrid(nodes []Node, avail []candidate, demand Resources, local string, s Strategy) candidate {
 	threshold := s.SpreadThreshold
 	if threshold <= 0 {
@@ -226,7 +227,7 @@ func hybrid(nodes []Node, avail []candidate, demand Resources, local string, s S
 			continue
 		}
 		for _, c := range avail {
-			if c.node.ID == want && Utilisation(c.node.Total, c.node.Available, demand) < threshold {
+			if c.node.ID == want && Utilisation(c.node.Total, c.node.Available, nil) < threshold {
 				return c
 			}
 		}
