@@ -14,6 +14,11 @@ var (
 		return sdk.GetRuntimeContext(ctx).NodeID.String(), nil
 	})
 
+	// Assigned returns the resources the task was granted.
+	Assigned = sdk.Register0("tests.Assigned", func(ctx context.Context) (map[string]float64, error) {
+		return sdk.GetRuntimeContext(ctx).Resources, nil
+	})
+
 	// SleepThenNode sleeps ms milliseconds, then says where it ran.
 	SleepThenNode = sdk.Register1("tests.SleepThenNode", func(ctx context.Context, ms int) (string, error) {
 		select {

@@ -322,6 +322,12 @@ func TestMultiNodePlacementGroups(t *testing.T) {
 		}
 	}
 
+	// A task in a bundle holds the bundle's resources, by Ray's names.
+	res, err := Assigned.Options(sdk.InPlacementGroup(spread, 0)).Remote(ctx).Get(ctx)
+	if want := "CPU_group_0_" + spread.ID().String(); err != nil || res[want] != 1 || res["CPU"] != 0 {
+		t.Errorf("resources of a task in bundle 0: %v, %v; want %s: 1 and no plain CPU", res, err, want)
+	}
+
 	// Every node now has one CPU less: two more CPUs on one node do not
 	// exist, so STRICT_PACK waits, holding nothing anywhere meanwhile.
 	pack, err := sdk.CreatePlacementGroup(ctx, []map[string]float64{one, one}, sdk.PlacementStrictPack)

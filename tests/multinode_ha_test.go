@@ -1,0 +1,145 @@
+package tests
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/goray/goray/sdk"
+)
+
+// startNATSCluster runs n clustered nats-servers with JetStream in this
+// process and returns them and their client URLs once JetStream has a
+// meta leader.
+func startNATSCluster(t *testing.T, n int) ([]*server.Server, []string) {
+	t.Helper()
+	ports := make([]int, n)
+	for i := range ports {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+		_ = l.Close()
+	}
+	var servers []*server.Server
+	var urls []string
+	for i := range n {
+		var routes []string
+		for j, p := range ports {
+			if j != i {
+				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", p))
+			}
+		}
+		opts := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Host:       "127.0.0.1",
+			Port:       server.RANDOM_PORT,
+			JetStream:  true,
+			StoreDir:   t.TempDir(),
+			Cluster:    server.ClusterOpts{Name: "goray-ha", Host: "127.0.0.1", Port: ports[i]},
+			Routes:     server.RoutesFromStr(strings.Join(routes, ",")),
+			NoLog:      true,
+			NoSigs:     true,
+		}
+		s, err := server.NewServer(opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		t.Cleanup(s.Shutdown)
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatalf("nats-server %d not ready", i+1)
+		}
+		servers = append(servers, s)
+		urls = append(urls, s.ClientURL())
+	}
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		nc, err := nats.Connect(strings.Join(urls, ","))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js, err := nc.JetStream()
+		if err != nil {
+			return err
+		}
+		_, err = js.AccountInfo()
+		return err
+	})
+	return servers, urls
+}
+
+// TestMultiNodeHANATS: the head uses a three-server NATS cluster with the
+// GCS's buckets replicated three ways; the cluster keeps working (tasks,
+// actors, its tables) after the NATS server the head was using stops.
+func TestMultiNodeHANATS(t *testing.T) {
+	servers, urls := startNATSCluster(t, 3)
+	list := strings.Join(urls, ",")
+	ctx, c := startMultiNode(t, []string{"--num-cpus", "0", "--nats", list, "--nats-replicas", "3"}, nodeSpec{"--num-cpus", "2"})
+	worker := c.nodes[0].id
+	if got, err := NodeOf.Remote(ctx).Get(ctx); err != nil || got != worker {
+		t.Fatalf("task ran on %s, %v; want %s", got, err, worker[:8])
+	}
+	before, err := CounterActor.Options(sdk.ActorName("before")).Remote(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CounterInc.Remote(ctx, before, 1).Get(ctx); err != nil || n != 2 {
+		t.Fatalf("Inc = %d, %v", n, err)
+	}
+
+	// Every bucket of the GCS is replicated on all three servers.
+	nc, err := nats.Connect(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"goray_nodes", "goray_jobs", "goray_functions", "goray_kv", "goray_actors", "goray_placement_groups", "goray_members"} {
+		info, err := js.StreamInfo("KV_" + b)
+		if err != nil {
+			t.Fatalf("bucket %s: %v", b, err)
+		}
+		if info.Config.Replicas != 3 {
+			t.Errorf("bucket %s has %d replicas; want 3", b, info.Config.Replicas)
+		}
+	}
+
+	// Stop the first server, which every client tried first.
+	servers[0].Shutdown()
+	servers[0].WaitForShutdown()
+
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		got, err := NodeOf.Remote(ctx).Get(ctx)
+		if err != nil || got != worker {
+			return errorf("task after the NATS server stopped: %s, %v", got, err)
+		}
+		return nil
+	})
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if _, err := sdk.GetActor[Counter](ctx, "before", ""); err != nil {
+			return errorf("named actor after the NATS server stopped: %v", err)
+		}
+		return nil
+	})
+	after, err := CounterActor.Options(sdk.ActorName("after")).Remote(ctx, 10)
+	if err != nil {
+		t.Fatalf("creating an actor after the NATS server stopped: %v", err)
+	}
+	if n, err := CounterInc.Remote(ctx, after, 1).Get(ctx); err != nil || n != 11 {
+		t.Fatalf("Inc on the new actor = %d, %v", n, err)
+	}
+	st, err := sdk.ClusterStatus(ctx)
+	if err != nil || len(st.Nodes) != 2 {
+		t.Fatalf("ClusterStatus after the NATS server stopped: %v, %v", st, err)
+	}
+}
