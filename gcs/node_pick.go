@@ -47,23 +47,7 @@ func (m *nodeManager) pick(req pickNodeRequest) pickNodeReply {
 			st.PreferredNode = id.String()
 		}
 	}
-	v := scheduling.View{}
-	byID := map[string]*nodeEntry{}
-	for id, n := range m.nodes {
-		if n.info.GetState() != protos.NodeInfo_ALIVE || n.info.GetRayletEndpoint() == "" || req.excluded[id] {
-			continue
-		}
-		if !n.resOK {
-			continue
-		}
-		avail := n.avail
-		if n.placed != nil {
-			avail = avail.Clone()
-			avail.Sub(n.placed)
-		}
-		v.Nodes = append(v.Nodes, scheduling.Node{ID: id.String(), Total: n.total, Available: avail, Labels: n.info.GetLabels(), Alive: true})
-		byID[id.String()] = n
-	}
+	v, byID := m.view(req.excluded)
 	d, err := scheduling.Pick(v, demand, st)
 	if err != nil {
 		return pickNodeReply{err: err, fallback: fallbackNode(v, byID, req.preferred)}
@@ -121,23 +105,7 @@ type placeBundlesReply struct {
 }
 
 func (m *nodeManager) placeBundles(req placeBundlesRequest) placeBundlesReply {
-	v := scheduling.View{}
-	byID := map[string]*nodeEntry{}
-	for id, n := range m.nodes {
-		if n.info.GetState() != protos.NodeInfo_ALIVE || n.info.GetRayletEndpoint() == "" {
-			continue
-		}
-		if !n.resOK {
-			continue
-		}
-		avail := n.avail
-		if n.placed != nil {
-			avail = avail.Clone()
-			avail.Sub(n.placed)
-		}
-		v.Nodes = append(v.Nodes, scheduling.Node{ID: id.String(), Total: n.total, Available: avail, Labels: n.info.GetLabels(), Alive: true})
-		byID[id.String()] = n
-	}
+	v, byID := m.view(nil)
 	ids, err := scheduling.PlaceBundles(v, req.bundles, req.strategy)
 	if err != nil {
 		return placeBundlesReply{err: err}
@@ -152,4 +120,25 @@ func (m *nodeManager) placeBundles(req placeBundlesRequest) placeBundlesReply {
 		out[i] = n.info
 	}
 	return placeBundlesReply{nodes: out}
+}
+
+// view is the scheduling snapshot of the alive nodes with a raylet, not
+// excluded: their last reports less what was placed on them since, and
+// the entries by id.
+func (m *nodeManager) view(excluded map[protos.NodeID]bool) (scheduling.View, map[string]*nodeEntry) {
+	v := scheduling.View{}
+	byID := map[string]*nodeEntry{}
+	for id, n := range m.nodes {
+		if n.info.GetState() != protos.NodeInfo_ALIVE || n.info.GetRayletEndpoint() == "" || excluded[id] || !n.resOK {
+			continue
+		}
+		avail := n.avail
+		if n.placed != nil {
+			avail = avail.Clone()
+			avail.Sub(n.placed)
+		}
+		v.Nodes = append(v.Nodes, scheduling.Node{ID: id.String(), Total: n.total, Available: avail, Labels: n.info.GetLabels(), Alive: true})
+		byID[id.String()] = n
+	}
+	return v, byID
 }

@@ -94,6 +94,15 @@ func ObjectIDFromBytes(b []byte) (ObjectID, error) {
 	return id, nil
 }
 
+// ObjectIDFromHex parses the String form of an object id.
+func ObjectIDFromHex(s string) (ObjectID, error) {
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		return ObjectID{}, fmt.Errorf("object id %q: %w", s, err)
+	}
+	return ObjectIDFromBytes(b)
+}
+
 // TaskID returns the task that made the object.
 func (id ObjectID) TaskID() TaskID {
 	var t TaskID

@@ -63,6 +63,10 @@ type Config struct {
 	// pulled copies of, so they drop them (see FreeCopies); nil: copies
 	// stay until their node's owner frees or spills them.
 	PublishFree func([]protos.ObjectID)
+	// PublishOwnerGone announces that a process of this node that may own
+	// objects exited, so other nodes free the objects it owned there
+	// (OwnerGone).
+	PublishOwnerGone func(protos.WorkerID)
 	// MetricsAddr is where the node serves Prometheus metrics, at
 	// http://MetricsAddr/metrics (see docs/metrics.md): a host:port to
 	// listen on, "127.0.0.1:0" for a free port (Raylet.MetricsAddr tells

@@ -45,11 +45,8 @@ type Raylet struct {
 	tcpEndpoint string
 	// peerAddrs maps other nodes' ids to their peerAddress (cluster_view.go).
 	peerAddrs sync.Map
-	// transfer moves objects between nodes (transfer.go); peerConns are
-	// connections to other raylets, by endpoint.
-	transfer  *transferState
-	peersMu   sync.Mutex
-	peerConns map[string]*wire.Conn
+	// transfer moves objects between nodes (transfer.go).
+	transfer *transferState
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -339,9 +336,15 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 				ids = append(ids, id)
 			}
 		}
-		r.announceFreed(ids)
 		if node, err := protos.UniqueIDFromBytes(m.GetPrimaryNodeId()); err == nil && node != r.cfg.NodeID {
-			r.forwardDelete(node, m.GetObjectIds())
+			// The primaries are elsewhere: every node drops its copy,
+			// the primary's among them (and none is missed if that
+			// node is gone).
+			if r.cfg.PublishFree != nil {
+				r.cfg.PublishFree(ids)
+			}
+		} else {
+			r.announceFreed(ids)
 		}
 		if !req.OneWay {
 			_ = c.Reply(req, &protos.DeleteObjectsReply{})
@@ -401,6 +404,11 @@ func (r *Raylet) freeOwnedBy(owner protos.WorkerID) {
 	if owner.IsZero() {
 		return
 	}
+	if r.cfg.PublishOwnerGone != nil {
+		// Its objects stored on other nodes (task returns, pulled
+		// copies) go too.
+		r.cfg.PublishOwnerGone(owner)
+	}
 	if ids := r.store.DeleteOwnedBy(owner); len(ids) > 0 {
 		r.announceFreed(ids)
 		r.cfg.Logger.Debug().Str("owner", owner.Short()).Int("objects", len(ids)).Msg("freed objects of a process that is gone")
@@ -437,7 +445,6 @@ func (r *Raylet) Shutdown() {
 			_ = r.tcpServer.Close()
 		}
 		r.stopTransfer()
-		r.closePeerConns()
 		r.cleanupStore()
 		if r.system != nil {
 			r.system.Shutdown()

@@ -163,49 +163,13 @@ func (r *Raylet) FreeCopies(ids []protos.ObjectID) {
 	}
 }
 
-// forwardDelete has node's raylet delete objects whose primary copy it
-// holds (their owner, on this node, freed them). A node that cannot be
-// reached is dead, and its copies with it.
-func (r *Raylet) forwardDelete(node protos.NodeID, ids [][]byte) {
-	v, ok := r.peerAddrs.Load(node)
-	if !ok || v.(peerAddress).raylet == "" {
+// OwnerGone deletes this node's objects owned by a process that exited on
+// another node (its raylet announces it).
+func (r *Raylet) OwnerGone(owner protos.WorkerID) {
+	if owner.IsZero() {
 		return
 	}
-	go func() {
-		c, err := r.peerConn(v.(peerAddress).raylet)
-		if err != nil {
-			r.cfg.Logger.Debug().Err(err).Str("node", node.Short()).Msg("forward object deletes")
-			return
-		}
-		_ = c.Notify(protos.Method_DELETE_OBJECTS, &protos.DeleteObjectsRequest{ObjectIds: ids})
-	}()
-}
-
-// peerConn returns a connection to another raylet, dialling it once.
-func (r *Raylet) peerConn(endpoint string) (*wire.Conn, error) {
-	r.peersMu.Lock()
-	defer r.peersMu.Unlock()
-	if c := r.peerConns[endpoint]; c != nil && c.Err() == nil {
-		return c, nil
+	if ids := r.store.DeleteOwnedBy(owner); len(ids) > 0 {
+		r.announceFreed(ids)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := wire.Dial(ctx, endpoint, nil, wire.WithLogger(r.cfg.Logger))
-	if err != nil {
-		return nil, err
-	}
-	if r.peerConns == nil {
-		r.peerConns = map[string]*wire.Conn{}
-	}
-	r.peerConns[endpoint] = c
-	return c, nil
-}
-
-func (r *Raylet) closePeerConns() {
-	r.peersMu.Lock()
-	defer r.peersMu.Unlock()
-	for _, c := range r.peerConns {
-		_ = c.Close()
-	}
-	r.peerConns = nil
 }

@@ -88,6 +88,9 @@ type objectEntry struct {
 	// by Get; the pin is dropped with the entry.
 	view   []byte
 	pinned bool
+	// lineage, for an owned object a task stored, re-makes it if its node
+	// dies (reconstruct.go).
+	lineage *lineage
 }
 
 type borrowOp struct {
@@ -141,7 +144,7 @@ func (t *objectTable) addOwned(id protos.ObjectID) {
 
 // complete records a value (data) or an error for id and runs its waiters.
 func (t *objectTable) complete(id protos.ObjectID, data *protos.ObjectData, err *TaskError) {
-	t.completeWith(id, data, err, nil)
+	t.completeWith(id, data, err, nil, nil)
 }
 
 // completeResult is complete for the value of a task, actor call or stream
@@ -149,10 +152,10 @@ func (t *objectTable) complete(id protos.ObjectID, data *protos.ObjectData, err 
 // process as a borrower of the refs nested in it (or, for refs this process
 // owns, counted the containment), and the new object now holds them.
 func (t *objectTable) completeResult(id protos.ObjectID, data *protos.ObjectData, err *TaskError) {
-	t.completeWith(id, data, err, data.GetNestedRefs())
+	t.completeWith(id, data, err, data.GetNestedRefs(), nil)
 }
 
-func (t *objectTable) completeWith(id protos.ObjectID, data *protos.ObjectData, err *TaskError, nested []*protos.ObjectRefProto) {
+func (t *objectTable) completeWith(id protos.ObjectID, data *protos.ObjectData, err *TaskError, nested []*protos.ObjectRefProto, lin *lineage) {
 	var rel release
 	t.mu.Lock()
 	contains := t.adoptNestedLocked(nested)
@@ -163,7 +166,7 @@ func (t *objectTable) completeWith(id protos.ObjectID, data *protos.ObjectData, 
 		t.releaseContainedLocked(contains, &rel)
 		t.mu.Unlock()
 		if !ok && data.GetInStore() && err == nil {
-			t.cw.deleteStored([]protos.ObjectID{id})
+			t.cw.freeStored(id, data)
 		}
 		rel.run(t)
 		return
@@ -171,7 +174,7 @@ func (t *objectTable) completeWith(id protos.ObjectID, data *protos.ObjectData, 
 	if err != nil {
 		e.state, e.err = objFailed, err
 	} else {
-		e.state, e.data = objReady, data
+		e.state, e.data, e.lineage = objReady, data, lin
 	}
 	e.contains = append(e.contains, contains...)
 	e.fetching = false

@@ -202,6 +202,15 @@ func isNotFound(err error) bool {
 	return errors.Is(err, objstore.ErrObjectNotFound) || (errors.As(err, &re) && re.Code == "not_found")
 }
 
+// freeStored frees one owned stored object, wherever its primary is.
+func (cw *coreWorker) freeStored(id protos.ObjectID, data *protos.ObjectData) {
+	if node := protos.MustUniqueID(data.GetNodeId()); node != cw.nodeID {
+		cw.deleteRemote(node, []protos.ObjectID{id})
+		return
+	}
+	cw.deleteStored([]protos.ObjectID{id})
+}
+
 // deleteRemote frees owned objects whose primary copy is on node: the
 // local raylet deletes its copies and forwards the delete there.
 func (cw *coreWorker) deleteRemote(node protos.NodeID, ids []protos.ObjectID) {

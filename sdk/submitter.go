@@ -586,7 +586,7 @@ func (s *submitter) finish(t *pendingTask, data *protos.ObjectData, terr *TaskEr
 	delete(s.tasks, taskID)
 	delete(s.children, taskID)
 	s.mu.Unlock()
-	s.cw.objects.completeResult(t.returnID, data, terr)
+	s.cw.objects.completeWith(t.returnID, data, terr, data.GetNestedRefs(), lineageOf(t, data))
 	s.cw.objects.removeSubmitted(t.argRefs)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/goray/goray/protos"
 	"github.com/goray/goray/sdk"
 )
 
@@ -59,4 +60,26 @@ var (
 		return &Locator{node: sdk.GetRuntimeContext(ctx).NodeID.String()}, nil
 	})
 	LocatorNode = sdk.NewMethod0(LocatorActor, "Node", (*Locator).Node)
+)
+
+// BlobKeeper owns a blob stored on another node (a task's return value).
+type BlobKeeper struct{ blob sdk.Ref[[]byte] }
+
+// Make has a task on node make a blob of n bytes and keeps the ref; it
+// returns the blob's object id (hex).
+func (k *BlobKeeper) Make(ctx context.Context, node string) (string, error) {
+	id, err := protos.UniqueIDFromHex(node)
+	if err != nil {
+		return "", err
+	}
+	k.blob = MakeBlob.Options(sdk.Scheduling(sdk.NodeAffinity(id, false))).Remote(ctx, 1<<20)
+	if _, _, err := sdk.Wait(ctx, []sdk.ObjectRef{k.blob.ObjectRef}, 1, sdk.FetchLocal(false)); err != nil {
+		return "", err
+	}
+	return k.blob.ID().String(), nil
+}
+
+var (
+	BlobKeeperActor = sdk.RegisterActor0("tests.BlobKeeper", func(ctx context.Context) (*BlobKeeper, error) { return &BlobKeeper{}, nil })
+	BlobKeeperMake  = sdk.NewMethod1(BlobKeeperActor, "Make", (*BlobKeeper).Make)
 )

@@ -195,6 +195,33 @@ func TestMultiNodeObjectTransfer(t *testing.T) {
 		}
 		return nil
 	})
+
+	// An owner on one node, its object on another: when the owner's
+	// process exits, the object goes.
+	keeper, err := BlobKeeperActor.Options(sdk.ActorScheduling(sdk.NodeAffinity(mustNodeID(t, a.id), false))).Remote(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hexID, err := BlobKeeperMake.Remote(ctx, keeper, b.id).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := protos.ObjectIDFromHex(hexID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if where := copiesOf(t, ctx, kept); !where[b.id] {
+		t.Fatalf("the keeper's blob is on %v; want %s", where, b.id[:8])
+	}
+	if err := sdk.Kill(ctx, keeper, true); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+		if where := copiesOf(t, ctx, kept); len(where) > 0 {
+			return errorf("the blob of an owner that exited is still on %v", where)
+		}
+		return nil
+	})
 }
 
 // copiesOf says which nodes' stores hold a copy of ref.
@@ -222,6 +249,23 @@ func TestMultiNodeFailover(t *testing.T) {
 	ctx, c := startMultiNode(t, []string{"--num-cpus", "0"},
 		nodeSpec{"--num-cpus", "2"}, nodeSpec{"--num-cpus", "2"})
 	a, b := c.nodes[0], c.nodes[1]
+	// Made on b, then lost with it: rebuilt by re-running its task.
+	onB := sdk.Scheduling(sdk.NodeAffinity(mustNodeID(t, b.id), true))
+	blob := MakeBlob.Options(onB).Remote(ctx, 1<<20)
+	if _, _, err := sdk.Wait(ctx, []sdk.ObjectRef{blob.ObjectRef}, 1, sdk.FetchLocal(false)); err != nil {
+		t.Fatal(err)
+	}
+	if where := copiesOf(t, ctx, blob.ID()); !where[b.id] || len(where) != 1 {
+		t.Fatalf("blob on %v; want only %s", where, b.id[:8])
+	}
+	// An actor on b with a restart left restarts on a.
+	actor, err := LocatorActor.Options(sdk.ActorScheduling(sdk.NodeAffinity(mustNodeID(t, b.id), true)), sdk.MaxRestarts(1)).Remote(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := LocatorNode.Remote(ctx, actor).Get(ctx); err != nil || got != b.id {
+		t.Fatalf("actor placed on %s, %v; want %s", got, err, b.id[:8])
+	}
 	var refs []sdk.Ref[string]
 	for i := 0; i < 8; i++ {
 		refs = append(refs, SleepThenNode.Options(sdk.Scheduling(sdk.Spread())).Remote(ctx, 1500))
@@ -250,6 +294,25 @@ func TestMultiNodeFailover(t *testing.T) {
 		t.Errorf("tasks ran %v; want all 8 on %s", count, a.id[:8])
 	}
 	waitNodeGone(t, ctx, b.id)
+	data, err := blob.Get(ctx)
+	if err != nil || len(data) != 1<<20 {
+		t.Fatalf("the blob lost with its node: %d bytes, %v; want it rebuilt", len(data), err)
+	}
+	for i := range data {
+		if data[i] != byte(i*7+i>>13) {
+			t.Fatalf("rebuilt blob: byte %d is %d", i, data[i])
+		}
+	}
+	if where := copiesOf(t, ctx, blob.ID()); where[b.id] || len(where) == 0 {
+		t.Errorf("rebuilt blob on %v; want a live node", where)
+	}
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		got, err := LocatorNode.Remote(ctx, actor).Get(ctx)
+		if err != nil || got != a.id {
+			return errorf("actor after its node died: on %s, %v; want restarted on %s", got, err, a.id[:8])
+		}
+		return nil
+	})
 	// The cluster goes on: new work runs on the survivor.
 	if got, err := NodeOf.Remote(ctx).Get(ctx); err != nil || got != a.id {
 		t.Errorf("after the failure a task ran on %s, %v; want %s", got, err, a.id[:8])

@@ -26,6 +26,11 @@ import (
 // their copies.
 const SubjectObjectsFreed = "goray.objects.freed"
 
+// SubjectOwnersGone is where a raylet announces a driver or worker of its
+// node that exited (an Address with its worker id): every node frees the
+// objects it owned.
+const SubjectOwnersGone = "goray.objects.owner_gone"
+
 // NodeConfig configures a node: a raylet and its object store.
 type NodeConfig struct {
 	// SessionDir holds the node's sockets, spill files and logs; "" makes a
@@ -133,6 +138,11 @@ func startNode(ctx context.Context, client *gcs.Client, cfg NodeConfig) (*Node, 
 			}
 		},
 		LookupJob: func(ctx context.Context, id protos.JobID) (*protos.JobInfo, error) { return lookupJob(ctx, client, id) },
+		PublishOwnerGone: func(owner protos.WorkerID) {
+			if data, err := proto.Marshal(&protos.Address{WorkerId: owner.Bytes()}); err == nil {
+				_ = nc.Publish(SubjectOwnersGone, data)
+			}
+		},
 		PublishFree: func(ids []protos.ObjectID) {
 			l := &protos.ObjectIDList{ObjectIds: make([][]byte, len(ids))}
 			for i, id := range ids {
@@ -266,6 +276,15 @@ func (n *Node) watchCluster(ctx context.Context, log zerolog.Logger) error {
 		}),
 		sub(gcs.SubjectShutdownEvents, func(*nats.Msg) {
 			n.doneOnce.Do(func() { close(n.done) })
+		}),
+		sub(SubjectOwnersGone, func(m *nats.Msg) {
+			a := &protos.Address{}
+			if err := proto.Unmarshal(m.Data, a); err != nil {
+				return
+			}
+			if id, err := protos.UniqueIDFromBytes(a.GetWorkerId()); err == nil {
+				r.OwnerGone(id)
+			}
 		}),
 		sub(SubjectObjectsFreed, func(m *nats.Msg) {
 			l := &protos.ObjectIDList{}
