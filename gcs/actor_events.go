@@ -10,6 +10,17 @@ import (
 // the job's non-detached actors (and when it registers again). The job manager publishes the event on
 // the GCS's own connection, so it arrives here unless NATS drops it (a
 // restarted actor manager also asks the job manager for finished jobs).
+// handleNodeEvent tells the placement group manager of dead nodes.
+func (s *Server) handleNodeEvent(m *nats.Msg) {
+	info := &protos.NodeInfo{}
+	if err := proto.Unmarshal(m.Data, info); err != nil || info.GetState() != protos.NodeInfo_DEAD {
+		return
+	}
+	if id, err := protos.UniqueIDFromBytes(info.GetNodeId()); err == nil {
+		s.system.Root.Send(s.managers.pgs, pgNodeDead{node: id})
+	}
+}
+
 func (s *Server) handleJobEvent(m *nats.Msg) {
 	job := &protos.JobInfo{}
 	if err := proto.Unmarshal(m.Data, job); err != nil {

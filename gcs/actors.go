@@ -634,6 +634,10 @@ func (m *actorManager) schedule(a *actorEntry) {
 		// No deadline: an infeasible or busy node keeps the request queued
 		// until it can grant it; closing the placer ends the wait.
 		lrep, err := p.lease(context.Background(), node, req)
+		if err != nil && req.NoSpillback {
+			// The node will not host it after all: its estimate goes.
+			root.Send(nodesPID, unplaced{node: protos.MustUniqueID(node.GetNodeId()), demand: req.GetResources()})
+		}
 		if at := lrep.GetRetryAt(); err == nil && at != nil {
 			// Spillback: the raylet found a node that can take it now.
 			node, req.NoSpillback = at, true

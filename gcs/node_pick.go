@@ -90,11 +90,36 @@ func fallbackNode(v scheduling.View, byID map[string]*nodeEntry, preferred []byt
 	return byID[first].info
 }
 
+// unplaced gives back what pick counted on a node for a lease that failed.
+type unplaced struct {
+	node   protos.NodeID
+	demand *protos.Resources
+}
+
+func (m *nodeManager) unplace(msg unplaced) {
+	n, ok := m.nodes[msg.node]
+	if !ok || n.placed == nil {
+		return // a report since has replaced the estimate
+	}
+	d, err := scheduling.FromAmounts(msg.demand.GetAmounts())
+	if err != nil {
+		return
+	}
+	for k, v := range d {
+		if n.placed[k] -= v; n.placed[k] <= 0 {
+			delete(n.placed, k)
+		}
+	}
+}
+
 // placeBundlesRequest asks the node manager where a placement group's
 // bundles go.
 type placeBundlesRequest struct {
 	bundles  []scheduling.Resources
 	strategy scheduling.PGStrategy
+	// excluded nodes take no bundle (a STRICT_SPREAD group's other nodes
+	// when some of its bundles are placed again).
+	excluded map[protos.NodeID]bool
 }
 
 // placeBundlesReply gives each bundle's node, or err (wrapping
@@ -105,7 +130,7 @@ type placeBundlesReply struct {
 }
 
 func (m *nodeManager) placeBundles(req placeBundlesRequest) placeBundlesReply {
-	v, byID := m.view(nil)
+	v, byID := m.view(req.excluded)
 	ids, err := scheduling.PlaceBundles(v, req.bundles, req.strategy)
 	if err != nil {
 		return placeBundlesReply{err: err}

@@ -86,6 +86,8 @@ func (m *nodeManager) Receive(ctx actor.Context) {
 		ctx.Respond(m.pick(msg))
 	case memberGone:
 		m.memberGone(msg)
+	case unplaced:
+		m.unplace(msg)
 	case placeBundlesRequest:
 		ctx.Respond(m.placeBundles(msg))
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -70,9 +71,14 @@ type (
 	pgAttempt struct {
 		id    protos.UniqueID
 		epoch uint64
-		nodes []*protos.NodeInfo
-		err   error
+		// indexes are the bundles the attempt placed; nodes[i] is where
+		// bundle indexes[i] went.
+		indexes []int32
+		nodes   []*protos.NodeInfo
+		err     error
 	}
+	// pgNodeDead starts placing again the bundles a dead node held.
+	pgNodeDead struct{ node protos.NodeID }
 	pgRetry struct {
 		id    protos.UniqueID
 		epoch uint64
@@ -121,9 +127,12 @@ func (m *pgManager) Receive(ctx actor.Context) {
 	case pgAttempt:
 		m.attempted(msg)
 	case pgRetry:
-		if g := m.groups[msg.id]; g != nil && g.epoch == msg.epoch && g.info.GetState() == protos.PlacementGroupState_PG_PENDING && !g.placing {
+		if g := m.groups[msg.id]; g != nil && g.epoch == msg.epoch && !g.placing &&
+			(g.info.GetState() == protos.PlacementGroupState_PG_PENDING || g.info.GetState() == protos.PlacementGroupState_PG_RESCHEDULING) {
 			m.schedule(g)
 		}
+	case pgNodeDead:
+		m.nodeDead(msg.node)
 	case pgJobFinished:
 		for id, g := range m.groups {
 			if !g.info.GetSpec().GetDetached() && protos.MustUniqueID(g.info.GetSpec().GetJobId()) == msg.job {
@@ -149,13 +158,24 @@ func (m *pgManager) load() {
 		if err != nil {
 			return nil
 		}
-		m.groups[id] = &pgEntry{info: info, bundles: bundles}
+		g := &pgEntry{info: info, bundles: bundles}
+		if len(info.GetBundleNodes()) == len(bundles) {
+			// Endpoints are looked up when needed (cancelAll).
+			g.nodes = make([]*protos.NodeInfo, len(bundles))
+			for i, n := range info.GetBundleNodes() {
+				if len(n) > 0 {
+					g.nodes[i] = &protos.NodeInfo{NodeId: n}
+				}
+			}
+		}
+		m.groups[id] = g
 		return nil
 	})
-	// Groups pending at the last GCS run are tried again; created ones
-	// keep their reservations, which the raylets still hold.
+	// Groups pending (or rescheduling) at the last GCS run are tried
+	// again; created ones keep their reservations, which the raylets
+	// still hold.
 	for _, g := range m.groups {
-		if g.info.GetState() == protos.PlacementGroupState_PG_PENDING {
+		if st := g.info.GetState(); st == protos.PlacementGroupState_PG_PENDING || st == protos.PlacementGroupState_PG_RESCHEDULING {
 			m.schedule(g)
 		}
 	}
@@ -269,7 +289,7 @@ func (m *pgManager) remove(raw []byte) *protos.GcsError {
 	g.info = info
 	m.env.publish(PlacementGroupSubject(id), info)
 	if g.nodes != nil {
-		m.cancelAll(id, g.nodes)
+		m.cancelAll(id, g.nodes, nil)
 	}
 	m.root.Send(m.shared.actors, pgRemoved{id: id})
 	return nil
@@ -280,26 +300,44 @@ func (m *pgManager) nextEpoch() uint64 {
 	return m.epochSeq
 }
 
-// schedule starts an attempt to place and reserve the group's bundles.
+// schedule starts an attempt to place and reserve the group's bundles: all
+// of them for a PENDING group, those without a node for a RESCHEDULING
+// one (the others keep theirs).
 func (m *pgManager) schedule(g *pgEntry) {
 	g.epoch = m.nextEpoch()
 	g.placing = true
 	id := protos.MustUniqueID(g.info.GetSpec().GetPlacementGroupId())
-	epoch, bundles, root, self, sh := g.epoch, g.bundles, m.root, m.self, m.shared
 	strategy, _ := scheduling.PGStrategyFromProto(g.info.GetSpec().GetStrategy())
+	var indexes []int32
+	var bundles []scheduling.Resources
+	var excluded map[protos.NodeID]bool
+	for i, b := range g.bundles {
+		if g.nodes != nil && g.nodes[i] != nil {
+			if strategy == scheduling.PGStrictSpread {
+				if excluded == nil {
+					excluded = map[protos.NodeID]bool{}
+				}
+				excluded[protos.MustUniqueID(g.nodes[i].GetNodeId())] = true
+			}
+			continue
+		}
+		indexes, bundles = append(indexes, int32(i)), append(bundles, b)
+	}
+	epoch, root, self, sh := g.epoch, m.root, m.self, m.shared
 	go func() {
-		nodes, err := reserve(root, sh, id, bundles, strategy)
-		root.Send(self, pgAttempt{id: id, epoch: epoch, nodes: nodes, err: err})
+		nodes, err := reserve(root, sh, id, indexes, bundles, strategy, excluded)
+		root.Send(self, pgAttempt{id: id, epoch: epoch, indexes: indexes, nodes: nodes, err: err})
 	}()
 }
 
-// reserve places the bundles and runs the two phases; on any failure
-// nothing stays reserved.
-func reserve(root *actor.RootContext, sh *pgShared, id protos.UniqueID, bundles []scheduling.Resources, strategy scheduling.PGStrategy) ([]*protos.NodeInfo, error) {
+// reserve places the bundles (bundles[i] is bundle indexes[i] of the
+// group) and runs the two phases; on any failure nothing it reserved stays
+// reserved.
+func reserve(root *actor.RootContext, sh *pgShared, id protos.UniqueID, indexes []int32, bundles []scheduling.Resources, strategy scheduling.PGStrategy, excluded map[protos.NodeID]bool) ([]*protos.NodeInfo, error) {
 	if sh.reserver == nil {
 		return nil, fmt.Errorf("%w: this GCS cannot reach raylets", ErrUnavailable)
 	}
-	res, err := root.RequestFuture(sh.nodes, placeBundlesRequest{bundles: bundles, strategy: strategy}, actorNodesTimeout).Result()
+	res, err := root.RequestFuture(sh.nodes, placeBundlesRequest{bundles: bundles, strategy: strategy, excluded: excluded}, actorNodesTimeout).Result()
 	if err != nil {
 		return nil, fmt.Errorf("%w: place bundles: %w", ErrUnavailable, err)
 	}
@@ -319,7 +357,7 @@ func reserve(root *actor.RootContext, sh *pgShared, id protos.UniqueID, bundles 
 			r = &protos.PrepareBundlesRequest{PlacementGroupId: id.Bytes()}
 			byNode[nid], nodeInfo[nid] = r, n
 		}
-		r.Bundles = append(r.Bundles, &protos.BundleReservation{Index: int32(i), Resources: toProto(bundles[i])})
+		r.Bundles = append(r.Bundles, &protos.BundleReservation{Index: indexes[i], Resources: toProto(bundles[i])})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pgRPCTimeout)
 	defer cancel()
@@ -341,7 +379,7 @@ func reserve(root *actor.RootContext, sh *pgShared, id protos.UniqueID, bundles 
 		all = append(all, n)
 	}
 	if failed != nil {
-		cancelOn(sh.reserver, id, all)
+		cancelOn(sh.reserver, id, all, indexes)
 		return nil, fmt.Errorf("%w: prepare: %w", scheduling.ErrWait, failed)
 	}
 	// Phase two: commit. A node dying in between fails the commit; the
@@ -357,7 +395,7 @@ func reserve(root *actor.RootContext, sh *pgShared, id protos.UniqueID, bundles 
 		}
 	}
 	if failed != nil {
-		cancelOn(sh.reserver, id, all)
+		cancelOn(sh.reserver, id, all, indexes)
 		return nil, fmt.Errorf("%w: commit: %w", scheduling.ErrWait, failed)
 	}
 	return rep.nodes, nil
@@ -371,9 +409,10 @@ func toProto(r scheduling.Resources) *protos.Resources {
 	return out
 }
 
-// cancelOn cancels a group's reservation on nodes, best effort (a node
-// that cannot be reached is dead, and its reservation with it).
-func cancelOn(r bundleReserver, id protos.UniqueID, nodes []*protos.NodeInfo) {
+// cancelOn cancels a group's bundles (indexes; nil: all) on nodes, best
+// effort (a node that cannot be reached is dead, and its reservation with
+// it).
+func cancelOn(r bundleReserver, id protos.UniqueID, nodes []*protos.NodeInfo, indexes []int32) {
 	ctx, cancel := context.WithTimeout(context.Background(), pgRPCTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -381,24 +420,48 @@ func cancelOn(r bundleReserver, id protos.UniqueID, nodes []*protos.NodeInfo) {
 		wg.Add(1)
 		go func(n *protos.NodeInfo) {
 			defer wg.Done()
-			_ = r.cancelBundles(ctx, n, &protos.CancelBundlesRequest{PlacementGroupId: id.Bytes()})
+			_ = r.cancelBundles(ctx, n, &protos.CancelBundlesRequest{PlacementGroupId: id.Bytes(), Indexes: indexes})
 		}(n)
 	}
 	wg.Wait()
 }
 
-func (m *pgManager) cancelAll(id protos.UniqueID, nodes []*protos.NodeInfo) {
+// cancelAll cancels bundles (indexes; nil: all) of a group on nodes.
+func (m *pgManager) cancelAll(id protos.UniqueID, nodes []*protos.NodeInfo, indexes []int32) {
 	seen := map[protos.NodeID]bool{}
 	var uniq []*protos.NodeInfo
 	for _, n := range nodes {
+		if n == nil {
+			continue
+		}
 		if nid := protos.MustUniqueID(n.GetNodeId()); !seen[nid] {
 			seen[nid] = true
 			uniq = append(uniq, n)
 		}
 	}
-	if r := m.shared.reserver; r != nil {
-		go cancelOn(r, id, uniq)
+	r := m.shared.reserver
+	if r == nil || len(uniq) == 0 {
+		return
 	}
+	root, nodesPID := m.root, m.shared.nodes
+	go func() {
+		// The records may be older than the nodes' endpoints (a GCS
+		// restart): use the node table's.
+		if res, err := root.RequestFuture(nodesPID, &protos.ListNodesRequest{}, actorNodesTimeout).Result(); err == nil {
+			if rep, ok := res.(*protos.ListNodesReply); ok {
+				current := map[string]*protos.NodeInfo{}
+				for _, n := range rep.GetNodes() {
+					current[string(n.GetNodeId())] = n
+				}
+				for i, n := range uniq {
+					if c := current[string(n.GetNodeId())]; c != nil {
+						uniq[i] = c
+					}
+				}
+			}
+		}
+		cancelOn(r, id, uniq, indexes)
+	}()
 }
 
 func (m *pgManager) attempted(msg pgAttempt) {
@@ -407,7 +470,7 @@ func (m *pgManager) attempted(msg pgAttempt) {
 		// Removed (or superseded) while the attempt ran: undo what it
 		// reserved.
 		if msg.err == nil {
-			m.cancelAll(msg.id, msg.nodes)
+			m.cancelAll(msg.id, msg.nodes, msg.indexes)
 		}
 		return
 	}
@@ -427,22 +490,67 @@ func (m *pgManager) attempted(msg pgAttempt) {
 		time.AfterFunc(g.backoff, func() { root.Send(self, pgRetry{id: id, epoch: epoch}) })
 		return
 	}
+	nodes := g.nodes
+	if nodes == nil {
+		nodes = make([]*protos.NodeInfo, len(g.bundles))
+	} else {
+		nodes = slices.Clone(nodes)
+	}
+	for j, i := range msg.indexes {
+		nodes[i] = msg.nodes[j]
+	}
 	info := proto.CloneOf(g.info)
 	info.State = protos.PlacementGroupState_PG_CREATED
 	info.PendingReason = ""
-	info.BundleNodes = make([][]byte, len(msg.nodes))
-	for i, n := range msg.nodes {
+	info.BundleNodes = make([][]byte, len(nodes))
+	for i, n := range nodes {
 		info.BundleNodes[i] = n.GetNodeId()
 	}
 	if err := m.putProtoAsync(msg.id.String(), info); err != nil {
 		// Not recorded: undo and try again rather than hold bundles the
 		// table does not know about.
-		m.cancelAll(msg.id, msg.nodes)
+		m.cancelAll(msg.id, msg.nodes, msg.indexes)
 		g.backoff = min(max(2*g.backoff, pgRetryMin), pgRetryMax)
 		id, epoch, root, self := msg.id, g.epoch, m.root, m.self
 		time.AfterFunc(g.backoff, func() { root.Send(self, pgRetry{id: id, epoch: epoch}) })
 		return
 	}
-	g.info, g.nodes, g.backoff = info, msg.nodes, 0
+	g.info, g.nodes, g.backoff = info, nodes, 0
 	m.env.publish(PlacementGroupSubject(msg.id), info)
+}
+
+// nodeDead places again, elsewhere, the bundles a dead node held; the
+// group's other bundles, and what runs on them, stay (Ray's
+// RESCHEDULING).
+func (m *pgManager) nodeDead(node protos.NodeID) {
+	for id, g := range m.groups {
+		lost := 0
+		for i, n := range g.nodes {
+			if n != nil && protos.MustUniqueID(n.GetNodeId()) == node {
+				if lost == 0 {
+					g.nodes = slices.Clone(g.nodes)
+				}
+				g.nodes[i] = nil
+				lost++
+			}
+		}
+		if lost == 0 {
+			continue
+		}
+		info := proto.CloneOf(g.info)
+		info.State = protos.PlacementGroupState_PG_RESCHEDULING
+		info.PendingReason = fmt.Sprintf("node %s, which held %d of its bundles, died", node.Short(), lost)
+		for i, n := range g.nodes {
+			if n == nil {
+				info.BundleNodes[i] = nil
+			}
+		}
+		g.info = info
+		if err := m.putProtoAsync(id.String(), info); err != nil {
+			m.env.log.Warn().Err(err).Str("group", id.Short()).Msg("record rescheduling placement group")
+		}
+		m.env.publish(PlacementGroupSubject(id), info)
+		m.env.log.Warn().Str("group", id.Short()).Str("node", node.Short()).Int("bundles", lost).Msg("placing again the bundles of a dead node")
+		m.schedule(g)
+	}
 }

@@ -239,6 +239,9 @@ func (s *Server) endpoints() []endpoint {
 		{SubjectActorKill, serveActor[protos.KillActorGcsRequest, protos.KillActorGcsReply](s, SubjectActorKill, m.actors)},
 		// The actor manager kills the actors of jobs that finish.
 		{SubjectJobEvents, s.handleJobEvent},
+		// The placement group manager places the bundles of dead nodes
+		// again.
+		{SubjectNodeEvents, s.handleNodeEvent},
 
 		{SubjectPGCreate, serveActor[protos.CreatePlacementGroupRequest, protos.CreatePlacementGroupReply](s, SubjectPGCreate, m.pgs)},
 		{SubjectPGGet, serveActor[protos.GetPlacementGroupRequest, protos.GetPlacementGroupReply](s, SubjectPGGet, m.pgs)},

@@ -86,6 +86,9 @@ const (
 	PlacementGroupState_PG_CREATED PlacementGroupState = 1
 	// Removed: its bundles are freed and what ran in them was killed.
 	PlacementGroupState_PG_REMOVED PlacementGroupState = 2
+	// Created, but a node holding some of its bundles died: those bundles
+	// are being reserved again elsewhere (the others keep running).
+	PlacementGroupState_PG_RESCHEDULING PlacementGroupState = 3
 )
 
 // Enum value maps for PlacementGroupState.
@@ -94,11 +97,13 @@ var (
 		0: "PG_PENDING",
 		1: "PG_CREATED",
 		2: "PG_REMOVED",
+		3: "PG_RESCHEDULING",
 	}
 	PlacementGroupState_value = map[string]int32{
-		"PG_PENDING": 0,
-		"PG_CREATED": 1,
-		"PG_REMOVED": 2,
+		"PG_PENDING":      0,
+		"PG_CREATED":      1,
+		"PG_REMOVED":      2,
+		"PG_RESCHEDULING": 3,
 	}
 )
 
@@ -231,7 +236,8 @@ type PlacementGroupInfo struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Spec  *PlacementGroupSpec    `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
 	State PlacementGroupState    `protobuf:"varint,2,opt,name=state,proto3,enum=goray.v1.PlacementGroupState" json:"state,omitempty"`
-	// With CREATED: the node of each bundle, in bundle order.
+	// With CREATED: the node of each bundle, in bundle order (with
+	// RESCHEDULING, empty for the bundles being reserved again).
 	BundleNodes [][]byte `protobuf:"bytes,3,rep,name=bundle_nodes,json=bundleNodes,proto3" json:"bundle_nodes,omitempty"`
 	// With PENDING: why it is not placed yet (e.g. infeasible shapes).
 	PendingReason    string `protobuf:"bytes,4,opt,name=pending_reason,json=pendingReason,proto3" json:"pending_reason,omitempty"`
@@ -918,8 +924,10 @@ func (*CommitBundlesReply) Descriptor() ([]byte, []int) {
 type CancelBundlesRequest struct {
 	state            protoimpl.MessageState `protogen:"open.v1"`
 	PlacementGroupId []byte                 `protobuf:"bytes,1,opt,name=placement_group_id,json=placementGroupId,proto3" json:"placement_group_id,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The bundles to cancel; empty: all of the group's on the node.
+	Indexes       []int32 `protobuf:"varint,2,rep,packed,name=indexes,proto3" json:"indexes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CancelBundlesRequest) Reset() {
@@ -955,6 +963,13 @@ func (*CancelBundlesRequest) Descriptor() ([]byte, []int) {
 func (x *CancelBundlesRequest) GetPlacementGroupId() []byte {
 	if x != nil {
 		return x.PlacementGroupId
+	}
+	return nil
+}
+
+func (x *CancelBundlesRequest) GetIndexes() []int32 {
+	if x != nil {
+		return x.Indexes
 	}
 	return nil
 }
@@ -1043,23 +1058,25 @@ const file_goray_placement_proto_rawDesc = "" +
 	"\x13PrepareBundlesReply\"D\n" +
 	"\x14CommitBundlesRequest\x12,\n" +
 	"\x12placement_group_id\x18\x01 \x01(\fR\x10placementGroupId\"\x14\n" +
-	"\x12CommitBundlesReply\"D\n" +
+	"\x12CommitBundlesReply\"^\n" +
 	"\x14CancelBundlesRequest\x12,\n" +
-	"\x12placement_group_id\x18\x01 \x01(\fR\x10placementGroupId\"\x14\n" +
+	"\x12placement_group_id\x18\x01 \x01(\fR\x10placementGroupId\x12\x18\n" +
+	"\aindexes\x18\x02 \x03(\x05R\aindexes\"\x14\n" +
 	"\x12CancelBundlesReply*M\n" +
 	"\x11PlacementStrategy\x12\b\n" +
 	"\x04PACK\x10\x00\x12\n" +
 	"\n" +
 	"\x06SPREAD\x10\x01\x12\x0f\n" +
 	"\vSTRICT_PACK\x10\x02\x12\x11\n" +
-	"\rSTRICT_SPREAD\x10\x03*E\n" +
+	"\rSTRICT_SPREAD\x10\x03*Z\n" +
 	"\x13PlacementGroupState\x12\x0e\n" +
 	"\n" +
 	"PG_PENDING\x10\x00\x12\x0e\n" +
 	"\n" +
 	"PG_CREATED\x10\x01\x12\x0e\n" +
 	"\n" +
-	"PG_REMOVED\x10\x02B&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"PG_REMOVED\x10\x02\x12\x13\n" +
+	"\x0fPG_RESCHEDULING\x10\x03B&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_placement_proto_rawDescOnce sync.Once

@@ -39,51 +39,71 @@ const BundleMarker = "bundle"
 // bundleMarkerUnits is what each bundle holds of BundleMarker.
 const bundleMarkerUnits = 1000 * resourceUnit
 
-// groupBundles is a group's reservation on this node.
+// groupBundles is a group's reservation on this node, bundle by bundle:
+// a group's bundles may arrive here at different times (those of a node
+// that died are reserved again elsewhere, perhaps here).
 type groupBundles struct {
 	bundles   map[int32]ResourceSet
-	committed bool
-	// added is what commit added to total and available.
-	added ResourceSet
+	committed map[int32]bool
 }
 
-func (g *groupBundles) sum() ResourceSet {
+// groupResources is what bundle i of group adds to the node once committed.
+func groupResources(group protos.UniqueID, i int32, b ResourceSet) ResourceSet {
 	out := ResourceSet{}
-	for _, b := range g.bundles {
-		out.Add(b)
+	for k, v := range b {
+		out[BundleResource(k, int(i), group)] += v
+		out[GroupResource(k, group)] += v
 	}
+	out[BundleResource(BundleMarker, int(i), group)] += bundleMarkerUnits
+	out[GroupResource(BundleMarker, group)] += bundleMarkerUnits
 	return out
 }
 
+// prepareBundles sets aside the resources of the bundles not yet reserved
+// here, all of them or none.
 func (s *state) prepareBundles(m *protos.PrepareBundlesRequest) error {
 	id, err := protos.UniqueIDFromBytes(m.GetPlacementGroupId())
 	if err != nil {
 		return wire.NewError("invalid", "prepare bundles: group id: %v", err)
 	}
-	if _, ok := s.groups[id]; ok {
-		return nil // a retried prepare
-	}
-	g := &groupBundles{bundles: map[int32]ResourceSet{}}
+	g := s.groups[id]
+	fresh := map[int32]ResourceSet{}
+	need := ResourceSet{}
 	for _, b := range m.GetBundles() {
+		if g != nil {
+			if _, ok := g.bundles[b.GetIndex()]; ok {
+				continue // a retried prepare
+			}
+		}
 		rs, err := FromProto(b.GetResources())
 		if err != nil {
 			return wire.NewError("invalid", "prepare bundles of group %s: bundle %d: %v", id.Short(), b.GetIndex(), err)
 		}
-		g.bundles[b.GetIndex()] = rs
+		fresh[b.GetIndex()] = rs
+		need.Add(rs)
 	}
-	need := g.sum()
+	if len(fresh) == 0 {
+		return nil
+	}
 	if !s.available.Fits(need) {
 		return wire.NewError("no_resources", "node %s cannot reserve %s for group %s now (available %s)", s.r.cfg.NodeID.Short(), need, id.Short(), s.available)
 	}
 	s.available.Sub(need)
-	if s.groups == nil {
-		s.groups = map[protos.UniqueID]*groupBundles{}
+	if g == nil {
+		g = &groupBundles{bundles: map[int32]ResourceSet{}, committed: map[int32]bool{}}
+		if s.groups == nil {
+			s.groups = map[protos.UniqueID]*groupBundles{}
+		}
+		s.groups[id] = g
 	}
-	s.groups[id] = g
-	s.r.cfg.Logger.Debug().Str("group", id.Short()).Int("bundles", len(g.bundles)).Str("reserved", need.String()).Msg("bundles prepared")
+	for i, rs := range fresh {
+		g.bundles[i] = rs
+	}
+	s.r.cfg.Logger.Debug().Str("group", id.Short()).Int("bundles", len(fresh)).Str("reserved", need.String()).Msg("bundles prepared")
 	return nil
 }
 
+// commitBundles turns the group's prepared bundles into group resources.
 func (s *state) commitBundles(m *protos.CommitBundlesRequest) error {
 	id, err := protos.UniqueIDFromBytes(m.GetPlacementGroupId())
 	if err != nil {
@@ -93,27 +113,23 @@ func (s *state) commitBundles(m *protos.CommitBundlesRequest) error {
 	if !ok {
 		return wire.NewError("unknown_group", "commit bundles: group %s has no prepared bundles on node %s", id.Short(), s.r.cfg.NodeID.Short())
 	}
-	if g.committed {
-		return nil
-	}
-	g.added = ResourceSet{}
 	for i, b := range g.bundles {
-		for k, v := range b {
-			g.added[BundleResource(k, int(i), id)] += v
-			g.added[GroupResource(k, id)] += v
+		if g.committed[i] {
+			continue
 		}
-		g.added[BundleResource(BundleMarker, int(i), id)] += bundleMarkerUnits
-		g.added[GroupResource(BundleMarker, id)] += bundleMarkerUnits
+		add := groupResources(id, i, b)
+		s.total.Add(add)
+		s.available.Add(add)
+		g.committed[i] = true
 	}
-	s.total.Add(g.added)
-	s.available.Add(g.added)
-	g.committed = true
-	s.r.cfg.Logger.Debug().Str("group", id.Short()).Str("resources", g.added.String()).Msg("bundles committed")
+	s.r.cfg.Logger.Debug().Str("group", id.Short()).Int("bundles", len(g.bundles)).Msg("bundles committed")
 	return nil
 }
 
-// cancelBundles frees a group's reservation; unknown groups are fine (the
-// GCS cancels everywhere it may have prepared).
+// cancelBundles frees bundles of a group (all of its bundles here, or
+// those listed): the leases holding their resources end and their workers
+// are killed. Unknown groups and bundles are fine (the GCS cancels
+// everywhere it may have prepared).
 func (s *state) cancelBundles(m *protos.CancelBundlesRequest) error {
 	id, err := protos.UniqueIDFromBytes(m.GetPlacementGroupId())
 	if err != nil {
@@ -123,43 +139,85 @@ func (s *state) cancelBundles(m *protos.CancelBundlesRequest) error {
 	if !ok {
 		return nil
 	}
-	delete(s.groups, id)
-	if g.committed {
-		suffix := "_group_" + id.String()
-		killed := 0
-		for _, l := range s.leases {
-			if !holdsGroup(l.demand, suffix) {
-				continue
-			}
-			s.release(l)
-			if !l.worker.killed {
-				killed++
-				l.worker.kill()
-			}
+	indexes := m.GetIndexes()
+	if len(indexes) == 0 {
+		for i := range g.bundles {
+			indexes = append(indexes, i)
 		}
-		for k := range g.added {
+	}
+	all := len(indexes) >= len(g.bundles)
+	killed := 0
+	for _, i := range indexes {
+		b, ok := g.bundles[i]
+		if !ok {
+			continue
+		}
+		if g.committed[i] {
+			// What runs on this bundle ends: on the whole group when it
+			// goes, on the bundle's own resources otherwise.
+			marker := "_group_" + id.String()
+			if !all {
+				marker = fmt.Sprintf("_group_%d_%s", i, id)
+			}
+			killed += s.endLeasesHolding(marker)
+			rm := groupResources(id, i, b)
+			s.total.Sub(rm)
+			s.available.Sub(rm)
+		}
+		s.available.Add(b)
+		delete(g.bundles, i)
+		delete(g.committed, i)
+	}
+	if len(g.bundles) == 0 {
+		delete(s.groups, id)
+	}
+	s.dropEmpty(id)
+	if killed > 0 {
+		s.r.cfg.Logger.Info().Str("group", id.Short()).Int("workers", killed).Msg("placement group bundles removed: killed the workers running in them")
+	}
+	return nil
+}
+
+// endLeasesHolding ends the leases whose demand names a resource ending in
+// suffix, killing their workers, and fails queued requests for such
+// resources; it returns how many workers it killed.
+func (s *state) endLeasesHolding(suffix string) int {
+	killed := 0
+	for _, l := range s.leases {
+		if !holdsGroup(l.demand, suffix) {
+			continue
+		}
+		s.release(l)
+		if !l.worker.killed {
+			killed++
+			l.worker.kill()
+		}
+	}
+	kept := s.queue[:0]
+	for _, lr := range s.queue {
+		if holdsGroup(lr.demand, suffix) {
+			_ = lr.conn.ReplyError(lr.req, wire.NewError("unschedulable", "%s: its placement group bundle was removed", lr.function))
+			continue
+		}
+		kept = append(kept, lr)
+	}
+	for i := len(kept); i < len(s.queue); i++ {
+		s.queue[i] = nil
+	}
+	s.queue = kept
+	return killed
+}
+
+// dropEmpty removes the group's resource entries that fell to zero, so
+// that a removed group leaves no trace in the node's resources.
+func (s *state) dropEmpty(group protos.UniqueID) {
+	suffix := "_" + group.String()
+	for k, v := range s.total {
+		if v <= 0 && strings.HasSuffix(k, suffix) {
 			delete(s.total, k)
 			delete(s.available, k)
 		}
-		// Requests for the group that wait here can never be granted.
-		kept := s.queue[:0]
-		for _, lr := range s.queue {
-			if holdsGroup(lr.demand, suffix) {
-				_ = lr.conn.ReplyError(lr.req, wire.NewError("unschedulable", "%s: its placement group %s was removed", lr.function, id.Short()))
-				continue
-			}
-			kept = append(kept, lr)
-		}
-		for i := len(kept); i < len(s.queue); i++ {
-			s.queue[i] = nil
-		}
-		s.queue = kept
-		if killed > 0 {
-			s.r.cfg.Logger.Info().Str("group", id.Short()).Int("workers", killed).Msg("placement group removed: killed the workers running in it")
-		}
 	}
-	s.available.Add(g.sum())
-	return nil
 }
 
 // holdsGroup reports whether a demand uses resources of the group whose

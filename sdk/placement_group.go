@@ -141,7 +141,9 @@ func (pg PlacementGroup) Info(ctx context.Context) (*protos.PlacementGroupInfo, 
 }
 
 // Ready waits until every bundle is reserved, the group is removed
-// (ErrPlacementGroupRemoved) or ctx ends.
+// (ErrPlacementGroupRemoved) or ctx ends. A group that was created and is
+// being rescheduled (a node holding some of its bundles died) counts as
+// ready, as in Ray.
 func (pg PlacementGroup) Ready(ctx context.Context) error {
 	cw := current()
 	if cw == nil || cw.gcs == nil {
@@ -153,7 +155,7 @@ func (pg PlacementGroup) Ready(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if info.GetState() == protos.PlacementGroupState_PG_CREATED {
+	if st := info.GetState(); st == protos.PlacementGroupState_PG_CREATED || st == protos.PlacementGroupState_PG_RESCHEDULING {
 		return nil
 	}
 	states := make(chan protos.PlacementGroupState, 4)
@@ -174,7 +176,7 @@ func (pg PlacementGroup) Ready(ctx context.Context) error {
 	st := info.GetState()
 	for {
 		switch st {
-		case protos.PlacementGroupState_PG_CREATED:
+		case protos.PlacementGroupState_PG_CREATED, protos.PlacementGroupState_PG_RESCHEDULING:
 			return nil
 		case protos.PlacementGroupState_PG_REMOVED:
 			return fmt.Errorf("%w: %s", ErrPlacementGroupRemoved, pg.id)

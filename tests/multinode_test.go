@@ -500,3 +500,55 @@ func freeCPUs(t *testing.T, ctx context.Context) float64 {
 }
 
 func hexOf(b []byte) string { return protos.MustUniqueID(b).String() }
+
+// TestMultiNodePlacementGroupNodeDies: the bundles of a node that dies are
+// reserved again elsewhere, while the group's other bundles, and what runs
+// on them, carry on.
+func TestMultiNodePlacementGroupNodeDies(t *testing.T) {
+	ctx, c := startMultiNode(t, []string{"--num-cpus", "0"},
+		nodeSpec{"--num-cpus", "2"}, nodeSpec{"--num-cpus", "2"})
+	a, b := c.nodes[0], c.nodes[1]
+	one := map[string]float64{"CPU": 1}
+	pg, err := sdk.CreatePlacementGroup(ctx, []map[string]float64{one, one}, sdk.PlacementSpread)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, err := pg.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onA, onB := -1, -1
+	for i, n := range info.GetBundleNodes() {
+		switch hexOf(n) {
+		case a.id:
+			onA = i
+		case b.id:
+			onB = i
+		}
+	}
+	if onA < 0 || onB < 0 {
+		t.Fatalf("SPREAD bundles on %x; want one on each worker node", info.GetBundleNodes())
+	}
+	running := SleepThenNode.Options(sdk.InPlacementGroup(pg, onA), sdk.MaxRetries(0)).Remote(ctx, 3000)
+	time.Sleep(300 * time.Millisecond)
+	c.kill(b)
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		info, err := pg.Info(ctx)
+		if err != nil {
+			return err
+		}
+		if info.GetState() != protos.PlacementGroupState_PG_CREATED || hexOf(info.GetBundleNodes()[onB]) != a.id {
+			return errorf("group %v, bundles on %x (%s); want CREATED with bundle %d on %s", info.GetState(), info.GetBundleNodes(), info.GetPendingReason(), onB, a.id[:8])
+		}
+		return nil
+	})
+	if got, err := running.Get(ctx); err != nil || got != a.id {
+		t.Errorf("the task in the surviving bundle: %s, %v; want it to finish on %s", got, err, a.id[:8])
+	}
+	if got, err := NodeOf.Options(sdk.InPlacementGroup(pg, onB)).Remote(ctx).Get(ctx); err != nil || got != a.id {
+		t.Errorf("a task in the rescheduled bundle ran on %s, %v; want %s", got, err, a.id[:8])
+	}
+}
