@@ -79,7 +79,7 @@ type (
 	}
 	// pgNodeDead starts placing again the bundles a dead node held.
 	pgNodeDead struct{ node protos.NodeID }
-	pgRetry struct {
+	pgRetry    struct {
 		id    protos.UniqueID
 		epoch uint64
 	}
