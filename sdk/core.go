@@ -47,11 +47,14 @@ type coreWorker struct {
 
 	// The GCS: the driver's session connection, or one a worker dials on
 	// first use (for actors).
-	gcsMu      sync.Mutex
-	gcs        *gcs.Client
-	ownGCS     bool
-	gcsAddress string
-	namespace  string
+	gcsMu sync.Mutex
+	// nodeWatch subscribes once to node events (reconstruct.go).
+	nodeWatch    sync.Once
+	nodeWatchErr error
+	gcs          *gcs.Client
+	ownGCS       bool
+	gcsAddress   string
+	namespace    string
 
 	peersMu sync.Mutex
 	peers   map[string]*peer

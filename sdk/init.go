@@ -14,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/objstore"
@@ -123,8 +122,6 @@ type session struct {
 	gcs    *gcs.Client
 	ownGCS bool
 	logSub *nats.Subscription
-	// nodeSub hears of dead nodes, whose objects the driver rebuilds.
-	nodeSub *nats.Subscription
 }
 
 var (
@@ -237,16 +234,9 @@ func (s *session) connect(ctx context.Context, log zerolog.Logger, node *protos.
 		}
 		s.logSub = sub
 	}
-	nodeSub, err := s.gcs.NATS().Subscribe(gcs.SubjectNodeEvents, func(m *nats.Msg) {
-		info := &protos.NodeInfo{}
-		if proto.Unmarshal(m.Data, info) == nil && info.GetState() == protos.NodeInfo_DEAD {
-			go cw.nodeDied(protos.MustUniqueID(info.GetNodeId()))
-		}
-	})
-	if err != nil {
-		return fmt.Errorf("goray: subscribe to node events: %w", err)
+	if err := cw.watchNodes(); err != nil {
+		return fmt.Errorf("goray: %w", err)
 	}
-	s.nodeSub = nodeSub
 	table, digest := functionTable()
 	table.JobId = jobID.Bytes()
 	host, _ := os.Hostname()
@@ -285,9 +275,7 @@ func (s *session) teardown() {
 	if s.logSub != nil {
 		_ = s.logSub.Unsubscribe()
 	}
-	if s.nodeSub != nil {
-		_ = s.nodeSub.Unsubscribe()
-	}
+
 	if s.head != nil {
 		s.head.Shutdown()
 	}

@@ -70,9 +70,9 @@ func PGDetached() PGOption { return func(s *protos.PlacementGroupSpec) { s.Detac
 // empty, or amounts that are zero or negative, are an error wrapping
 // ErrArgument.
 func CreatePlacementGroup(ctx context.Context, bundles []map[string]float64, strategy PlacementStrategy, opts ...PGOption) (PlacementGroup, error) {
-	cw := current()
-	if cw == nil || cw.gcs == nil {
-		return PlacementGroup{}, ErrNotInitialized
+	cw, gc, err := gcsOf()
+	if err != nil {
+		return PlacementGroup{}, err
 	}
 	if strategy < PlacementPack || strategy > PlacementStrictSpread {
 		return PlacementGroup{}, fmt.Errorf("%w: placement group: unknown strategy %d", ErrArgument, strategy)
@@ -89,7 +89,7 @@ func CreatePlacementGroup(ctx context.Context, bundles []map[string]float64, str
 	for _, o := range opts {
 		o(spec)
 	}
-	info, err := cw.gcs.CreatePlacementGroup(ctx, spec)
+	info, err := gc.CreatePlacementGroup(ctx, spec)
 	if errors.Is(err, gcs.ErrInvalid) {
 		return PlacementGroup{}, fmt.Errorf("%w: %w", ErrArgument, err)
 	}
@@ -102,14 +102,14 @@ func CreatePlacementGroup(ctx context.Context, bundles []map[string]float64, str
 // GetPlacementGroup finds a live named group in the job's namespace (or
 // the one PGNamespace names, given as namespace; "" for the job's).
 func GetPlacementGroup(ctx context.Context, name, namespace string) (PlacementGroup, error) {
-	cw := current()
-	if cw == nil || cw.gcs == nil {
-		return PlacementGroup{}, ErrNotInitialized
+	cw, gc, err := gcsOf()
+	if err != nil {
+		return PlacementGroup{}, err
 	}
 	if namespace == "" {
 		namespace = cw.namespace
 	}
-	info, err := cw.gcs.GetNamedPlacementGroup(ctx, name, namespace)
+	info, err := gc.GetNamedPlacementGroup(ctx, name, namespace)
 	if err != nil {
 		return PlacementGroup{}, err
 	}
@@ -119,21 +119,21 @@ func GetPlacementGroup(ctx context.Context, name, namespace string) (PlacementGr
 // RemovePlacementGroup frees the group's bundles; the tasks and actors
 // running in it are killed. Removing twice is not an error.
 func RemovePlacementGroup(ctx context.Context, pg PlacementGroup) error {
-	cw := current()
-	if cw == nil || cw.gcs == nil {
-		return ErrNotInitialized
+	_, gc, err := gcsOf()
+	if err != nil {
+		return err
 	}
-	return cw.gcs.RemovePlacementGroup(ctx, pg.id)
+	return gc.RemovePlacementGroup(ctx, pg.id)
 }
 
 // Info returns the group's record: state, bundles, the node of each
 // bundle once created, and why it still waits if it does.
 func (pg PlacementGroup) Info(ctx context.Context) (*protos.PlacementGroupInfo, error) {
-	cw := current()
-	if cw == nil || cw.gcs == nil {
-		return nil, ErrNotInitialized
+	_, gc, err := gcsOf()
+	if err != nil {
+		return nil, err
 	}
-	info, err := cw.gcs.GetPlacementGroup(ctx, pg.id)
+	info, err := gc.GetPlacementGroup(ctx, pg.id)
 	if errors.Is(err, gcs.ErrNotFound) {
 		return nil, fmt.Errorf("%w: %s", ErrPlacementGroupRemoved, pg.id)
 	}
@@ -145,9 +145,9 @@ func (pg PlacementGroup) Info(ctx context.Context) (*protos.PlacementGroupInfo, 
 // being rescheduled (a node holding some of its bundles died) counts as
 // ready, as in Ray.
 func (pg PlacementGroup) Ready(ctx context.Context) error {
-	cw := current()
-	if cw == nil || cw.gcs == nil {
-		return ErrNotInitialized
+	_, gc, err := gcsOf()
+	if err != nil {
+		return err
 	}
 	// Usually the group is placed by the time its creator asks: one
 	// round trip then, and a subscription only when it must wait.
@@ -159,7 +159,7 @@ func (pg PlacementGroup) Ready(ctx context.Context) error {
 		return nil
 	}
 	states := make(chan protos.PlacementGroupState, 4)
-	unsub, err := cw.gcs.WatchPlacementGroup(pg.id, func(info *protos.PlacementGroupInfo) {
+	unsub, err := gc.WatchPlacementGroup(pg.id, func(info *protos.PlacementGroupInfo) {
 		select {
 		case states <- info.GetState():
 		default: // a state is already waiting to be read
@@ -240,4 +240,18 @@ func groupDemand(demand map[string]float64, group protos.UniqueID, bundle int) m
 	}
 	add(raylet.BundleMarker, 0.001)
 	return out
+}
+
+// gcsOf returns the caller's core worker and GCS client (a worker dials the
+// GCS the first time).
+func gcsOf() (*coreWorker, *gcs.Client, error) {
+	cw := current()
+	if cw == nil {
+		return nil, nil, ErrNotInitialized
+	}
+	gc, err := cw.gcsClient()
+	if err != nil {
+		return nil, nil, err
+	}
+	return cw, gc, nil
 }

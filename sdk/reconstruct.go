@@ -1,8 +1,13 @@
 package sdk
 
 import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/protos"
 )
 
@@ -18,6 +23,28 @@ import (
 // Arguments are kept by value in the task spec; an argument that was
 // itself stored on a node that died is not rebuilt first, and the re-run
 // then fails with ErrObjectLost.
+
+// watchNodes has this process hear of dead nodes (once): drivers from the
+// start, workers when they first own a stored task result.
+func (cw *coreWorker) watchNodes() error {
+	cw.nodeWatch.Do(func() {
+		gc, err := cw.gcsClient()
+		if err != nil {
+			cw.nodeWatchErr = err
+			return
+		}
+		_, cw.nodeWatchErr = gc.NATS().Subscribe(gcs.SubjectNodeEvents, func(m *nats.Msg) {
+			info := &protos.NodeInfo{}
+			if proto.Unmarshal(m.Data, info) == nil && info.GetState() == protos.NodeInfo_DEAD {
+				go cw.nodeDied(protos.MustUniqueID(info.GetNodeId()))
+			}
+		})
+	})
+	if cw.nodeWatchErr != nil {
+		return fmt.Errorf("subscribe to node events: %w", cw.nodeWatchErr)
+	}
+	return nil
+}
 
 // lineage is how to make an owned stored object again.
 type lineage struct {
@@ -37,10 +64,42 @@ func lineageOf(t *pendingTask, data *protos.ObjectData) *lineage {
 	return &lineage{spec: t.spec, key: t.key, retriesLeft: t.retriesLeft, retryOn: t.retryOn, strategy: t.strategy}
 }
 
+// rebuild re-runs the task that made id, an object this process owns whose
+// node is gone, and waits for the new value's data; ok is false if id has
+// no lineage here.
+func (cw *coreWorker) rebuild(ctx context.Context, id protos.ObjectID, node protos.NodeID) (*protos.ObjectData, bool) {
+	t := cw.objects
+	t.mu.Lock()
+	e, found := t.m[id]
+	can := found && e.owned && (e.state == objPending || e.lineage != nil)
+	t.mu.Unlock()
+	if !can {
+		return nil, false
+	}
+	cw.rerun(func(oid protos.ObjectID, _ protos.NodeID) bool { return oid == id }, node)
+	if _, err := cw.wait(ctx, []protos.ObjectID{id}, 1, 0, true); err != nil {
+		return nil, false
+	}
+	st, data, _, _ := t.result(id)
+	if st != objReady || protos.MustUniqueID(data.GetNodeId()) == node {
+		return nil, false
+	}
+	return data, true
+}
+
 // nodeDied resubmits the tasks whose results this process owns and that
 // were stored on node.
 func (cw *coreWorker) nodeDied(node protos.NodeID) {
-	if node == cw.nodeID || cw.closed.Load() {
+	if node == cw.nodeID {
+		return
+	}
+	cw.rerun(func(_ protos.ObjectID, at protos.NodeID) bool { return at == node }, node)
+}
+
+// rerun resubmits the tasks that made the owned stored objects for which
+// lost(id, node holding it) is true; dead is the node named in the log.
+func (cw *coreWorker) rerun(lost func(protos.ObjectID, protos.NodeID) bool, dead protos.NodeID) {
+	if cw.closed.Load() {
 		return
 	}
 	t := cw.objects
@@ -48,7 +107,7 @@ func (cw *coreWorker) nodeDied(node protos.NodeID) {
 	var redo []*pendingTask
 	t.mu.Lock()
 	for id, e := range t.m {
-		if !e.owned || e.state != objReady || e.lineage == nil || !e.data.GetInStore() || protos.MustUniqueID(e.data.GetNodeId()) != node {
+		if !e.owned || e.state != objReady || e.lineage == nil || !e.data.GetInStore() || !lost(id, protos.MustUniqueID(e.data.GetNodeId())) {
 			continue
 		}
 		lin := e.lineage
@@ -64,7 +123,7 @@ func (cw *coreWorker) nodeDied(node protos.NodeID) {
 	if len(redo) == 0 {
 		return
 	}
-	cw.log.Warn().Str("node", node.Short()).Int("objects", len(redo)).Msg("node died: re-running the tasks that made its objects")
+	cw.log.Warn().Str("node", dead.Short()).Int("objects", len(redo)).Msg("objects lost with their node: re-running the tasks that made them")
 	s := cw.sub
 	for _, p := range redo {
 		s.mu.Lock()

@@ -135,7 +135,15 @@ func (cw *coreWorker) readData(ctx context.Context, id protos.ObjectID, d *proto
 		return d.GetData(), false, nil
 	}
 	if node := protos.MustUniqueID(d.GetNodeId()); node != cw.nodeID {
-		if err := cw.pull(ctx, id, node, d); err != nil {
+		err := cw.pull(ctx, id, node, d)
+		if errors.Is(err, ErrObjectLost) {
+			// This process may hear of the node's death after finding it
+			// gone: if it owns the object, rebuild it now and read that.
+			if d2, ok := cw.rebuild(ctx, id, node); ok {
+				return cw.readData(ctx, id, d2)
+			}
+		}
+		if err != nil {
 			return nil, false, err
 		}
 	}

@@ -586,7 +586,13 @@ func (s *submitter) finish(t *pendingTask, data *protos.ObjectData, terr *TaskEr
 	delete(s.tasks, taskID)
 	delete(s.children, taskID)
 	s.mu.Unlock()
-	s.cw.objects.completeWith(t.returnID, data, terr, data.GetNestedRefs(), lineageOf(t, data))
+	lin := lineageOf(t, data)
+	if lin != nil && s.cw.isWorker {
+		if err := s.cw.watchNodes(); err != nil {
+			s.cw.log.Warn().Err(err).Msg("objects this worker owns will not be rebuilt if their node dies")
+		}
+	}
+	s.cw.objects.completeWith(t.returnID, data, terr, data.GetNestedRefs(), lin)
 	s.cw.objects.removeSubmitted(t.argRefs)
 }
 

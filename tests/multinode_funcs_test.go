@@ -65,21 +65,36 @@ var (
 // BlobKeeper owns a blob stored on another node (a task's return value).
 type BlobKeeper struct{ blob sdk.Ref[[]byte] }
 
-// Make has a task on node make a blob of n bytes and keeps the ref; it
-// returns the blob's object id (hex).
+// Make has a task on node (soft affinity) make a 1 MiB blob and keeps the
+// ref; it returns the blob's object id (hex).
 func (k *BlobKeeper) Make(ctx context.Context, node string) (string, error) {
 	id, err := protos.UniqueIDFromHex(node)
 	if err != nil {
 		return "", err
 	}
-	k.blob = MakeBlob.Options(sdk.Scheduling(sdk.NodeAffinity(id, false))).Remote(ctx, 1<<20)
+	k.blob = MakeBlob.Options(sdk.Scheduling(sdk.NodeAffinity(id, true))).Remote(ctx, 1<<20)
 	if _, _, err := sdk.Wait(ctx, []sdk.ObjectRef{k.blob.ObjectRef}, 1, sdk.FetchLocal(false)); err != nil {
 		return "", err
 	}
 	return k.blob.ID().String(), nil
 }
 
+// Check gets the kept blob and verifies it; it returns its length.
+func (k *BlobKeeper) Check(ctx context.Context) (int, error) {
+	b, err := k.blob.Get(ctx)
+	if err != nil {
+		return 0, err
+	}
+	for i := range b {
+		if b[i] != byte(i*7+i>>13) {
+			return 0, errorf("byte %d of the kept blob is %d", i, b[i])
+		}
+	}
+	return len(b), nil
+}
+
 var (
 	BlobKeeperActor = sdk.RegisterActor0("tests.BlobKeeper", func(ctx context.Context) (*BlobKeeper, error) { return &BlobKeeper{}, nil })
 	BlobKeeperMake  = sdk.NewMethod1(BlobKeeperActor, "Make", (*BlobKeeper).Make)
+	BlobKeeperCheck = sdk.NewMethod0(BlobKeeperActor, "Check", (*BlobKeeper).Check)
 )

@@ -258,6 +258,14 @@ func TestMultiNodeFailover(t *testing.T) {
 	if where := copiesOf(t, ctx, blob.ID()); !where[b.id] || len(where) != 1 {
 		t.Fatalf("blob on %v; want only %s", where, b.id[:8])
 	}
+	// A worker (an actor on a) owning a blob on b: it rebuilds it too.
+	keeper, err := BlobKeeperActor.Options(sdk.ActorScheduling(sdk.NodeAffinity(mustNodeID(t, a.id), false))).Remote(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := BlobKeeperMake.Remote(ctx, keeper, b.id).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
 	// An actor on b with a restart left restarts on a.
 	actor, err := LocatorActor.Options(sdk.ActorScheduling(sdk.NodeAffinity(mustNodeID(t, b.id), true)), sdk.MaxRestarts(1)).Remote(ctx)
 	if err != nil {
@@ -305,6 +313,9 @@ func TestMultiNodeFailover(t *testing.T) {
 	}
 	if where := copiesOf(t, ctx, blob.ID()); where[b.id] || len(where) == 0 {
 		t.Errorf("rebuilt blob on %v; want a live node", where)
+	}
+	if n, err := BlobKeeperCheck.Remote(ctx, keeper).Get(ctx); err != nil || n != 1<<20 {
+		t.Errorf("the worker-owned blob lost with its node: %d bytes, %v; want it rebuilt", n, err)
 	}
 	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		got, err := LocatorNode.Remote(ctx, actor).Get(ctx)
