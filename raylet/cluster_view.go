@@ -79,6 +79,22 @@ func (s *state) updatePeer(info *protos.NodeInfo) {
 	p.info, p.total, p.available, p.seen = info, total, avail, s.now()
 }
 
+// peerSilence is how long a peer may go without a report before it leaves
+// the view (its death event, which removes it at once, may have been
+// missed); its next report brings it back.
+const peerSilence = 15 * time.Second
+
+// forgetSilentPeers drops the peers that stopped reporting.
+func (s *state) forgetSilentPeers(now time.Time) {
+	for id, p := range s.peers {
+		if now.Sub(p.seen) > peerSilence {
+			s.r.cfg.Logger.Warn().Str("node", id.Short()).Dur("silent", now.Sub(p.seen)).Msg("node stopped reporting; dropping it from the cluster view")
+			s.removePeer(id)
+			s.r.peerAddrs.Delete(id)
+		}
+	}
+}
+
 func (s *state) removePeer(id protos.NodeID) {
 	if _, ok := s.peers[id]; ok {
 		s.r.cfg.Logger.Info().Str("node", id.Short()).Msg("node left the cluster view")

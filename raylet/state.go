@@ -175,6 +175,7 @@ func (s *state) Receive(ctx actor.Context) {
 		s.workerExited(m.w, m.err)
 	case reportTick:
 		s.sweepJobs(s.now(), s.waitingJobs())
+		s.forgetSilentPeers(s.now())
 		s.report()
 	case nodeInfoQuery:
 		ctx.Respond(s.nodeInfo())
