@@ -1,5 +1,7 @@
 // Package gcs is goray's Global Control Service: the cluster's membership
-// (nodes), job table, per-job function tables and internal KV store.
+// (nodes, with liveness from the membership table of package
+// gcs/membership), job table, per-job function tables, internal KV store,
+// actors and placement groups.
 //
 // The GCS is a set of Proto.Actor actors (node, job, function and KV
 // managers under one supervisor) behind NATS request/reply subjects
