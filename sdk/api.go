@@ -206,19 +206,21 @@ func (cw *coreWorker) waitFetch(ctx context.Context, ids []protos.ObjectID, need
 	count := 0
 	var ch chan int
 	var fetching []bool
-	if fetch != nil {
-		ch, fetching = make(chan int, 2*len(ids)), make([]bool, len(ids))
-	}
-	// local reports whether i can count now; if not, its fetch has been
-	// started and will send i on ch again once finished.
-	local := func(i int) bool {
-		if fetch == nil || fetching[i] {
+	// local reports whether ready object i can count now: it is not
+	// stored on another node, or its fetch is over. If not, it starts the
+	// fetch, which sends i on ch once finished. The buffers are made only
+	// when needed: most Waits find enough ready and local objects at once.
+	local := func(i int, st objState, data *protos.ObjectData) bool {
+		if fetch == nil || (fetching != nil && fetching[i]) || st != objReady || !data.GetInStore() || protos.MustUniqueID(data.GetNodeId()) == cw.nodeID {
 			return true
+		}
+		if fetching == nil {
+			fetching = make([]bool, len(ids))
+		}
+		if ch == nil {
+			ch = make(chan int, 2*len(ids))
 		}
 		fetching[i] = true
-		if st, data, _, _ := cw.objects.result(ids[i]); st != objReady || !data.GetInStore() || protos.MustUniqueID(data.GetNodeId()) == cw.nodeID {
-			return true
-		}
 		go func() {
 			_ = fetch(i)
 			ch <- i
@@ -227,9 +229,9 @@ func (cw *coreWorker) waitFetch(ctx context.Context, ids []protos.ObjectID, need
 	}
 	var pending []bool
 	for i, id := range ids {
-		st, _, _, known := cw.objects.result(id)
+		st, data, _, known := cw.objects.result(id)
 		if known && st != objPending {
-			if !local(i) {
+			if !local(i, st, data) {
 				if pending == nil {
 					pending = make([]bool, len(ids))
 				}
@@ -247,7 +249,7 @@ func (cw *coreWorker) waitFetch(ctx context.Context, ids []protos.ObjectID, need
 		return done, nil
 	}
 	if ch == nil {
-		ch = make(chan int, len(ids))
+		ch = make(chan int, 2*len(ids))
 	}
 	for i, id := range ids {
 		if done[i] || (pending != nil && pending[i]) {
@@ -271,7 +273,10 @@ func (cw *coreWorker) waitFetch(ctx context.Context, ids []protos.ObjectID, need
 	for count < need {
 		select {
 		case i := <-ch:
-			if done[i] || !local(i) {
+			if done[i] {
+				continue
+			}
+			if st, data, _, _ := cw.objects.result(ids[i]); !local(i, st, data) {
 				continue
 			}
 			done[i] = true
