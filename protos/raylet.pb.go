@@ -276,9 +276,12 @@ func (x *NodeInfo) GetTransferAddress() string {
 }
 
 type ResourceDemand struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Shape         *Resources             `protobuf:"bytes,1,opt,name=shape,proto3" json:"shape,omitempty"`
-	Count         int32                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shape *Resources             `protobuf:"bytes,1,opt,name=shape,proto3" json:"shape,omitempty"`
+	Count int32                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// The label selector of the demand, if it has one (a node must match it
+	// as well as fit the shape).
+	Labels        map[string]*LabelValues `protobuf:"bytes,3,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -325,6 +328,13 @@ func (x *ResourceDemand) GetCount() int32 {
 		return x.Count
 	}
 	return 0
+}
+
+func (x *ResourceDemand) GetLabels() map[string]*LabelValues {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
 }
 
 // RegisterWorkerRequest is the first message a worker process sends its raylet.
@@ -2185,10 +2195,14 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\x05State\x12\x15\n" +
 	"\x11STATE_UNSPECIFIED\x10\x00\x12\t\n" +
 	"\x05ALIVE\x10\x01\x12\b\n" +
-	"\x04DEAD\x10\x02\"Q\n" +
+	"\x04DEAD\x10\x02\"\xe1\x01\n" +
 	"\x0eResourceDemand\x12)\n" +
 	"\x05shape\x18\x01 \x01(\v2\x13.goray.v1.ResourcesR\x05shape\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x05R\x05count\"\xc5\x01\n" +
+	"\x05count\x18\x02 \x01(\x05R\x05count\x12<\n" +
+	"\x06labels\x18\x03 \x03(\v2$.goray.v1.ResourceDemand.LabelsEntryR\x06labels\x1aP\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12+\n" +
+	"\x05value\x18\x02 \x01(\v2\x15.goray.v1.LabelValuesR\x05value:\x028\x01\"\xc5\x01\n" +
 	"\x15RegisterWorkerRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\fR\bworkerId\x12\x10\n" +
 	"\x03pid\x18\x02 \x01(\x05R\x03pid\x12\x1a\n" +
@@ -2331,7 +2345,7 @@ func file_goray_raylet_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_raylet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_goray_raylet_proto_goTypes = []any{
 	(NodeInfo_State)(0),               // 0: goray.v1.NodeInfo.State
 	(*NodeInfo)(nil),                  // 1: goray.v1.NodeInfo
@@ -2368,37 +2382,41 @@ var file_goray_raylet_proto_goTypes = []any{
 	(*GetNodeInfoReply)(nil),          // 32: goray.v1.GetNodeInfoReply
 	(*ObjectIDList)(nil),              // 33: goray.v1.ObjectIDList
 	nil,                               // 34: goray.v1.NodeInfo.LabelsEntry
-	(*Resources)(nil),                 // 35: goray.v1.Resources
-	(*SchedulingStrategy)(nil),        // 36: goray.v1.SchedulingStrategy
-	(*Address)(nil),                   // 37: goray.v1.Address
-	(*GetRefsReply)(nil),              // 38: goray.v1.GetRefsReply
+	nil,                               // 35: goray.v1.ResourceDemand.LabelsEntry
+	(*Resources)(nil),                 // 36: goray.v1.Resources
+	(*SchedulingStrategy)(nil),        // 37: goray.v1.SchedulingStrategy
+	(*Address)(nil),                   // 38: goray.v1.Address
+	(*GetRefsReply)(nil),              // 39: goray.v1.GetRefsReply
+	(*LabelValues)(nil),               // 40: goray.v1.LabelValues
 }
 var file_goray_raylet_proto_depIdxs = []int32{
-	35, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
-	35, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
+	36, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
+	36, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
 	0,  // 2: goray.v1.NodeInfo.state:type_name -> goray.v1.NodeInfo.State
 	2,  // 3: goray.v1.NodeInfo.pending:type_name -> goray.v1.ResourceDemand
 	2,  // 4: goray.v1.NodeInfo.infeasible:type_name -> goray.v1.ResourceDemand
 	34, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
 	29, // 6: goray.v1.NodeInfo.store_stats:type_name -> goray.v1.StoreStats
-	35, // 7: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
-	1,  // 8: goray.v1.RegisterWorkerReply.node:type_name -> goray.v1.NodeInfo
-	1,  // 9: goray.v1.RegisterClientReply.node:type_name -> goray.v1.NodeInfo
-	35, // 10: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
-	35, // 11: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
-	36, // 12: goray.v1.RequestWorkerLeaseRequest.strategy:type_name -> goray.v1.SchedulingStrategy
-	37, // 13: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
-	35, // 14: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
-	1,  // 15: goray.v1.RequestWorkerLeaseReply.retry_at:type_name -> goray.v1.NodeInfo
-	29, // 16: goray.v1.MemorySummaryReply.stats:type_name -> goray.v1.StoreStats
-	28, // 17: goray.v1.MemorySummaryReply.objects:type_name -> goray.v1.StoreObjectInfo
-	38, // 18: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
-	1,  // 19: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	36, // 7: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
+	35, // 8: goray.v1.ResourceDemand.labels:type_name -> goray.v1.ResourceDemand.LabelsEntry
+	1,  // 9: goray.v1.RegisterWorkerReply.node:type_name -> goray.v1.NodeInfo
+	1,  // 10: goray.v1.RegisterClientReply.node:type_name -> goray.v1.NodeInfo
+	36, // 11: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
+	36, // 12: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
+	37, // 13: goray.v1.RequestWorkerLeaseRequest.strategy:type_name -> goray.v1.SchedulingStrategy
+	38, // 14: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
+	36, // 15: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
+	1,  // 16: goray.v1.RequestWorkerLeaseReply.retry_at:type_name -> goray.v1.NodeInfo
+	29, // 17: goray.v1.MemorySummaryReply.stats:type_name -> goray.v1.StoreStats
+	28, // 18: goray.v1.MemorySummaryReply.objects:type_name -> goray.v1.StoreObjectInfo
+	39, // 19: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
+	1,  // 20: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
+	40, // 21: goray.v1.ResourceDemand.LabelsEntry.value:type_name -> goray.v1.LabelValues
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_goray_raylet_proto_init() }
@@ -2414,7 +2432,7 @@ func file_goray_raylet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_raylet_proto_rawDesc), len(file_goray_raylet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

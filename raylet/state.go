@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -869,10 +870,11 @@ func (s *state) nodeInfo() *protos.NodeInfo {
 		if lr.infeasible {
 			m = infeasible
 		}
-		k := lr.demand.Key()
+		labels := lr.strategy.GetLabels()
+		k := lr.demand.Key() + labelsKey(labels)
 		d, ok := m[k]
 		if !ok {
-			d = &protos.ResourceDemand{Shape: lr.demand.Proto()}
+			d = &protos.ResourceDemand{Shape: lr.demand.Proto(), Labels: labels}
 			m[k] = d
 		}
 		d.Count++
@@ -880,6 +882,23 @@ func (s *state) nodeInfo() *protos.NodeInfo {
 	info.Pending = sortedDemands(pending)
 	info.Infeasible = sortedDemands(infeasible)
 	return info
+}
+
+// labelsKey tells demands with different label selectors apart.
+func labelsKey(ls map[string]*protos.LabelValues) string {
+	if len(ls) == 0 {
+		return ""
+	}
+	keys := make([]string, 0, len(ls))
+	for k := range ls {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "|%s=%s", k, strings.Join(ls[k].GetValues(), ","))
+	}
+	return b.String()
 }
 
 func sortedDemands(m map[string]*protos.ResourceDemand) []*protos.ResourceDemand {

@@ -110,11 +110,13 @@ func TestMultiNodeAffinityLabelsAndResources(t *testing.T) {
 			return err
 		}
 		for _, n := range st.Nodes {
-			if len(n.GetInfeasible()) > 0 {
-				return nil
+			for _, d := range n.GetInfeasible() {
+				if vs := d.GetLabels()["zone"].GetValues(); len(vs) == 1 && vs[0] == "c" {
+					return nil
+				}
 			}
 		}
-		return errorf("no node reports the infeasible demand")
+		return errorf("no node reports the infeasible demand with its label selector")
 	})
 	joined := c.addNode(nodeSpec{"--num-cpus", "1", "--labels", "zone=c"})
 	if got, err := waiting.Get(ctx); err != nil || got != joined.id {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -143,15 +144,26 @@ func printNode(w io.Writer, n *protos.NodeInfo, alive []*protos.NodeInfo) {
 		return
 	}
 	for _, d := range n.GetPending() {
-		fmt.Fprintf(w, "    Pending:       %s: %d pending\n", formatShape(d.GetShape().GetAmounts()), d.GetCount())
+		fmt.Fprintf(w, "    Pending:       %s: %d pending\n", formatDemand(d), d.GetCount())
 	}
 	for _, d := range n.GetInfeasible() {
-		fmt.Fprintf(w, "    Infeasible:    %s: %d pending, infeasible: %s\n", formatShape(d.GetShape().GetAmounts()), d.GetCount(), infeasibleReason(d.GetShape().GetAmounts(), alive))
+		fmt.Fprintf(w, "    Infeasible:    %s: %d pending, infeasible: %s\n", formatDemand(d), d.GetCount(), infeasibleReason(d, alive))
 	}
 }
 
 // infeasibleReason says which resource of shape no node has enough of.
-func infeasibleReason(shape map[string]float64, alive []*protos.NodeInfo) string {
+func infeasibleReason(d *protos.ResourceDemand, alive []*protos.NodeInfo) string {
+	shape := d.GetShape().GetAmounts()
+	var matching []*protos.NodeInfo
+	for _, n := range alive {
+		if labelsMatch(d.GetLabels(), n.GetLabels()) {
+			matching = append(matching, n)
+		}
+	}
+	if len(matching) == 0 {
+		return "no node has labels " + formatSelector(d.GetLabels())
+	}
+	alive = matching
 	var why []string
 	for _, name := range resourceNames(shape) {
 		need, best := shape[name], 0.0
@@ -231,6 +243,44 @@ func formatResources(m map[string]float64) string {
 }
 
 // formatShape prints a demand as {CPU: 1, GPU: 0.5}.
+// formatDemand is a demand's shape and, if it has one, its label selector.
+func formatDemand(d *protos.ResourceDemand) string {
+	s := formatShape(d.GetShape().GetAmounts())
+	if len(d.GetLabels()) > 0 {
+		s += " on nodes with " + formatSelector(d.GetLabels())
+	}
+	return s
+}
+
+// formatSelector renders a label selector as "zone in (a, b), disk=ssd".
+func formatSelector(ls map[string]*protos.LabelValues) string {
+	keys := make([]string, 0, len(ls))
+	for k := range ls {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		if vs := ls[k].GetValues(); len(vs) == 1 {
+			parts = append(parts, k+"="+vs[0])
+		} else {
+			parts = append(parts, fmt.Sprintf("%s in (%s)", k, strings.Join(vs, ", ")))
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// labelsMatch reports whether node labels satisfy a selector.
+func labelsMatch(sel map[string]*protos.LabelValues, labels map[string]string) bool {
+	for k, vs := range sel {
+		v, ok := labels[k]
+		if !ok || !slices.Contains(vs.GetValues(), v) {
+			return false
+		}
+	}
+	return true
+}
+
 func formatShape(m map[string]float64) string {
 	var parts []string
 	for _, name := range resourceNames(m) {
