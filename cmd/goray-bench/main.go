@@ -89,6 +89,8 @@ func main() {
 	flag.BoolVar(&cfg.keepSessions, "keep-sessions", false, "keep the clusters' session directories (worker logs) even when every benchmark passed")
 	initChild := flag.Bool("init-child", false, "internal: measure sdk.Init to the first task result in this fresh process and exit")
 	spillChild := flag.String("spill-child", "", "internal: run the spill benchmark with a cluster of its own in this session directory and exit")
+	crossNodeChild := flag.String("cross-node-child", "", "internal: run the cross-node transfer benchmark with a two-node cluster of its own in this directory and exit")
+	nodeChild := flag.String("node-child", "", "internal: join the cluster at this address as a node (session directory: the first argument) until stdin closes")
 	flag.Parse()
 	cfg.storeMemory = *storeMem
 	log.SetFlags(log.Ltime | log.Lmicroseconds)
@@ -100,6 +102,12 @@ func main() {
 	}
 	if *spillChild != "" {
 		os.Exit(runSpillChild(*spillChild))
+	}
+	if *crossNodeChild != "" {
+		os.Exit(runCrossNodeChild(*crossNodeChild))
+	}
+	if *nodeChild != "" {
+		os.Exit(runNodeChild(*nodeChild, flag.Arg(0)))
 	}
 	if *only != "" {
 		re, err := regexp.Compile(*only)
@@ -169,6 +177,7 @@ func benchmarks() []benchmark {
 		{names: []string{"memcpy_GB_per_s_1thread", "single_client_put_gigabytes", "single_client_put_gigabytes_vs_memcpy", "single_client_put_gigabytes_first_touch", "object_store_used_after_put_gigabytes"}, run: benchPutGigabytes},
 		{names: []string{"spill_GB_per_s", "restore_GB_per_s", "file_write_GB_per_s", "file_read_GB_per_s", "spill_vs_file_write", "restore_vs_file_read", "spill_end_to_end_GB_per_s", "restore_end_to_end_GB_per_s"}, beforeInit: true, run: benchSpill},
 		{names: []string{"raw_tcp_loopback_GB_per_s", "object_transfer_GB_per_s", "object_transfer_vs_raw_tcp"}, beforeInit: true, run: benchTransfer},
+		{names: []string{"object_transfer_cross_node_GB_per_s"}, beforeInit: true, run: benchCrossNode},
 		{names: []string{"single_client_get_gigabytes", "get_1GB_object_latency_s", "get_1MB_object_latency_s", "get_view_1GB_object_latency_s", "get_view_1GB_object_latency_s_from_worker"}, run: benchGetGigabytes},
 		{names: []string{"multi_client_put_gigabytes"}, run: benchMultiClientPutGigabytes},
 		{names: []string{"single_client_get_object_containing_10k_refs"}, run: benchGet10kRefs},

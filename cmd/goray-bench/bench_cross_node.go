@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/goray/goray/protos"
+	"github.com/goray/goray/sdk"
+	"github.com/goray/goray/sdk/cluster"
+)
+
+// object_transfer_cross_node_GB_per_s: the whole path between two node
+// processes, as a driver sees it. A child process runs a head (NATS, GCS,
+// raylet) and is the driver; a grandchild joins as a second node. A task
+// pinned to the second node makes a 1 GiB []byte there; the driver's Wait
+// (fetching, the default) has its raylet pull it into the head's store.
+// The figure is bytes over the Wait's time, a median of a few rounds.
+
+const (
+	crossNodeSize   = 1 << 30
+	crossNodeStore  = 2560 << 20
+	crossNodeRounds = 3
+)
+
+// blob makes n bytes on whatever node runs it.
+var blob = sdk.Register1("bench.Blob", func(ctx context.Context, n int) ([]byte, error) {
+	b := make([]byte, n)
+	for i := 0; i < n; i += 4096 {
+		b[i] = byte(i >> 12)
+	}
+	return b, nil
+})
+
+func benchCrossNode(ctx context.Context, h *harness) ([]result, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	var out []result
+	cmd := exec.CommandContext(ctx, exe, "-cross-node-child", filepath.Join(h.cfg.sessions, "cross-node"))
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		var r result
+		if err := json.Unmarshal(sc.Bytes(), &r); err != nil || r.Name == "" {
+			return out, fmt.Errorf("cross-node child: unexpected output %q", sc.Text())
+		}
+		out = append(out, r)
+	}
+	if err := cmd.Wait(); err != nil {
+		return out, fmt.Errorf("cross-node child: %w", err)
+	}
+	return out, nil
+}
+
+// runCrossNodeChild is the driver and head of the cross-node benchmark.
+func runCrossNodeChild(dir string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rs, err := crossNode(ctx, dir)
+	for _, r := range rs {
+		b, _ := json.Marshal(r)
+		fmt.Printf("%s\n", b)
+	}
+	if err != nil {
+		log.Printf("cross-node child: %v", err)
+		return 1
+	}
+	return 0
+}
+
+func crossNode(ctx context.Context, dir string) ([]result, error) {
+	logger := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
+	head, err := cluster.StartHead(ctx, cluster.Config{SessionDir: filepath.Join(dir, "head"), Resources: map[string]float64{"CPU": 0},
+		ObjectStoreMemory: crossNodeStore, Logger: logger})
+	if err != nil {
+		return nil, fmt.Errorf("start head: %w", err)
+	}
+	defer head.Shutdown()
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	node := exec.Command(exe, "-node-child", head.Address(), filepath.Join(dir, "node"))
+	node.Stderr = os.Stderr
+	stdin, err := node.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	stdout, err := node.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := node.Start(); err != nil {
+		return nil, err
+	}
+	defer func() {
+		stdin.Close() // the node leaves the cluster and exits
+		_ = node.Wait()
+	}()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		return nil, fmt.Errorf("node child: %w", err)
+	}
+	nodeID, err := protos.UniqueIDFromHex(strings.TrimSpace(line))
+	if err != nil {
+		return nil, fmt.Errorf("node child said %q: %w", line, err)
+	}
+	if err := sdk.Init(ctx, sdk.Address(head.Address()), sdk.LogWriter(os.Stderr)); err != nil {
+		return nil, err
+	}
+	defer sdk.Shutdown()
+	there := sdk.Scheduling(sdk.NodeAffinity(nodeID, false))
+	var rates []float64
+	for range crossNodeRounds {
+		ref := blob.Options(there).Remote(ctx, crossNodeSize)
+		if _, _, err := sdk.Wait(ctx, []sdk.ObjectRef{ref.ObjectRef}, 1, sdk.FetchLocal(false)); err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		if _, _, err := sdk.Wait(ctx, []sdk.ObjectRef{ref.ObjectRef}, 1); err != nil {
+			return nil, err
+		}
+		el := time.Since(t0)
+		b, err := ref.Get(ctx)
+		if err != nil || len(b) != crossNodeSize || b[4096*5] != 5 {
+			return nil, fmt.Errorf("the pulled object: %d bytes, %v", len(b), err)
+		}
+		rates = append(rates, float64(crossNodeSize)/el.Seconds()/1e9)
+		log.Printf("object_transfer_cross_node: 1 GiB pulled in %v", el.Round(time.Millisecond))
+		b, ref = nil, sdk.Ref[[]byte]{}
+		runtime.GC() // the refs' cleanups free both copies
+	}
+	slices.Sort(rates)
+	return []result{{Name: "object_transfer_cross_node_GB_per_s", Value: rates[len(rates)/2], Unit: "GB_per_s"}}, nil
+}
+
+// runNodeChild joins the cluster at addr as a worker node, prints its id
+// and stays until stdin closes.
+func runNodeChild(addr, dir string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	n, err := cluster.JoinNode(ctx, addr, cluster.NodeConfig{SessionDir: dir, Resources: map[string]float64{"CPU": 1},
+		ObjectStoreMemory: crossNodeStore, Logger: zerolog.New(os.Stderr).Level(zerolog.WarnLevel)})
+	cancel()
+	if err != nil {
+		log.Printf("node child: %v", err)
+		return 1
+	}
+	fmt.Println(n.Raylet.NodeID())
+	_, _ = io.Copy(io.Discard, os.Stdin)
+	n.Shutdown()
+	return 0
+}
