@@ -154,3 +154,37 @@ func TestPlacementGroupAllOrNothing(t *testing.T) {
 		t.Errorf("zero amount: %v; want ErrInvalid", err)
 	}
 }
+
+// TestPlacementGroupsOfFinishedJob: a job's groups are removed when it
+// finishes, except detached ones.
+func TestPlacementGroupsOfFinishedJob(t *testing.T) {
+	t.Parallel()
+	p := &bundlePlacer{fakePlacer: newFakePlacer(), failPrepare: map[string]bool{}}
+	srv := runServer(t, Options{placer: p, NodeTimeout: time.Minute})
+	c := dial(t, srv.ClientURL())
+	ctx := ctxT(t)
+	n := newNode("n1")
+	n.Total = &protos.Resources{Amounts: map[string]float64{"CPU": 4}}
+	n.Available = n.Total
+	must(t, c.RegisterNode(ctx, n))
+	job := protos.NewUniqueID()
+	must(t, c.RegisterJob(ctx, &protos.JobInfo{JobId: job.Bytes(), Executable: "/bin/true"}))
+	mk := func(detached bool) protos.UniqueID {
+		id := protos.NewUniqueID()
+		_, err := c.CreatePlacementGroup(ctx, &protos.PlacementGroupSpec{PlacementGroupId: id.Bytes(), JobId: job.Bytes(), Detached: detached,
+			Bundles: []*protos.Resources{{Amounts: map[string]float64{"CPU": 1}}}})
+		must(t, err)
+		return id
+	}
+	plain, detached := mk(false), mk(true)
+	must(t, c.FinishJob(ctx, job))
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		if _, err := c.GetPlacementGroup(ctx, plain); !errors.Is(err, ErrNotFound) {
+			return errors.New("the job's group is still there")
+		}
+		return nil
+	})
+	if _, err := c.GetPlacementGroup(ctx, detached); err != nil {
+		t.Errorf("the detached group of the finished job: %v; want it kept", err)
+	}
+}
