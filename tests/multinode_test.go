@@ -546,7 +546,13 @@ func TestMultiNodePlacementGroupNodeDies(t *testing.T) {
 		t.Fatalf("SPREAD bundles on %x; want one on each worker node", info.GetBundleNodes())
 	}
 	running := SleepThenNode.Options(sdk.InPlacementGroup(pg, onA), sdk.MaxRetries(0)).Remote(ctx, 3000)
-	time.Sleep(300 * time.Millisecond)
+	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if len(workerPIDs(a.dir)) == 0 {
+			return errorf("no worker on %s yet", a.id[:8])
+		}
+		return nil
+	})
+	time.Sleep(300 * time.Millisecond) // the task starts in it
 	c.kill(b)
 	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		info, err := pg.Info(ctx)
