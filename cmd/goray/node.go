@@ -62,15 +62,11 @@ func startNodeDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) e
 	if o.metricsPort != 0 {
 		args = append(args, "--host", o.host, "--metrics-port", strconv.Itoa(o.metricsPort))
 	}
-	d, err := spawnDaemon(filepath.Join(dir, "logs", nodeLogName), args, "node")
+	d, lines, err := runDaemon(filepath.Join(dir, "logs", nodeLogName), args, "node")
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	lines, err := d.wait()
-	if err != nil {
-		return err
-	}
 	fmt.Printf(`Started a goray node that joined the cluster at %s.
   Node id:      %s
   Session dir:  %s

@@ -434,17 +434,13 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 	if o.nats != "" {
 		args = append(args, "--nats", o.nats, "--nats-replicas", strconv.Itoa(o.replicas))
 	}
-	d, err := spawnDaemon(filepath.Join(dir, "logs", headLogName), args, "head node")
+	// The daemon writes its address, then its metrics URL if it serves
+	// metrics, a line each.
+	d, lines, err := runDaemon(filepath.Join(dir, "logs", headLogName), args, "head node")
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	// The daemon writes its address, then its metrics URL if it serves
-	// metrics, a line each.
-	lines, err := d.wait()
-	if err != nil {
-		return err
-	}
 	addr, metrics := lines[0], ""
 	if len(lines) > 1 {
 		metrics = lines[1]
@@ -571,6 +567,21 @@ func spawnDaemon(logPath string, args []string, what string) (*daemon, error) {
 	}()
 	signal.Notify(d.sigc, os.Interrupt, syscall.SIGTERM)
 	return d, nil
+}
+
+// runDaemon spawns a daemon and waits until it is up; the caller closes
+// the daemon (its log and pipe, not the process) when done with it.
+func runDaemon(logPath string, args []string, what string) (*daemon, []string, error) {
+	d, err := spawnDaemon(logPath, args, what)
+	if err != nil {
+		return nil, nil, err
+	}
+	lines, err := d.wait()
+	if err != nil {
+		d.close()
+		return nil, nil, err
+	}
+	return d, lines, nil
 }
 
 func (d *daemon) close() {
