@@ -155,7 +155,9 @@ func (t *objectTable) completeResult(id protos.ObjectID, data *protos.ObjectData
 	t.completeWith(id, data, err, data.GetNestedRefs(), nil)
 }
 
-func (t *objectTable) completeWith(id protos.ObjectID, data *protos.ObjectData, err *TaskError, nested []*protos.ObjectRefProto, lin *lineage) {
+// completeWith records a result; kept reports that the entry took lin (and
+// with it the holds on the task's arguments).
+func (t *objectTable) completeWith(id protos.ObjectID, data *protos.ObjectData, err *TaskError, nested []*protos.ObjectRefProto, lin *lineage) (kept bool) {
 	var rel release
 	t.mu.Lock()
 	contains := t.adoptNestedLocked(nested)
@@ -169,12 +171,13 @@ func (t *objectTable) completeWith(id protos.ObjectID, data *protos.ObjectData, 
 			t.cw.freeStored(id, data)
 		}
 		rel.run(t)
-		return
+		return false
 	}
 	if err != nil {
 		e.state, e.err = objFailed, err
 	} else {
 		e.state, e.data, e.lineage = objReady, data, lin
+		kept = lin != nil
 	}
 	e.contains = append(e.contains, contains...)
 	e.fetching = false
@@ -186,6 +189,7 @@ func (t *objectTable) completeWith(id protos.ObjectID, data *protos.ObjectData, 
 		w()
 	}
 	rel.run(t)
+	return kept
 }
 
 // adoptNestedLocked takes the containment holds for refs nested in a
@@ -363,6 +367,9 @@ func (t *objectTable) maybeFreeLocked(id protos.ObjectID, e *objectEntry, rel *r
 		return
 	}
 	delete(t.m, id)
+	if e.lineage != nil {
+		t.releaseLineageLocked(e.lineage, rel)
+	}
 	if e.pinned {
 		rel.unpins = append(rel.unpins, id)
 	}

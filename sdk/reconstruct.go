@@ -20,9 +20,9 @@ import (
 // than failing. A Put object has no lineage: it is lost with its node
 // (ErrObjectLost).
 //
-// Arguments are kept by value in the task spec; an argument that was
-// itself stored on a node that died is not rebuilt first, and the re-run
-// then fails with ErrObjectLost.
+// The lineage holds the task's ref arguments alive while the result lives
+// (Ray's lineage pinning): a re-run resolves them again, waiting for those
+// being rebuilt too.
 
 // watchNodes has this process hear of dead nodes (once): drivers from the
 // start, workers when they first own a stored task result.
@@ -48,6 +48,10 @@ func (cw *coreWorker) watchNodes() error {
 
 // lineage is how to make an owned stored object again.
 type lineage struct {
+	// argRefs are the task's ref arguments, kept alive (as if by a pending
+	// task) while the lineage lives, so a re-run finds them, rebuilt too
+	// if they were lost with the same node.
+	argRefs     []protos.ObjectID
 	spec        *protos.TaskSpec
 	key         string
 	retriesLeft int
@@ -61,7 +65,17 @@ func lineageOf(t *pendingTask, data *protos.ObjectData) *lineage {
 	if !data.GetInStore() || t.retriesLeft == 0 {
 		return nil
 	}
-	return &lineage{spec: t.spec, key: t.key, retriesLeft: t.retriesLeft, retryOn: t.retryOn, strategy: t.strategy}
+	return &lineage{argRefs: t.argRefs, spec: t.spec, key: t.key, retriesLeft: t.retriesLeft, retryOn: t.retryOn, strategy: t.strategy}
+}
+
+// releaseLineageLocked drops the holds a lineage has on its arguments.
+func (t *objectTable) releaseLineageLocked(lin *lineage, rel *release) {
+	for _, id := range lin.argRefs {
+		if e, ok := t.m[id]; ok {
+			e.submittedRefs--
+			t.maybeFreeLocked(id, e, rel)
+		}
+	}
 }
 
 // rebuild re-runs the task that made id, an object this process owns whose
@@ -116,7 +130,7 @@ func (cw *coreWorker) rerun(lost func(protos.ObjectID, protos.NodeID) bool, dead
 		e.contains = nil
 		spec := proto.CloneOf(lin.spec)
 		spec.Attempt++
-		redo = append(redo, &pendingTask{spec: spec, key: lin.key, returnID: id, retriesLeft: lin.retriesLeft - 1, retryOn: lin.retryOn, strategy: lin.strategy})
+		redo = append(redo, &pendingTask{spec: spec, key: lin.key, returnID: id, retriesLeft: lin.retriesLeft - 1, retryOn: lin.retryOn, strategy: lin.strategy, argRefs: lin.argRefs})
 	}
 	t.mu.Unlock()
 	rel.run(t)

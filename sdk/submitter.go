@@ -592,8 +592,9 @@ func (s *submitter) finish(t *pendingTask, data *protos.ObjectData, terr *TaskEr
 			s.cw.log.Warn().Err(err).Msg("objects this worker owns will not be rebuilt if their node dies")
 		}
 	}
-	s.cw.objects.completeWith(t.returnID, data, terr, data.GetNestedRefs(), lin)
-	s.cw.objects.removeSubmitted(t.argRefs)
+	if !s.cw.objects.completeWith(t.returnID, data, terr, data.GetNestedRefs(), lin) {
+		s.cw.objects.removeSubmitted(t.argRefs)
+	}
 }
 
 // cancel cancels the task that returns id (see Cancel).

@@ -39,6 +39,17 @@ var (
 		return b, nil
 	})
 
+	// Rewrap checks a blob and returns a copy of it: a result made from an
+	// argument.
+	Rewrap = sdk.Register1("tests.Rewrap", func(ctx context.Context, b []byte) ([]byte, error) {
+		for i := range b {
+			if b[i] != byte(i*7+i>>13) {
+				return nil, errorf("byte %d of %d is %d, want %d", i, len(b), b[i], byte(i*7+i>>13))
+			}
+		}
+		return append([]byte(nil), b...), nil
+	})
+
 	// BlobCheck verifies MakeBlob's pattern and says where it ran.
 	BlobCheck = sdk.Register1("tests.BlobCheck", func(ctx context.Context, b []byte) (string, error) {
 		for i := range b {

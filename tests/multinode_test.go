@@ -260,6 +260,19 @@ func TestMultiNodeFailover(t *testing.T) {
 	if where := copiesOf(t, ctx, blob.ID()); !where[b.id] || len(where) != 1 {
 		t.Fatalf("blob on %v; want only %s", where, b.id[:8])
 	}
+	// A chain on b: derived from an argument the driver no longer holds
+	// (the lineage keeps it); both are rebuilt, the argument first.
+	first := MakeBlob.Options(onB).Remote(ctx, 1<<20)
+	derived := Rewrap.Options(onB).RemoteArgs(ctx, first)
+	if _, _, err := sdk.Wait(ctx, []sdk.ObjectRef{derived.ObjectRef}, 1, sdk.FetchLocal(false)); err != nil {
+		t.Fatal(err)
+	}
+	firstID := first.ID()
+	first = sdk.Ref[[]byte]{}
+	runtime.GC()
+	if where := copiesOf(t, ctx, firstID); !where[b.id] {
+		t.Fatalf("the argument of a live result is gone (on %v); its lineage should keep it", where)
+	}
 	// A worker (an actor on a) owning a blob on b: it rebuilds it too.
 	keeper, err := BlobKeeperActor.Options(sdk.ActorScheduling(sdk.NodeAffinity(mustNodeID(t, a.id), false))).Remote(ctx)
 	if err != nil {
@@ -315,6 +328,9 @@ func TestMultiNodeFailover(t *testing.T) {
 	}
 	if where := copiesOf(t, ctx, blob.ID()); where[b.id] || len(where) == 0 {
 		t.Errorf("rebuilt blob on %v; want a live node", where)
+	}
+	if d, err := derived.Get(ctx); err != nil || len(d) != 1<<20 {
+		t.Errorf("a result whose argument was lost with it: %d bytes, %v; want both rebuilt", len(d), err)
 	}
 	if n, err := BlobKeeperCheck.Remote(ctx, keeper).Get(ctx); err != nil || n != 1<<20 {
 		t.Errorf("the worker-owned blob lost with its node: %d bytes, %v; want it rebuilt", n, err)
