@@ -49,28 +49,7 @@ func benchCrossNode(ctx context.Context, h *harness) ([]result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []result
-	cmd := exec.CommandContext(ctx, exe, "-cross-node-child", filepath.Join(h.cfg.sessions, "cross-node"))
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		var r result
-		if err := json.Unmarshal(sc.Bytes(), &r); err != nil || r.Name == "" {
-			return out, fmt.Errorf("cross-node child: unexpected output %q", sc.Text())
-		}
-		out = append(out, r)
-	}
-	if err := cmd.Wait(); err != nil {
-		return out, fmt.Errorf("cross-node child: %w", err)
-	}
-	return out, nil
+	return runChild(ctx, "cross-node child", exe, "-cross-node-child", filepath.Join(h.cfg.sessions, "cross-node"))
 }
 
 // runCrossNodeChild is the driver and head of the cross-node benchmark.

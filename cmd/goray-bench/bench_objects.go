@@ -289,23 +289,9 @@ func benchSpill(ctx context.Context, h *harness) ([]result, error) {
 		return nil, err
 	}
 	dir := filepath.Join(h.cfg.sessions, "spill")
-	var stdout bytes.Buffer
-	cmd := exec.CommandContext(ctx, exe, "-spill-child", dir)
-	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
-	runErr := cmd.Run()
-	var out []result
-	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
-		var r result
-		if line == "" {
-			continue
-		}
-		if err := json.Unmarshal([]byte(line), &r); err != nil || r.Name == "" {
-			return out, fmt.Errorf("spill child: unexpected output line %q (%v)", line, err)
-		}
-		out = append(out, r)
-	}
-	if runErr != nil {
-		return out, fmt.Errorf("spill child: %w", runErr)
+	out, err := runChild(ctx, "spill child", exe, "-spill-child", dir)
+	if err != nil {
+		return out, err
 	}
 	// The child's Shutdown must have removed its spill files.
 	var left []string
@@ -317,6 +303,30 @@ func benchSpill(ctx context.Context, h *harness) ([]result, error) {
 	})
 	if len(left) > 0 {
 		return out, fmt.Errorf("spill child left %d spill file(s), e.g. %s", len(left), left[0])
+	}
+	return out, nil
+}
+
+// runChild runs this binary with args and reads the JSON results it
+// prints, one per line.
+func runChild(ctx context.Context, what, exe string, args ...string) ([]result, error) {
+	var stdout bytes.Buffer
+	cmd := exec.CommandContext(ctx, exe, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, os.Stderr
+	runErr := cmd.Run()
+	var out []result
+	for _, line := range strings.Split(strings.TrimSpace(stdout.String()), "\n") {
+		var r result
+		if line == "" {
+			continue
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil || r.Name == "" {
+			return out, fmt.Errorf("%s: unexpected output line %q (%v)", what, line, err)
+		}
+		out = append(out, r)
+	}
+	if runErr != nil {
+		return out, fmt.Errorf("%s: %w", what, runErr)
 	}
 	return out, nil
 }
