@@ -1,6 +1,7 @@
 package gcs
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -29,6 +30,13 @@ type NATSOptions struct {
 	// JetStream; default 5 s.
 	ReadyTimeout time.Duration
 	Logger       zerolog.Logger
+	// Users are the nkey users the server accepts (auth.NATSUsers); with
+	// none, the server accepts any client, which only a cluster started
+	// with --auth none asks for.
+	Users []*server.NkeyUser
+	// TLS, if set, makes the server require TLS with a client
+	// certificate (the config says which CAs it trusts).
+	TLS *tls.Config
 }
 
 // NATSServer is an in-process nats-server with JetStream.
@@ -71,6 +79,13 @@ func StartNATS(opts NATSOptions) (*NATSServer, error) {
 		// No monitoring port: `nats` CLI covers inspection and an extra
 		// listener costs startup time.
 		HTTPPort: 0,
+		// A client has this long to authenticate (TLS included) before
+		// the server drops it.
+		AuthTimeout: 2,
+		Nkeys:       opts.Users,
+	}
+	if opts.TLS != nil {
+		sopts.TLSConfig, sopts.TLS, sopts.TLSVerify, sopts.TLSTimeout = opts.TLS, true, true, 2
 	}
 	srv, err := server.NewServer(sopts)
 	if err != nil {

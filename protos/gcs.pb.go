@@ -394,10 +394,15 @@ type JobInfo struct {
 	Finished        bool                   `protobuf:"varint,7,opt,name=finished,proto3" json:"finished,omitempty"`
 	FunctionDigest  string                 `protobuf:"bytes,8,opt,name=function_digest,json=functionDigest,proto3" json:"function_digest,omitempty"`
 	Namespace       string                 `protobuf:"bytes,9,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	// The driver's environment and working directory: workers of the job on
-	// every node start with them.
-	Env           []string `protobuf:"bytes,10,rep,name=env,proto3" json:"env,omitempty"`
-	WorkingDir    string   `protobuf:"bytes,11,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
+	// The environment workers of the job start with on every node, besides
+	// the node's own: the variables the driver named (sdk.RuntimeEnv with
+	// sdk.EnvVars) and its GORAY_* settings, never the driver's whole
+	// environment, and never a secret (GORAY_AUTH_TOKEN is left out).
+	Env        []string `protobuf:"bytes,10,rep,name=env,proto3" json:"env,omitempty"`
+	WorkingDir string   `protobuf:"bytes,11,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
+	// SHA-256 (hex) of the executable: a raylet starts a worker only from a
+	// file with this digest.
+	BinaryDigest  string `protobuf:"bytes,12,opt,name=binary_digest,json=binaryDigest,proto3" json:"binary_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -505,6 +510,13 @@ func (x *JobInfo) GetEnv() []string {
 func (x *JobInfo) GetWorkingDir() string {
 	if x != nil {
 		return x.WorkingDir
+	}
+	return ""
+}
+
+func (x *JobInfo) GetBinaryDigest() string {
+	if x != nil {
+		return x.BinaryDigest
 	}
 	return ""
 }
@@ -1711,7 +1723,7 @@ const file_goray_gcs_proto_rawDesc = "" +
 	"\x15UnregisterNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\"?\n" +
 	"\x13UnregisterNodeReply\x12(\n" +
-	"\x05error\x18\x01 \x01(\v2\x12.goray.v1.GcsErrorR\x05error\"\xec\x02\n" +
+	"\x05error\x18\x01 \x01(\v2\x12.goray.v1.GcsErrorR\x05error\"\x91\x03\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\fR\x05jobId\x12\x1e\n" +
 	"\n" +
@@ -1729,7 +1741,8 @@ const file_goray_gcs_proto_rawDesc = "" +
 	"\x03env\x18\n" +
 	" \x03(\tR\x03env\x12\x1f\n" +
 	"\vworking_dir\x18\v \x01(\tR\n" +
-	"workingDir\"9\n" +
+	"workingDir\x12#\n" +
+	"\rbinary_digest\x18\f \x01(\tR\fbinaryDigest\"9\n" +
 	"\x12RegisterJobRequest\x12#\n" +
 	"\x03job\x18\x01 \x01(\v2\x11.goray.v1.JobInfoR\x03job\"<\n" +
 	"\x10RegisterJobReply\x12(\n" +

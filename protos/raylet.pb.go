@@ -479,7 +479,9 @@ type RegisterClientRequest struct {
 	WorkingDir     string   `protobuf:"bytes,5,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
 	// The driver's worker id: the raylet frees the objects it owns when it
 	// disconnects.
-	WorkerId      []byte `protobuf:"bytes,6,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	WorkerId []byte `protobuf:"bytes,6,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// SHA-256 (hex) of the executable (see JobInfo.binary_digest).
+	BinaryDigest  string `protobuf:"bytes,7,opt,name=binary_digest,json=binaryDigest,proto3" json:"binary_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -554,6 +556,13 @@ func (x *RegisterClientRequest) GetWorkerId() []byte {
 		return x.WorkerId
 	}
 	return nil
+}
+
+func (x *RegisterClientRequest) GetBinaryDigest() string {
+	if x != nil {
+		return x.BinaryDigest
+	}
+	return ""
 }
 
 type RegisterClientReply struct {
@@ -2211,7 +2220,7 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\x0ffunction_digest\x18\x05 \x01(\tR\x0efunctionDigest\x12!\n" +
 	"\ftcp_endpoint\x18\x06 \x01(\tR\vtcpEndpoint\"=\n" +
 	"\x13RegisterWorkerReply\x12&\n" +
-	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xc7\x01\n" +
+	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xec\x01\n" +
 	"\x15RegisterClientRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\fR\x05jobId\x12\x1e\n" +
 	"\n" +
@@ -2221,7 +2230,8 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\x03env\x18\x04 \x03(\tR\x03env\x12\x1f\n" +
 	"\vworking_dir\x18\x05 \x01(\tR\n" +
 	"workingDir\x12\x1b\n" +
-	"\tworker_id\x18\x06 \x01(\fR\bworkerId\"=\n" +
+	"\tworker_id\x18\x06 \x01(\fR\bworkerId\x12#\n" +
+	"\rbinary_digest\x18\a \x01(\tR\fbinaryDigest\"=\n" +
 	"\x13RegisterClientReply\x12&\n" +
 	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\x86\x03\n" +
 	"\x19RequestWorkerLeaseRequest\x12\x15\n" +

@@ -29,13 +29,21 @@ type conn struct {
 // at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-func dial(ctx context.Context, addr string, timeout time.Duration, sockBuf int) (*conn, error) {
+func dial(ctx context.Context, addr string, timeout time.Duration, sockBuf int, a Authenticator) (*conn, error) {
 	d := net.Dialer{Timeout: timeout}
 	nc, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
 	tuneConn(nc, sockBuf)
+	if a != nil {
+		actx, cancel := context.WithTimeout(ctx, timeout)
+		nc, err = a.Client(actx, nc)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+	}
 	return &conn{nc: nc, addr: addr}, nil
 }
 
@@ -113,6 +121,9 @@ func (c *conn) discard(ctx context.Context, n uint64) error {
 	for n > 0 {
 		k := min(n, uint64(len(buf)))
 		if _, err := io.ReadFull(c.nc, buf[:k]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF // mid-reply: not a clean end
+			}
 			return fmt.Errorf("drain %d data bytes: %w", n, err)
 		}
 		n -= k

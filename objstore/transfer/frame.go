@@ -70,11 +70,34 @@ func readMessage(r io.Reader, buf []byte, m proto.Message) ([]byte, error) {
 // tuneConn sets the socket buffers of a transfer connection. Zero leaves
 // the kernel's autotuning alone.
 func tuneConn(c net.Conn, sockBuf int) {
-	tc, ok := c.(*net.TCPConn)
+	tc, ok := socket(c).(*net.TCPConn)
 	if !ok || sockBuf <= 0 {
 		return
 	}
 	// Errors only mean the kernel kept its own sizes, which still works.
 	_ = tc.SetReadBuffer(sockBuf)
 	_ = tc.SetWriteBuffer(sockBuf)
+}
+
+// socket is the socket under an authenticated (or TLS) connection.
+func socket(c net.Conn) net.Conn {
+	for {
+		w, ok := c.(interface{ NetConn() net.Conn })
+		if !ok {
+			return c
+		}
+		c = w.NetConn()
+	}
+}
+
+// plain is the socket under an authenticated connection without TLS, so
+// that replies go out with one writev; a TLS connection is written through
+// TLS.
+func plain(c net.Conn) net.Conn {
+	if p, ok := c.(interface{ Plain() net.Conn }); ok {
+		if raw := p.Plain(); raw != nil {
+			return raw
+		}
+	}
+	return c
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -43,6 +44,16 @@ type PullerOptions struct {
 	// server that hangs fails the pull even without a deadline on its
 	// context. Zero means DefaultChunkTimeout.
 	ChunkTimeout time.Duration
+	// Authenticator runs the handshake on each new connection before its
+	// first request (*auth.Handshaker; the server's listener is an
+	// auth.Listener). Nil sends requests at once.
+	Authenticator Authenticator
+}
+
+// Authenticator runs the dialling side of a connection's handshake and
+// returns the connection to use (the same, or wrapped in TLS).
+type Authenticator interface {
+	Client(ctx context.Context, nc net.Conn) (net.Conn, error)
 }
 
 // Defaults of PullerOptions and ServerOptions. Streams, chunk size and
@@ -530,7 +541,7 @@ func (p *Puller) get(ctx context.Context, addr string) (*conn, error) {
 }
 
 func (p *Puller) dial(ctx context.Context, addr string) (*conn, error) {
-	c, err := dial(ctx, addr, p.opts.DialTimeout, p.opts.SocketBuffer)
+	c, err := dial(ctx, addr, p.opts.DialTimeout, p.opts.SocketBuffer, p.opts.Authenticator)
 	if err != nil {
 		return nil, p.ctxErr(ctx, err)
 	}

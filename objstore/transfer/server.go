@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	"github.com/rs/zerolog"
 
@@ -251,12 +253,7 @@ func (s *Server) serve(c net.Conn, h objstore.Holder, req *protos.PullChunkReque
 	reply.Reset()
 	fail := func(code protos.TransferErrorCode, err error) ([]byte, error) {
 		s.errors.Add(1)
-		msg := err.Error()
-		if len(msg) > maxErrorMessage {
-			msg = msg[:maxErrorMessage]
-		}
-		reply.Reset()
-		reply.Offset, reply.ErrorCode, reply.ErrorMessage = req.Offset, code, msg
+		errorReply(reply, req.Offset, code, err)
 		out, werr := appendMessage(wbuf, reply)
 		if werr != nil {
 			return out, werr
@@ -289,7 +286,7 @@ func (s *Server) serve(c net.Conn, h objstore.Holder, req *protos.PullChunkReque
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
 	bufs := net.Buffers{wbuf, data}
-	if _, err := bufs.WriteTo(c); err != nil {
+	if _, err := bufs.WriteTo(plain(c)); err != nil {
 		return wbuf, err
 	}
 	s.bytes.Add(n)
@@ -297,4 +294,22 @@ func (s *Server) serve(c net.Conn, h objstore.Holder, req *protos.PullChunkReque
 		s.objects.Add(1)
 	}
 	return wbuf, nil
+}
+
+// errorReply makes reply the refusal of a request at offset. A proto3
+// string must be valid UTF-8 or the reply does not encode, and the puller
+// would see a dropped connection instead of the reason; error texts can
+// hold anything (a spill path is any bytes), so they are made valid and
+// cut at a character boundary.
+func errorReply(reply *protos.PullChunkReply, offset uint64, code protos.TransferErrorCode, err error) {
+	msg := strings.ToValidUTF8(err.Error(), string(utf8.RuneError))
+	if len(msg) > maxErrorMessage {
+		n := maxErrorMessage
+		for n > 0 && !utf8.RuneStart(msg[n]) {
+			n--
+		}
+		msg = msg[:n]
+	}
+	reply.Reset()
+	reply.Offset, reply.ErrorCode, reply.ErrorMessage = offset, code, msg
 }

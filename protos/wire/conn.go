@@ -423,15 +423,35 @@ func (c *Conn) readLoop() {
 				scratch = make([]byte, n)
 			}
 			p = scratch[:n]
-		} else {
-			p = make([]byte, n)
-		}
-		if n, err := io.ReadFull(br, p); err != nil {
-			c.readFailed(err, headerSize+n)
+			if n, err := io.ReadFull(br, p); err != nil {
+				c.readFailed(err, headerSize+n)
+				return
+			}
+		} else if p, err = readGrowing(br, n); err != nil {
+			c.readFailed(err, headerSize+len(p))
 			return
 		}
 		c.dispatch(h, p)
 	}
+}
+
+// readGrowing reads an n-byte payload into a buffer that grows as the bytes
+// arrive (doubling from maxRetainedReadBuf), so a header declaring more
+// than its sender sends costs the receiver what was sent, not what was
+// declared.
+func readGrowing(r io.Reader, n int) ([]byte, error) {
+	buf := make([]byte, 0, min(n, 2*maxRetainedReadBuf))
+	for len(buf) < n {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(n-len(buf), cap(buf)))
+		}
+		k, err := io.ReadFull(r, buf[len(buf):min(cap(buf), n)])
+		buf = buf[:len(buf)+k]
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 func (c *Conn) readFailed(err error, got int) {

@@ -9,6 +9,15 @@
 // Addresses are written "unix:/path/to.sock" or "tcp:host:port". Listen
 // removes a stale unix socket file (one nobody accepts on) before binding.
 //
+// # Authentication
+//
+// The package frames; it does not decide who may connect. goray's servers
+// hand NewServer a listener that accepts only authenticated connections
+// (internal/auth.Listener: a challenge-response handshake on the cluster's
+// key, and mutual TLS over TCP when configured), and Dial runs the dialling
+// side of that handshake when given WithAuthenticator. Until then no frame
+// is read, so everything below applies only to authenticated peers.
+//
 // # Frame format
 //
 // Every message is a 16-byte header followed by a protobuf payload:
@@ -44,7 +53,8 @@
 // The reader is the only reader of the socket. It reads through a 64 KiB
 // bufio.Reader and hands frames that fit to the handler or to the waiting
 // call straight out of that buffer; larger frames are read into a buffer of
-// their own size. Requests are served inline on the reader goroutine, one at
+// their own, which grows as the payload arrives (from 2 MiB, doubling), so
+// a header that declares more than its sender sends costs what was sent. Requests are served inline on the reader goroutine, one at
 // a time in arrival order, so a Handler must not block (and must never Call
 // on its own connection); slow work moves to another goroutine that answers
 // later with Conn.Reply, which is safe from any goroutine. Responses complete

@@ -94,6 +94,11 @@ func Dial(ctx context.Context, endpoint string, h Handler, opts ...Option) (*Con
 		return nil, fmt.Errorf("wire: dial %s: %w", endpoint, err)
 	}
 	o := buildOptions(opts)
+	if o.auth != nil {
+		if nc, err = o.auth.Client(ctx, nc); err != nil {
+			return nil, fmt.Errorf("wire: dial %s: %w", endpoint, err)
+		}
+	}
 	return newConn(nc, h, endpoint, &o), nil
 }
 
@@ -103,6 +108,14 @@ func Dial(ctx context.Context, endpoint string, h Handler, opts ...Option) (*Con
 // chunks between the two processes. TCP buffers are left to the kernel's
 // autotuning, which setting SO_RCVBUF would disable.
 func tuneSocket(nc net.Conn, o *options) {
+	// An authenticated (or TLS) conn wraps the socket.
+	for {
+		w, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		nc = w.NetConn()
+	}
 	switch c := nc.(type) {
 	case *net.TCPConn:
 		_ = c.SetNoDelay(true)

@@ -1,6 +1,8 @@
 package wire
 
 import (
+	"context"
+	"net"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -20,6 +22,7 @@ const (
 type Option func(*options)
 
 type options struct {
+	auth           Authenticator
 	logger         zerolog.Logger
 	loggerSet      bool
 	maxFrame       int
@@ -93,4 +96,17 @@ func WithSocketBuffer(n int) Option {
 // were queued before it was called.
 func WithCloseFlushTimeout(d time.Duration) Option {
 	return func(o *options) { o.closeFlushWait = d }
+}
+
+// Authenticator runs the dialling side of a connection's handshake before
+// any frame crosses it, and returns the connection to use (the same one,
+// or one wrapped in TLS). *auth.Handshaker is one; the accepting side
+// authenticates in the listener it gives NewServer (auth.Listener).
+type Authenticator interface {
+	Client(ctx context.Context, nc net.Conn) (net.Conn, error)
+}
+
+// WithAuthenticator makes Dial authenticate the connections it opens.
+func WithAuthenticator(a Authenticator) Option {
+	return func(o *options) { o.auth = a }
 }
