@@ -224,7 +224,8 @@ func (m *actorManager) placed(msg actorPlaced) {
 		return
 	}
 	spec := a.info.GetSpec()
-	key := hostKey{job: protos.MustUniqueID(spec.GetJobId()), node: protos.MustUniqueID(msg.node.GetNodeId()), detached: spec.GetOptions().GetDetached()}
+	// The node comes from the node manager's table, whose ids are checked.
+	key := hostKey{job: a.job, node: protos.MustUniqueID(msg.node.GetNodeId()), detached: spec.GetOptions().GetDetached()}
 	h := m.hosts.open[key]
 	if h == nil || len(h.actors) >= packedHostActors {
 		h = m.newHost(key, msg.node)

@@ -40,7 +40,7 @@ func (p *wirePlacer) connectHost(ctx context.Context, worker *protos.Address, ex
 		}
 	})
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	c, err := wire.Dial(dctx, p.workerEndpoint(worker), h, wire.WithLogger(p.log))
+	c, err := p.dial(dctx, p.workerEndpoint(worker), h)
 	cancel()
 	if err != nil {
 		return nil, err

@@ -76,10 +76,16 @@ type wirePlacer struct {
 	// raylet and workers run on the GCS's machine and are faster to reach
 	// on their unix sockets.
 	remote map[protos.NodeID]bool
+	auth   wire.Authenticator
 }
 
-func newWirePlacer(log zerolog.Logger) *wirePlacer {
-	return &wirePlacer{log: log, raylets: map[protos.NodeID]*wire.Conn{}, workers: map[*wire.Conn]struct{}{}, remote: map[protos.NodeID]bool{}}
+func newWirePlacer(log zerolog.Logger, auth wire.Authenticator) *wirePlacer {
+	return &wirePlacer{log: log, auth: auth, raylets: map[protos.NodeID]*wire.Conn{}, workers: map[*wire.Conn]struct{}{}, remote: map[protos.NodeID]bool{}}
+}
+
+// dial connects to a raylet or worker, authenticated.
+func (p *wirePlacer) dial(ctx context.Context, endpoint string, h wire.Handler) (*wire.Conn, error) {
+	return wire.Dial(ctx, endpoint, h, wire.WithLogger(p.log), wire.WithAuthenticator(p.auth))
 }
 
 const dialTimeout = 5 * time.Second
@@ -119,7 +125,7 @@ func (p *wirePlacer) raylet(ctx context.Context, node *protos.NodeInfo) (*wire.C
 
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	c, err := wire.Dial(dctx, ep, nil, wire.WithLogger(p.log))
+	c, err := p.dial(dctx, ep, nil)
 	if err != nil {
 		return nil, fmt.Errorf("raylet of node %s: %w", id.Short(), err)
 	}
@@ -182,7 +188,7 @@ func (p *wirePlacer) create(ctx context.Context, worker *protos.Address, req *pr
 		}
 	})
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	c, err := wire.Dial(dctx, p.workerEndpoint(worker), h, wire.WithLogger(p.log))
+	c, err := p.dial(dctx, p.workerEndpoint(worker), h)
 	cancel()
 	if err != nil {
 		return nil, nil, err

@@ -1,6 +1,7 @@
 package gcs
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -68,8 +69,8 @@ func (s *actorShared) nextEpoch() uint64 { return s.epochs.Add(1) }
 type actorName struct{ namespace, name string }
 
 type actorEntry struct {
-	id   protos.UniqueID
-	info *protos.ActorInfo // replaced, never mutated: replies share it
+	id, job protos.UniqueID
+	info    *protos.ActorInfo // replaced, never mutated: replies share it
 	// epoch identifies the current scheduling attempt or incarnation.
 	epoch uint64
 	// inc is the current attempt's lease and worker connection, once a
@@ -130,8 +131,8 @@ type (
 		epoch  uint64
 		reason string
 	}
-	// jobEvent comes from the job events subscription: a job registered
-	// (again) or finished.
+	// jobEvent comes from the job manager (internal_events.go): a job
+	// registered (again) or finished.
 	jobEvent struct {
 		job      protos.JobID
 		finished bool
@@ -187,8 +188,9 @@ func (m *actorManager) Receive(ctx actor.Context) {
 		ctx.Respond(&protos.KillActorGcsReply{Error: m.kill(msg.GetActorId(), msg.GetNoRestart())})
 	case *protos.ListJobsReply:
 		for _, j := range msg.GetJobs() {
-			if j.GetFinished() {
-				m.jobFinished(protos.MustUniqueID(j.GetJobId()))
+			// The job manager's table holds checked records only.
+			if id, err := protos.UniqueIDFromBytes(j.GetJobId()); err == nil && j.GetFinished() {
+				m.jobFinished(id)
 			}
 		}
 	case pgRemoved:
@@ -245,17 +247,13 @@ func (m *actorManager) load() {
 	m.finishedJobs = make(map[protos.JobID]bool)
 	m.hosts = newPackedHosts()
 	m.open(m.env, BucketActors, "goray GCS actor table: actor id (hex) -> ActorInfo", func(key string, value []byte) error {
-		info := &protos.ActorInfo{}
-		if err := proto.Unmarshal(value, info); err != nil {
-			m.env.log.Warn().Err(err).Str("key", key).Msg("skip undecodable actor record")
+		r, err := decodeActorRecord(key, value)
+		if err != nil {
+			skipRecord(m.env.log, err)
 			return nil
 		}
-		id, err := protos.UniqueIDFromBytes(info.GetActorId())
-		if err != nil || id.String() != key {
-			m.env.log.Warn().Str("key", key).Msg("skip actor record whose id does not match its key")
-			return nil
-		}
-		m.actors[id] = &actorEntry{id: id, info: info}
+		id, info := r.id, r.info
+		m.actors[id] = &actorEntry{id: id, job: r.job, info: info}
 		if n, ok := nameOf(info); ok && info.GetState() != protos.ActorState_DEAD {
 			if other, taken := m.names[n]; taken {
 				m.env.log.Warn().Str("actor", id.Short()).Str("other", other.Short()).Str("name", n.name).Msg("two live actors with one name in the store; keeping the first")
@@ -290,15 +288,20 @@ func (m *actorManager) register(spec *protos.ActorSpec) (*protos.ActorInfo, *pro
 	if e := m.unavailable(); e != nil {
 		return nil, e
 	}
-	if e := validateActorSpec(spec); e != nil {
-		return nil, e
+	// The handler checked the spec (checkRegisterActor); the ids are
+	// parsed again rather than assumed.
+	id, bad := parseID("actor id", spec.GetActorId())
+	if bad != nil {
+		return nil, bad
 	}
-	id := protos.MustUniqueID(spec.GetActorId())
 	if old, ok := m.actors[id]; ok {
 		// A retried registration: the first one won.
 		return old.info, nil
 	}
-	job := protos.MustUniqueID(spec.GetJobId())
+	job, bad := parseID("job id", spec.GetJobId())
+	if bad != nil {
+		return nil, bad
+	}
 	if m.finishedJobs[job] {
 		return nil, gcsErrorf(ErrInvalid, "register actor %s: job %s has finished", spec.GetClassName(), job)
 	}
@@ -319,13 +322,13 @@ func (m *actorManager) register(spec *protos.ActorSpec) (*protos.ActorInfo, *pro
 	if err := m.putProto(id.String(), info); err != nil {
 		return nil, toGcsError(err)
 	}
-	e := &actorEntry{id: id, info: info}
+	e := &actorEntry{id: id, job: job, info: info}
 	m.actors[id] = e
 	if named {
 		m.names[n] = id
 	}
 	m.env.log.Info().Str("actor", id.Short()).Str("class", spec.GetClassName()).Str("name", n.name).Str("job", job.Short()).Msg("actor registered")
-	m.announce(info)
+	m.announce(id, info)
 	m.schedule(e)
 	return info, nil
 }
@@ -368,7 +371,7 @@ func (m *actorManager) list(rawJob []byte) ([]*protos.ActorInfo, *protos.GcsErro
 	}
 	out := make([]*protos.ActorInfo, 0, len(m.actors))
 	for _, a := range m.actors {
-		if job.IsZero() || protos.MustUniqueID(a.info.GetSpec().GetJobId()) == job {
+		if job.IsZero() || a.job == job {
 			out = append(out, a.info)
 		}
 	}
@@ -429,7 +432,7 @@ func (m *actorManager) groupRemoved(group protos.UniqueID) {
 	for _, a := range m.actors {
 		st := a.info.GetSpec().GetOptions().GetStrategy()
 		if a.info.GetState() == protos.ActorState_DEAD || st.GetKind() != protos.SchedulingStrategy_PLACEMENT_GROUP ||
-			protos.MustUniqueID(st.GetPlacementGroupId()) != group {
+			!bytes.Equal(st.GetPlacementGroupId(), group[:]) {
 			continue
 		}
 		m.die(a, deathGroupRemoved, nil, killRequest(a, true, deathGroupRemoved), actorExitGrace)
@@ -443,8 +446,7 @@ func (m *actorManager) jobFinished(job protos.JobID) {
 	}
 	m.finishedJobs[job] = true
 	for _, a := range m.actors {
-		if a.info.GetState() == protos.ActorState_DEAD || a.info.GetSpec().GetOptions().GetDetached() ||
-			protos.MustUniqueID(a.info.GetSpec().GetJobId()) != job {
+		if a.info.GetState() == protos.ActorState_DEAD || a.info.GetSpec().GetOptions().GetDetached() || a.job != job {
 			continue
 		}
 		m.die(a, deathJobFinished, nil, killRequest(a, true, deathJobFinished), actorExitGrace)
@@ -462,11 +464,11 @@ func (m *actorManager) commit(a *actorEntry, info *protos.ActorInfo) {
 		}
 	}
 	a.info = info
-	m.announce(info)
+	m.announce(a.id, info)
 }
 
-func (m *actorManager) announce(info *protos.ActorInfo) {
-	m.env.publish(ActorSubject(protos.MustUniqueID(info.GetActorId())), info)
+func (m *actorManager) announce(id protos.UniqueID, info *protos.ActorInfo) {
+	m.env.publish(ActorSubject(id), info)
 	m.env.publish(SubjectActorEvents, info)
 }
 
@@ -640,8 +642,12 @@ func (m *actorManager) schedule(a *actorEntry) {
 		}
 		if at := lrep.GetRetryAt(); err == nil && at != nil {
 			// Spillback: the raylet found a node that can take it now.
-			node, req.NoSpillback = at, true
-			lrep, err = p.lease(context.Background(), node, req)
+			if _, cerr := checkID("retry_at", "node_id", at.GetNodeId()); cerr != nil {
+				err = fmt.Errorf("%w: lease reply of node %x: %w", ErrInternal, node.GetNodeId(), cerr)
+			} else {
+				node, req.NoSpillback = at, true
+				lrep, err = p.lease(context.Background(), node, req)
+			}
 		}
 		root.Send(self, actorLeased{id: id, epoch: epoch, node: node, reply: lrep, err: err})
 	}()
@@ -681,7 +687,7 @@ func (m *actorManager) leased(msg actorLeased) {
 	if msg.node == nil && msg.err == nil {
 		if len(a.excluded) > 0 {
 			m.die(a, fmt.Sprintf("no alive node can start workers for job %s (it is registered on none of them: has its driver exited?)",
-				protos.MustUniqueID(a.info.GetSpec().GetJobId())), nil, nil, 0)
+				a.job), nil, nil, 0)
 			return
 		}
 		log.Debug().Msg("no alive node to place the actor on yet")
@@ -846,72 +852,4 @@ func resourcesFit(have, demand map[string]float64) bool {
 		}
 	}
 	return true
-}
-
-// --- validation ---
-
-// validateActorSpec checks what the GCS and the raylet rely on; the worker
-// checks the rest (that the class exists, argument types).
-func validateActorSpec(spec *protos.ActorSpec) *protos.GcsError {
-	if spec == nil {
-		return gcsErrorf(ErrInvalid, "register actor: no actor spec")
-	}
-	if _, e := parseID("actor id", spec.GetActorId()); e != nil {
-		return e
-	}
-	if _, e := parseID("job id", spec.GetJobId()); e != nil {
-		return e
-	}
-	if spec.GetClassName() == "" {
-		return gcsErrorf(ErrInvalid, "register actor: class name is required")
-	}
-	o := spec.GetOptions()
-	bad := func(format string, args ...any) *protos.GcsError {
-		return gcsErrorf(ErrInvalid, "register actor %s: %s", spec.GetClassName(), fmt.Sprintf(format, args...))
-	}
-	switch {
-	case o.GetMaxRestarts() < -1:
-		return bad("max_restarts must be -1 (no limit) or >= 0, not %d", o.GetMaxRestarts())
-	case o.GetMaxTaskRetries() < -1:
-		return bad("max_task_retries must be -1 (no limit) or >= 0, not %d", o.GetMaxTaskRetries())
-	case o.GetMaxConcurrency() < 0:
-		return bad("max_concurrency must be >= 0, not %d", o.GetMaxConcurrency())
-	case o.GetMaxPendingCalls() < 0:
-		return bad("max_pending_calls must be >= 0 (0: no limit), not %d", o.GetMaxPendingCalls())
-	case o.GetGetIfExists() && o.GetName() == "":
-		return bad("get_if_exists needs a name")
-	}
-	for _, r := range []struct {
-		what string
-		res  *protos.Resources
-	}{{"placement resources", o.GetPlacementResources()}, {"running resources", o.GetRunningResources()}} {
-		for name, v := range r.res.GetAmounts() {
-			if name == "" {
-				return bad("%s: resource with an empty name", r.what)
-			}
-			if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-				return bad("%s: resource %q has invalid quantity %v", r.what, name, v)
-			}
-		}
-	}
-	groups := map[string]bool{}
-	methods := map[string]string{}
-	for _, g := range o.GetConcurrencyGroups() {
-		switch {
-		case g.GetName() == "":
-			return bad("concurrency group with an empty name")
-		case groups[g.GetName()]:
-			return bad("concurrency group %q defined twice", g.GetName())
-		case g.GetMaxConcurrency() < 1:
-			return bad("concurrency group %q: max_concurrency must be >= 1, not %d", g.GetName(), g.GetMaxConcurrency())
-		}
-		groups[g.GetName()] = true
-		for _, meth := range g.GetMethods() {
-			if other, ok := methods[meth]; ok {
-				return bad("method %q is in concurrency groups %q and %q", meth, other, g.GetName())
-			}
-			methods[meth] = g.GetName()
-		}
-	}
-	return nil
 }

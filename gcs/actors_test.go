@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -288,7 +289,7 @@ func (e *actorEnv) startActor(t *testing.T, spec *protos.ActorSpec, pid int32) (
 
 // --- pure functions ---
 
-func TestValidateActorSpec(t *testing.T) {
+func TestCheckRegisterActor(t *testing.T) {
 	t.Parallel()
 	job := protos.NewUniqueID()
 	ok := func(mod func(s *protos.ActorSpec)) *protos.ActorSpec {
@@ -307,19 +308,19 @@ func TestValidateActorSpec(t *testing.T) {
 				PlacementResources: &protos.Resources{Amounts: map[string]float64{"CPU": 1, "GPU": 0.5}},
 				ConcurrencyGroups:  []*protos.ConcurrencyGroup{{Name: "io", MaxConcurrency: 2, Methods: []string{"Read"}}, {Name: "cpu", MaxConcurrency: 1, Methods: []string{"Sum"}}}}
 		}), ""},
-		{"nil spec", nil, "no actor spec"},
-		{"no actor id", ok(func(s *protos.ActorSpec) { s.ActorId = nil }), "actor id"},
-		{"zero actor id", ok(func(s *protos.ActorSpec) { s.ActorId = make([]byte, 16) }), "actor id is all zero"},
-		{"short job id", ok(func(s *protos.ActorSpec) { s.JobId = []byte{1} }), "job id"},
-		{"no class", ok(func(s *protos.ActorSpec) { s.ClassName = "" }), "class name is required"},
+		{"nil spec", nil, "spec: required"},
+		{"no actor id", ok(func(s *protos.ActorSpec) { s.ActorId = nil }), "spec.actor_id: id has 0 bytes"},
+		{"zero actor id", ok(func(s *protos.ActorSpec) { s.ActorId = make([]byte, 16) }), "spec.actor_id: id is all zero"},
+		{"short job id", ok(func(s *protos.ActorSpec) { s.JobId = []byte{1} }), "spec.job_id"},
+		{"no class", ok(func(s *protos.ActorSpec) { s.ClassName = "" }), "spec.class_name: required"},
 		{"max_restarts", ok(func(s *protos.ActorSpec) { s.Options.MaxRestarts = -2 }), "max_restarts"},
 		{"max_task_retries", ok(func(s *protos.ActorSpec) { s.Options.MaxTaskRetries = -5 }), "max_task_retries"},
 		{"max_concurrency", ok(func(s *protos.ActorSpec) { s.Options.MaxConcurrency = -1 }), "max_concurrency"},
 		{"max_pending_calls", ok(func(s *protos.ActorSpec) { s.Options.MaxPendingCalls = -1 }), "max_pending_calls"},
-		{"get_if_exists without name", ok(func(s *protos.ActorSpec) { s.Options.GetIfExists = true }), "get_if_exists needs a name"},
+		{"get_if_exists without name", ok(func(s *protos.ActorSpec) { s.Options.GetIfExists = true }), "get_if_exists: needs a name"},
 		{"negative resource", ok(func(s *protos.ActorSpec) {
 			s.Options.RunningResources = &protos.Resources{Amounts: map[string]float64{"CPU": -1}}
-		}), "running resources"},
+		}), "spec.options.running_resources"},
 		{"unnamed group", ok(func(s *protos.ActorSpec) {
 			s.Options.ConcurrencyGroups = []*protos.ConcurrencyGroup{{MaxConcurrency: 1}}
 		}), "empty name"},
@@ -332,15 +333,42 @@ func TestValidateActorSpec(t *testing.T) {
 		{"method in two groups", ok(func(s *protos.ActorSpec) {
 			s.Options.ConcurrencyGroups = []*protos.ConcurrencyGroup{{Name: "a", MaxConcurrency: 1, Methods: []string{"M"}}, {Name: "b", MaxConcurrency: 1, Methods: []string{"M"}}}
 		}), `method "M"`},
+		{"unknown strategy", ok(func(s *protos.ActorSpec) {
+			s.Options.Strategy = &protos.SchedulingStrategy{Kind: 7}
+		}), "spec.options.strategy.kind: unknown value 7"},
+		{"affinity without node", ok(func(s *protos.ActorSpec) {
+			s.Options.Strategy = &protos.SchedulingStrategy{Kind: protos.SchedulingStrategy_NODE_AFFINITY}
+		}), "spec.options.strategy.node_id"},
+		{"group without id", ok(func(s *protos.ActorSpec) {
+			s.Options.Strategy = &protos.SchedulingStrategy{Kind: protos.SchedulingStrategy_PLACEMENT_GROUP, BundleIndex: -1}
+		}), "spec.options.strategy.placement_group_id"},
+		{"bundle index", ok(func(s *protos.ActorSpec) {
+			s.Options.Strategy = &protos.SchedulingStrategy{Kind: protos.SchedulingStrategy_PLACEMENT_GROUP, PlacementGroupId: job.Bytes(), BundleIndex: -2}
+		}), "spec.options.strategy.bundle_index"},
+		{"selector without values", ok(func(s *protos.ActorSpec) {
+			s.Options.Strategy = &protos.SchedulingStrategy{Labels: map[string]*protos.LabelValues{"zone": {}}}
+		}), "spec.options.strategy.labels"},
+		{"NaN resource", ok(func(s *protos.ActorSpec) {
+			s.Options.PlacementResources = &protos.Resources{Amounts: map[string]float64{"CPU": math.NaN()}}
+		}), "spec.options.placement_resources"},
+		{"huge resource", ok(func(s *protos.ActorSpec) {
+			s.Options.PlacementResources = &protos.Resources{Amounts: map[string]float64{"CPU": 1e300}}
+		}), "spec.options.placement_resources"},
+		{"long name", ok(func(s *protos.ActorSpec) { s.Options.Name = strings.Repeat("n", maxNameBytes+1) }), "spec.options.name: 1025 bytes"},
+		{"unknown encoding", ok(func(s *protos.ActorSpec) {
+			s.Args = []*protos.TaskArg{{Value: &protos.ObjectData{Encoding: 99}}}
+		}), "spec.args: unknown value 99"},
+		{"bad owner endpoint", ok(func(s *protos.ActorSpec) { s.Owner = &protos.Address{Endpoint: "carrier-pigeon"} }), "spec.owner.endpoint"},
+		{"short owner node", ok(func(s *protos.ActorSpec) { s.Owner = &protos.Address{NodeId: []byte{1}} }), "spec.owner.node_id"},
 	} {
-		e := validateActorSpec(tc.spec)
+		err := checkRegisterActor(&protos.RegisterActorRequest{Spec: tc.spec})
 		switch {
-		case tc.want == "" && e != nil:
-			t.Errorf("%s: unexpected error %v", tc.name, e)
-		case tc.want != "" && e == nil:
+		case tc.want == "" && err != nil:
+			t.Errorf("%s: unexpected error %v", tc.name, err)
+		case tc.want != "" && err == nil:
 			t.Errorf("%s: accepted", tc.name)
-		case tc.want != "" && (e.GetCode() != CodeInvalid || !strings.Contains(e.GetMessage(), tc.want)):
-			t.Errorf("%s: error %v, want code invalid containing %q", tc.name, e, tc.want)
+		case tc.want != "" && (!errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%s: error %v, want ErrInvalid containing %q", tc.name, err, tc.want)
 		}
 	}
 }

@@ -6,16 +6,29 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/digest"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 	"github.com/goray/goray/raylet"
-	"google.golang.org/protobuf/proto"
 )
+
+// exeDigest is the binary digest a driver registers for exe.
+func exeDigest(t *testing.T, exe string) string {
+	t.Helper()
+	d, err := digest.File(exe)
+	must(t, err)
+	return d
+}
 
 // TestMain makes the test binary a stand-in actor worker when a raylet
 // under test starts it (raylet.EnvWorker set). It speaks only the wire
@@ -41,11 +54,21 @@ func fakeActorWorker() int {
 	if err != nil || len(idHex) < 8 {
 		return 2
 	}
+	fd, err := strconv.Atoi(os.Getenv(auth.EnvCredentialsFD))
+	if err != nil {
+		return 6
+	}
+	creds, err := auth.ReadWorkerCredentials(uintptr(fd))
+	if err != nil {
+		return 7
+	}
+	hs := creds.Handshaker(auth.LabelWire)
 	endpoint := "unix:" + filepath.Join(os.Getenv(raylet.EnvSessionDir), "sockets", "w-"+idHex[:8]+".sock")
-	l, err := wire.Listen(endpoint)
+	raw, err := wire.Listen(endpoint)
 	if err != nil {
 		return 3
 	}
+	l := auth.NewListener(raw, hs, auth.Limits{}, zerolog.Nop())
 	h := wire.HandlerFunc(func(c *wire.Conn, req *wire.Request) {
 		switch req.Method {
 		case protos.Method_CREATE_ACTOR:
@@ -83,7 +106,7 @@ func fakeActorWorker() int {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rc, err := wire.Dial(ctx, os.Getenv(raylet.EnvRaylet), nil)
+	rc, err := wire.Dial(ctx, os.Getenv(raylet.EnvRaylet), nil, wire.WithAuthenticator(hs))
 	if err != nil {
 		return 4
 	}
@@ -107,6 +130,7 @@ func TestActorsOnRealRaylet(t *testing.T) {
 	res, err := raylet.FromMap(map[string]float64{raylet.CPU: 2})
 	must(t, err)
 	r, err := raylet.New(raylet.Config{
+		Credentials:       testCreds,
 		SessionDir:        t.TempDir(),
 		Resources:         res,
 		ObjectStoreMemory: 16 << 20,
@@ -119,11 +143,11 @@ func TestActorsOnRealRaylet(t *testing.T) {
 	t.Cleanup(r.Shutdown)
 
 	ctx := ctxT(t)
-	driver, err := wire.Dial(ctx, r.Endpoint(), nil)
+	driver, err := wire.Dial(ctx, r.Endpoint(), nil, wire.WithAuthenticator(testCreds.Handshaker(auth.LabelWire)))
 	must(t, err)
 	t.Cleanup(func() { _ = driver.Close() })
 	job := protos.NewUniqueID()
-	must(t, driver.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{JobId: job.Bytes(), Executable: exe}, &protos.RegisterClientReply{}))
+	must(t, driver.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{JobId: job.Bytes(), Executable: exe, BinaryDigest: exeDigest(t, exe)}, &protos.RegisterClientReply{}))
 
 	srv := runServer(t, Options{NodeTimeout: time.Minute})
 	c := dial(t, srv.ClientURL())

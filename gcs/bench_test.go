@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/goray/goray/internal/auth"
 )
 
 // startAndServe starts a GCS on a fresh store and returns once a client
@@ -13,7 +15,7 @@ import (
 // part of cluster init the GCS is responsible for.
 func startAndServe(tb testing.TB, dir string) (*Server, *Client, time.Duration) {
 	t0 := time.Now()
-	srv, err := NewServer(Options{StoreDir: dir, Logger: zerolog.Nop()})
+	srv, err := NewServer(Options{StoreDir: dir, Logger: zerolog.Nop(), Credentials: testCreds})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -22,7 +24,7 @@ func startAndServe(tb testing.TB, dir string) (*Server, *Client, time.Duration) 
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, srv.ClientURL(), zerolog.Nop())
+	c, err := Dial(ctx, srv.ClientURL(), zerolog.Nop(), natsOpts(tb, auth.RoleNode)...)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -78,11 +78,14 @@ func Dial(ctx context.Context, url string, logger zerolog.Logger, extra ...nats.
 	}
 	ch := make(chan result, 1)
 	go func() {
-		nc, err := nats.Connect(url, opts...)
+		nc, err := connectNATS(url, opts, log)
 		ch <- result{nc, err}
 	}()
 	select {
 	case r := <-ch:
+		if errors.Is(r.err, nats.ErrAuthorization) || errors.Is(r.err, nats.ErrAuthExpired) || errors.Is(r.err, nats.ErrAuthRevoked) {
+			return nil, fmt.Errorf("%w: dial %s: NATS refused our credentials (wrong cluster token?): %w", ErrUnauthorized, url, r.err)
+		}
 		if r.err != nil {
 			return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, url, r.err)
 		}
@@ -96,6 +99,20 @@ func Dial(ctx context.Context, url string, logger zerolog.Logger, extra ...nats.
 		}()
 		return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, url, ctx.Err())
 	}
+}
+
+// connectNATS connects with opts. A NATS server that authenticates no one
+// (an operator's own server, started without auth for goray) refuses the
+// nkey a goray process signs in with, so the connection is made again
+// without it, and a warning says that anyone reaching that server can read
+// and change the cluster's state.
+func connectNATS(url string, opts []nats.Option, log zerolog.Logger) (*nats.Conn, error) {
+	nc, err := nats.Connect(url, opts...)
+	if errors.Is(err, nats.ErrNkeysNotSupported) {
+		log.Warn().Str("url", url).Msg("this NATS server accepts clients without authentication: anyone who reaches it can read and change the cluster's state (see docs/security.md)")
+		nc, err = nats.Connect(url, append(opts, nats.Nkey("", nil))...)
+	}
+	return nc, err
 }
 
 // Close flushes pending publishes (node reports) and closes the connection.

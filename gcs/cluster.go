@@ -1,12 +1,10 @@
 package gcs
 
 import (
-	"strings"
 	"time"
 
 	"github.com/goray/goray/protos"
 	"github.com/nats-io/nats.go"
-	"google.golang.org/protobuf/proto"
 )
 
 // clusterInfo combines the node and job tables; both managers are asked at
@@ -39,20 +37,16 @@ func (s *Server) clusterInfo(*protos.ClusterInfoRequest) (*protos.ClusterInfoRep
 // handleReport forwards a raylet's NodeReport to the node manager. Reports
 // are fire-and-forget publishes, so a bad one can only be logged.
 func (s *Server) handleReport(m *nats.Msg) {
-	r := &protos.NodeReport{}
-	if err := proto.Unmarshal(m.Data, r); err != nil {
-		s.log.Warn().Err(err).Str("subject", m.Subject).Msg("cannot decode NodeReport")
+	r, e := decodeRequest[protos.NodeReport](m.Subject, m.Data, checkNodeReport)
+	if e != nil {
+		s.log.Warn().Str("subject", m.Subject).Str("error", e.GetMessage()).Msg("drop bad NodeReport")
 		return
 	}
 	info := r.GetNode()
-	id, err := protos.UniqueIDFromBytes(info.GetNodeId())
-	if err != nil {
-		s.log.Warn().Err(err).Str("subject", m.Subject).Msg("NodeReport without a valid node id")
-		return
-	}
+	id, _ := protos.UniqueIDFromBytes(info.GetNodeId()) // checked
 	// The subject names the reporter; a mismatch means a misrouted or
 	// forged report, and trusting either id would corrupt the table.
-	if tok := strings.Split(m.Subject, "."); len(tok) != 4 || tok[2] != id.String() {
+	if m.Subject != NodeReportSubject(id) {
 		s.log.Warn().Str("subject", m.Subject).Str("node", id.String()).Msg("NodeReport subject does not match its node id")
 		return
 	}
@@ -64,9 +58,7 @@ func (s *Server) handleReport(m *nats.Msg) {
 // ShutdownReply has no error field, so a bad request is refused with error
 // headers instead.
 func (s *Server) handleShutdownRequest(m *nats.Msg) {
-	req := &protos.ShutdownRequest{}
-	if err := proto.Unmarshal(m.Data, req); err != nil {
-		e := decodeError(SubjectClusterShutdown, req, err)
+	if _, e := decodeRequest[protos.ShutdownRequest](SubjectClusterShutdown, m.Data, nil); e != nil {
 		if m.Reply != "" {
 			rep := nats.NewMsg(m.Reply)
 			rep.Header.Set(HeaderErrorCode, e.GetCode())

@@ -12,6 +12,15 @@
 // CLI. By default the GCS embeds a nats-server; Options.NATSURL points it at
 // an existing one instead.
 //
+// Input is never trusted: every request is bounded, decoded and checked
+// before it reaches a manager (validate.go, validate_requests.go), and a bad
+// one is answered with an ErrInvalid error naming the subject and the
+// field; every stored record is checked the same way when loaded
+// (records.go), and a bad one is skipped. The GCS does not read back the
+// events it publishes: node deaths and job ends pass between its managers
+// as actor messages (internal_events.go), so a forged event changes
+// nothing in it.
+//
 // Running a GCS:
 //
 //	srv, err := gcs.NewServer(gcs.Options{

@@ -28,6 +28,9 @@ var (
 	ErrAlreadyExists = errors.New("gcs: already exists")
 	// ErrClosed: the Server or Client was already shut down.
 	ErrClosed = errors.New("gcs: closed")
+	// ErrUnauthorized: the cluster's NATS refused this client's
+	// credentials (a wrong or missing cluster token).
+	ErrUnauthorized = errors.New("gcs: not authorized")
 )
 
 // Codes carried in GcsError.code, one per sentinel.

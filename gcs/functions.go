@@ -36,14 +36,9 @@ func (m *functionManager) Receive(ctx actor.Context) {
 func (m *functionManager) load() {
 	m.tables = make(map[protos.JobID]*protos.FunctionTable)
 	m.open(m.env, BucketFunctions, "goray GCS function tables: job id (hex) -> FunctionTable", func(key string, value []byte) error {
-		t := &protos.FunctionTable{}
-		if err := proto.Unmarshal(value, t); err != nil {
-			m.env.log.Warn().Err(err).Str("key", key).Msg("skip undecodable function table")
-			return nil
-		}
-		id, err := protos.UniqueIDFromBytes(t.GetJobId())
-		if err != nil || id.String() != key {
-			m.env.log.Warn().Str("key", key).Msg("skip function table whose job id does not match its key")
+		id, t, err := decodeFunctionRecord(key, value)
+		if err != nil {
+			skipRecord(m.env.log, err)
 			return nil
 		}
 		m.tables[id] = t

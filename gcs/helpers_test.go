@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/protos"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
@@ -52,6 +53,25 @@ func testLogger(t testing.TB) zerolog.Logger {
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
 }
 
+// testCreds are the credentials of every test cluster of this package.
+var testCreds = func() *auth.Credentials {
+	tok, err := auth.GenerateToken()
+	if err != nil {
+		panic(err)
+	}
+	return auth.FromToken(tok, nil)
+}()
+
+// natsOpts connect to a test cluster's NATS as role.
+func natsOpts(t testing.TB, role auth.Role) []nats.Option {
+	t.Helper()
+	o, err := testCreds.NATSOptions(role)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
 // runServer starts a GCS on an embedded NATS with a random port and a store
 // under t.TempDir() (unless opts says otherwise) and shuts it down when the
 // test ends. Its logs go to t.Log.
@@ -61,6 +81,9 @@ func runServer(t testing.TB, opts Options) *Server {
 		opts.StoreDir = t.TempDir()
 	}
 	opts.Logger = testLogger(t)
+	if opts.Credentials == nil {
+		opts.Credentials = testCreds
+	}
 	srv, err := NewServer(opts)
 	if err != nil {
 		t.Fatalf("NewServer: %v", err)
@@ -77,7 +100,7 @@ func dial(t testing.TB, url string) *Client {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := Dial(ctx, url, testLogger(t))
+	c, err := Dial(ctx, url, testLogger(t), natsOpts(t, auth.RoleGCS)...)
 	if err != nil {
 		t.Fatalf("Dial %s: %v", url, err)
 	}

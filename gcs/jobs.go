@@ -13,6 +13,7 @@ import (
 // jobManager owns the job table: one JobInfo per driver run.
 type jobManager struct {
 	bucketState
+	peers
 	env  *managerEnv
 	jobs map[protos.JobID]*protos.JobInfo
 }
@@ -24,6 +25,7 @@ func newJobManager(env *managerEnv) actor.Producer {
 func (m *jobManager) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
+		m.peers.started(ctx)
 		m.load()
 	case readyRequest:
 		m.respondReady(ctx)
@@ -40,14 +42,9 @@ func (m *jobManager) Receive(ctx actor.Context) {
 func (m *jobManager) load() {
 	m.jobs = make(map[protos.JobID]*protos.JobInfo)
 	m.open(m.env, BucketJobs, "goray GCS job table: job id (hex) -> JobInfo", func(key string, value []byte) error {
-		job := &protos.JobInfo{}
-		if err := proto.Unmarshal(value, job); err != nil {
-			m.env.log.Warn().Err(err).Str("key", key).Msg("skip undecodable job record")
-			return nil
-		}
-		id, err := protos.UniqueIDFromBytes(job.GetJobId())
-		if err != nil || id.String() != key {
-			m.env.log.Warn().Str("key", key).Msg("skip job record whose id does not match its key")
+		id, job, err := decodeJobRecord(key, value)
+		if err != nil {
+			skipRecord(m.env.log, err)
 			return nil
 		}
 		m.jobs[id] = job
@@ -81,6 +78,7 @@ func (m *jobManager) register(job *protos.JobInfo) *protos.GcsError {
 	m.jobs[id] = job
 	m.env.log.Info().Str("job", id.Short()).Str("executable", job.GetExecutable()).Int32("driver_pid", job.GetDriverPid()).Msg("job registered")
 	m.env.publish(SubjectJobEvents, job)
+	m.tell(jobChanged{job: id})
 	return nil
 }
 
@@ -110,6 +108,7 @@ func (m *jobManager) finish(rawID []byte) *protos.GcsError {
 	m.jobs[id] = job
 	m.env.log.Info().Str("job", id.Short()).Msg("job finished")
 	m.env.publish(SubjectJobEvents, job)
+	m.tell(jobChanged{job: id, finished: true})
 	return nil
 }
 

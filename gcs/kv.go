@@ -40,12 +40,22 @@ func kvToken(s string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(s))
 }
 
+// parseKVToken inverts kvToken, and takes only what kvToken makes: base64
+// also decodes other spellings of the same bytes (non-zero trailing bits,
+// line breaks, "" for ""), and a second bucket key for one (namespace,
+// key) would survive that key's deletion and come back on a restart.
 func parseKVToken(t string) (string, error) {
 	if t == "=" {
 		return "", nil
 	}
 	b, err := base64.RawURLEncoding.DecodeString(t)
-	return string(b), err
+	if err != nil {
+		return "", err
+	}
+	if s := string(b); kvToken(s) == t {
+		return s, nil
+	}
+	return "", fmt.Errorf("%q is not the canonical encoding of its bytes", t)
 }
 
 // parseKVKey inverts kvKey.
@@ -87,9 +97,9 @@ func (m *kvManager) Receive(ctx actor.Context) {
 func (m *kvManager) load() {
 	m.ns = make(map[string]map[string][]byte)
 	m.open(m.env, BucketKV, "goray GCS internal KV: base64url(namespace).base64url(key) -> value", func(k string, value []byte) error {
-		ns, key, err := parseKVKey(k)
+		ns, key, err := decodeKVRecord(k, value)
 		if err != nil {
-			m.env.log.Warn().Err(err).Msg("skip kv record with a foreign key")
+			skipRecord(m.env.log, err)
 			return nil
 		}
 		m.set(ns, key, value)

@@ -5,6 +5,7 @@ import (
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/goray/goray/protos"
+	"github.com/goray/goray/protos/wire"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
@@ -18,6 +19,9 @@ type managerEnv struct {
 	js       jetstream.JetStream
 	log      zerolog.Logger
 	replicas int
+	// wireAuth authenticates the GCS's wire connections to raylets and
+	// workers.
+	wireAuth wire.Authenticator
 }
 
 // bucketState is embedded by managers: it opens their bucket on Started
@@ -36,7 +40,7 @@ func (b *bucketState) open(env *managerEnv, bucket, description string, load fun
 	b.kv, b.loadErr = nil, nil
 	kv, err := openBucket(env.js, bucket, description, env.replicas)
 	if err == nil {
-		err = loadBucket(kv, load)
+		err = loadBucket(kv, env.log, load)
 	}
 	if err != nil {
 		b.loadErr = err
@@ -44,6 +48,12 @@ func (b *bucketState) open(env *managerEnv, bucket, description string, load fun
 		return
 	}
 	b.kv, b.js, b.log = kv, env.js, env.log
+}
+
+// skipRecord logs a stored record a manager leaves out of its state
+// (records.go).
+func skipRecord(log zerolog.Logger, err error) {
+	log.Warn().Err(err).Msg("skip stored record")
 }
 
 // putProtoAsync persists a message without waiting for the store's

@@ -23,6 +23,7 @@ const DefaultNodeTimeout = 10 * time.Second
 // registration until its next report.
 type nodeManager struct {
 	bucketState
+	peers
 	env     *managerEnv
 	timeout time.Duration
 	nodes   map[protos.NodeID]*nodeEntry
@@ -65,6 +66,7 @@ func newNodeManager(env *managerEnv, timeout time.Duration) actor.Producer {
 func (m *nodeManager) Receive(ctx actor.Context) {
 	switch msg := ctx.Message().(type) {
 	case *actor.Started:
+		m.peers.started(ctx)
 		m.load()
 		m.startTicker(ctx)
 	case *actor.Stopping, *actor.Restarting:
@@ -97,14 +99,9 @@ func (m *nodeManager) load() {
 	m.nodes = make(map[protos.NodeID]*nodeEntry)
 	now := time.Now()
 	m.open(m.env, BucketNodes, "goray GCS node table: node id (hex) -> NodeInfo", func(key string, value []byte) error {
-		info := &protos.NodeInfo{}
-		if err := proto.Unmarshal(value, info); err != nil {
-			m.env.log.Warn().Err(err).Str("key", key).Msg("skip undecodable node record")
-			return nil
-		}
-		id, err := protos.UniqueIDFromBytes(info.GetNodeId())
-		if err != nil || id.String() != key {
-			m.env.log.Warn().Str("key", key).Msg("skip node record whose id does not match its key")
+		id, info, err := decodeNodeRecord(key, value)
+		if err != nil {
+			skipRecord(m.env.log, err)
 			return nil
 		}
 		// Nodes alive at the last GCS run get a full timeout to report to
@@ -206,6 +203,7 @@ func (m *nodeManager) markDead(id protos.NodeID, n *nodeEntry, why string) *prot
 	}
 	ev.Str("node", id.Short()).Str("host", info.GetHostname()).Str("reason", why).Msg("node dead")
 	m.env.publish(SubjectNodeEvents, info)
+	m.tell(nodeDied{node: id})
 	return nil
 }
 

@@ -56,6 +56,8 @@ type bundleReserver interface {
 }
 
 type pgEntry struct {
+	// id and job (zero: none) are the spec's, parsed once.
+	id, job protos.UniqueID
 	info    *protos.PlacementGroupInfo
 	bundles []scheduling.Resources
 	epoch   uint64
@@ -135,7 +137,7 @@ func (m *pgManager) Receive(ctx actor.Context) {
 		m.nodeDead(msg.node)
 	case pgJobFinished:
 		for id, g := range m.groups {
-			if !g.info.GetSpec().GetDetached() && protos.MustUniqueID(g.info.GetSpec().GetJobId()) == msg.job {
+			if !g.info.GetSpec().GetDetached() && g.job == msg.job {
 				_ = m.remove(id.Bytes())
 			}
 		}
@@ -145,30 +147,12 @@ func (m *pgManager) Receive(ctx actor.Context) {
 func (m *pgManager) load() {
 	m.groups = map[protos.UniqueID]*pgEntry{}
 	m.open(m.env, BucketPlacementGroups, "goray GCS placement groups: group id (hex) -> PlacementGroupInfo", func(key string, value []byte) error {
-		info := &protos.PlacementGroupInfo{}
-		if err := proto.Unmarshal(value, info); err != nil {
-			m.env.log.Warn().Err(err).Str("key", key).Msg("skip undecodable placement group record")
-			return nil
-		}
-		id, err := protos.UniqueIDFromBytes(info.GetSpec().GetPlacementGroupId())
-		if err != nil || id.String() != key {
-			return nil
-		}
-		bundles, err := bundlesOf(info.GetSpec())
+		g, err := decodePGRecord(key, value)
 		if err != nil {
+			skipRecord(m.env.log, err)
 			return nil
 		}
-		g := &pgEntry{info: info, bundles: bundles}
-		if len(info.GetBundleNodes()) == len(bundles) {
-			// Endpoints are looked up when needed (cancelAll).
-			g.nodes = make([]*protos.NodeInfo, len(bundles))
-			for i, n := range info.GetBundleNodes() {
-				if len(n) > 0 {
-					g.nodes[i] = &protos.NodeInfo{NodeId: n}
-				}
-			}
-		}
-		m.groups[id] = g
+		m.groups[g.id] = g
 		return nil
 	})
 	// Groups pending (or rescheduling) at the last GCS run are tried
@@ -179,6 +163,30 @@ func (m *pgManager) load() {
 			m.schedule(g)
 		}
 	}
+}
+
+// newPGEntry makes the manager's entry for a group whose spec passed
+// checkPGSpec.
+func newPGEntry(info *protos.PlacementGroupInfo) (*pgEntry, error) {
+	spec := info.GetSpec()
+	id, err := protos.UniqueIDFromBytes(spec.GetPlacementGroupId())
+	if err != nil {
+		return nil, fmt.Errorf("%w: placement_group_id: %w", ErrInvalid, err)
+	}
+	var job protos.UniqueID
+	if len(spec.GetJobId()) > 0 {
+		if job, err = protos.UniqueIDFromBytes(spec.GetJobId()); err != nil {
+			return nil, fmt.Errorf("%w: job_id: %w", ErrInvalid, err)
+		}
+	}
+	bundles, err := bundlesOf(spec)
+	if err != nil {
+		return nil, fmt.Errorf("%w: bundles: %w", ErrInvalid, err)
+	}
+	if _, err := scheduling.PGStrategyFromProto(spec.GetStrategy()); err != nil {
+		return nil, fmt.Errorf("%w: strategy: %w", ErrInvalid, err)
+	}
+	return &pgEntry{id: id, job: job, info: info, bundles: bundles}, nil
 }
 
 func bundlesOf(spec *protos.PlacementGroupSpec) ([]scheduling.Resources, error) {
@@ -203,11 +211,9 @@ func (m *pgManager) create(spec *protos.PlacementGroupSpec) (*protos.PlacementGr
 	if g, ok := m.groups[id]; ok {
 		return g.info, nil // a retried request
 	}
-	bundles, err := bundlesOf(spec)
+	info := &protos.PlacementGroupInfo{Spec: proto.CloneOf(spec), State: protos.PlacementGroupState_PG_PENDING, CreateTimeUnixMs: time.Now().UnixMilli()}
+	g, err := newPGEntry(info)
 	if err != nil {
-		return nil, gcsErrorf(ErrInvalid, "create placement group: %v", err)
-	}
-	if _, err := scheduling.PGStrategyFromProto(spec.GetStrategy()); err != nil {
 		return nil, gcsErrorf(ErrInvalid, "create placement group: %v", err)
 	}
 	if name := spec.GetName(); name != "" {
@@ -215,11 +221,9 @@ func (m *pgManager) create(spec *protos.PlacementGroupSpec) (*protos.PlacementGr
 			return nil, gcsErrorf(ErrAlreadyExists, "a placement group named %q already exists in namespace %q (%x)", name, spec.GetNamespace(), other.info.GetSpec().GetPlacementGroupId())
 		}
 	}
-	info := &protos.PlacementGroupInfo{Spec: proto.CloneOf(spec), State: protos.PlacementGroupState_PG_PENDING, CreateTimeUnixMs: time.Now().UnixMilli()}
 	if err := m.putProtoAsync(id.String(), info); err != nil {
 		return nil, toGcsError(err)
 	}
-	g := &pgEntry{info: info, bundles: bundles}
 	m.groups[id] = g
 	m.schedule(g)
 	return info, nil
@@ -306,7 +310,7 @@ func (m *pgManager) nextEpoch() uint64 {
 func (m *pgManager) schedule(g *pgEntry) {
 	g.epoch = m.nextEpoch()
 	g.placing = true
-	id := protos.MustUniqueID(g.info.GetSpec().GetPlacementGroupId())
+	id := g.id
 	strategy, _ := scheduling.PGStrategyFromProto(g.info.GetSpec().GetStrategy())
 	var indexes []int32
 	var bundles []scheduling.Resources

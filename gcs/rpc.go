@@ -29,23 +29,24 @@ type message[T any] interface {
 	proto.Message
 }
 
-// serveActor returns a handler that decodes a Req, asks the actor at pid,
-// and replies with the Rep it answers. Decode failures and actor timeouts
-// are answered with a Rep carrying a GcsError, so a client always hears
-// back and never has to wait for its own timeout.
-func serveActor[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, subject string, pid *actor.PID) nats.MsgHandler {
-	return serveFunc[Req, Rep, PReq, PRep](s, subject, func(req PReq) (PRep, error) {
+// serveActor returns a handler that decodes a Req, checks it with check
+// (nil: a request without fields), asks the actor at pid, and replies with
+// the Rep it answers. Bad requests and actor timeouts are answered with a
+// Rep carrying a GcsError, so a client always hears back and never has to
+// wait for its own timeout.
+func serveActor[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, subject string, pid *actor.PID, check func(PReq) error) nats.MsgHandler {
+	return serveFunc[Req, Rep, PReq, PRep](s, subject, check, func(req PReq) (PRep, error) {
 		return ask[PRep](s, pid, req)
 	})
 }
 
 // serveFunc is serveActor for handlers that are more than one actor ask.
-func serveFunc[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, subject string, handle func(PReq) (PRep, error)) nats.MsgHandler {
+func serveFunc[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, subject string, check func(PReq) error, handle func(PReq) (PRep, error)) nats.MsgHandler {
 	return func(m *nats.Msg) {
-		req := PReq(new(Req))
-		if err := proto.Unmarshal(m.Data, req); err != nil {
+		req, e := decodeRequest[Req](subject, m.Data, check)
+		if e != nil {
 			rep := PRep(new(Rep))
-			setReplyError(rep, decodeError(subject, req, err))
+			setReplyError(rep, e)
 			s.respond(m, rep)
 			return
 		}
@@ -56,6 +57,27 @@ func serveFunc[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, su
 		}
 		s.respond(m, rep)
 	}
+}
+
+// decodeRequest decodes and checks a request arriving on subject; the
+// error it answers is an ErrInvalid GcsError naming the subject and, for a
+// request that decodes, the field that was wrong.
+func decodeRequest[Req any, PReq message[Req]](subject string, data []byte, check func(PReq) error) (PReq, *protos.GcsError) {
+	req := PReq(new(Req))
+	if len(data) > maxMessageBytes {
+		return nil, gcsErrorf(ErrInvalid, "%s: request of %d bytes, more than the limit of %d", subject, len(data), maxMessageBytes)
+	}
+	if err := proto.Unmarshal(data, req); err != nil {
+		return nil, decodeError(subject, req, err)
+	}
+	if check != nil {
+		if err := check(req); err != nil {
+			e := toGcsError(err)
+			e.Message = subject + ": " + e.Message
+			return nil, e
+		}
+	}
+	return req, nil
 }
 
 func decodeError(subject string, req proto.Message, err error) *protos.GcsError {
@@ -100,7 +122,17 @@ func (s *Server) respond(m *nats.Msg, rep proto.Message) {
 		s.log.Error().Err(err).Str("subject", m.Subject).Msg("encode reply")
 		return
 	}
-	if err := m.Respond(data); err != nil {
+	err = m.Respond(data)
+	if errors.Is(err, nats.ErrMaxPayload) {
+		// A listing of a large table: the requester still hears why,
+		// rather than waiting for its timeout.
+		e := rep.ProtoReflect().New().Interface()
+		setReplyError(e, gcsErrorf(ErrInternal, "%s: the reply of %d bytes does not fit the NATS server's max_payload", m.Subject, len(data)))
+		if data, err = proto.Marshal(e); err == nil {
+			err = m.Respond(data)
+		}
+	}
+	if err != nil {
 		s.log.Debug().Err(err).Str("subject", m.Subject).Msg("send reply")
 	}
 }

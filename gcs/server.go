@@ -9,6 +9,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/goray/goray/actors"
 	"github.com/goray/goray/gcs/membership"
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/protos"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,6 +31,14 @@ type Options struct {
 	// JetStream) instead of embedding one; comma-separated URLs are
 	// alternatives to connect to. StoreDir, Host and Port are then unused.
 	NATSURL string
+	// Credentials authenticate the cluster (required): the embedded NATS
+	// accepts the nkey users derived from its token, with least-privilege
+	// permissions per role, and mutual TLS if it has TLS; the GCS's own
+	// wire connections (to raylets and workers) run the wire handshake.
+	// auth.None(nil) runs without authentication (--auth none). With
+	// NATSURL, the GCS connects with the external NATS credentials of
+	// Credentials.WithExternalNATS.
+	Credentials *auth.Credentials
 	// Replicas is the number of JetStream replicas of the GCS's buckets
 	// (default 1): 3 on a three-server NATS cluster keeps the GCS's state
 	// through the loss of a server (see docs/nats.md).
@@ -86,6 +95,9 @@ type Server struct {
 
 // NewServer validates opts and returns a Server ready to Start.
 func NewServer(opts Options) (*Server, error) {
+	if opts.Credentials == nil {
+		return nil, fmt.Errorf("%w: Options.Credentials is required (auth.None(nil) runs without authentication)", ErrInvalid)
+	}
 	if opts.NATSURL == "" && opts.StoreDir == "" {
 		return nil, fmt.Errorf("%w: Options.StoreDir is required when the GCS embeds NATS", ErrInvalid)
 	}
@@ -131,25 +143,38 @@ func (s *Server) Start() error {
 }
 
 func (s *Server) startLocked() error {
-	var err error
+	creds := s.opts.Credentials
+	natsOpts, err := creds.NATSOptions(auth.RoleGCS)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
 	if s.opts.NATSURL == "" {
-		s.nats, err = StartNATS(NATSOptions{
+		nopts := NATSOptions{
 			Host:       s.opts.Host,
 			Port:       s.opts.Port,
 			StoreDir:   s.opts.StoreDir,
 			ServerName: "goray-gcs",
 			Logger:     s.opts.Logger,
-		})
+		}
+		if tok, ok := creds.Token(); ok {
+			if nopts.Users, err = auth.NATSUsers(tok); err != nil {
+				return fmt.Errorf("%w: %w", ErrInvalid, err)
+			}
+		}
+		if t := creds.TLS(); t != nil {
+			nopts.TLS = t.ServerConfig()
+		}
+		s.nats, err = StartNATS(nopts)
 		if err != nil {
 			return err
 		}
 		s.url = s.nats.ClientURL()
 		// In-process pipe: no TCP handshake on the startup path and no
 		// socket between the GCS and its own server.
-		s.nc, err = nats.Connect(s.url, nats.Name("goray-gcs"), nats.InProcessServer(s.nats.Server()))
+		s.nc, err = nats.Connect(s.url, append(natsOpts, nats.Name("goray-gcs"), nats.InProcessServer(s.nats.Server()))...)
 	} else {
 		s.url = s.opts.NATSURL
-		s.nc, err = nats.Connect(s.url, connectOptions("goray-gcs", s.log, 0)...)
+		s.nc, err = connectNATS(s.url, append(connectOptions("goray-gcs", s.log, 0), natsOpts...), s.log)
 	}
 	if err != nil {
 		return fmt.Errorf("%w: connect to NATS at %s: %w", ErrUnavailable, s.url, err)
@@ -160,7 +185,7 @@ func (s *Server) startLocked() error {
 	}
 
 	s.system = actors.NewSystem(s.log)
-	env := &managerEnv{nc: s.nc, js: js, log: s.log, replicas: s.opts.Replicas}
+	env := &managerEnv{nc: s.nc, js: js, log: s.log, replicas: s.opts.Replicas, wireAuth: creds.Handshaker(auth.LabelWire)}
 	s.supervisor, err = s.system.Root.SpawnNamed(supervisorProps(env, s.opts.NodeTimeout, s.opts.placer), "gcs")
 	if err != nil {
 		return fmt.Errorf("%w: spawn supervisor: %w", ErrInternal, err)
@@ -215,40 +240,39 @@ func (s *Server) waitReady() error {
 
 func (s *Server) endpoints() []endpoint {
 	m := s.managers
+	// Each request type's check is in validate_requests.go. The GCS does
+	// not listen to the events it publishes (goray.events.node, .job): its
+	// managers tell each other those facts directly (internal_events.go),
+	// so a forged event changes nothing in the GCS.
 	return []endpoint{
-		{SubjectNodeRegister, serveActor[protos.RegisterNodeRequest, protos.RegisterNodeReply](s, SubjectNodeRegister, m.nodes)},
-		{SubjectNodeUnregister, serveActor[protos.UnregisterNodeRequest, protos.UnregisterNodeReply](s, SubjectNodeUnregister, m.nodes)},
-		{SubjectNodeList, serveActor[protos.ListNodesRequest, protos.ListNodesReply](s, SubjectNodeList, m.nodes)},
+		{SubjectNodeRegister, serveActor[protos.RegisterNodeRequest, protos.RegisterNodeReply](s, SubjectNodeRegister, m.nodes, checkRegisterNode)},
+		{SubjectNodeUnregister, serveActor[protos.UnregisterNodeRequest, protos.UnregisterNodeReply](s, SubjectNodeUnregister, m.nodes, checkUnregisterNode)},
+		{SubjectNodeList, serveActor[protos.ListNodesRequest, protos.ListNodesReply](s, SubjectNodeList, m.nodes, nil)},
 		{SubjectNodeReports, s.handleReport},
 
-		{SubjectJobRegister, serveActor[protos.RegisterJobRequest, protos.RegisterJobReply](s, SubjectJobRegister, m.jobs)},
-		{SubjectJobFinish, serveActor[protos.FinishJobRequest, protos.FinishJobReply](s, SubjectJobFinish, m.jobs)},
-		{SubjectJobList, serveActor[protos.ListJobsRequest, protos.ListJobsReply](s, SubjectJobList, m.jobs)},
+		{SubjectJobRegister, serveActor[protos.RegisterJobRequest, protos.RegisterJobReply](s, SubjectJobRegister, m.jobs, checkRegisterJob)},
+		{SubjectJobFinish, serveActor[protos.FinishJobRequest, protos.FinishJobReply](s, SubjectJobFinish, m.jobs, checkFinishJob)},
+		{SubjectJobList, serveActor[protos.ListJobsRequest, protos.ListJobsReply](s, SubjectJobList, m.jobs, nil)},
 
-		{SubjectFuncRegister, serveActor[protos.RegisterFunctionsRequest, protos.RegisterFunctionsReply](s, SubjectFuncRegister, m.functions)},
-		{SubjectFuncGet, serveActor[protos.GetFunctionsRequest, protos.GetFunctionsReply](s, SubjectFuncGet, m.functions)},
+		{SubjectFuncRegister, serveActor[protos.RegisterFunctionsRequest, protos.RegisterFunctionsReply](s, SubjectFuncRegister, m.functions, checkRegisterFunctions)},
+		{SubjectFuncGet, serveActor[protos.GetFunctionsRequest, protos.GetFunctionsReply](s, SubjectFuncGet, m.functions, checkGetFunctions)},
 
-		{SubjectKVPut, serveActor[protos.KVPutRequest, protos.KVPutReply](s, SubjectKVPut, m.kv)},
-		{SubjectKVGet, serveActor[protos.KVGetRequest, protos.KVGetReply](s, SubjectKVGet, m.kv)},
-		{SubjectKVDelete, serveActor[protos.KVDeleteRequest, protos.KVDeleteReply](s, SubjectKVDelete, m.kv)},
-		{SubjectKVKeys, serveActor[protos.KVKeysRequest, protos.KVKeysReply](s, SubjectKVKeys, m.kv)},
+		{SubjectKVPut, serveActor[protos.KVPutRequest, protos.KVPutReply](s, SubjectKVPut, m.kv, checkKVPut)},
+		{SubjectKVGet, serveActor[protos.KVGetRequest, protos.KVGetReply](s, SubjectKVGet, m.kv, checkKVGet)},
+		{SubjectKVDelete, serveActor[protos.KVDeleteRequest, protos.KVDeleteReply](s, SubjectKVDelete, m.kv, checkKVDelete)},
+		{SubjectKVKeys, serveActor[protos.KVKeysRequest, protos.KVKeysReply](s, SubjectKVKeys, m.kv, checkKVKeys)},
 
-		{SubjectActorRegister, serveActor[protos.RegisterActorRequest, protos.RegisterActorReply](s, SubjectActorRegister, m.actors)},
-		{SubjectActorGet, serveActor[protos.GetActorRequest, protos.GetActorReply](s, SubjectActorGet, m.actors)},
-		{SubjectActorList, serveActor[protos.ListActorsRequest, protos.ListActorsReply](s, SubjectActorList, m.actors)},
-		{SubjectActorKill, serveActor[protos.KillActorGcsRequest, protos.KillActorGcsReply](s, SubjectActorKill, m.actors)},
-		// The actor manager kills the actors of jobs that finish.
-		{SubjectJobEvents, s.handleJobEvent},
-		// The placement group manager places the bundles of dead nodes
-		// again.
-		{SubjectNodeEvents, s.handleNodeEvent},
+		{SubjectActorRegister, serveActor[protos.RegisterActorRequest, protos.RegisterActorReply](s, SubjectActorRegister, m.actors, checkRegisterActor)},
+		{SubjectActorGet, serveActor[protos.GetActorRequest, protos.GetActorReply](s, SubjectActorGet, m.actors, checkGetActor)},
+		{SubjectActorList, serveActor[protos.ListActorsRequest, protos.ListActorsReply](s, SubjectActorList, m.actors, checkListActors)},
+		{SubjectActorKill, serveActor[protos.KillActorGcsRequest, protos.KillActorGcsReply](s, SubjectActorKill, m.actors, checkKillActor)},
 
-		{SubjectPGCreate, serveActor[protos.CreatePlacementGroupRequest, protos.CreatePlacementGroupReply](s, SubjectPGCreate, m.pgs)},
-		{SubjectPGGet, serveActor[protos.GetPlacementGroupRequest, protos.GetPlacementGroupReply](s, SubjectPGGet, m.pgs)},
-		{SubjectPGRemove, serveActor[protos.RemovePlacementGroupRequest, protos.RemovePlacementGroupReply](s, SubjectPGRemove, m.pgs)},
-		{SubjectPGList, serveActor[protos.ListPlacementGroupsRequest, protos.ListPlacementGroupsReply](s, SubjectPGList, m.pgs)},
+		{SubjectPGCreate, serveActor[protos.CreatePlacementGroupRequest, protos.CreatePlacementGroupReply](s, SubjectPGCreate, m.pgs, checkCreatePG)},
+		{SubjectPGGet, serveActor[protos.GetPlacementGroupRequest, protos.GetPlacementGroupReply](s, SubjectPGGet, m.pgs, checkGetPG)},
+		{SubjectPGRemove, serveActor[protos.RemovePlacementGroupRequest, protos.RemovePlacementGroupReply](s, SubjectPGRemove, m.pgs, checkRemovePG)},
+		{SubjectPGList, serveActor[protos.ListPlacementGroupsRequest, protos.ListPlacementGroupsReply](s, SubjectPGList, m.pgs, nil)},
 
-		{SubjectClusterInfo, serveFunc[protos.ClusterInfoRequest, protos.ClusterInfoReply](s, SubjectClusterInfo, s.clusterInfo)},
+		{SubjectClusterInfo, serveFunc[protos.ClusterInfoRequest, protos.ClusterInfoReply](s, SubjectClusterInfo, nil, s.clusterInfo)},
 		{SubjectClusterShutdown, s.handleShutdownRequest},
 	}
 }

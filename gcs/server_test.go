@@ -86,7 +86,7 @@ func TestNodeRoundTrip(t *testing.T) {
 		t.Errorf("unregister unknown node: %v, want ErrNotFound", err)
 	}
 	err = c.RegisterNode(ctx, &protos.NodeInfo{NodeId: []byte{1, 2, 3}})
-	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "node id") {
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "node.node_id") {
 		t.Errorf("register short id: %v, want ErrInvalid naming the node id", err)
 	}
 	if err := c.RegisterNode(ctx, nil); !errors.Is(err, ErrInvalid) {
@@ -599,7 +599,7 @@ func TestShutdown(t *testing.T) {
 
 func TestShutdownBeforeStart(t *testing.T) {
 	t.Parallel()
-	srv, err := NewServer(Options{StoreDir: t.TempDir()})
+	srv, err := NewServer(Options{StoreDir: t.TempDir(), Credentials: testCreds})
 	must(t, err)
 	srv.Shutdown()
 	<-srv.Done()
@@ -610,10 +610,13 @@ func TestShutdownBeforeStart(t *testing.T) {
 
 func TestNewServerValidates(t *testing.T) {
 	t.Parallel()
-	if _, err := NewServer(Options{}); !errors.Is(err, ErrInvalid) {
+	if _, err := NewServer(Options{Credentials: testCreds}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("no StoreDir: %v, want ErrInvalid", err)
 	}
-	if _, err := NewServer(Options{StoreDir: "x", Port: 70000}); !errors.Is(err, ErrInvalid) {
+	if _, err := NewServer(Options{StoreDir: "x"}); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "Credentials") {
+		t.Errorf("no Credentials: %v, want ErrInvalid naming Credentials", err)
+	}
+	if _, err := NewServer(Options{StoreDir: "x", Port: 70000, Credentials: testCreds}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("bad port: %v, want ErrInvalid", err)
 	}
 }

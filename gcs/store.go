@@ -3,9 +3,11 @@ package gcs
 import (
 	"context"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
 )
 
 // storeTimeout bounds one JetStream operation made by a manager actor. A
@@ -34,7 +36,7 @@ func openBucket(js jetstream.JetStream, name, description string, replicas int) 
 // loadBucket calls fn for every live key. A watcher delivers all current
 // values over one consumer, where listing keys and getting each would cost
 // a round trip per key on every GCS start.
-func loadBucket(kv jetstream.KeyValue, fn func(key string, value []byte) error) error {
+func loadBucket(kv jetstream.KeyValue, log zerolog.Logger, fn func(key string, value []byte) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), storeTimeout)
 	defer cancel()
 	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
@@ -51,13 +53,27 @@ func loadBucket(kv jetstream.KeyValue, fn func(key string, value []byte) error) 
 			if e == nil { // initial values done
 				return nil
 			}
-			if err := fn(e.Key(), e.Value()); err != nil {
+			if err := loadRecord(log, kv.Bucket(), fn, e.Key(), e.Value()); err != nil {
 				return err
 			}
 		case <-ctx.Done():
 			return fmt.Errorf("%w: load bucket %s: %w", ErrUnavailable, kv.Bucket(), ctx.Err())
 		}
 	}
+}
+
+// loadRecord runs fn on one record. A panic there is a bug, but one that a
+// manager would meet again on every restart, reloading the same record,
+// until its supervisor gave up on it and the GCS stopped answering its
+// requests: the record is skipped instead.
+func loadRecord(log zerolog.Logger, bucket string, fn func(key string, value []byte) error, key string, value []byte) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			log.Error().Str("bucket", bucket).Str("key", key).Interface("panic", r).Bytes("stack", debug.Stack()).Msg("loading a stored record panicked; skipped it")
+			err = nil
+		}
+	}()
+	return fn(key, value)
 }
 
 func storePut(kv jetstream.KeyValue, key string, value []byte) error {

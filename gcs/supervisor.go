@@ -52,7 +52,7 @@ func (s *supervisor) Receive(ctx actor.Context) {
 		actorsEnv := s.env.with("actors")
 		p := s.placer
 		if p == nil {
-			p = newWirePlacer(actorsEnv.log)
+			p = newWirePlacer(actorsEnv.log, actorsEnv.wireAuth)
 		}
 		shared := &actorShared{placer: p, nodes: s.children.nodes, jobs: s.children.jobs, stopped: make(chan struct{})}
 		s.children.actors = s.spawn(ctx, "actors", newActorManager(actorsEnv, shared))
@@ -63,6 +63,8 @@ func (s *supervisor) Receive(ctx actor.Context) {
 			&pgShared{nodes: s.children.nodes, actors: s.children.actors, reserver: reserver}))
 	case getManagers:
 		ctx.Respond(s.children)
+	case nodeDied, jobChanged:
+		s.route(ctx, ctx.Message())
 	}
 }
 

@@ -62,25 +62,21 @@ func groupResources(group protos.UniqueID, i int32, b ResourceSet) ResourceSet {
 // prepareBundles sets aside the resources of the bundles not yet reserved
 // here, all of them or none.
 func (s *state) prepareBundles(m *protos.PrepareBundlesRequest) error {
-	id, err := protos.UniqueIDFromBytes(m.GetPlacementGroupId())
+	set, err := checkPrepareBundles(m)
 	if err != nil {
-		return wire.NewError("invalid", "prepare bundles: group id: %v", err)
+		return RequestError(protos.Method_PREPARE_BUNDLES, err)
 	}
+	id := set.group
 	g := s.groups[id]
-	fresh := map[int32]ResourceSet{}
-	need := ResourceSet{}
-	for _, b := range m.GetBundles() {
+	fresh, need := set.bundles, ResourceSet{}
+	for i, rs := range fresh {
 		if g != nil {
-			if _, ok := g.bundles[b.GetIndex()]; ok {
-				continue // a retried prepare
+			if _, ok := g.bundles[i]; ok {
+				delete(fresh, i) // a retried prepare
+				continue
 			}
 		}
-		rs, err := FromProto(b.GetResources())
-		if err != nil {
-			return wire.NewError("invalid", "prepare bundles of group %s: bundle %d: %v", id.Short(), b.GetIndex(), err)
-		}
-		fresh[b.GetIndex()] = rs
-		need.Add(rs)
+		need.Add(rs) // cannot overflow: checkPrepareBundles summed them all
 	}
 	if len(fresh) == 0 {
 		return nil
@@ -105,9 +101,9 @@ func (s *state) prepareBundles(m *protos.PrepareBundlesRequest) error {
 
 // commitBundles turns the group's prepared bundles into group resources.
 func (s *state) commitBundles(m *protos.CommitBundlesRequest) error {
-	id, err := protos.UniqueIDFromBytes(m.GetPlacementGroupId())
+	id, err := parseID("placement_group_id", m.GetPlacementGroupId())
 	if err != nil {
-		return wire.NewError("invalid", "commit bundles: group id: %v", err)
+		return RequestError(protos.Method_COMMIT_BUNDLES, err)
 	}
 	g, ok := s.groups[id]
 	if !ok {
@@ -131,9 +127,9 @@ func (s *state) commitBundles(m *protos.CommitBundlesRequest) error {
 // are killed. Unknown groups and bundles are fine (the GCS cancels
 // everywhere it may have prepared).
 func (s *state) cancelBundles(m *protos.CancelBundlesRequest) error {
-	id, err := protos.UniqueIDFromBytes(m.GetPlacementGroupId())
+	id, err := checkCancelBundles(m)
 	if err != nil {
-		return wire.NewError("invalid", "cancel bundles: group id: %v", err)
+		return RequestError(protos.Method_CANCEL_BUNDLES, err)
 	}
 	g, ok := s.groups[id]
 	if !ok {
@@ -145,7 +141,15 @@ func (s *state) cancelBundles(m *protos.CancelBundlesRequest) error {
 			indexes = append(indexes, i)
 		}
 	}
-	all := len(indexes) >= len(g.bundles)
+	// The group goes as a whole when every bundle it has here is listed
+	// (indexes are distinct, so counting those it has is enough).
+	listed := 0
+	for _, i := range indexes {
+		if _, ok := g.bundles[i]; ok {
+			listed++
+		}
+	}
+	all := listed == len(g.bundles)
 	killed := 0
 	for _, i := range indexes {
 		b, ok := g.bundles[i]

@@ -8,6 +8,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/protos"
 )
 
@@ -67,6 +68,16 @@ type Config struct {
 	// objects exited, so other nodes free the objects it owned there
 	// (OwnerGone).
 	PublishOwnerGone func(protos.WorkerID)
+	// Credentials authenticate every connection of the node (required):
+	// the raylet's unix and TCP endpoints and its object transfer server
+	// accept only peers that pass the handshake on their wire key, its
+	// puller proves itself the same way, and its workers get
+	// Credentials.ForWorker through a pipe. auth.None(nil) serves anyone
+	// (--auth none).
+	Credentials *auth.Credentials
+	// Limits bound the connections peers may hold open (zero: the
+	// defaults of package auth).
+	Limits auth.Limits
 	// MetricsAddr is where the node serves Prometheus metrics, at
 	// http://MetricsAddr/metrics (see docs/metrics.md): a host:port to
 	// listen on, "127.0.0.1:0" for a free port (Raylet.MetricsAddr tells

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 )
@@ -34,7 +35,11 @@ func fakeWorker() int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := wire.Dial(ctx, os.Getenv(EnvRaylet), nil)
+	creds, err := readCreds()
+	if err != nil {
+		return 5
+	}
+	c, err := wire.Dial(ctx, os.Getenv(EnvRaylet), nil, wire.WithAuthenticator(creds.Handshaker(auth.LabelWire)))
 	if err != nil {
 		return 3
 	}
@@ -308,6 +313,7 @@ func TestReservationsReleased(t *testing.T) {
 func startRaylet(t *testing.T, cpus float64, maxWorkers int) *Raylet {
 	t.Helper()
 	r, err := New(Config{
+		Credentials:       testCreds,
 		SessionDir:        t.TempDir(),
 		Resources:         res(t, map[string]float64{CPU: cpus}),
 		ObjectStoreMemory: 16 << 20,
@@ -329,7 +335,7 @@ func dialRaylet(t *testing.T, r *Raylet) *wire.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c, err := wire.Dial(ctx, r.Endpoint(), nil)
+	c, err := wire.Dial(ctx, r.Endpoint(), nil, wire.WithAuthenticator(testCreds.Handshaker(auth.LabelWire)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -365,7 +371,7 @@ func TestDedicatedLeaseOverTheWire(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	job := protos.NewUniqueID()
-	if err := driver.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{JobId: job.Bytes(), Executable: exe}, &protos.RegisterClientReply{}); err != nil {
+	if err := driver.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{JobId: job.Bytes(), Executable: exe, BinaryDigest: exeDigest(t, exe)}, &protos.RegisterClientReply{}); err != nil {
 		t.Fatal(err)
 	}
 	cpu := func() float64 { return r.NodeInfo().GetAvailable().GetAmounts()[CPU] }
@@ -445,7 +451,7 @@ func TestActorWorkerNotTakenByQueuedTask(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	job := protos.NewUniqueID()
-	if err := driver.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{JobId: job.Bytes(), Executable: exe}, &protos.RegisterClientReply{}); err != nil {
+	if err := driver.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{JobId: job.Bytes(), Executable: exe, BinaryDigest: exeDigest(t, exe)}, &protos.RegisterClientReply{}); err != nil {
 		t.Fatal(err)
 	}
 	oneCPU := &protos.Resources{Amounts: map[string]float64{CPU: 1}}

@@ -358,7 +358,7 @@ func TestDetachedActorOutlivesDriverOverTheWire(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	job := protos.NewUniqueID()
-	if err := driver.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{JobId: job.Bytes(), Executable: exe}, &protos.RegisterClientReply{}); err != nil {
+	if err := driver.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{JobId: job.Bytes(), Executable: exe, BinaryDigest: exeDigest(t, exe)}, &protos.RegisterClientReply{}); err != nil {
 		t.Fatal(err)
 	}
 	lease := func(c *wire.Conn, dedicated, detached bool) (*protos.RequestWorkerLeaseReply, error) {

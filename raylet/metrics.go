@@ -2,6 +2,8 @@ package raylet
 
 import (
 	"context"
+	"crypto/subtle"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -60,13 +62,39 @@ func (r *Raylet) listenMetrics() (*metricsServer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raylet: metrics endpoint: %w", err)
 	}
+	var h http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	// Beyond loopback a scraper must show the cluster's metrics bearer
+	// token; on loopback only this machine's users reach the endpoint.
+	if tok, ok := r.cfg.Credentials.Token(); ok && !isLoopback(ln.Addr()) {
+		h = requireBearer(tok.MetricsBearer(), h)
+	}
 	mux := http.NewServeMux()
-	mux.Handle(MetricsPath, promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	return &metricsServer{
-		ln:   ln,
-		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
-		done: make(chan struct{}),
-	}, nil
+	mux.Handle(MetricsPath, h)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, MaxHeaderBytes: 16 << 10}
+	if t := r.cfg.Credentials.TLS(); t != nil {
+		// Mutual TLS: Prometheus scrapes with tls_config (cert_file,
+		// key_file, ca_file), see docs/metrics.md.
+		ln = tls.NewListener(ln, t.ServerConfig())
+	}
+	return &metricsServer{ln: ln, srv: srv, done: make(chan struct{})}, nil
+}
+
+// requireBearer serves only requests with "Authorization: Bearer token".
+func requireBearer(token string, next http.Handler) http.Handler {
+	want := []byte("Bearer " + token)
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(req.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="goray metrics"`)
+			http.Error(w, "goray metrics: a bearer token is required (goray metrics-token prints it)", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, req)
+	})
+}
+
+func isLoopback(a net.Addr) bool {
+	ta, ok := a.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 func (m *metricsServer) serve() {

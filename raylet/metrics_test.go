@@ -21,6 +21,7 @@ import (
 func startMetricsRaylet(t *testing.T, cpus float64, addr string) *Raylet {
 	t.Helper()
 	r, err := New(Config{
+		Credentials:       testCreds,
 		SessionDir:        t.TempDir(),
 		Resources:         res(t, map[string]float64{CPU: cpus}),
 		ObjectStoreMemory: 16 << 20,
@@ -167,7 +168,7 @@ func TestMetricsEndpoint(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	job := protos.NewUniqueID()
-	if err := driver.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{JobId: job.Bytes(), Executable: exe}, &protos.RegisterClientReply{}); err != nil {
+	if err := driver.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{JobId: job.Bytes(), Executable: exe, BinaryDigest: exeDigest(t, exe)}, &protos.RegisterClientReply{}); err != nil {
 		t.Fatal(err)
 	}
 	lease := func(amounts map[string]float64) error {
@@ -262,6 +263,7 @@ func TestMetricsAddrInUse(t *testing.T) {
 	}
 	defer ln.Close()
 	r, err := New(Config{
+		Credentials:       testCreds,
 		SessionDir:        t.TempDir(),
 		ObjectStoreMemory: 16 << 20,
 		Logger:            zerolog.Nop(),

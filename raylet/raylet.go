@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/goray/goray/actors"
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
@@ -58,6 +59,9 @@ func New(cfg Config) (*Raylet, error) {
 	if cfg.SessionDir == "" {
 		return nil, errors.New("raylet: Config.SessionDir is required")
 	}
+	if cfg.Credentials == nil {
+		return nil, errors.New("raylet: Config.Credentials is required (auth.None(nil) serves anyone)")
+	}
 	return &Raylet{cfg: cfg, stopped: make(chan struct{}), holders: map[*wire.Conn]objstore.Holder{}}, nil
 }
 
@@ -86,12 +90,12 @@ func removeStaleSegments(log zerolog.Logger) {
 // Start creates the object store, listens for local clients and starts the
 // raylet actor, and the metrics endpoint if Config.MetricsAddr is set.
 func (r *Raylet) Start() error {
-	sockets := filepath.Join(r.cfg.SessionDir, "sockets")
-	logs := filepath.Join(r.cfg.SessionDir, "logs")
-	for _, d := range []string{sockets, logs} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return fmt.Errorf("raylet: %w", err)
-		}
+	sockets := SocketDir(r.cfg.SessionDir)
+	if err := os.MkdirAll(filepath.Join(r.cfg.SessionDir, "logs"), 0o755); err != nil {
+		return fmt.Errorf("raylet: %w", err)
+	}
+	if err := MakeSocketDir(sockets); err != nil {
+		return fmt.Errorf("raylet: %w", err)
 	}
 	removeStaleSegments(r.cfg.Logger)
 	seg, err := objstore.CreateSegment(StorePath(r.cfg.NodeID), r.cfg.ObjectStoreMemory)
@@ -164,9 +168,9 @@ func (r *Raylet) Start() error {
 		}
 		r.system.Root.Send(r.pid, connClosed{conn: c})
 	}
-	r.server = wire.NewServer(l, wire.HandlerFunc(r.serve), wire.WithLogger(r.cfg.Logger))
+	r.server = wire.NewServer(r.secure(l, auth.LabelWire), wire.HandlerFunc(r.serve), wire.WithLogger(r.cfg.Logger))
 	r.server.OnConnClose(closed)
-	r.tcpServer = wire.NewServer(tl, wire.HandlerFunc(r.serve), wire.WithLogger(r.cfg.Logger))
+	r.tcpServer = wire.NewServer(r.secure(tl, auth.LabelWire), wire.HandlerFunc(r.serve), wire.WithLogger(r.cfg.Logger))
 	r.tcpServer.OnConnClose(closed)
 	r.tcpEndpoint = r.tcpServer.Addr()
 	go func() { _ = r.server.Serve() }()
@@ -178,6 +182,31 @@ func (r *Raylet) Start() error {
 	}
 	started = true
 	return nil
+}
+
+// secure wraps a listener so that it accepts only peers that authenticate
+// for protocol label.
+func (r *Raylet) secure(l net.Listener, label string) net.Listener {
+	return auth.NewListener(l, r.cfg.Credentials.Handshaker(label), r.cfg.Limits, r.cfg.Logger)
+}
+
+// Authenticator authenticates the wire connections a client of this node
+// dials (the embedded cluster's driver).
+func (r *Raylet) Authenticator() wire.Authenticator {
+	return r.cfg.Credentials.Handshaker(auth.LabelWire)
+}
+
+// SocketDir is where a session's unix sockets live.
+func SocketDir(sessionDir string) string { return filepath.Join(sessionDir, "sockets") }
+
+// MakeSocketDir creates the socket directory with mode 0700, so that only
+// this user can even reach the sockets (which authenticate peers too), and
+// tightens an existing one.
+func MakeSocketDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.Chmod(dir, 0o700)
 }
 
 // Endpoint is where processes on the node reach the raylet.
@@ -225,25 +254,19 @@ func (r *Raylet) reportLoop() {
 }
 
 // serve handles requests from local processes. Store operations are served
-// here; everything else goes through the actor.
+// here; everything else goes through the actor. Every request is decoded
+// and validated (validate.go) before anything acts on it.
 func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 	switch req.Method {
 	case protos.Method_CREATE_OBJECT:
 		var m protos.CreateObjectRequest
-		if err := r.decode(c, req, &m); err != nil {
+		if !r.decode(c, req, &m) {
 			return
 		}
-		id, err := protos.ObjectIDFromBytes(m.GetObjectId())
+		id, owner, err := checkCreateObject(&m, r.seg.Capacity())
 		if err != nil {
-			_ = c.ReplyError(req, wire.NewError("invalid", "CREATE_OBJECT: %v", err))
+			r.reject(c, req, err)
 			return
-		}
-		var owner protos.WorkerID
-		if b := m.GetOwnerWorkerId(); len(b) > 0 {
-			if owner, err = protos.UniqueIDFromBytes(b); err != nil {
-				_ = c.ReplyError(req, wire.NewError("invalid", "CREATE_OBJECT %s: owner: %v", id, err))
-				return
-			}
 		}
 		// A create may wait for the spiller to make room; it must not
 		// hold up the connection's other requests.
@@ -261,10 +284,14 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 		}()
 	case protos.Method_SEAL_OBJECT:
 		var m protos.SealObjectRequest
-		if err := r.decode(c, req, &m); err != nil {
+		if !r.decode(c, req, &m) {
 			return
 		}
-		id, _ := protos.ObjectIDFromBytes(m.GetObjectId())
+		id, err := parseObjectID("object_id", m.GetObjectId())
+		if err != nil {
+			r.reject(c, req, err)
+			return
+		}
 		if err := r.store.Seal(id); err != nil {
 			_ = c.ReplyError(req, wire.NewError(storeErrCode(err), "%v", err))
 			return
@@ -272,10 +299,14 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 		_ = c.Reply(req, &protos.SealObjectReply{})
 	case protos.Method_GET_OBJECT_LOCATION:
 		var m protos.GetObjectLocationRequest
-		if err := r.decode(c, req, &m); err != nil {
+		if !r.decode(c, req, &m) {
 			return
 		}
-		id, _ := protos.ObjectIDFromBytes(m.GetObjectId())
+		id, err := parseObjectID("object_id", m.GetObjectId())
+		if err != nil {
+			r.reject(c, req, err)
+			return
+		}
 		if !m.GetPin() {
 			off, size, ok := r.store.Get(id)
 			_ = c.Reply(req, &protos.GetObjectLocationReply{Found: ok, Offset: off, Size: size})
@@ -309,34 +340,39 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 		}()
 	case protos.Method_RELEASE_OBJECTS:
 		var m protos.ReleaseObjectsRequest
-		if err := r.decode(c, req, &m); err != nil {
+		if !r.decode(c, req, &m) {
 			return
 		}
-		h, ok := r.holder(c)
-		if !ok {
-			return // its pins went with the connection
+		if err := CheckObjectIDs("object_ids", m.GetObjectIds()); err != nil {
+			r.reject(c, req, err)
+			return
 		}
-		for _, b := range m.GetObjectIds() {
-			if id, err := protos.ObjectIDFromBytes(b); err == nil {
-				r.store.Release(id, h)
+		if h, ok := r.holder(c); ok { // else its pins went with the connection
+			for _, b := range m.GetObjectIds() {
+				r.store.Release(protos.ObjectID(b), h)
 			}
 		}
-		if !req.OneWay {
-			_ = c.Reply(req, &protos.DeleteObjectsReply{})
-		}
+		_ = c.Reply(req, &protos.DeleteObjectsReply{})
 	case protos.Method_DELETE_OBJECTS:
 		var m protos.DeleteObjectsRequest
-		if err := r.decode(c, req, &m); err != nil {
+		if !r.decode(c, req, &m) {
 			return
 		}
-		ids := make([]protos.ObjectID, 0, len(m.GetObjectIds()))
-		for _, b := range m.GetObjectIds() {
-			if id, err := protos.ObjectIDFromBytes(b); err == nil {
-				_ = r.store.Delete(id)
-				ids = append(ids, id)
-			}
+		if err := CheckObjectIDs("object_ids", m.GetObjectIds()); err != nil {
+			r.reject(c, req, err)
+			return
 		}
-		if node, err := protos.UniqueIDFromBytes(m.GetPrimaryNodeId()); err == nil && node != r.cfg.NodeID {
+		node, err := parseOptionalID("primary_node_id", m.GetPrimaryNodeId())
+		if err != nil {
+			r.reject(c, req, err)
+			return
+		}
+		ids := make([]protos.ObjectID, len(m.GetObjectIds()))
+		for i, b := range m.GetObjectIds() {
+			ids[i] = protos.ObjectID(b)
+			_ = r.store.Delete(ids[i])
+		}
+		if len(m.GetPrimaryNodeId()) > 0 && node != r.cfg.NodeID {
 			// The primaries are elsewhere: every node drops its copy,
 			// the primary's among them (and none is missed if that
 			// node is gone).
@@ -346,12 +382,14 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 		} else {
 			r.announceFreed(ids)
 		}
-		if !req.OneWay {
-			_ = c.Reply(req, &protos.DeleteObjectsReply{})
-		}
+		_ = c.Reply(req, &protos.DeleteObjectsReply{})
 	case protos.Method_PULL_OBJECT:
 		r.servePull(c, req)
 	case protos.Method_MEMORY_SUMMARY:
+		var m protos.MemorySummaryRequest
+		if !r.decode(c, req, &m) {
+			return
+		}
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
@@ -415,15 +453,14 @@ func (r *Raylet) freeOwnedBy(owner protos.WorkerID) {
 	}
 }
 
-func (r *Raylet) decode(c *wire.Conn, req *wire.Request, m proto.Message) error {
+// decode unmarshals a request served inline, rejecting it if it is not
+// the method's message; it reports whether to go on.
+func (r *Raylet) decode(c *wire.Conn, req *wire.Request, m proto.Message) bool {
 	if err := proto.Unmarshal(req.Payload, m); err != nil {
-		if !req.OneWay {
-			_ = c.ReplyError(req, wire.NewError("malformed", "%v: malformed request: %v", req.Method, err))
-		}
-		r.cfg.Logger.Warn().Err(err).Stringer("method", req.Method).Msg("malformed request")
-		return err
+		r.reject(c, req, malformed(err))
+		return false
 	}
-	return nil
+	return true
 }
 
 // Shutdown stops the raylet, kills its workers and removes its socket and

@@ -44,8 +44,11 @@ func (s *state) awaitJob(id protos.JobID, lr *leaseRequest) {
 func (s *state) jobLoaded(id protos.JobID, info *protos.JobInfo, err error) {
 	waits := s.jobWaits[id]
 	delete(s.jobWaits, id)
-	if err == nil && info.GetExecutable() == "" {
-		err = wire.NewError("unknown_job", "the GCS's record of job %s names no executable", id.Short())
+	if err == nil && (info.GetExecutable() == "" || info.GetBinaryDigest() == "") {
+		err = wire.NewError("unknown_job", "the GCS's record of job %s names no executable or no binary digest", id.Short())
+	}
+	if err == nil {
+		err = checkExecutable(info.GetExecutable())
 	}
 	if err != nil {
 		s.r.cfg.Logger.Warn().Err(err).Str("job", id.Short()).Msg("cannot learn a job from the GCS")
@@ -58,6 +61,7 @@ func (s *state) jobLoaded(id protos.JobID, info *protos.JobInfo, err error) {
 	if !ok {
 		j = &jobState{id: id, workers: map[protos.WorkerID]*workerProc{}, remote: true}
 		j.executable, j.env, j.dir, j.digest = info.GetExecutable(), info.GetEnv(), info.GetWorkingDir(), info.GetFunctionDigest()
+		j.binaryDigest = info.GetBinaryDigest()
 		if info.GetFinished() {
 			j.driverGone = true
 		}

@@ -1,6 +1,7 @@
 package raylet
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -24,24 +25,85 @@ const resourceUnit = 10000
 // is empty. It is a value type: methods return new sets.
 type ResourceSet map[string]int64
 
-// FromProto converts wire quantities, rejecting negative or non-finite ones.
+// Bounds of resource sets, which come from peers (lease requests, bundle
+// reservations, other nodes' reports) as well as from configuration.
+const (
+	// MaxResourceQuantity is the largest quantity of one resource, in
+	// natural units: 100 TB of "memory" in bytes fits, and so does the sum
+	// of a few thousand such quantities in fixed point (int64), which a
+	// larger value would overflow and turn negative.
+	MaxResourceQuantity = 1e14
+	// maxResourceNameLen bounds a resource name (placement group
+	// resources, the longest goray makes, take about 60 bytes).
+	maxResourceNameLen = 256
+	// maxResourceNames bounds the names in one set.
+	maxResourceNames = 1024
+)
+
+// ErrBadResources is wrapped by errors about resource sets that cannot be
+// held: negative, non-finite or too large quantities, bad names.
+var ErrBadResources = errors.New("invalid resources")
+
+// FromProto converts wire quantities, rejecting negative, non-finite or
+// too large ones and bad names.
 func FromProto(r *protos.Resources) (ResourceSet, error) {
-	out := ResourceSet{}
-	if r == nil {
-		return out, nil
+	amounts := r.GetAmounts()
+	if len(amounts) > maxResourceNames {
+		return nil, fmt.Errorf("%w: %d resources, at most %d", ErrBadResources, len(amounts), maxResourceNames)
 	}
-	for name, v := range r.GetAmounts() {
-		if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-			return nil, fmt.Errorf("resource %q: invalid quantity %v", name, v)
-		}
-		if name == "" {
-			return nil, fmt.Errorf("resource with empty name")
+	out := make(ResourceSet, len(amounts))
+	for name, v := range amounts {
+		if err := checkQuantity(name, v); err != nil {
+			return nil, err
 		}
 		if q := int64(math.Round(v * resourceUnit)); q > 0 {
 			out[name] = q
 		}
 	}
 	return out, nil
+}
+
+// checkQuantity validates one wire quantity and its name.
+func checkQuantity(name string, v float64) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: resource with empty name", ErrBadResources)
+	case len(name) > maxResourceNameLen:
+		return fmt.Errorf("%w: resource name of %d bytes, at most %d", ErrBadResources, len(name), maxResourceNameLen)
+	case math.IsNaN(v) || math.IsInf(v, 0) || v < 0:
+		return fmt.Errorf("%w: resource %q: quantity %v is not a finite non-negative number", ErrBadResources, name, v)
+	case v > MaxResourceQuantity:
+		return fmt.Errorf("%w: resource %q: quantity %v is more than %g", ErrBadResources, name, v, float64(MaxResourceQuantity))
+	}
+	return nil
+}
+
+// CheckAmounts validates wire quantities without converting them, for
+// callers that only read them (a worker checking a pushed task's
+// resources): it allocates nothing unless they are bad.
+func CheckAmounts(r *protos.Resources) error {
+	amounts := r.GetAmounts()
+	if len(amounts) > maxResourceNames {
+		return fmt.Errorf("%w: %d resources, at most %d", ErrBadResources, len(amounts), maxResourceNames)
+	}
+	for name, v := range amounts {
+		if err := checkQuantity(name, v); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// addChecked adds d to s in place unless a sum would overflow, in which
+// case s is left as it was.
+func (s ResourceSet) addChecked(d ResourceSet) error {
+	for k, v := range d {
+		if v > 0 && s[k] > math.MaxInt64-v {
+			return fmt.Errorf("%w: resource %q adds up to more than can be held", ErrBadResources, k)
+		}
+	}
+	s.Add(d)
+	return nil
 }
 
 // FromMap converts user quantities (see FromProto).

@@ -49,10 +49,13 @@ type jobState struct {
 	env        []string
 	dir        string
 	digest     string
-	driver     *wire.Conn
-	driverID   protos.WorkerID
-	workers    map[protos.WorkerID]*workerProc
-	starting   int
+	// binaryDigest is the SHA-256 of executable: workers start only from
+	// a file with this content.
+	binaryDigest string
+	driver       *wire.Conn
+	driverID     protos.WorkerID
+	workers      map[protos.WorkerID]*workerProc
+	starting     int
 	// reserved counts workers started for actors (see workerProc.reserved).
 	reserved int
 	// failures counts workers that died before registering in a row;
@@ -210,101 +213,150 @@ func (s *state) handle(c *wire.Conn, req *wire.Request) {
 		_ = c.ReplyError(req, wire.NewError("shutting_down", "raylet is shutting down"))
 		return
 	}
-	var err error
-	switch req.Method {
-	case protos.Method_REGISTER_CLIENT:
-		var m protos.RegisterClientRequest
-		if err = s.decode(req, &m); err == nil {
-			err = s.registerClient(c, req, &m)
-		}
-	case protos.Method_REGISTER_WORKER:
-		var m protos.RegisterWorkerRequest
-		if err = s.decode(req, &m); err == nil {
-			err = s.registerWorker(c, req, &m)
-		}
-	case protos.Method_REQUEST_WORKER_LEASE:
-		var m protos.RequestWorkerLeaseRequest
-		if err = s.decode(req, &m); err == nil {
-			err = s.requestLease(c, req, &m)
-		}
-	case protos.Method_RETURN_WORKER_LEASE:
-		var m protos.ReturnWorkerLeaseRequest
-		if err = s.decode(req, &m); err == nil {
-			s.returnLease(protos.MustUniqueID(m.GetLeaseId()), m.GetDisconnectWorker())
-			if !req.OneWay {
-				_ = c.Reply(req, &protos.ReturnWorkerLeaseReply{})
-			}
-		}
-	case protos.Method_NOTIFY_ACTOR_STARTED:
-		var m protos.NotifyActorStartedRequest
-		if err = s.decode(req, &m); err == nil {
-			if err = s.actorStarted(protos.MustUniqueID(m.GetLeaseId())); err == nil && !req.OneWay {
-				_ = c.Reply(req, &protos.NotifyActorStartedReply{})
-			}
-		}
-	case protos.Method_NOTIFY_BLOCKED:
-		var m protos.NotifyBlockedRequest
-		if err = s.decode(req, &m); err == nil {
-			s.setBlocked(protos.MustUniqueID(m.GetLeaseId()), m.GetBlocked())
-		}
-	case protos.Method_KILL_WORKER:
-		var m protos.KillWorkerRequest
-		if err = s.decode(req, &m); err == nil {
-			if w, ok := s.workers[protos.MustUniqueID(m.GetWorkerId())]; ok {
-				s.r.cfg.Logger.Info().Str("worker", w.id.Short()).Str("reason", m.GetReason()).Msg("killing worker on request")
-				w.kill()
-			}
-			_ = c.Reply(req, &protos.KillWorkerReply{})
-		}
-	case protos.Method_PREPARE_BUNDLES:
-		var m protos.PrepareBundlesRequest
-		if err = s.decode(req, &m); err == nil {
-			if err = s.prepareBundles(&m); err == nil {
-				_ = c.Reply(req, &protos.PrepareBundlesReply{})
-			}
-		}
-	case protos.Method_COMMIT_BUNDLES:
-		var m protos.CommitBundlesRequest
-		if err = s.decode(req, &m); err == nil {
-			if err = s.commitBundles(&m); err == nil {
-				_ = c.Reply(req, &protos.CommitBundlesReply{})
-				s.reportSoon() // the cluster learns the group's resources
-			}
-		}
-	case protos.Method_CANCEL_BUNDLES:
-		var m protos.CancelBundlesRequest
-		if err = s.decode(req, &m); err == nil {
-			if err = s.cancelBundles(&m); err == nil {
-				_ = c.Reply(req, &protos.CancelBundlesReply{})
-				s.reportSoon()
-			}
-		}
-	case protos.Method_GET_NODE_INFO:
-		_ = c.Reply(req, &protos.GetNodeInfoReply{Node: s.nodeInfo()})
-	default:
-		err = wire.NewError("unsupported", "raylet does not serve %v", req.Method)
-	}
-	if err != nil && !req.OneWay {
-		_ = c.ReplyError(req, err)
+	if err := s.serve(c, req); err != nil {
+		s.r.reject(c, req, err)
 	}
 	s.dispatch()
 }
 
-func (s *state) decode(req *wire.Request, m proto.Message) error {
+// serve decodes, validates (validate.go) and runs one request; an error
+// is answered to the peer.
+func (s *state) serve(c *wire.Conn, req *wire.Request) error {
+	switch req.Method {
+	case protos.Method_REGISTER_CLIENT:
+		var m protos.RegisterClientRequest
+		if err := decode(req, &m); err != nil {
+			return err
+		}
+		return s.registerClient(c, req, &m)
+	case protos.Method_REGISTER_WORKER:
+		var m protos.RegisterWorkerRequest
+		if err := decode(req, &m); err != nil {
+			return err
+		}
+		return s.registerWorker(c, req, &m)
+	case protos.Method_REQUEST_WORKER_LEASE:
+		var m protos.RequestWorkerLeaseRequest
+		if err := decode(req, &m); err != nil {
+			return err
+		}
+		return s.requestLease(c, req, &m)
+	case protos.Method_RETURN_WORKER_LEASE:
+		var m protos.ReturnWorkerLeaseRequest
+		if err := decode(req, &m); err != nil {
+			return err
+		}
+		id, err := parseID("lease_id", m.GetLeaseId())
+		if err != nil {
+			return err
+		}
+		s.returnLease(id, m.GetDisconnectWorker())
+		_ = c.Reply(req, &protos.ReturnWorkerLeaseReply{})
+	case protos.Method_NOTIFY_ACTOR_STARTED:
+		var m protos.NotifyActorStartedRequest
+		if err := decode(req, &m); err != nil {
+			return err
+		}
+		id, err := parseID("lease_id", m.GetLeaseId())
+		if err != nil {
+			return err
+		}
+		if err := s.actorStarted(id); err != nil {
+			return err
+		}
+		_ = c.Reply(req, &protos.NotifyActorStartedReply{})
+	case protos.Method_NOTIFY_BLOCKED:
+		var m protos.NotifyBlockedRequest
+		if err := decode(req, &m); err != nil {
+			return err
+		}
+		id, err := parseID("lease_id", m.GetLeaseId())
+		if err != nil {
+			return err
+		}
+		s.setBlocked(id, m.GetBlocked())
+		// Workers send it one-way; a caller that asks still gets an
+		// answer, an empty one (the method has no reply message).
+		_ = c.Reply(req, nil)
+	case protos.Method_KILL_WORKER:
+		var m protos.KillWorkerRequest
+		if err := decode(req, &m); err != nil {
+			return err
+		}
+		id, err := parseID("worker_id", m.GetWorkerId())
+		if err != nil {
+			return err
+		}
+		if w, ok := s.workers[id]; ok {
+			s.r.cfg.Logger.Info().Str("worker", w.id.Short()).Str("reason", m.GetReason()).Msg("killing worker on request")
+			w.kill()
+		}
+		_ = c.Reply(req, &protos.KillWorkerReply{})
+	case protos.Method_PREPARE_BUNDLES:
+		var m protos.PrepareBundlesRequest
+		if err := decode(req, &m); err != nil {
+			return err
+		}
+		if err := s.prepareBundles(&m); err != nil {
+			return err
+		}
+		_ = c.Reply(req, &protos.PrepareBundlesReply{})
+	case protos.Method_COMMIT_BUNDLES:
+		var m protos.CommitBundlesRequest
+		if err := decode(req, &m); err != nil {
+			return err
+		}
+		if err := s.commitBundles(&m); err != nil {
+			return err
+		}
+		_ = c.Reply(req, &protos.CommitBundlesReply{})
+		s.reportSoon() // the cluster learns the group's resources
+	case protos.Method_CANCEL_BUNDLES:
+		var m protos.CancelBundlesRequest
+		if err := decode(req, &m); err != nil {
+			return err
+		}
+		if err := s.cancelBundles(&m); err != nil {
+			return err
+		}
+		_ = c.Reply(req, &protos.CancelBundlesReply{})
+		s.reportSoon()
+	case protos.Method_GET_NODE_INFO:
+		var m protos.GetNodeInfoRequest
+		if err := decode(req, &m); err != nil {
+			return err
+		}
+		_ = c.Reply(req, &protos.GetNodeInfoReply{Node: s.nodeInfo()})
+	default:
+		return wire.NewError("unsupported", "raylet does not serve %v", req.Method)
+	}
+	return nil
+}
+
+// decode unmarshals a request's payload into the method's message.
+func decode(req *wire.Request, m proto.Message) error {
 	if err := proto.Unmarshal(req.Payload, m); err != nil {
-		s.r.cfg.Logger.Warn().Err(err).Stringer("method", req.Method).Msg("malformed request")
-		return wire.NewError("malformed", "%v: malformed request: %v", req.Method, err)
+		return malformed(err)
 	}
 	return nil
 }
 
 func (s *state) registerClient(c *wire.Conn, req *wire.Request, m *protos.RegisterClientRequest) error {
-	id, err := protos.UniqueIDFromBytes(m.GetJobId())
+	id, driverID, err := checkRegisterClient(m)
+	if err == nil {
+		err = registeredAs(c)
+	}
+	if err == nil {
+		err = checkExecutable(m.GetExecutable())
+	}
 	if err != nil {
-		return wire.NewError("invalid", "register client: job id: %v", err)
+		return RequestError(protos.Method_REGISTER_CLIENT, err)
 	}
 	if m.GetExecutable() == "" {
 		return wire.NewError("invalid", "register client: executable is required")
+	}
+	if m.GetBinaryDigest() == "" {
+		return wire.NewError("invalid", "register client: the executable's binary digest is required")
 	}
 	j := s.jobs[id]
 	if j == nil {
@@ -317,8 +369,9 @@ func (s *state) registerClient(c *wire.Conn, req *wire.Request, m *protos.Regist
 		j.failures, j.fatal, j.fatalCode = 0, nil, ""
 	}
 	j.executable, j.env, j.dir, j.digest, j.driver = m.GetExecutable(), m.GetEnv(), m.GetWorkingDir(), m.GetFunctionDigest(), c
-	if wid, err := protos.UniqueIDFromBytes(m.GetWorkerId()); err == nil {
-		j.driverID = wid
+	j.binaryDigest = m.GetBinaryDigest()
+	if !driverID.IsZero() {
+		j.driverID = driverID
 	}
 	c.SetValue(j)
 	_ = c.Reply(req, &protos.RegisterClientReply{Node: s.nodeInfo()})
@@ -336,11 +389,40 @@ func (s *state) registerClient(c *wire.Conn, req *wire.Request, m *protos.Regist
 	return nil
 }
 
+// registeredAs refuses a second registration on a connection: the
+// connection's end is what ends the job or retires the worker it was
+// registered for, so it cannot stand for two.
+func registeredAs(c *wire.Conn) error {
+	switch v := c.Value().(type) {
+	case *jobState:
+		return fmt.Errorf("%w: this connection already registered the driver of job %s", ErrInvalidRequest, v.id.Short())
+	case *workerProc:
+		return fmt.Errorf("%w: this connection already registered worker %s", ErrInvalidRequest, v.id.Short())
+	}
+	return nil
+}
+
 func (s *state) registerWorker(c *wire.Conn, req *wire.Request, m *protos.RegisterWorkerRequest) error {
-	id := protos.MustUniqueID(m.GetWorkerId())
+	id, jobID, err := checkRegisterWorker(m)
+	if err != nil {
+		return RequestError(protos.Method_REGISTER_WORKER, err)
+	}
 	w, ok := s.workers[id]
 	if !ok {
 		return wire.NewError("unknown_worker", "worker %s (pid %d) was not started by this raylet", id.Short(), m.GetPid())
+	}
+	switch j := w.job; {
+	case w.registered:
+		// Counted once: a second registration would take the job's
+		// count of starting workers below zero.
+		err = invalidFieldf("worker_id", "worker %s is registered already", id.Short())
+	case !jobID.IsZero() && jobID != j.id:
+		err = invalidFieldf("job_id", "worker %s registers for job %s but was started for job %s", id.Short(), jobID.Short(), j.id.Short())
+	default:
+		err = registeredAs(c)
+	}
+	if err != nil {
+		return RequestError(protos.Method_REGISTER_WORKER, err)
 	}
 	j := w.job
 	if j.digest != "" && m.GetFunctionDigest() != j.digest {
@@ -361,31 +443,22 @@ func (s *state) registerWorker(c *wire.Conn, req *wire.Request, m *protos.Regist
 }
 
 func (s *state) requestLease(c *wire.Conn, req *wire.Request, m *protos.RequestWorkerLeaseRequest) error {
-	demand, err := FromProto(m.GetResources())
+	d, err := checkLeaseRequest(m)
 	if err != nil {
-		return wire.NewError("invalid", "lease request: %v", err)
+		return RequestError(protos.Method_REQUEST_WORKER_LEASE, err)
 	}
-	var running ResourceSet
-	if m.GetDedicated() {
-		if running, err = FromProto(m.GetRunningResources()); err != nil {
-			return wire.NewError("invalid", "lease request: running resources: %v", err)
-		}
-	}
-	if m.GetDetached() && !m.GetDedicated() {
-		return wire.NewError("invalid", "lease request: only a dedicated (actor) lease can be detached")
-	}
-	job := protos.MustUniqueID(m.GetJobId())
+	job, demand := d.job, d.demand
 	lr := &leaseRequest{conn: c, req: req, job: job, demand: demand, function: m.GetFunction(), queuedAt: time.Now(),
-		dedicated: m.GetDedicated(), running: running, detached: m.GetDetached(),
+		dedicated: m.GetDedicated(), running: d.running, detached: m.GetDetached(),
 		strategy: m.GetStrategy(), noSpillback: m.GetNoSpillback()}
-	if p, err := protos.UniqueIDFromBytes(m.GetPreferredNodeId()); err == nil && p != s.r.cfg.NodeID {
+	if p := d.preferred; !p.IsZero() && p != s.r.cfg.NodeID {
 		lr.preferred = p.String()
 	}
 	if lr.strategy != nil {
 		// Validate now, so a bad strategy fails at once rather than when
 		// dispatch first considers it.
 		if _, err := scheduling.StrategyFromProto(lr.strategy, 0); err != nil {
-			return wire.NewError("invalid", "lease request for %s: %v", lr.function, err)
+			return RequestError(protos.Method_REQUEST_WORKER_LEASE, invalidField("strategy", err))
 		}
 	}
 	j, ok := s.jobs[job]

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/objstore/transfer"
 	"github.com/goray/goray/protos"
@@ -52,8 +53,10 @@ func (r *Raylet) startTransfer() error {
 			t.mu.Unlock()
 		},
 	})
-	t.puller = transfer.NewPuller(r.store, transfer.PullerOptions{Logger: r.cfg.Logger, Name: r.cfg.NodeID.String()})
-	go func() { _ = t.server.Serve(l) }()
+	t.puller = transfer.NewPuller(r.store, transfer.PullerOptions{Logger: r.cfg.Logger, Name: r.cfg.NodeID.String(),
+		Authenticator: r.cfg.Credentials.Handshaker(auth.LabelTransfer)})
+	sl := r.secure(l, auth.LabelTransfer)
+	go func() { _ = t.server.Serve(sl) }()
 	r.transfer = t
 	return nil
 }
@@ -78,20 +81,14 @@ const pullTimeout = 10 * time.Minute
 // servePull handles PULL_OBJECT from a process on the node.
 func (r *Raylet) servePull(c *wire.Conn, req *wire.Request) {
 	var m protos.PullObjectRequest
-	if err := r.decode(c, req, &m); err != nil {
+	if !r.decode(c, req, &m) {
 		return
 	}
-	id, err := protos.ObjectIDFromBytes(m.GetObjectId())
+	id, node, owner, err := checkPullObject(&m, r.seg.Capacity())
 	if err != nil {
-		_ = c.ReplyError(req, wire.NewError("invalid", "PULL_OBJECT: %v", err))
+		r.reject(c, req, err)
 		return
 	}
-	node, err := protos.UniqueIDFromBytes(m.GetNodeId())
-	if err != nil {
-		_ = c.ReplyError(req, wire.NewError("invalid", "PULL_OBJECT %s: node id: %v", id, err))
-		return
-	}
-	owner, _ := protos.UniqueIDFromBytes(m.GetOwnerWorkerId())
 	go func() {
 		err := r.pull(id, node, owner)
 		switch {

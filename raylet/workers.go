@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/digest"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 )
@@ -77,21 +79,27 @@ type workerProc struct {
 func (s *state) startWorker(j *jobState, reserved bool) *workerProc {
 	id := protos.NewUniqueID()
 	w := &workerProc{id: id, job: j, leases: map[protos.LeaseID]*leaseState{}, startedAt: time.Now(), exited: make(chan struct{})}
+	// The job's record names the binary by its digest: a file at that
+	// path with other content (replaced since, or a record naming some
+	// other program) is not started.
+	if err := digest.Verify(j.executable, j.binaryDigest); err != nil {
+		s.failJob(j, "binary_mismatch", fmt.Errorf("refusing to start a worker for job %s: %w", j.id.Short(), err))
+		return nil
+	}
+	creds, err := s.r.cfg.Credentials.ForWorker()
+	if err != nil {
+		s.failJob(j, "worker_start_failed", err)
+		return nil
+	}
+	credFile, err := auth.WriteWorkerCredentials(creds)
+	if err != nil {
+		s.failJob(j, "worker_start_failed", err)
+		return nil
+	}
+	defer credFile.Close()
 	cmd := exec.Command(j.executable)
 	cmd.Dir = j.dir
-	env := make([]string, 0, len(j.env)+8)
-	for _, kv := range j.env {
-		if !strings.HasPrefix(kv, "GORAY_") || strings.HasPrefix(kv, EnvLogLevel+"=") || strings.HasPrefix(kv, EnvGCSAddress+"=") || strings.HasPrefix(kv, EnvNamespace+"=") {
-			env = append(env, kv)
-		}
-	}
-	// A worker runs one task at a time unless its tasks block, so it starts
-	// with one P: spare Ps only add scheduler hand-offs to every call. The
-	// worker raises it when a task is granted more CPUs; a job that sets
-	// GOMAXPROCS itself keeps its setting.
-	if !hasEnv(j.env, "GOMAXPROCS") {
-		env = append(env, "GOMAXPROCS=1")
-	}
+	env := workerEnv(os.Environ(), j.env)
 	env = append(env,
 		EnvWorker+"=1",
 		EnvRaylet+"="+s.r.endpoint,
@@ -101,8 +109,10 @@ func (s *state) startWorker(j *jobState, reserved bool) *workerProc {
 		EnvSessionDir+"="+s.r.cfg.SessionDir,
 		EnvStorePath+"="+s.r.seg.Path(),
 		EnvNodeIP+"="+s.r.cfg.NodeIP,
+		auth.EnvCredentialsFD+"=3",
 	)
 	cmd.Env = env
+	cmd.ExtraFiles = []*os.File{credFile}
 	// Workers die with the raylet even if it is killed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	logs, err := newWorkerLogs(s.r, j.id, id)
@@ -247,6 +257,44 @@ func (l *workerLogs) pump(rd io.Reader, isErr bool) {
 func (l *workerLogs) close() {
 	_ = l.out.Close()
 	_ = l.err.Close()
+}
+
+// workerEnv is a worker's environment before goray's own variables: the
+// node's environment (as Ray's workers inherit the raylet's), then the
+// job's variables (what its driver named: sdk.RuntimeEnv's EnvVars and
+// goray's settings), which win. No GORAY_ variable of the node's passes
+// (its token or TLS settings among them: a worker gets its credentials
+// through a pipe), and of the job's only the settings workers read.
+func workerEnv(node, job []string) []string {
+	env := make([]string, 0, len(node)+len(job)+10)
+	seen := map[string]int{}
+	add := func(kv string) {
+		name, _, _ := strings.Cut(kv, "=")
+		if i, ok := seen[name]; ok {
+			env[i] = kv
+			return
+		}
+		seen[name] = len(env)
+		env = append(env, kv)
+	}
+	for _, kv := range node {
+		if !strings.HasPrefix(kv, "GORAY_") {
+			add(kv)
+		}
+	}
+	for _, kv := range job {
+		if !strings.HasPrefix(kv, "GORAY_") || strings.HasPrefix(kv, EnvLogLevel+"=") || strings.HasPrefix(kv, EnvGCSAddress+"=") || strings.HasPrefix(kv, EnvNamespace+"=") {
+			add(kv)
+		}
+	}
+	// A worker runs one task at a time unless its tasks block, so it starts
+	// with one P: spare Ps only add scheduler hand-offs to every call. The
+	// worker raises it when a task is granted more CPUs; a job that sets
+	// GOMAXPROCS itself keeps its setting.
+	if _, ok := seen["GOMAXPROCS"]; !ok {
+		add("GOMAXPROCS=1")
+	}
+	return env
 }
 
 func hasEnv(env []string, name string) bool {

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 )
@@ -403,7 +404,11 @@ func (cw *coreWorker) gcsClient() (*gcs.Client, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10e9)
 	defer cancel()
-	c, err := gcs.Dial(ctx, cw.gcsAddress, cw.log)
+	natsOpts, err := cw.creds.NATSOptions(auth.RoleWorker)
+	if err != nil {
+		return nil, fmt.Errorf("goray: connect to GCS at %s: %w", cw.gcsAddress, err)
+	}
+	c, err := gcs.Dial(ctx, cw.gcsAddress, cw.log, natsOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("goray: connect to GCS at %s: %w", cw.gcsAddress, err)
 	}

@@ -47,9 +47,10 @@ type hostedActor struct {
 
 // actorCallMsg is what the actor's mailbox receives.
 type actorCallMsg struct {
-	conn *wire.Conn
-	req  wire.Request
-	msg  *protos.ActorCallRequest
+	conn   *wire.Conn
+	req    wire.Request
+	msg    *protos.ActorCallRequest
+	taskID protos.TaskID
 }
 
 // actorInfo rides in a method's context.
@@ -77,19 +78,24 @@ func (h *actorHost) actorSystem() *actor.ActorSystem {
 func (h *actorHost) create(c *wire.Conn, req *wire.Request) {
 	m := &protos.CreateActorRequest{}
 	if err := unmarshalProto(req.Payload, m); err != nil {
-		_ = c.ReplyError(req, fmt.Errorf("CREATE_ACTOR: malformed request: %w", err))
+		h.cw.reject(c, req, malformed(err))
+		return
+	}
+	id, err := checkCreateActor(m)
+	if err != nil {
+		h.cw.reject(c, req, err)
 		return
 	}
 	r := *req
 	go func() {
-		reply := h.construct(c, m)
+		reply := h.construct(c, id, m)
 		_ = c.Reply(&r, reply)
 	}()
 }
 
-func (h *actorHost) construct(c *wire.Conn, m *protos.CreateActorRequest) *protos.CreateActorReply {
+// construct creates actor id from m (checked by checkCreateActor).
+func (h *actorHost) construct(c *wire.Conn, id protos.UniqueID, m *protos.CreateActorRequest) *protos.CreateActorReply {
 	spec := m.GetSpec()
-	id := protos.MustUniqueID(spec.GetActorId())
 	fail := func(kind protos.ErrorKind, err error, stack string) *protos.CreateActorReply {
 		te := &TaskError{Kind: kind, Function: spec.GetClassName(), Message: err.Error(), Stack: stack, PID: os.Getpid(), NodeID: h.cw.nodeID, cause: err}
 		return &protos.CreateActorReply{Error: te.toProto()}
@@ -140,6 +146,7 @@ func (h *actorHost) construct(c *wire.Conn, m *protos.CreateActorRequest) *proto
 	// the previous incarnation's asynchronous stop has finished.
 	pid, err := sys.Root.SpawnNamed(props, fmt.Sprintf("actor-%s-%d", id, m.GetNumRestarts()))
 	if err != nil {
+		ha.dispatcher.stop() // nothing will stop it: the actor never ran
 		return fail(protos.ErrorKind_ERROR_KIND_SYSTEM, fmt.Errorf("spawn actor: %w", err), "")
 	}
 	ha.pid = pid
@@ -154,20 +161,24 @@ func (h *actorHost) construct(c *wire.Conn, m *protos.CreateActorRequest) *proto
 func (h *actorHost) call(c *wire.Conn, req *wire.Request) {
 	m := &protos.ActorCallRequest{}
 	if err := unmarshalProto(req.Payload, m); err != nil {
-		_ = c.ReplyError(req, fmt.Errorf("ACTOR_CALL: malformed request: %w", err))
+		h.cw.reject(c, req, malformed(err))
 		return
 	}
-	id := protos.MustUniqueID(m.GetActorId())
+	id, taskID, err := checkActorCall(m)
+	if err != nil {
+		h.cw.reject(c, req, err)
+		return
+	}
 	h.mu.Lock()
 	ha, ok := h.actors[id]
 	h.mu.Unlock()
 	if !ok {
-		te := &TaskError{Kind: protos.ErrorKind_ERROR_KIND_ACTOR_DIED, Function: m.GetMethod(), TaskID: protos.MustUniqueID(m.GetTaskId()),
+		te := &TaskError{Kind: protos.ErrorKind_ERROR_KIND_ACTOR_DIED, Function: m.GetMethod(), TaskID: taskID,
 			Message: fmt.Sprintf("actor %s is not on this worker (pid %d)", id.Short(), os.Getpid())}
 		_ = c.Reply(req, &protos.ActorCallReply{Result: &protos.ObjectData{Error: te.toProto()}})
 		return
 	}
-	h.actorSystem().Root.Send(ha.pid, &actorCallMsg{conn: c, req: *req, msg: m})
+	h.actorSystem().Root.Send(ha.pid, &actorCallMsg{conn: c, req: *req, msg: m, taskID: taskID})
 }
 
 // dispatch runs on the actor's goroutine, in mailbox order.
@@ -189,8 +200,7 @@ func (h *actorHost) dispatch(ha *hostedActor, msg *actorCallMsg) {
 }
 
 func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
-	m := msg.msg
-	taskID := protos.MustUniqueID(m.GetTaskId())
+	m, taskID := msg.msg, msg.taskID
 	fn := ha.class.name + "." + m.GetMethod()
 	reply := func(d *protos.ObjectData, micros uint64) {
 		// Borrowers registered while decoding the arguments must be known
@@ -282,10 +292,16 @@ func (h *actorHost) exitActor(ha *hostedActor, reason string) {
 func (h *actorHost) kill(c *wire.Conn, req *wire.Request) {
 	var m protos.KillActorRequest
 	if err := unmarshalProto(req.Payload, &m); err != nil {
-		_ = c.ReplyError(req, fmt.Errorf("KILL_ACTOR: malformed request: %w", err))
+		h.cw.reject(c, req, malformed(err))
 		return
 	}
-	id := protos.MustUniqueID(m.GetActorId())
+	// A bad id must not pass for "an actor this process does not host",
+	// which ends the process.
+	id, err := parseID("actor_id", m.GetActorId())
+	if err != nil {
+		h.cw.reject(c, req, err)
+		return
+	}
 	h.mu.Lock()
 	ha, ok := h.actors[id]
 	h.mu.Unlock()

@@ -9,6 +9,7 @@ import (
 
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
+	"github.com/goray/goray/raylet"
 )
 
 // The borrower side of ownership: registrations with owners, in order per
@@ -64,7 +65,7 @@ func (t *objectTable) sendOps(owner *protos.Address, ops []borrowOp) {
 	}
 	var batches []batch
 	for _, op := range ops {
-		if n := len(batches); n == 0 || batches[n-1].add != op.add {
+		if n := len(batches); n == 0 || batches[n-1].add != op.add || len(batches[n-1].ids) == raylet.MaxObjectIDsPerRequest {
 			batches = append(batches, batch{add: op.add})
 		}
 		b := &batches[len(batches)-1]
@@ -161,18 +162,20 @@ func (cw *coreWorker) lendTo(ctx context.Context, refs []ObjectRef, borrower *pr
 	}
 	var wg sync.WaitGroup
 	for ep, ids := range byOwner {
-		req := &protos.BorrowRequest{Borrower: borrower}
-		for _, id := range ids {
-			req.ObjectIds = append(req.ObjectIds, id.Bytes())
-		}
-		wg.Add(1)
+		var reqs []*protos.BorrowRequest
+		inChunks(ids, func(ids []protos.ObjectID) {
+			reqs = append(reqs, &protos.BorrowRequest{Borrower: borrower, ObjectIds: idBytes(ids)})
+		})
+		wg.Add(len(reqs))
 		cw.withPeerAt(owners[ep], func(c *wire.Conn, err error) {
-			if err != nil {
-				wg.Done() // owner gone: the caller's Get reports it
-				return
-			}
-			if err := c.Go(protos.Method_ADD_BORROWERS, req, func([]byte, error) { wg.Done() }); err != nil {
-				wg.Done()
+			for _, req := range reqs {
+				if err != nil {
+					wg.Done() // owner gone: the caller's Get reports it
+					continue
+				}
+				if err := c.Go(protos.Method_ADD_BORROWERS, req, func([]byte, error) { wg.Done() }); err != nil {
+					wg.Done()
+				}
 			}
 		})
 	}
@@ -191,19 +194,20 @@ func (cw *coreWorker) lendTo(ctx context.Context, refs []ObjectRef, borrower *pr
 func (cw *coreWorker) serveBorrow(c *wire.Conn, req *wire.Request) {
 	var m protos.BorrowRequest
 	if err := unmarshalProto(req.Payload, &m); err != nil {
-		if !req.OneWay {
-			_ = c.ReplyError(req, fmt.Errorf("%v: malformed request: %w", req.Method, err))
-		}
+		cw.reject(c, req, malformed(err))
 		return
 	}
-	ids := make([]protos.ObjectID, 0, len(m.GetObjectIds()))
-	for _, b := range m.GetObjectIds() {
-		if id, err := protos.ObjectIDFromBytes(b); err == nil {
-			ids = append(ids, id)
-		}
+	if err := checkBorrow(&m); err != nil {
+		cw.reject(c, req, err)
+		return
+	}
+	ids := make([]protos.ObjectID, len(m.GetObjectIds()))
+	for i, b := range m.GetObjectIds() {
+		ids[i] = protos.ObjectID(b)
 	}
 	if req.Method == protos.Method_REMOVE_BORROWERS {
 		cw.objects.removeBorrowers(ids, m.GetBorrower())
+		_ = c.Reply(req, &protos.BorrowReply{}) // sent one-way, but a caller gets an answer
 		return
 	}
 	unknown := cw.objects.addBorrowers(ids, m.GetBorrower())
@@ -211,9 +215,7 @@ func (cw *coreWorker) serveBorrow(c *wire.Conn, req *wire.Request) {
 	for _, id := range unknown {
 		reply.UnknownIds = append(reply.UnknownIds, id.Bytes())
 	}
-	if !req.OneWay {
-		_ = c.Reply(req, reply)
-	}
+	_ = c.Reply(req, reply)
 }
 
 // gcSoon runs a garbage collection shortly after a task ends in a worker

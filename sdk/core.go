@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
@@ -28,6 +29,10 @@ type coreWorker struct {
 	nodeID   protos.NodeID
 	addr     *protos.Address
 	digest   string
+	// creds authenticate this process's connections: its servers accept
+	// only peers that pass the wire handshake, and it passes theirs.
+	creds    *auth.Credentials
+	wireAuth *auth.Handshaker
 
 	server    *wire.Server
 	tcpServer *wire.Server
@@ -71,12 +76,14 @@ var cur atomic.Pointer[coreWorker]
 
 func current() *coreWorker { return cur.Load() }
 
-func newCoreWorker(log zerolog.Logger, isWorker bool, jobID protos.JobID, workerID protos.WorkerID) *coreWorker {
+func newCoreWorker(log zerolog.Logger, isWorker bool, jobID protos.JobID, workerID protos.WorkerID, creds *auth.Credentials) *coreWorker {
 	cw := &coreWorker{
 		log:      log,
 		isWorker: isWorker,
 		jobID:    jobID,
 		workerID: workerID,
+		creds:    creds,
+		wireAuth: creds.Handshaker(auth.LabelWire),
 		peers:    map[string]*peer{},
 		putTask:  protos.NewUniqueID(),
 	}
@@ -106,12 +113,18 @@ func (cw *coreWorker) listen(socketDir, nodeIP string) error {
 		_ = l.Close()
 		return fmt.Errorf("listen on %s: %w", nodeIP, err)
 	}
-	cw.server = wire.NewServer(l, cw, wire.WithLogger(cw.log))
-	cw.tcpServer = wire.NewServer(tl, cw, wire.WithLogger(cw.log))
+	cw.server = wire.NewServer(auth.NewListener(l, cw.wireAuth, auth.Limits{}, cw.log), cw, wire.WithLogger(cw.log))
+	cw.tcpServer = wire.NewServer(auth.NewListener(tl, cw.wireAuth, auth.Limits{}, cw.log), cw, wire.WithLogger(cw.log))
 	go func() { _ = cw.server.Serve() }()
 	go func() { _ = cw.tcpServer.Serve() }()
 	cw.addr = &protos.Address{WorkerId: cw.workerID.Bytes(), Endpoint: endpoint, TcpEndpoint: cw.tcpServer.Addr(), Pid: int32(os.Getpid())}
 	return nil
+}
+
+// dial connects to another goray process (a raylet, a driver, a worker),
+// authenticated; the connection serves that peer's requests too.
+func (cw *coreWorker) dial(ctx context.Context, endpoint string) (*wire.Conn, error) {
+	return wire.Dial(ctx, endpoint, cw, wire.WithLogger(cw.log), wire.WithAuthenticator(cw.wireAuth))
 }
 
 // attachNode records the node this process runs on; it must happen before
@@ -141,16 +154,27 @@ func (cw *coreWorker) ServeWire(c *wire.Conn, req *wire.Request) {
 	case protos.Method_ADD_BORROWERS, protos.Method_REMOVE_BORROWERS:
 		cw.serveBorrow(c, req)
 	case protos.Method_GET_REFS:
+		var m protos.GetRefsRequest
+		if err := unmarshalProto(req.Payload, &m); err != nil {
+			cw.reject(c, req, malformed(err))
+			return
+		}
 		_ = c.Reply(req, cw.objects.refsInfo())
 	case protos.Method_EXIT:
 		var m protos.ExitRequest
-		_ = unmarshalProto(req.Payload, &m)
-		if cw.isWorker {
-			cw.log.Info().Str("reason", m.GetReason()).Msg("raylet asked this worker to exit")
-			os.Exit(0)
+		if err := unmarshalProto(req.Payload, &m); err != nil {
+			cw.reject(c, req, malformed(err))
+			return
 		}
+		if !cw.isWorker {
+			// A driver ends when its program does, not at a peer's word.
+			cw.reject(c, req, wire.NewError("unsupported", "EXIT: this process is a driver, not a worker"))
+			return
+		}
+		cw.log.Info().Str("reason", m.GetReason()).Msg("raylet asked this worker to exit")
+		os.Exit(0)
 	default:
-		_ = c.ReplyError(req, fmt.Errorf("core worker: unsupported method %v", req.Method))
+		cw.reject(c, req, wire.NewError("unsupported", "core worker does not serve %v", req.Method))
 	}
 }
 
@@ -158,12 +182,12 @@ func (cw *coreWorker) ServeWire(c *wire.Conn, req *wire.Request) {
 func (cw *coreWorker) serveGetObject(c *wire.Conn, req *wire.Request) {
 	var m protos.GetObjectRequest
 	if err := unmarshalProto(req.Payload, &m); err != nil {
-		_ = c.ReplyError(req, fmt.Errorf("GET_OBJECT: malformed request: %w", err))
+		cw.reject(c, req, malformed(err))
 		return
 	}
-	id, err := protos.ObjectIDFromBytes(m.GetObjectId())
+	id, err := parseObjectID("object_id", m.GetObjectId())
 	if err != nil {
-		_ = c.ReplyError(req, fmt.Errorf("GET_OBJECT: %w", err))
+		cw.reject(c, req, err)
 		return
 	}
 	r := *req
@@ -259,7 +283,7 @@ func (cw *coreWorker) withPeer(endpoint string, fn func(*wire.Conn, error)) {
 	cw.peers[endpoint] = p
 	cw.peersMu.Unlock()
 	go func() {
-		c, err := wire.Dial(context.Background(), endpoint, cw, wire.WithLogger(cw.log))
+		c, err := cw.dial(context.Background(), endpoint)
 		cw.peersMu.Lock()
 		waiting := p.waiting
 		p.waiting = nil

@@ -53,9 +53,10 @@ type leaseExec struct {
 }
 
 type queuedTask struct {
-	conn *wire.Conn
-	req  wire.Request
-	msg  *protos.PushTaskRequest
+	conn   *wire.Conn
+	req    wire.Request
+	msg    *protos.PushTaskRequest
+	taskID protos.TaskID
 }
 
 type runningTask struct {
@@ -65,6 +66,11 @@ type runningTask struct {
 	cancelledFlag atomic.Bool
 }
 
+// maxRememberedCancels bounds the cancellations kept for tasks that have
+// not arrived: a peer cancelling ids that never come would otherwise grow
+// the set for the life of the process.
+const maxRememberedCancels = 4096
+
 func newExecutor(cw *coreWorker) *executor {
 	return &executor{cw: cw, leases: map[protos.LeaseID]*leaseExec{}, running: map[protos.TaskID]*runningTask{}, cancelled: map[protos.TaskID]bool{}}
 }
@@ -72,17 +78,21 @@ func newExecutor(cw *coreWorker) *executor {
 func (e *executor) push(c *wire.Conn, req *wire.Request) {
 	msg := &protos.PushTaskRequest{}
 	if err := unmarshalProto(req.Payload, msg); err != nil {
-		_ = c.ReplyError(req, fmt.Errorf("PUSH_TASK: malformed request: %w", err))
+		e.cw.reject(c, req, malformed(err))
 		return
 	}
-	leaseID := protos.MustUniqueID(msg.GetLeaseId())
+	leaseID, taskID, err := checkPushTask(msg)
+	if err != nil {
+		e.cw.reject(c, req, err)
+		return
+	}
 	e.mu.Lock()
 	le, ok := e.leases[leaseID]
 	if !ok {
 		le = &leaseExec{}
 		e.leases[leaseID] = le
 	}
-	le.queue = append(le.queue, queuedTask{conn: c, req: *req, msg: msg})
+	le.queue = append(le.queue, queuedTask{conn: c, req: *req, msg: msg, taskID: taskID})
 	// Start a runner unless one is running a task that is not blocked.
 	start := le.runners == le.blocked
 	if start {
@@ -117,7 +127,7 @@ func (e *executor) drain(leaseID protos.LeaseID, le *leaseExec) {
 		if reclaim {
 			e.notifyRaylet(leaseID, false)
 		}
-		reply := e.run(leaseID, qt.conn, qt.msg)
+		reply := e.run(leaseID, qt.taskID, qt.conn, qt.msg)
 		_ = qt.conn.Reply(&qt.req, reply)
 		e.mu.Lock()
 		le.active--
@@ -178,10 +188,9 @@ func (e *executor) notifyRaylet(leaseID protos.LeaseID, blocked bool) {
 	}
 }
 
-// run executes one task and builds its reply.
-func (e *executor) run(leaseID protos.LeaseID, conn *wire.Conn, msg *protos.PushTaskRequest) *protos.PushTaskReply {
+// run executes one task (checked by checkPushTask) and builds its reply.
+func (e *executor) run(leaseID protos.LeaseID, taskID protos.TaskID, conn *wire.Conn, msg *protos.PushTaskRequest) *protos.PushTaskReply {
 	spec := msg.GetSpec()
-	taskID := protos.MustUniqueID(spec.GetTaskId())
 	fail := func(kind protos.ErrorKind, err error, stack string) *protos.PushTaskReply {
 		te := &TaskError{Kind: kind, Function: spec.GetFunction(), TaskID: taskID, Message: err.Error(), Stack: stack, PID: os.Getpid(), NodeID: e.cw.nodeID, cause: errors.Unwrap(err)}
 		if kind == protos.ErrorKind_ERROR_KIND_TASK {
@@ -258,9 +267,16 @@ func (e *executor) run(leaseID protos.LeaseID, conn *wire.Conn, msg *protos.Push
 
 // ensureProcs lets a task granted n CPUs use n threads: workers start with
 // GOMAXPROCS=1 (see the raylet) and only ever raise it, since changing it
-// stops the world.
+// stops the world. More threads than the machine has CPUs would gain
+// nothing, whatever the task says it was granted.
 func ensureProcs(n float64) {
-	want := int(math.Ceil(n))
+	if !(n > 1) { // also NaN
+		return
+	}
+	want := runtime.NumCPU()
+	if n < float64(want) {
+		want = int(math.Ceil(n))
+	}
 	if want > runtime.GOMAXPROCS(0) {
 		runtime.GOMAXPROCS(want)
 	}
@@ -308,17 +324,21 @@ func (e *executor) announce(name string) {
 func (e *executor) cancel(c *wire.Conn, req *wire.Request) {
 	var m protos.CancelTaskRequest
 	if err := unmarshalProto(req.Payload, &m); err != nil {
-		_ = c.ReplyError(req, fmt.Errorf("CANCEL_TASK: malformed request: %w", err))
+		e.cw.reject(c, req, malformed(err))
 		return
 	}
-	taskID := protos.MustUniqueID(m.GetTaskId())
+	taskID, err := parseID("task_id", m.GetTaskId())
+	if err != nil {
+		e.cw.reject(c, req, err)
+		return
+	}
 	e.mu.Lock()
 	rt, running := e.running[taskID]
 	if running {
 		rt.cancelled = true
 		rt.cancelledFlag.Store(true)
 	} else {
-		e.cancelled[taskID] = true
+		e.rememberCancelLocked(taskID)
 	}
 	e.mu.Unlock()
 	if m.GetRecursive() {
@@ -332,6 +352,18 @@ func (e *executor) cancel(c *wire.Conn, req *wire.Request) {
 		}
 		rt.cancel()
 	}
+}
+
+// rememberCancelLocked records the cancellation of a task that has not
+// arrived, forgetting an arbitrary older one if too many are kept.
+func (e *executor) rememberCancelLocked(taskID protos.TaskID) {
+	if len(e.cancelled) >= maxRememberedCancels {
+		for id := range e.cancelled {
+			delete(e.cancelled, id)
+			break
+		}
+	}
+	e.cancelled[taskID] = true
 }
 
 func registeredNames() string {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -16,9 +15,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/digest"
+	"github.com/goray/goray/internal/localcluster"
 	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/protos"
-	"github.com/goray/goray/protos/wire"
 	"github.com/goray/goray/raylet"
 	"github.com/goray/goray/sdk/cluster"
 )
@@ -42,6 +43,10 @@ type initOptions struct {
 	maxWorkers  int
 	logWriter   io.Writer
 	metricsAddr string
+	runtimeEnv  []RuntimeEnvPart
+	tokenFile   string
+	authNone    bool
+	tls         auth.TLSFiles
 }
 
 // Address joins a running cluster (a `goray start` head's NATS URL, or
@@ -110,6 +115,9 @@ func MetricsURL() string {
 		return ""
 	}
 	if addr := sess.head.Raylet.MetricsAddr(); addr != "" {
+		if sess.creds.TLS() != nil {
+			return "https://" + addr + raylet.MetricsPath
+		}
 		return "http://" + addr + raylet.MetricsPath
 	}
 	return ""
@@ -122,6 +130,14 @@ type session struct {
 	gcs    *gcs.Client
 	ownGCS bool
 	logSub *nats.Subscription
+	creds  *auth.Credentials
+	// binDigest delivers the SHA-256 of this program's binary.
+	binDigest <-chan digestResult
+}
+
+type digestResult struct {
+	digest string
+	err    error
 }
 
 var (
@@ -151,10 +167,23 @@ func Init(ctx context.Context, opts ...InitOption) error {
 	if sess != nil {
 		return ErrAlreadyInitialized
 	}
-	s := &session{}
+	// The binary's digest names it in the job's record; hashing it runs
+	// while the cluster starts.
+	binDigest := make(chan digestResult, 1)
+	go func() {
+		d, err := digest.File(executable())
+		binDigest <- digestResult{d, err}
+	}()
+	s := &session{binDigest: binDigest}
 	var node *protos.NodeInfo
 	var err error
 	if o.address == "" {
+		if s.creds, err = o.credentials(true, ""); err != nil {
+			return err
+		}
+		if !s.creds.Enabled() {
+			log.Warn().Msg("goray: the embedded cluster runs WITHOUT AUTHENTICATION (AuthNone / GORAY_AUTH=none): anyone who reaches its ports can run code as this user")
+		}
 		s.head, err = cluster.StartHead(ctx, cluster.Config{
 			SessionDir:        o.sessionDir,
 			Resources:         o.resources,
@@ -162,6 +191,7 @@ func Init(ctx context.Context, opts ...InitOption) error {
 			MaxWorkers:        o.maxWorkers,
 			MetricsAddr:       o.metricsAddr,
 			Logger:            log,
+			Credentials:       s.creds,
 		})
 		if err != nil {
 			return fmt.Errorf("goray: start embedded cluster: %w", err)
@@ -173,7 +203,14 @@ func Init(ctx context.Context, opts ...InitOption) error {
 		if err != nil {
 			return err
 		}
-		s.gcs, err = gcs.Dial(ctx, addr, log)
+		if s.creds, err = o.credentials(false, addr); err != nil {
+			return err
+		}
+		natsOpts, err := s.creds.NATSOptions(auth.RoleDriver)
+		if err != nil {
+			return fmt.Errorf("goray: join cluster at %s: %w", addr, err)
+		}
+		s.gcs, err = gcs.Dial(ctx, addr, log, natsOpts...)
 		if err != nil {
 			return fmt.Errorf("goray: join cluster at %s: %w", addr, err)
 		}
@@ -195,24 +232,32 @@ func Init(ctx context.Context, opts ...InitOption) error {
 
 // connect makes this process the job's driver on node.
 func (s *session) connect(ctx context.Context, log zerolog.Logger, node *protos.NodeInfo, o initOptions) error {
+	jobEnv, err := o.jobEnv(s.gcs.NATS().ConnectedUrl())
+	if err != nil {
+		return err
+	}
 	jobID := protos.NewUniqueID()
-	cw := newCoreWorker(log, false, jobID, protos.NewUniqueID())
+	cw := newCoreWorker(log, false, jobID, protos.NewUniqueID(), s.creds)
 	s.cw = cw
 	cw.gcs = s.gcs
 	cw.namespace = o.namespace
-	if err := cw.listen(filepath.Join(node.GetSessionDir(), "sockets"), endpointHost(node.GetRayletTcpEndpoint())); err != nil {
+	if err := cw.listen(raylet.SocketDir(node.GetSessionDir()), endpointHost(node.GetRayletTcpEndpoint())); err != nil {
 		return fmt.Errorf("goray: %w", err)
 	}
-	c, err := wire.Dial(ctx, node.GetRayletEndpoint(), cw, wire.WithLogger(log))
+	c, err := cw.dial(ctx, node.GetRayletEndpoint())
 	if err != nil {
 		return fmt.Errorf("goray: connect to raylet at %s: %w", node.GetRayletEndpoint(), err)
 	}
 	cw.raylet = c
 	wd, _ := os.Getwd()
+	bin := <-s.binDigest
+	if bin.err != nil {
+		return fmt.Errorf("goray: this program's binary: %w", bin.err)
+	}
 	var reply protos.RegisterClientReply
-	jobEnv := append(os.Environ(), raylet.EnvGCSAddress+"="+s.gcs.NATS().ConnectedUrl(), raylet.EnvNamespace+"="+o.namespace)
 	if err := c.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{
 		JobId: jobID.Bytes(), WorkerId: cw.workerID.Bytes(), Executable: executable(), FunctionDigest: cw.digest, Env: jobEnv, WorkingDir: wd,
+		BinaryDigest: bin.digest,
 	}, &reply); err != nil {
 		return fmt.Errorf("goray: register driver with raylet: %w", err)
 	}
@@ -241,7 +286,8 @@ func (s *session) connect(ctx context.Context, log zerolog.Logger, node *protos.
 	table.JobId = jobID.Bytes()
 	host, _ := os.Hostname()
 	if err := s.gcs.RegisterJob(ctx, &protos.JobInfo{JobId: jobID.Bytes(), Executable: executable(), DriverPid: int32(os.Getpid()), DriverHost: host,
-		StartTimeUnixMs: time.Now().UnixMilli(), FunctionDigest: digest, Namespace: o.namespace, Env: jobEnv, WorkingDir: wd}); err != nil {
+		StartTimeUnixMs: time.Now().UnixMilli(), FunctionDigest: digest, Namespace: o.namespace, Env: jobEnv, WorkingDir: wd,
+		BinaryDigest: bin.digest}); err != nil {
 		return fmt.Errorf("goray: register job: %w", err)
 	}
 	if err := s.gcs.RegisterFunctions(ctx, table); err != nil {
@@ -329,7 +375,7 @@ func endpointHost(ep string) string {
 
 // CurrentClusterFile is where `goray start --head` records its address, so
 // "auto" finds it.
-func CurrentClusterFile() string { return filepath.Join(os.TempDir(), "goray", "current_cluster") }
+func CurrentClusterFile() string { return localcluster.AddressFile() }
 
 func resolveAddress(addr string) (string, error) {
 	if addr != "auto" {

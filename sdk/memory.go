@@ -244,15 +244,16 @@ func MemorySummary(ctx context.Context) (*MemoryReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	return fetchMemoryReport(ctx, info.GetNodes(), s.cw.log, s.cw.nodeID.Bytes(), s.cw.raylet)
+	return fetchMemoryReport(ctx, info.GetNodes(), s.cw.log, s.cw.wireAuth, s.cw.nodeID.Bytes(), s.cw.raylet)
 }
 
 // FetchMemoryReport asks the raylets of the alive nodes among nodes (from
 // the GCS's ClusterInfo) for their objects and stores, dialling each one,
 // and joins the answers. Nodes that do not answer are listed in the
 // report's Errors; when none answers it returns the report and an error.
-func FetchMemoryReport(ctx context.Context, nodes []*protos.NodeInfo, log zerolog.Logger) (*MemoryReport, error) {
-	return fetchMemoryReport(ctx, nodes, log, nil, nil)
+// a authenticates the connections to the raylets (*auth.Handshaker).
+func FetchMemoryReport(ctx context.Context, nodes []*protos.NodeInfo, log zerolog.Logger, a wire.Authenticator) (*MemoryReport, error) {
+	return fetchMemoryReport(ctx, nodes, log, a, nil, nil)
 }
 
 // memoryNodeTimeout bounds one node's answer when ctx has no deadline.
@@ -260,7 +261,7 @@ const memoryNodeTimeout = 15 * time.Second
 
 // fetchMemoryReport asks every alive node, in parallel; local, when set,
 // is a connection to the raylet of node localID.
-func fetchMemoryReport(ctx context.Context, nodes []*protos.NodeInfo, log zerolog.Logger, localID []byte, local *wire.Conn) (*MemoryReport, error) {
+func fetchMemoryReport(ctx context.Context, nodes []*protos.NodeInfo, log zerolog.Logger, a wire.Authenticator, localID []byte, local *wire.Conn) (*MemoryReport, error) {
 	var alive []*protos.NodeInfo
 	for _, n := range nodes {
 		if n.GetState() == protos.NodeInfo_ALIVE {
@@ -288,7 +289,7 @@ func fetchMemoryReport(ctx context.Context, nodes []*protos.NodeInfo, log zerolo
 				if ep == "" {
 					ep = n.GetRayletEndpoint()
 				}
-				if c, err = wire.Dial(ctx, ep, nil, wire.WithLogger(log)); err != nil {
+				if c, err = wire.Dial(ctx, ep, nil, wire.WithLogger(log), wire.WithAuthenticator(a)); err != nil {
 					errs[i] = err
 					return
 				}

@@ -397,6 +397,7 @@ func (t *objectTable) maybeFreeLocked(id protos.ObjectID, e *objectEntry, rel *r
 // containment instead.
 func (t *objectTable) addBorrowers(ids []protos.ObjectID, borrower *protos.Address) (unknown []protos.ObjectID) {
 	self := t.isSelf(borrower)
+	recorded := false
 	t.mu.Lock()
 	for _, id := range ids {
 		e, ok := t.m[id]
@@ -412,10 +413,12 @@ func (t *objectTable) addBorrowers(ids []protos.ObjectID, borrower *protos.Addre
 			e.borrowers = map[string]*protos.Address{}
 		}
 		e.borrowers[string(borrower.GetWorkerId())] = borrower
+		recorded = true
 	}
 	t.mu.Unlock()
-	if !self {
-		// Watch the borrower: if it dies, its holds go with it.
+	if recorded {
+		// Watch the borrower: if it dies, its holds go with it. One that
+		// holds nothing here is not dialled (whatever address it gave).
 		t.cw.withPeerAt(borrower, func(_ *wire.Conn, err error) {
 			if err != nil {
 				t.dropBorrower(borrower.GetEndpoint())

@@ -87,10 +87,14 @@ func (r rayletStore) acquire(ctx context.Context, id protos.ObjectID) (uint64, u
 	return reply.GetOffset(), reply.GetSize(), nil
 }
 func (r rayletStore) release(ids []protos.ObjectID) {
-	_ = r.c.Notify(protos.Method_RELEASE_OBJECTS, &protos.ReleaseObjectsRequest{ObjectIds: idBytes(ids)})
+	inChunks(ids, func(ids []protos.ObjectID) {
+		_ = r.c.Notify(protos.Method_RELEASE_OBJECTS, &protos.ReleaseObjectsRequest{ObjectIds: idBytes(ids)})
+	})
 }
 func (r rayletStore) delete(ids []protos.ObjectID) {
-	_ = r.c.Notify(protos.Method_DELETE_OBJECTS, &protos.DeleteObjectsRequest{ObjectIds: idBytes(ids)})
+	inChunks(ids, func(ids []protos.ObjectID) {
+		_ = r.c.Notify(protos.Method_DELETE_OBJECTS, &protos.DeleteObjectsRequest{ObjectIds: idBytes(ids)})
+	})
 }
 
 func idBytes(ids []protos.ObjectID) [][]byte {
@@ -223,7 +227,9 @@ func (cw *coreWorker) freeStored(id protos.ObjectID, data *protos.ObjectData) {
 // local raylet deletes its copies and forwards the delete there.
 func (cw *coreWorker) deleteRemote(node protos.NodeID, ids []protos.ObjectID) {
 	if cw.raylet != nil && len(ids) > 0 && !cw.closed.Load() {
-		_ = cw.raylet.Notify(protos.Method_DELETE_OBJECTS, &protos.DeleteObjectsRequest{ObjectIds: idBytes(ids), PrimaryNodeId: node.Bytes()})
+		inChunks(ids, func(ids []protos.ObjectID) {
+			_ = cw.raylet.Notify(protos.Method_DELETE_OBJECTS, &protos.DeleteObjectsRequest{ObjectIds: idBytes(ids), PrimaryNodeId: node.Bytes()})
+		})
 	}
 }
 

@@ -115,10 +115,14 @@ func (st *streamState) signalLocked() {
 func (cw *coreWorker) serveStreamItem(c *wire.Conn, req *wire.Request) {
 	var m protos.StreamItemRequest
 	if err := unmarshalProto(req.Payload, &m); err != nil {
-		_ = c.ReplyError(req, fmt.Errorf("STREAM_ITEM: malformed request: %w", err))
+		cw.reject(c, req, malformed(err))
 		return
 	}
-	taskID := protos.MustUniqueID(m.GetTaskId())
+	taskID, err := checkStreamItem(&m)
+	if err != nil {
+		cw.reject(c, req, err)
+		return
+	}
 	st := cw.streams.get(taskID)
 	if st == nil {
 		// The caller closed the stream: the item has no reader.

@@ -5,14 +5,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/protos"
-	"github.com/goray/goray/protos/wire"
 	"github.com/goray/goray/raylet"
 )
 
@@ -44,8 +44,12 @@ func runWorker(log zerolog.Logger) error {
 		}
 		ids[k] = id
 	}
-	cw := newCoreWorker(log, true, ids[raylet.EnvJobID], ids[raylet.EnvWorkerID])
-	if err := cw.listen(filepath.Join(os.Getenv(raylet.EnvSessionDir), "sockets"), os.Getenv(raylet.EnvNodeIP)); err != nil {
+	creds, err := workerCredentials()
+	if err != nil {
+		return err
+	}
+	cw := newCoreWorker(log, true, ids[raylet.EnvJobID], ids[raylet.EnvWorkerID], creds)
+	if err := cw.listen(raylet.SocketDir(os.Getenv(raylet.EnvSessionDir)), os.Getenv(raylet.EnvNodeIP)); err != nil {
 		return err
 	}
 	// Known before registering: tasks may arrive as soon as the raylet
@@ -59,7 +63,7 @@ func runWorker(log zerolog.Logger) error {
 	cw.addr.NodeId = cw.nodeID.Bytes()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := wire.Dial(ctx, os.Getenv(raylet.EnvRaylet), cw, wire.WithLogger(log))
+	c, err := cw.dial(ctx, os.Getenv(raylet.EnvRaylet))
 	if err != nil {
 		return fmt.Errorf("connect to raylet: %w", err)
 	}
@@ -80,6 +84,18 @@ func runWorker(log zerolog.Logger) error {
 	<-c.Done()
 	cw.close()
 	return nil
+}
+
+// workerCredentials reads the credentials the raylet handed this worker on
+// the file descriptor GORAY_CREDENTIALS_FD names (a pipe, read once).
+func workerCredentials() (*auth.Credentials, error) {
+	v := os.Getenv(auth.EnvCredentialsFD)
+	_ = os.Unsetenv(auth.EnvCredentialsFD)
+	fd, err := strconv.Atoi(v)
+	if err != nil || fd < 3 {
+		return nil, fmt.Errorf("%s=%q: want the file descriptor of the credentials the raylet handed this worker", auth.EnvCredentialsFD, v)
+	}
+	return auth.ReadWorkerCredentials(uintptr(fd))
 }
 
 func parseHexID(s string) (protos.UniqueID, error) {

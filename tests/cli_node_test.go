@@ -9,9 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/protos"
 )
 
@@ -53,10 +51,7 @@ func TestCLINodeJoinAndStop(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := gcs.Dial(ctx, addr, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := dialAs(ctx, t, addr, headDir, auth.RoleAdmin)
 	defer c.Close()
 	nodes, err := c.ListNodes(ctx)
 	if err != nil {

@@ -17,9 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/sdk"
 )
@@ -132,7 +130,7 @@ func TestCLIStartStatusStop(t *testing.T) {
 	}
 
 	// The node as the GCS describes it.
-	node := clusterNode(t, addr)
+	node := clusterNode(t, addr, session)
 	segment = node.GetStorePath()
 	if segment == "" || node.GetSessionDir() != session {
 		t.Fatalf("node: store path %q, session dir %q; want a store path and %s", segment, node.GetSessionDir(), session)
@@ -322,7 +320,8 @@ func buildGoray(t *testing.T) string {
 func cliEnv(tmpdir string) []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "GORAY_") || strings.HasPrefix(kv, "TMPDIR=") {
+		// TLS settings pass: `make test-tls` runs every test with them.
+		if (strings.HasPrefix(kv, "GORAY_") && !strings.HasPrefix(kv, "GORAY_TLS_")) || strings.HasPrefix(kv, "TMPDIR=") {
 			continue
 		}
 		env = append(env, kv)
@@ -377,15 +376,13 @@ type nodeInfo struct{ *protos.NodeInfo }
 
 func (n nodeInfo) shortID() string { return protos.MustUniqueID(n.GetNodeId()).Short() }
 
-// clusterNode asks the GCS at addr for its only node.
-func clusterNode(t *testing.T, addr string) nodeInfo {
+// clusterNode asks the GCS at addr (its head's session in session) for its
+// only node.
+func clusterNode(t *testing.T, addr, session string) nodeInfo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := gcs.Dial(ctx, addr, zerolog.Nop())
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
+	c := dialAs(ctx, t, addr, session, auth.RoleAdmin)
 	defer c.Close()
 	info, err := c.ClusterInfo(ctx)
 	if err != nil {

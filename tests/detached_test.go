@@ -160,7 +160,7 @@ func TestDetachedActorOutlivesDriver(t *testing.T) {
 	if !strings.HasPrefix(addr, "nats://") || daemonPID <= 0 {
 		t.Fatalf("goray start printed no address or daemon pid:\n%s", out)
 	}
-	segment = clusterNode(t, addr).GetStorePath()
+	segment = clusterNode(t, addr, session).GetStorePath()
 	if segment == "" {
 		t.Fatal("the node has no object store segment")
 	}

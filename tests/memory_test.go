@@ -14,6 +14,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/sdk"
 	"github.com/goray/goray/sdk/cluster"
 )
@@ -126,7 +127,12 @@ func TestCLIMemory(t *testing.T) {
 	// process as its driver.
 	session := t.TempDir()
 	const capacity = 128 << 20
-	h, err := cluster.StartHead(ctx, cluster.Config{SessionDir: session, ObjectStoreMemory: capacity, Resources: map[string]float64{"CPU": 2}, Logger: zerolog.Nop()})
+	tok, err := auth.GenerateToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := cluster.StartHead(ctx, cluster.Config{SessionDir: session, ObjectStoreMemory: capacity, Resources: map[string]float64{"CPU": 2}, Logger: zerolog.Nop(),
+		Credentials: auth.FromToken(tok, tlsFromEnv(t))})
 	if err != nil {
 		t.Fatalf("StartHead: %v", err)
 	}
@@ -136,9 +142,11 @@ func TestCLIMemory(t *testing.T) {
 		h.Shutdown()
 		checkNoLeftovers(t, session, segment)
 	})
-	if err := sdk.Init(ctx, sdk.Address(h.Address())); err != nil {
+	if err := sdk.Init(ctx, sdk.Address(h.Address()), sdk.AuthTokenFile(tokenFile(session))); err != nil {
 		t.Fatalf("Init(%s): %v", h.Address(), err)
 	}
+	// The CLI finds the token the way an operator's shell would give it.
+	env = append(env, auth.EnvTokenFile+"="+tokenFile(session))
 	big, small, cancel := memoryObjects(ctx, t)
 	defer cancel()
 

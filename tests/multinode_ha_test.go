@@ -47,6 +47,11 @@ func startNATSCluster(t *testing.T, n int) ([]*server.Server, []string) {
 			NoLog:      true,
 			NoSigs:     true,
 		}
+		// With the suite's TLS (make test-tls), the servers want it from
+		// clients as the embedded one does.
+		if tl := tlsFromEnv(t); tl != nil {
+			opts.TLSConfig, opts.TLS, opts.TLSVerify = tl.ServerConfig(), true, true
+		}
 		s, err := server.NewServer(opts)
 		if err != nil {
 			t.Fatal(err)
@@ -60,7 +65,7 @@ func startNATSCluster(t *testing.T, n int) ([]*server.Server, []string) {
 		urls = append(urls, s.ClientURL())
 	}
 	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-		nc, err := nats.Connect(strings.Join(urls, ","))
+		nc, err := nats.Connect(strings.Join(urls, ","), natsTLS(t)...)
 		if err != nil {
 			return err
 		}
@@ -95,7 +100,7 @@ func TestMultiNodeHANATS(t *testing.T) {
 	}
 
 	// Every bucket of the GCS is replicated on all three servers.
-	nc, err := nats.Connect(list)
+	nc, err := nats.Connect(list, natsTLS(t)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -351,7 +351,11 @@ func TestMultiNodeFailover(t *testing.T) {
 // TestMultiNodeExternalNATS: the head uses an existing NATS server instead
 // of embedding one, and a node joins through it.
 func TestMultiNodeExternalNATS(t *testing.T) {
-	ns, err := gcs.StartNATS(gcs.NATSOptions{StoreDir: t.TempDir()})
+	nopts := gcs.NATSOptions{StoreDir: t.TempDir()}
+	if tl := tlsFromEnv(t); tl != nil {
+		nopts.TLS = tl.ServerConfig()
+	}
+	ns, err := gcs.StartNATS(nopts)
 	if err != nil {
 		t.Fatal(err)
 	}

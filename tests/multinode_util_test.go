@@ -97,7 +97,7 @@ func startMultiNode(t *testing.T, headArgs []string, specs ...nodeSpec) (context
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	t.Cleanup(cancel)
-	if err := sdk.Init(ctx, sdk.Address(c.addr), sdk.LogToDriver(false)); err != nil {
+	if err := sdk.Init(ctx, sdk.Address(c.addr), sdk.LogToDriver(false), sdk.AuthTokenFile(tokenFile(c.head.dir))); err != nil {
 		t.Fatalf("Init: %v", err)
 	}
 	t.Cleanup(sdk.Shutdown)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/sdk"
 	"github.com/goray/goray/sdk/cluster"
@@ -28,6 +29,12 @@ import (
 // pinned to the second node makes a 1 GiB []byte there; the driver's Wait
 // (fetching, the default) has its raylet pull it into the head's store.
 // The figure is bytes over the Wait's time, a median of a few rounds.
+//
+// remote_tasks_{sync,async}_per_s: no-op tasks pinned to the second node,
+// one at a time and 1,000 in flight: the driver's pushes cross TCP to the
+// other node's worker. The _tls variants run the same child with mutual
+// TLS on every connection (certificates from auth.GenerateCert), so the
+// two show what TLS costs between nodes.
 
 const (
 	crossNodeSize   = 1 << 30
@@ -52,6 +59,24 @@ func benchCrossNode(ctx context.Context, h *harness) ([]result, error) {
 	return runChild(ctx, "cross-node child", exe, "-cross-node-child", filepath.Join(h.cfg.sessions, "cross-node"))
 }
 
+// benchCrossNodeTLS is benchCrossNode with mutual TLS.
+func benchCrossNodeTLS(ctx context.Context, h *harness) ([]result, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(h.cfg.sessions, "cross-node-tls")
+	g, err := auth.GenerateCert(filepath.Join(dir, "certs"), "node", []string{"127.0.0.1", "localhost"})
+	if err != nil {
+		return nil, err
+	}
+	for k, v := range map[string]string{auth.EnvTLSCert: g.Files.Cert, auth.EnvTLSKey: g.Files.Key, auth.EnvTLSCA: g.Files.CA} {
+		os.Setenv(k, v)
+		defer os.Unsetenv(k)
+	}
+	return runChild(ctx, "cross-node TLS child", exe, "-cross-node-child", dir)
+}
+
 // runCrossNodeChild is the driver and head of the cross-node benchmark.
 func runCrossNodeChild(dir string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -70,17 +95,27 @@ func runCrossNodeChild(dir string) int {
 
 func crossNode(ctx context.Context, dir string) ([]result, error) {
 	logger := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
+	creds, err := benchCredentials(true)
+	if err != nil {
+		return nil, err
+	}
+	suffix := ""
+	if creds.TLS() != nil {
+		suffix = "_tls"
+	}
 	head, err := cluster.StartHead(ctx, cluster.Config{SessionDir: filepath.Join(dir, "head"), Resources: map[string]float64{"CPU": 0},
-		ObjectStoreMemory: crossNodeStore, Logger: logger})
+		ObjectStoreMemory: crossNodeStore, Logger: logger, Credentials: creds})
 	if err != nil {
 		return nil, fmt.Errorf("start head: %w", err)
 	}
 	defer head.Shutdown()
+	tokenFile := cluster.TokenFile(head.SessionDir())
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	node := exec.Command(exe, "-node-child", head.Address(), filepath.Join(dir, "node"))
+	node.Env = append(os.Environ(), auth.EnvTokenFile+"="+tokenFile)
 	node.Stderr = os.Stderr
 	stdin, err := node.StdinPipe()
 	if err != nil {
@@ -105,11 +140,15 @@ func crossNode(ctx context.Context, dir string) ([]result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("node child said %q: %w", line, err)
 	}
-	if err := sdk.Init(ctx, sdk.Address(head.Address()), sdk.LogWriter(os.Stderr)); err != nil {
+	if err := sdk.Init(ctx, sdk.Address(head.Address()), sdk.LogWriter(os.Stderr), sdk.AuthTokenFile(tokenFile)); err != nil {
 		return nil, err
 	}
 	defer sdk.Shutdown()
 	there := sdk.Scheduling(sdk.NodeAffinity(nodeID, false))
+	tasks, err := remoteTasks(ctx, noop.Options(there), suffix)
+	if err != nil {
+		return nil, err
+	}
 	var rates []float64
 	for range crossNodeRounds {
 		ref := blob.Options(there).Remote(ctx, crossNodeSize)
@@ -131,15 +170,86 @@ func crossNode(ctx context.Context, dir string) ([]result, error) {
 		runtime.GC() // the refs' cleanups free both copies
 	}
 	slices.Sort(rates)
-	return []result{{Name: "object_transfer_cross_node_GB_per_s", Value: rates[len(rates)/2], Unit: "GB_per_s"}}, nil
+	return append(tasks, result{Name: "object_transfer_cross_node" + suffix + "_GB_per_s", Value: rates[len(rates)/2], Unit: "GB_per_s"}), nil
+}
+
+// remoteTasks measures no-op tasks on the other node: one at a time, then
+// batches of 1,000 in flight, each for a couple of seconds after a warm-up.
+func remoteTasks(ctx context.Context, f *sdk.Func0[int], suffix string) ([]result, error) {
+	rate := func(batch int) (float64, error) {
+		run := func(d time.Duration) (int, time.Duration, error) {
+			n, t0 := 0, time.Now()
+			for time.Since(t0) < d {
+				refs := make([]sdk.Ref[int], batch)
+				for i := range refs {
+					refs[i] = f.Remote(ctx)
+				}
+				if _, err := sdk.GetAll(ctx, refs); err != nil {
+					return 0, 0, err
+				}
+				n += batch
+			}
+			return n, time.Since(t0), nil
+		}
+		if _, _, err := run(300 * time.Millisecond); err != nil {
+			return 0, err
+		}
+		n, el, err := run(2 * time.Second)
+		return float64(n) / el.Seconds(), err
+	}
+	sync, err := rate(1)
+	if err != nil {
+		return nil, err
+	}
+	async, err := rate(1000)
+	if err != nil {
+		return nil, err
+	}
+	return []result{
+		{Name: "remote_tasks_sync" + suffix + "_per_s", Value: sync, Unit: "per_s"},
+		{Name: "remote_tasks_async" + suffix + "_per_s", Value: async, Unit: "per_s"},
+	}, nil
+}
+
+// benchCredentials are the credentials of a cluster a benchmark starts:
+// GORAY_AUTH=none for none, else a new token (head) or the one
+// GORAY_AUTH_TOKEN_FILE names; TLS from GORAY_TLS_*.
+func benchCredentials(head bool) (*auth.Credentials, error) {
+	mode, err := auth.ModeFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	tl, err := auth.TLSFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	if mode == auth.ModeNone {
+		return auth.None(tl), nil
+	}
+	var tok auth.Token
+	if head {
+		tok, err = auth.GenerateToken()
+	} else {
+		tok, _, err = auth.FindToken("", "")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return auth.FromToken(tok, tl), nil
 }
 
 // runNodeChild joins the cluster at addr as a worker node, prints its id
 // and stays until stdin closes.
 func runNodeChild(addr, dir string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	creds, err := benchCredentials(false)
+	if err != nil {
+		cancel()
+		log.Printf("node child: %v", err)
+		return 1
+	}
 	n, err := cluster.JoinNode(ctx, addr, cluster.NodeConfig{SessionDir: dir, Resources: map[string]float64{"CPU": 1},
-		ObjectStoreMemory: crossNodeStore, Logger: zerolog.New(os.Stderr).Level(zerolog.WarnLevel)})
+		ObjectStoreMemory: crossNodeStore, Logger: zerolog.New(os.Stderr).Level(zerolog.WarnLevel), Credentials: creds})
 	cancel()
 	if err != nil {
 		log.Printf("node child: %v", err)

@@ -12,6 +12,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/objstore/transfer"
 	"github.com/goray/goray/protos"
@@ -93,13 +96,22 @@ func benchTransfer(ctx context.Context, h *harness) ([]result, error) {
 	log.Printf("object_transfer: %d-byte object; streams %d, chunk %d, socket buffer %d (0: defaults %d, %d, %d)",
 		transferSize, opts.Streams, opts.ChunkSize, opts.SocketBuffer, transfer.DefaultStreams, transfer.DefaultChunkSize, transfer.DefaultSocketBuffer)
 
+	// The same server and puller with mutual TLS (and the handshake) on
+	// their connections, as two nodes started with --tls-* run them.
+	tlsAddr, tlsPuller, stopTLS, err := transferTLS(src.store, dst.store, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer stopTLS()
+
 	owner := protos.NewUniqueID()
-	pull := func() error {
-		if err := p.Pull(ctx, id, l.Addr().String(), owner); err != nil {
+	pullFrom := func(p *transfer.Puller, addr string) error {
+		if err := p.Pull(ctx, id, addr, owner); err != nil {
 			return err
 		}
 		return nil
 	}
+	pull := func() error { return pullFrom(p, l.Addr().String()) }
 	// The first pull lands on never-touched pages of the destination
 	// segment; it is checked, then the measured rounds reuse those pages.
 	t0 := time.Now()
@@ -116,7 +128,7 @@ func benchTransfer(ctx context.Context, h *harness) ([]result, error) {
 	}
 	log.Printf("object_transfer: first pull (fresh destination pages, checked) in %v", first.Round(time.Millisecond))
 
-	var rawTimes, pullTimes []time.Duration
+	var rawTimes, pullTimes, tlsTimes []time.Duration
 	n, _, err := h.measure(ctx, "raw_tcp_loopback+object_transfer", func() error {
 		t0 := time.Now()
 		if err := raw.round(transferSize); err != nil {
@@ -130,8 +142,17 @@ func benchTransfer(ctx context.Context, h *harness) ([]result, error) {
 		if err := dst.store.Delete(id); err != nil {
 			return err
 		}
+		t3 := time.Now()
+		if err := pullFrom(tlsPuller, tlsAddr); err != nil {
+			return fmt.Errorf("TLS: %w", err)
+		}
+		t4 := time.Now()
+		if err := dst.store.Delete(id); err != nil {
+			return err
+		}
 		rawTimes = append(rawTimes, t1.Sub(t0))
 		pullTimes = append(pullTimes, t2.Sub(t1))
+		tlsTimes = append(tlsTimes, t4.Sub(t3))
 		return nil
 	})
 	if err != nil {
@@ -140,15 +161,60 @@ func benchTransfer(ctx context.Context, h *harness) ([]result, error) {
 	w := len(rawTimes) - n // warm-up rounds came first
 	log.Printf("raw_tcp_loopback_GB_per_s: rounds took %v", roundAll(rawTimes[w:]))
 	log.Printf("object_transfer_GB_per_s: pulls took %v", roundAll(pullTimes[w:]))
+	log.Printf("object_transfer_tls_GB_per_s: pulls took %v", roundAll(tlsTimes[w:]))
 	gb := float64(n) * transferSize / 1e9
 	rawRate := gb / sum(rawTimes[w:]).Seconds()
 	pullRate := gb / sum(pullTimes[w:]).Seconds()
+	tlsRate := gb / sum(tlsTimes[w:]).Seconds()
 	st := p.Stats()
 	log.Printf("object_transfer: puller %+v; server %+v", st, srv.Stats())
 	return []result{
 		{Name: "raw_tcp_loopback_GB_per_s", Value: rawRate, Unit: "GB_per_s"},
 		{Name: "object_transfer_GB_per_s", Value: pullRate, Unit: "GB_per_s"},
 		{Name: "object_transfer_vs_raw_tcp", Value: pullRate / rawRate, Unit: "ratio"},
+		{Name: "object_transfer_tls_GB_per_s", Value: tlsRate, Unit: "GB_per_s"},
+		{Name: "object_transfer_tls_vs_plain", Value: tlsRate / pullRate, Unit: "ratio"},
+	}, nil
+}
+
+// transferTLS serves src's objects over mutual TLS and the transfer
+// handshake, and returns the server's address and a puller into dst that
+// dials it the same way.
+func transferTLS(src, dst *objstore.Store, opts transfer.PullerOptions) (string, *transfer.Puller, func(), error) {
+	dir, err := os.MkdirTemp("", "goray-bench-tls-")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	fail := func(err error) (string, *transfer.Puller, func(), error) {
+		os.RemoveAll(dir)
+		return "", nil, nil, err
+	}
+	g, err := auth.GenerateCert(dir, "node", []string{"127.0.0.1"})
+	if err != nil {
+		return fail(err)
+	}
+	tl, err := g.Files.Load()
+	if err != nil {
+		return fail(err)
+	}
+	tok, err := auth.GenerateToken()
+	if err != nil {
+		return fail(err)
+	}
+	h := auth.FromToken(tok, tl).Handshaker(auth.LabelTransfer)
+	raw, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fail(err)
+	}
+	l := auth.NewListener(raw, h, auth.Limits{}, zerolog.Nop())
+	srv := transfer.NewServer(src, transfer.ServerOptions{SocketBuffer: *transferSockBuf})
+	go func() { _ = srv.Serve(l) }()
+	opts.Authenticator = h
+	p := transfer.NewPuller(dst, opts)
+	return l.Addr().String(), p, func() {
+		p.Close()
+		srv.Close()
+		os.RemoveAll(dir)
 	}, nil
 }
 

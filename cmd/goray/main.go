@@ -23,6 +23,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/localcluster"
 	"github.com/goray/goray/raylet"
 	"github.com/goray/goray/sdk"
 )
@@ -53,6 +55,8 @@ func newRootCmd(log zerolog.Logger) *cobra.Command {
   goray status          show nodes, resources, demands and jobs
   goray memory          list objects (owner, size, where, why alive) and store usage
   goray stop            stop the cluster
+  goray nats-creds      NATS credentials (read-only by default) for the nats CLI
+  goray tls generate    certificates for mutual TLS
 
 Programs join the cluster with sdk.Init(ctx, sdk.Address("auto")), or by
 running with GORAY_ADDRESS=<address>.
@@ -66,8 +70,11 @@ or less of them (default warn).`,
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return flagError{err: err, cmd: c.CommandPath()}
 	})
-	root.AddCommand(newStartCmd(log), newStatusCmd(log), newStopCmd(log))
-	root.AddCommand(newMemoryCmd(log))
+	sec := &securityOptions{}
+	sec.register(root.PersistentFlags())
+	root.AddCommand(newStartCmd(log, sec), newStatusCmd(log, sec), newStopCmd(log, sec))
+	root.AddCommand(newMemoryCmd(log, sec))
+	root.AddCommand(newNATSCredsCmd(sec), newMetricsTokenCmd(sec), newTLSCmd())
 	return root
 }
 
@@ -112,7 +119,12 @@ type target struct {
 	source  string // for messages: "--address", "GORAY_ADDRESS", or the file
 	// record is set when the address came from (or matches) the
 	// current-cluster file: the head process runs on this machine.
-	record *daemonRecord
+	record *localcluster.Record
+	// creds authenticate to the cluster; credsErr says why there are
+	// none (no token found), which a command reports if the cluster
+	// refuses it.
+	creds    *auth.Credentials
+	credsErr error
 }
 
 // errNoCluster means no address was given and `goray start` recorded none.
@@ -120,48 +132,51 @@ var errNoCluster = errors.New("no goray cluster is running on this machine")
 
 // resolveTarget picks the cluster: --address, else GORAY_ADDRESS, else the
 // file `goray start --head` wrote. "auto" means the file.
-func resolveTarget(flagAddr string) (target, error) {
+func resolveTarget(flagAddr string, sec *securityOptions) (target, error) {
 	t := target{address: flagAddr, source: "--address"}
 	if t.address == "" {
 		t.address, t.source = os.Getenv(sdk.EnvAddress), sdk.EnvAddress
 	}
-	rec, ok, err := readRecord()
+	rec, ok, err := localcluster.Read()
 	if err != nil {
-		return t, fmt.Errorf("read %s: %w", addressFile(), err)
+		return t, fmt.Errorf("read %s: %w", localcluster.AddressFile(), err)
 	}
 	if t.address == "" || t.address == "auto" {
 		if !ok {
-			return t, fmt.Errorf("%w (%s does not exist); start one with `goray start --head`, or name one with --address", errNoCluster, addressFile())
+			return t, fmt.Errorf("%w (%s does not exist); start one with `goray start --head`, or name one with --address", errNoCluster, localcluster.AddressFile())
 		}
-		t.address, t.source = rec.Address, addressFile()
+		t.address, t.source = rec.Address, localcluster.AddressFile()
 	}
-	t.address = normalizeAddress(t.address)
-	if ok && normalizeAddress(rec.Address) == t.address {
+	t.address = localcluster.NormalizeAddress(t.address)
+	if ok && localcluster.NormalizeAddress(rec.Address) == t.address {
 		t.record = &rec
 	}
-	return t, nil
-}
-
-func normalizeAddress(a string) string {
-	a = strings.TrimSpace(a)
-	if a != "" && !strings.Contains(a, "://") {
-		a = "nats://" + a
+	// Without credentials a command can still tell a stale record from a
+	// live cluster (which refuses it), so a missing token is reported
+	// only when it matters.
+	t.creds, t.credsErr = sec.client(t.address)
+	if errors.Is(t.credsErr, auth.ErrBadToken) || errors.Is(t.credsErr, auth.ErrBadCredentials) {
+		return t, t.credsErr
 	}
-	return a
+	return t, nil
 }
 
 // dialCluster connects to the cluster's NATS and checks that its GCS
 // answers. The connection does not reconnect: a CLI command wants an
 // answer now, and must not log a warning when the cluster it is stopping
 // goes away.
-func dialCluster(ctx context.Context, addr string, log zerolog.Logger) (*gcs.Client, *gcsInfo, error) {
+func dialCluster(ctx context.Context, addr string, creds *auth.Credentials, log zerolog.Logger) (*gcs.Client, *gcsInfo, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := gcs.Dial(ctx, addr, log,
+	opts, err := creds.NATSOptions(auth.RoleAdmin)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := gcs.Dial(ctx, addr, log, append(opts,
 		nats.Name("goray-cli"),
 		nats.NoReconnect(),
 		nats.DisconnectErrHandler(func(*nats.Conn, error) {}),
-	)
+	)...)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -175,15 +190,18 @@ func dialCluster(ctx context.Context, addr string, log zerolog.Logger) (*gcs.Cli
 
 // clusterInfo finds the cluster a command names (see resolveTarget) and
 // asks its GCS for the cluster's state.
-func clusterInfo(ctx context.Context, address string, log zerolog.Logger) (target, *gcsInfo, error) {
-	t, err := resolveTarget(address)
+func clusterInfo(ctx context.Context, address string, sec *securityOptions, log zerolog.Logger) (target, *gcsInfo, error) {
+	t, err := resolveTarget(address, sec)
 	if err != nil {
 		return t, nil, err
 	}
-	c, info, err := dialCluster(ctx, t.address, log)
+	c, info, err := dialCluster(ctx, t.address, t.creds, log)
+	if err != nil && t.credsErr != nil && errors.Is(err, gcs.ErrUnauthorized) {
+		return t, nil, t.credsErr
+	}
 	if err != nil {
 		msg := fmt.Sprintf("no goray cluster answers at %s (from %s): %v", t.address, t.source, err)
-		if t.record != nil && !t.record.alive() {
+		if t.record != nil && !t.record.Alive() {
 			msg += "\nIts head process is gone; `goray stop` removes the stale record."
 		}
 		return t, nil, fmt.Errorf("%s", msg)
@@ -192,11 +210,12 @@ func clusterInfo(ctx context.Context, address string, log zerolog.Logger) (targe
 	return t, info, nil
 }
 
-// clusterAnswers reports whether a GCS answers at addr.
-func clusterAnswers(ctx context.Context, addr string, log zerolog.Logger) bool {
-	c, _, err := dialCluster(ctx, addr, log)
+// clusterAnswers reports whether a GCS answers at addr. A NATS that
+// refuses creds is a cluster that runs there all the same.
+func clusterAnswers(ctx context.Context, addr string, creds *auth.Credentials, log zerolog.Logger) bool {
+	c, _, err := dialCluster(ctx, addr, creds, log)
 	if err != nil {
-		return false
+		return errors.Is(err, gcs.ErrUnauthorized)
 	}
 	c.Close()
 	return true

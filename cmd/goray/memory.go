@@ -9,10 +9,11 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/sdk"
 )
 
-func newMemoryCmd(log zerolog.Logger) *cobra.Command {
+func newMemoryCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
 	var (
 		address string
 		opts    sdk.MemoryPrintOptions
@@ -43,13 +44,13 @@ The cluster is --address, else $GORAY_ADDRESS, else the one goray start
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			_, info, err := clusterInfo(ctx, address, log)
+			t, info, err := clusterInfo(ctx, address, sec, log)
 			if err != nil {
 				return err
 			}
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			report, ferr := sdk.FetchMemoryReport(ctx, info.GetNodes(), log)
+			report, ferr := sdk.FetchMemoryReport(ctx, info.GetNodes(), log, t.creds.Handshaker(auth.LabelWire))
 			if asJSON {
 				report.SortObjects(opts.SortBy)
 				enc := json.NewEncoder(os.Stdout)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/goray/goray/internal/localcluster"
 	"github.com/goray/goray/sdk"
 	"github.com/goray/goray/sdk/cluster"
 )
@@ -59,8 +60,9 @@ func startNodeDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) e
 		return err
 	}
 	args := append([]string{"start", "--address", o.address, "--block", "--notify-fd=3", "--session-dir", dir}, o.nodeArgs()...)
+	args = append(args, o.sec.daemonArgs()...)
 	if o.metricsPort != 0 {
-		args = append(args, "--host", o.host, "--metrics-port", strconv.Itoa(o.metricsPort))
+		args = append(args, "--metrics-host", o.metricsHost, "--metrics-port", strconv.Itoa(o.metricsPort))
 	}
 	d, lines, err := runDaemon(filepath.Join(dir, "logs", nodeLogName), args, "node")
 	if err != nil {
@@ -103,8 +105,16 @@ func runNode(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 	if !strings.Contains(addr, "://") {
 		addr = "nats://" + addr
 	}
+	creds, err := o.sec.client(addr)
+	if err != nil {
+		return err
+	}
+	if !creds.Enabled() {
+		warnNoAuth()
+	}
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
 	n, err := cluster.JoinNode(sctx, addr, cluster.NodeConfig{
+		Credentials:       creds,
 		SessionDir:        dir,
 		Resources:         o.res,
 		ObjectStoreMemory: o.storeBytes,
@@ -119,7 +129,7 @@ func runNode(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 	}
 	rec := filepath.Join(nodesDir(), strconv.Itoa(os.Getpid()))
 	if err := os.MkdirAll(nodesDir(), 0o755); err == nil {
-		_ = writeFileAtomic(rec, dir+"\n")
+		_ = localcluster.WriteFileAtomic(rec, dir+"\n")
 	}
 	defer os.Remove(rec)
 	id := n.Raylet.NodeID().String()

@@ -22,6 +22,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/localcluster"
 	"github.com/goray/goray/raylet"
 	"github.com/goray/goray/sdk/cluster"
 )
@@ -45,6 +47,7 @@ type startOptions struct {
 	objectStoreMemory string
 	port              int
 	host              string
+	metricsHost       string
 	metricsPort       int
 	sessionDir        string
 	block             bool
@@ -64,14 +67,16 @@ type startOptions struct {
 	// notifyFD is set in the daemon `goray start` re-executes: the daemon
 	// writes its address to it once the cluster is up, then closes it.
 	notifyFD int
+	// sec: how the cluster authenticates (flags of every command).
+	sec *securityOptions
 
 	// Parsed.
 	res        map[string]float64
 	storeBytes uint64
 }
 
-func newStartCmd(log zerolog.Logger) *cobra.Command {
-	o := &startOptions{}
+func newStartCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
+	o := &startOptions{sec: sec}
 	cmd := &cobra.Command{
 		Use:   "start (--head | --address ADDR) [flags]",
 		Short: "Start a goray head node, or a node that joins a cluster, on this machine",
@@ -89,12 +94,21 @@ goray stop read.
 
 The daemon stops on SIGINT or SIGTERM, or when asked with goray stop; a
 worker node leaves the cluster cleanly when stopped (goray stop on its
-machine), and stops when the cluster shuts down.`,
+machine), and stops when the cluster shuts down.
+
+Every connection to the cluster authenticates with its token (see
+docs/security.md). The head makes one unless --auth-token-file,
+GORAY_AUTH_TOKEN or GORAY_AUTH_TOKEN_FILE gives it, and keeps it in
+<session-dir>/auth_token (mode 0600), where goray commands and programs on
+this machine find it. Other machines need a copy: pass it to goray start
+--address with --auth-token-file, and to programs with
+GORAY_AUTH_TOKEN_FILE. --tls-cert, --tls-key and --tls-ca add mutual TLS.`,
 		Example: `  goray start --head
   goray start --head --num-cpus 8 --num-gpus 1 --resources '{"TPU": 4}'
   goray start --head --port 0 --object-store-memory 2GiB --block
   goray start --head --metrics-port 8080   # Prometheus metrics at http://127.0.0.1:8080/metrics
-  goray start --address 10.0.0.1:6380 --num-cpus 16 --labels zone=a,disk=ssd --node-ip 10.0.0.2`,
+  goray start --address 10.0.0.1:6380 --auth-token-file ./token --num-cpus 16 --labels zone=a,disk=ssd --node-ip 10.0.0.2
+  goray start --head --tls-cert node.pem --tls-key node-key.pem --tls-ca ca.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.cpusSet = cmd.Flags().Changed("num-cpus")
@@ -126,7 +140,8 @@ machine), and stops when the cluster shuts down.`,
 	f.StringVar(&o.resources, "resources", "", `custom resources as a JSON object, e.g. '{"TPU": 4, "db_conn": 2}'`)
 	f.StringVar(&o.objectStoreMemory, "object-store-memory", "", "object store size in bytes; suffixes KiB, MiB, GiB, KB, MB, GB are accepted (default: 30% of RAM)")
 	f.IntVar(&o.port, "port", DefaultPort, "NATS port drivers connect to; 0 picks a free port")
-	f.StringVar(&o.host, "host", "127.0.0.1", "address NATS and the metrics endpoint listen on (0.0.0.0 for all interfaces)")
+	f.StringVar(&o.host, "host", "127.0.0.1", "address NATS listens on (0.0.0.0 for all interfaces)")
+	f.StringVar(&o.metricsHost, "metrics-host", "127.0.0.1", "address the metrics endpoint listens on; beyond loopback, scrapers must send the bearer token goray metrics-token prints")
 	f.IntVar(&o.metricsPort, "metrics-port", 0, "port of the node's Prometheus metrics endpoint, http://HOST:PORT/metrics (see docs/metrics.md); -1 picks a free port, 0 serves none")
 	f.StringVar(&o.sessionDir, "session-dir", "", "directory for the cluster's state, sockets and logs (default: a new one under $TMPDIR/goray)")
 	f.BoolVar(&o.block, "block", false, "run in the foreground until interrupted instead of starting a daemon")
@@ -307,26 +322,30 @@ func parseBytes(s string) (uint64, error) {
 
 // checkNotRunning fails if the current-cluster file names a cluster that
 // is still up; a stale file (its head gone) is removed.
-func checkNotRunning(ctx context.Context, log zerolog.Logger) error {
-	rec, ok, err := readRecord()
+func checkNotRunning(ctx context.Context, sec *securityOptions, log zerolog.Logger) error {
+	rec, ok, err := localcluster.Read()
 	if err != nil {
-		return fmt.Errorf("read %s: %w", addressFile(), err)
+		return fmt.Errorf("read %s: %w", localcluster.AddressFile(), err)
 	}
 	if !ok {
 		return nil
 	}
-	if clusterAnswers(ctx, rec.Address, log) {
+	creds, err := sec.client(rec.Address)
+	if err != nil {
+		creds = auth.None(nil) // a cluster that refuses us answers all the same
+	}
+	if clusterAnswers(ctx, rec.Address, creds, log) {
 		pid := ""
-		if rec.alive() {
+		if rec.Alive() {
 			pid = fmt.Sprintf(" (head process %d)", rec.PID)
 		}
 		return fmt.Errorf("a goray cluster is already running on this machine at %s%s; stop it first with `goray stop`", rec.Address, pid)
 	}
-	if rec.alive() {
+	if rec.Alive() {
 		return fmt.Errorf("a goray head process (pid %d) is running but its cluster at %s does not answer; stop it first with `goray stop`", rec.PID, rec.Address)
 	}
 	log.Info().Str("address", rec.Address).Msg("removing the record of a cluster that is gone")
-	removeRecord(rec)
+	localcluster.Remove(rec)
 	return nil
 }
 
@@ -351,17 +370,21 @@ func (o *startOptions) metricsAddr() string {
 	case o.metricsPort == 0:
 		return ""
 	case o.metricsPort < 0:
-		return net.JoinHostPort(o.host, "0")
+		return net.JoinHostPort(o.metricsHost, "0")
 	}
-	return net.JoinHostPort(o.host, strconv.Itoa(o.metricsPort))
+	return net.JoinHostPort(o.metricsHost, strconv.Itoa(o.metricsPort))
 }
 
 // metricsURL is the URL to scrape the metrics endpoint listening on addr
 // at (an unspecified host, such as 0.0.0.0, is reached on loopback).
-func metricsURL(addr string) string {
+func metricsURL(addr string, tls bool) string {
+	scheme := "http://"
+	if tls {
+		scheme = "https://"
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return "http://" + addr + raylet.MetricsPath
+		return scheme + addr + raylet.MetricsPath
 	}
 	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
@@ -369,7 +392,7 @@ func metricsURL(addr string) string {
 			host = "::1"
 		}
 	}
-	return "http://" + net.JoinHostPort(host, port) + raylet.MetricsPath
+	return scheme + net.JoinHostPort(host, port) + raylet.MetricsPath
 }
 
 // checkMetricsPortFree is checkPortFree for --metrics-port.
@@ -405,7 +428,7 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if err := checkNotRunning(ctx, log); err != nil {
+	if err := checkNotRunning(ctx, o.sec, log); err != nil {
 		return err
 	}
 	if o.port != 0 && o.nats == "" {
@@ -414,7 +437,7 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 		}
 	}
 	if o.metricsPort > 0 {
-		if err := checkMetricsPortFree(o.host, o.metricsPort); err != nil {
+		if err := checkMetricsPortFree(o.metricsHost, o.metricsPort); err != nil {
 			return err
 		}
 	}
@@ -425,8 +448,9 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 	args := []string{"start", "--head", "--block", "--notify-fd=3",
 		"--host", o.host, "--port", strconv.Itoa(o.port), "--session-dir", dir}
 	args = append(args, o.nodeArgs()...)
+	args = append(args, o.sec.daemonArgs()...)
 	if o.metricsPort != 0 {
-		args = append(args, "--metrics-port", strconv.Itoa(o.metricsPort))
+		args = append(args, "--metrics-host", o.metricsHost, "--metrics-port", strconv.Itoa(o.metricsPort))
 	}
 	if o.nodeTimeout != 0 {
 		args = append(args, "--node-timeout", o.nodeTimeout.String())
@@ -448,7 +472,12 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 	pid, logPath, stopChild, fail := d.pid, d.logPath, d.stop, d.fail
 	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	c, info, err := dialCluster(vctx, addr, log)
+	creds, err := o.sec.client(addr)
+	if err != nil {
+		stopChild()
+		return fail("the head node at %s: %v; stopped it (pid %d)", addr, err, pid)
+	}
+	c, info, err := dialCluster(vctx, addr, creds, log)
 	if err != nil {
 		stopChild()
 		return fail("the head node reported %s but does not answer there: %v; stopped it (pid %d)", addr, err, pid)
@@ -465,19 +494,34 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 	if metrics != "" {
 		metricsLine = fmt.Sprintf("  Metrics:      %s\n", metrics)
 	}
+	authLine := fmt.Sprintf("  Auth token:   %s (mode 0600)\n", cluster.TokenFile(dir))
+	if !creds.Enabled() {
+		authLine = "  Auth:         NONE (--auth none): anyone who reaches the ports can run code here\n"
+	}
+	if creds.TLS() != nil {
+		authLine += "  TLS:          mutual TLS on NATS, wire, object transfer and metrics\n"
+	}
 	fmt.Printf(`Started a goray head node.
   Address:      %s
   Resources:    %s
   Session dir:  %s
-  Log:          %s
+%s  Log:          %s
   Daemon pid:   %d
 %s
 To run a Go program on this cluster, either start it with
     GORAY_ADDRESS=%s ./yourprogram
 or call sdk.Init(ctx, sdk.Address("auto")) in it (on this machine).
-
-goray status shows the cluster; goray stop stops it.
-`, addr, nodeLine, dir, logPath, pid, metricsLine, addr)
+`, addr, nodeLine, dir, authLine, logPath, pid, metricsLine, addr)
+	if creds.Enabled() {
+		fmt.Printf(`
+Other machines need a copy of the token file (keep it mode 0600), e.g.
+    scp %s node2:goray-token
+then on node2:
+    goray start --address %s --auth-token-file goray-token
+    GORAY_AUTH_TOKEN_FILE=goray-token GORAY_ADDRESS=%s ./yourprogram
+`, cluster.TokenFile(dir), strings.TrimPrefix(addr, "nats://"), addr)
+	}
+	fmt.Println("\ngoray status shows the cluster; goray stop stops it.")
 	return nil
 }
 
@@ -687,15 +731,23 @@ func runHead(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 	signal.Notify(sigc, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigc)
 
-	if err := checkNotRunning(ctx, log); err != nil {
+	if err := checkNotRunning(ctx, o.sec, log); err != nil {
 		return err
 	}
 	dir, err := prepareSessionDir(o.sessionDir)
 	if err != nil {
 		return err
 	}
+	creds, generated, err := o.sec.head()
+	if err != nil {
+		return err
+	}
+	if !creds.Enabled() {
+		warnNoAuth()
+	}
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
 	h, err := cluster.StartHead(sctx, cluster.Config{
+		Credentials:       creds,
 		SessionDir:        dir,
 		Resources:         o.res,
 		ObjectStoreMemory: o.storeBytes,
@@ -714,15 +766,18 @@ func runHead(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 		return fmt.Errorf("start head node: %w", err)
 	}
 	addr := h.Address()
-	rec := daemonRecord{Address: addr, PID: os.Getpid()}
-	if err := writeRecord(addr); err != nil {
+	rec, err := localcluster.Write(addr, dir)
+	if err != nil {
 		h.Shutdown()
-		return fmt.Errorf("record the cluster in %s: %w", addressFile(), err)
+		return fmt.Errorf("record the cluster in %s: %w", localcluster.AddressFile(), err)
 	}
 	fmt.Printf("goray head node running at %s (pid %d, session %s)\n", addr, os.Getpid(), dir)
+	if generated {
+		fmt.Printf("Made a new cluster token: %s (mode 0600)\n", cluster.TokenFile(dir))
+	}
 	metrics := ""
 	if m := h.Raylet.MetricsAddr(); m != "" {
-		metrics = metricsURL(m)
+		metrics = metricsURL(m, creds.TLS() != nil)
 		fmt.Printf("Prometheus metrics at %s\n", metrics)
 	}
 	if notify != nil {
@@ -747,13 +802,13 @@ func runHead(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 		for sig := range sigc {
 			if sig == os.Interrupt {
 				fmt.Fprintf(os.Stderr, "Interrupted again, exiting without cleanup.\n")
-				removeRecord(rec)
+				localcluster.Remove(rec)
 				os.Exit(1)
 			}
 		}
 	}()
 	h.Shutdown()
-	removeRecord(rec)
+	localcluster.Remove(rec)
 	fmt.Println("goray head node stopped.")
 	return nil
 }

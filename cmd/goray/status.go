@@ -23,7 +23,7 @@ import (
 
 type gcsInfo = protos.ClusterInfoReply
 
-func newStatusCmd(log zerolog.Logger) *cobra.Command {
+func newStatusCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
 	var address string
 	cmd := &cobra.Command{
 		Use:   "status",
@@ -39,7 +39,7 @@ The cluster is --address, else $GORAY_ADDRESS, else the one goray start
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			t, info, err := clusterInfo(ctx, address, log)
+			t, info, err := clusterInfo(ctx, address, sec, log)
 			if err != nil {
 				return err
 			}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/internal/localcluster"
 	"github.com/goray/goray/protos"
 )
 
@@ -25,7 +26,7 @@ const (
 	remoteGrace = 20 * time.Second // a head not on this machine
 )
 
-func newStopCmd(log zerolog.Logger) *cobra.Command {
+func newStopCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
 	var address string
 	cmd := &cobra.Command{
 		Use:   "stop",
@@ -43,21 +44,21 @@ goray start --address leave their cluster first.`,
 			if ctx == nil {
 				ctx = context.Background()
 			}
-			return runStop(ctx, address, log)
+			return runStop(ctx, address, sec, log)
 		},
 	}
 	cmd.Flags().StringVar(&address, "address", "", "cluster address (default: $GORAY_ADDRESS, then the cluster started on this machine)")
 	return cmd
 }
 
-func runStop(ctx context.Context, address string, log zerolog.Logger) error {
+func runStop(ctx context.Context, address string, sec *securityOptions, log zerolog.Logger) error {
 	// Worker nodes on this machine leave first, cleanly, as Ray's `ray
 	// stop` stops the local processes.
 	nodes, err := stopLocalNodes()
 	if err != nil {
 		return fmt.Errorf("stop the nodes on this machine: %w", err)
 	}
-	t, err := resolveTarget(address)
+	t, err := resolveTarget(address, sec)
 	if errors.Is(err, errNoCluster) {
 		if nodes == 0 {
 			fmt.Println("No goray cluster is running on this machine.")
@@ -72,8 +73,16 @@ func runStop(ctx context.Context, address string, log zerolog.Logger) error {
 
 	var segments []string
 	requested := false
-	c, info, err := dialCluster(ctx, t.address, log)
+	c, info, err := dialCluster(ctx, t.address, t.creds, log)
 	answered := err == nil
+	if errors.Is(err, gcs.ErrUnauthorized) && rec == nil {
+		// A cluster runs there and refuses us; only its own machine
+		// could stop it without its token.
+		if t.credsErr != nil {
+			return t.credsErr
+		}
+		return err
+	}
 	if answered {
 		for _, n := range info.GetNodes() {
 			if n.GetHostname() == host && n.GetState() == protos.NodeInfo_ALIVE && n.GetStorePath() != "" {
@@ -84,7 +93,7 @@ func runStop(ctx context.Context, address string, log zerolog.Logger) error {
 		err = c.RequestShutdown(rctx)
 		cancel()
 		c.Close()
-		if err != nil && (errors.Is(err, gcs.ErrClosed) || errors.Is(err, gcs.ErrUnavailable)) && !clusterAnswers(ctx, t.address, log) {
+		if err != nil && (errors.Is(err, gcs.ErrClosed) || errors.Is(err, gcs.ErrUnavailable)) && !clusterAnswers(ctx, t.address, t.creds, log) {
 			// The GCS went down before its reply reached us: the request
 			// was taken.
 			log.Debug().Err(err).Msg("shutdown reply lost, but the cluster is gone")
@@ -93,15 +102,15 @@ func runStop(ctx context.Context, address string, log zerolog.Logger) error {
 		if err == nil {
 			requested = true
 			fmt.Printf("Asked the goray cluster at %s to shut down.\n", t.address)
-		} else if rec == nil || !rec.alive() {
+		} else if rec == nil || !rec.Alive() {
 			return fmt.Errorf("the cluster at %s refused the shutdown request: %w", t.address, err)
 		} else {
 			fmt.Fprintf(os.Stderr, "The cluster at %s refused the shutdown request: %v\n", t.address, err)
 		}
 	}
-	if !answered && (rec == nil || !rec.alive()) {
-		if rec != nil && removeRecord(*rec) {
-			fmt.Printf("No goray cluster is running at %s; removed the stale record in %s.\n", t.address, addressFile())
+	if !answered && (rec == nil || !rec.Alive()) {
+		if rec != nil && localcluster.Remove(*rec) {
+			fmt.Printf("No goray cluster is running at %s; removed the stale record in %s.\n", t.address, localcluster.AddressFile())
 			removeDeadSegments(rec.PID)
 			return nil
 		}
@@ -113,7 +122,7 @@ func runStop(ctx context.Context, address string, log zerolog.Logger) error {
 		// Not started on this machine (or not by goray start): all we
 		// can do is wait until it stops answering.
 		deadline := time.Now().Add(remoteGrace)
-		for clusterAnswers(ctx, t.address, log) {
+		for clusterAnswers(ctx, t.address, t.creds, log) {
 			if time.Now().After(deadline) {
 				return fmt.Errorf("the cluster at %s still answers %v after the shutdown request", t.address, remoteGrace)
 			}
@@ -151,31 +160,31 @@ func runStop(ctx context.Context, address string, log zerolog.Logger) error {
 			_ = os.RemoveAll(filepath.Join(info.GetSessionDir(), "sockets"))
 		}
 	}
-	removeRecord(*rec)
+	localcluster.Remove(*rec)
 	fmt.Printf("Stopped the goray cluster (head process %d exited after %.1fs).\n", rec.PID, time.Since(t0).Seconds())
 	return nil
 }
 
 // stopProcess waits for the head process to exit, escalating to SIGTERM
 // and then SIGKILL. killed reports whether SIGKILL was needed.
-func stopProcess(rec daemonRecord, requested bool) (killed bool, err error) {
-	if requested && waitGone(rec, stopGrace) {
+func stopProcess(rec localcluster.Record, requested bool) (killed bool, err error) {
+	if requested && localcluster.WaitGone(rec, stopGrace) {
 		return false, nil
 	}
 	if requested {
 		fmt.Printf("Head process %d still runs %v after the shutdown request; sending SIGTERM.\n", rec.PID, stopGrace)
 	}
-	if rec.alive() {
+	if rec.Alive() {
 		_ = syscall.Kill(rec.PID, syscall.SIGTERM)
 	}
-	if waitGone(rec, termGrace) {
+	if localcluster.WaitGone(rec, termGrace) {
 		return false, nil
 	}
 	fmt.Printf("Head process %d still runs %v after SIGTERM; sending SIGKILL.\n", rec.PID, termGrace)
-	if rec.alive() {
+	if rec.Alive() {
 		_ = syscall.Kill(rec.PID, syscall.SIGKILL)
 	}
-	if waitGone(rec, killGrace) {
+	if localcluster.WaitGone(rec, killGrace) {
 		return true, nil
 	}
 	return true, fmt.Errorf("head process %d did not exit even after SIGKILL", rec.PID)
@@ -188,7 +197,7 @@ func removeDeadSegments(pid int) {
 	if pid <= 0 {
 		return
 	}
-	if st, ok := procStat(pid); ok && st.state != "Z" && st.state != "X" {
+	if st, ok := localcluster.ProcStat(pid); ok && st.State != "Z" && st.State != "X" {
 		return // a live process has that pid
 	}
 	paths, _ := filepath.Glob(fmt.Sprintf("/dev/shm/goray-%d-*", pid))

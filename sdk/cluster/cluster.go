@@ -10,6 +10,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -19,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/raylet"
 )
@@ -56,6 +58,11 @@ type Config struct {
 	NodeTimeout time.Duration
 	// ReportInterval: see NodeConfig.ReportInterval.
 	ReportInterval time.Duration
+	// Credentials authenticate the cluster (required; see
+	// gcs.Options.Credentials and raylet.Config.Credentials). StartHead
+	// writes the token, if they hold one, to SessionDir/auth_token (mode
+	// 0600), where goray commands on this machine find it.
+	Credentials *auth.Credentials
 }
 
 // Head is a running head node.
@@ -95,7 +102,16 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 	if err := os.MkdirAll(h.sessionDir, 0o755); err != nil {
 		return nil, fmt.Errorf("session dir: %w", err)
 	}
+	if cfg.Credentials == nil {
+		return nil, errors.New("start head: Config.Credentials is required (auth.None(nil) for a cluster without authentication)")
+	}
+	if tok, ok := cfg.Credentials.Token(); ok {
+		if err := auth.WriteTokenFile(TokenFile(h.sessionDir), tok); err != nil {
+			return nil, err
+		}
+	}
 	srv, err := gcs.NewServer(gcs.Options{
+		Credentials: cfg.Credentials,
 		StoreDir:    filepath.Join(h.sessionDir, "jetstream"),
 		Host:        cfg.Host,
 		Port:        cfg.Port,
@@ -112,7 +128,12 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 		return nil, fmt.Errorf("start GCS: %w", err)
 	}
 	h.GCS = srv
-	client, err := gcs.Dial(ctx, srv.ClientURL(), cfg.Logger)
+	natsOpts, err := cfg.Credentials.NATSOptions(auth.RoleNode)
+	if err != nil {
+		srv.Shutdown()
+		return nil, err
+	}
+	client, err := gcs.Dial(ctx, srv.ClientURL(), cfg.Logger, natsOpts...)
 	if err != nil {
 		srv.Shutdown()
 		return nil, fmt.Errorf("connect to GCS: %w", err)
@@ -128,6 +149,7 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 		MetricsAddr:       cfg.MetricsAddr,
 		ReportInterval:    cfg.ReportInterval,
 		Logger:            cfg.Logger,
+		Credentials:       cfg.Credentials,
 		isHead:            true,
 	})
 	if err != nil {
@@ -137,6 +159,9 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 	h.node, h.Raylet = node, node.Raylet
 	return h, nil
 }
+
+// TokenFile is where a head keeps its cluster's token.
+func TokenFile(sessionDir string) string { return filepath.Join(sessionDir, auth.TokenFileName) }
 
 // Address is what drivers pass to sdk.Init(sdk.Address(...)).
 func (h *Head) Address() string { return h.GCS.ClientURL() }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/gcs/membership"
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/raylet"
 )
@@ -51,6 +52,9 @@ type NodeConfig struct {
 	// ReportInterval is how often the raylet reports its state (its
 	// heartbeat and the other raylets' resource view); default 250 ms.
 	ReportInterval time.Duration
+	// Credentials authenticate the node (required; see
+	// raylet.Config.Credentials).
+	Credentials *auth.Credentials
 
 	isHead bool
 }
@@ -82,7 +86,14 @@ type Node struct {
 // JoinNode starts a node that joins the cluster whose head's NATS is at
 // address (`goray start --address`).
 func JoinNode(ctx context.Context, address string, cfg NodeConfig) (*Node, error) {
-	c, err := gcs.Dial(ctx, address, cfg.Logger)
+	if cfg.Credentials == nil {
+		return nil, errors.New("join cluster: NodeConfig.Credentials is required (auth.None(nil) for a cluster without authentication)")
+	}
+	natsOpts, err := cfg.Credentials.NATSOptions(auth.RoleNode)
+	if err != nil {
+		return nil, fmt.Errorf("join cluster at %s: %w", address, err)
+	}
+	c, err := gcs.Dial(ctx, address, cfg.Logger, natsOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("join cluster at %s: %w", address, err)
 	}
@@ -130,6 +141,7 @@ func startNode(ctx context.Context, client *gcs.Client, cfg NodeConfig) (*Node, 
 		NodeIP:            cfg.NodeIP,
 		MetricsAddr:       cfg.MetricsAddr,
 		ReportInterval:    cfg.ReportInterval,
+		Credentials:       cfg.Credentials,
 		Logger:            log,
 		Report:            func(info *protos.NodeInfo) { _ = client.ReportNode(info) },
 		PublishLogs: func(b *protos.LogBatch) {
