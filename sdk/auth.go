@@ -34,43 +34,16 @@ func TLS(cert, key, ca string) InitOption {
 // credentials builds this driver's credentials: for the embedded cluster
 // (embedded) a new token, else the token of the cluster at addr.
 func (o *initOptions) credentials(embedded bool, addr string) (*auth.Credentials, error) {
-	files := o.tls
-	if files.IsZero() {
-		files = auth.TLSFilesFromEnv()
+	src := auth.Source{TokenFile: o.tokenFile, LocalTokenFile: localcluster.TokenFileFor(o.address), Embedded: embedded, TLS: o.tls}
+	if o.authNone {
+		src.Mode = auth.ModeNone
 	}
-	var t *auth.TLS
-	if !files.IsZero() {
-		var err error
-		if t, err = files.Load(); err != nil {
-			return nil, fmt.Errorf("goray: %w", err)
-		}
+	creds, _, err := auth.Resolve(src)
+	if err != nil && !embedded {
+		return nil, fmt.Errorf("goray: join cluster at %s: %w", addr, err)
 	}
-	mode, err := auth.ModeFromEnv()
 	if err != nil {
 		return nil, fmt.Errorf("goray: %w", err)
-	}
-	var creds *auth.Credentials
-	switch {
-	case o.authNone || mode == auth.ModeNone:
-		creds = auth.None(t)
-	case embedded:
-		tok, err := auth.GenerateToken()
-		if err != nil {
-			return nil, fmt.Errorf("goray: %w", err)
-		}
-		creds = auth.FromToken(tok, t)
-	default:
-		tok, _, err := auth.FindToken(o.tokenFile, localcluster.TokenFileFor(o.address))
-		if err != nil {
-			return nil, fmt.Errorf("goray: join cluster at %s: %w", addr, err)
-		}
-		creds = auth.FromToken(tok, t)
-	}
-	if n := auth.NATSCredsFromEnv(); !n.IsZero() && !embedded {
-		if err := n.Validate(); err != nil {
-			return nil, fmt.Errorf("goray: %w", err)
-		}
-		creds = creds.WithExternalNATS(n)
 	}
 	return creds, nil
 }

@@ -211,31 +211,13 @@ func remoteTasks(ctx context.Context, f *sdk.Func0[int], suffix string) ([]resul
 	}, nil
 }
 
-// benchCredentials are the credentials of a cluster a benchmark starts:
-// GORAY_AUTH=none for none, else a new token (head) or the one
-// GORAY_AUTH_TOKEN_FILE names; TLS from GORAY_TLS_*.
+// benchCredentials are the credentials of a cluster a benchmark starts
+// (head: a new token unless GORAY_AUTH_TOKEN* names one) or joins (the
+// token GORAY_AUTH_TOKEN_FILE names); GORAY_AUTH=none for none, TLS from
+// GORAY_TLS_*.
 func benchCredentials(head bool) (*auth.Credentials, error) {
-	mode, err := auth.ModeFromEnv()
-	if err != nil {
-		return nil, err
-	}
-	tl, err := auth.TLSFromEnv()
-	if err != nil {
-		return nil, err
-	}
-	if mode == auth.ModeNone {
-		return auth.None(tl), nil
-	}
-	var tok auth.Token
-	if head {
-		tok, err = auth.GenerateToken()
-	} else {
-		tok, _, err = auth.FindToken("", "")
-	}
-	if err != nil {
-		return nil, err
-	}
-	return auth.FromToken(tok, tl), nil
+	creds, _, err := auth.Resolve(auth.Source{NewToken: head})
+	return creds, err
 }
 
 // runNodeChild joins the cluster at addr as a worker node, prints its id

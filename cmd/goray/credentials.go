@@ -48,16 +48,9 @@ docs/nats.md lists the buckets and subjects; docs/security.md the users.`,
 			if r != auth.RoleOps && r != auth.RoleAdmin {
 				return flagError{err: fmt.Errorf("invalid --role %q: want ops (read-only) or admin", role), cmd: cmd.CommandPath()}
 			}
-			t, err := resolveTarget(address, sec)
-			if err == nil {
-				err = t.credsErr
-			}
+			t, tok, err := clusterToken(address, sec)
 			if err != nil {
 				return err
-			}
-			tok, ok := t.creds.Token()
-			if !ok {
-				return errors.New("the cluster runs without authentication (--auth none): its NATS takes no credentials")
 			}
 			kp, err := tok.NATSKey(r)
 			if err != nil {
@@ -122,16 +115,9 @@ authorization.credentials_file. It is derived from the cluster's token and
 grants nothing but scraping. See docs/metrics.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			t, err := resolveTarget(address, sec)
-			if err == nil {
-				err = t.credsErr
-			}
+			_, tok, err := clusterToken(address, sec)
 			if err != nil {
 				return err
-			}
-			tok, ok := t.creds.Token()
-			if !ok {
-				return errors.New("the cluster runs without authentication (--auth none): its metrics need no token")
 			}
 			fmt.Println(tok.MetricsBearer())
 			return nil
@@ -139,6 +125,23 @@ grants nothing but scraping. See docs/metrics.md.`,
 	}
 	cmd.Flags().StringVar(&address, "address", "", "cluster address (default: $GORAY_ADDRESS, then the cluster started on this machine)")
 	return cmd
+}
+
+// clusterToken finds the cluster a command names and its token, from
+// which the command derives what it prints.
+func clusterToken(address string, sec *securityOptions) (target, auth.Token, error) {
+	t, err := resolveTarget(address, sec)
+	if err == nil {
+		err = t.credsErr
+	}
+	if err != nil {
+		return t, auth.Token{}, err
+	}
+	tok, ok := t.creds.Token()
+	if !ok {
+		return t, auth.Token{}, errors.New("the cluster runs without authentication (--auth none): there are no credentials to derive")
+	}
+	return t, tok, nil
 }
 
 // newTLSCmd makes certificates for a quick start with mutual TLS.

@@ -33,109 +33,45 @@ func (s *securityOptions) register(f *pflag.FlagSet) {
 	f.StringVar(&s.nats.User, "nats-user", "", "with an external NATS: user name (default $GORAY_NATS_USER; the password comes from $GORAY_NATS_PASSWORD)")
 }
 
-// resolveMode reads --auth, then GORAY_AUTH.
-func (s *securityOptions) resolveMode() (auth.Mode, error) {
+// source is where the flags (and, for what they leave out, the
+// environment) say the credentials are.
+func (s *securityOptions) source() (auth.Source, error) {
+	src := auth.Source{TokenFile: s.tokenFile, TLS: s.tls, NATS: s.nats}
 	if s.mode != "" {
 		m, err := auth.ParseMode(s.mode)
 		if err != nil {
-			return "", flagError{err: fmt.Errorf("invalid --auth: %w", err), cmd: "goray"}
+			return src, flagError{err: fmt.Errorf("invalid --auth: %w", err), cmd: "goray"}
 		}
-		return m, nil
+		src.Mode = m
 	}
-	return auth.ModeFromEnv()
-}
-
-// loadTLS loads the TLS files of the flags, else of GORAY_TLS_*; nil when
-// none is named.
-func (s *securityOptions) loadTLS() (*auth.TLS, error) {
-	files := s.tls
-	env := auth.TLSFilesFromEnv()
-	for _, f := range []struct {
-		v *string
-		e string
-	}{{&files.Cert, env.Cert}, {&files.Key, env.Key}, {&files.CA, env.CA}} {
-		if *f.v == "" {
-			*f.v = f.e
-		}
-	}
-	if files.IsZero() {
-		return nil, nil
-	}
-	return files.Load()
-}
-
-// natsCreds are the external NATS credentials of the flags and
-// environment.
-func (s *securityOptions) natsCreds() (auth.NATSCreds, error) {
-	n := s.nats
-	env := auth.NATSCredsFromEnv()
-	if n.IsZero() {
-		n = env
-	} else if n.User != "" && n.Password == "" {
-		n.Password = env.Password
-	}
-	return n, n.Validate()
-}
-
-// finish adds TLS and external NATS credentials to creds.
-func (s *securityOptions) finish(creds *auth.Credentials) (*auth.Credentials, error) {
-	n, err := s.natsCreds()
-	if err != nil {
-		return nil, err
-	}
-	if !n.IsZero() {
-		creds = creds.WithExternalNATS(n)
-	}
-	return creds, nil
+	return src, nil
 }
 
 // client returns the credentials for talking to the cluster at addr (a
 // command, or a node joining it): its token from the flags, the
 // environment, or the record of the head started on this machine.
 func (s *securityOptions) client(addr string) (*auth.Credentials, error) {
-	t, err := s.loadTLS()
+	src, err := s.source()
 	if err != nil {
 		return nil, err
 	}
-	mode, err := s.resolveMode()
-	if err != nil {
-		return nil, err
-	}
-	if mode == auth.ModeNone {
-		return s.finish(auth.None(t))
-	}
-	tok, _, err := auth.FindToken(s.tokenFile, localcluster.TokenFileFor(addr))
-	if err != nil {
+	src.LocalTokenFile = localcluster.TokenFileFor(addr)
+	creds, _, err := auth.Resolve(src)
+	if errors.Is(err, auth.ErrNoToken) {
 		return nil, fmt.Errorf("the cluster at %s: %w", addr, err)
 	}
-	return s.finish(auth.FromToken(tok, t))
+	return creds, err
 }
 
 // head returns the credentials of a new head: the token given by flag or
 // environment, or a new one (generated reports which).
 func (s *securityOptions) head() (creds *auth.Credentials, generated bool, err error) {
-	t, err := s.loadTLS()
+	src, err := s.source()
 	if err != nil {
 		return nil, false, err
 	}
-	mode, err := s.resolveMode()
-	if err != nil {
-		return nil, false, err
-	}
-	if mode == auth.ModeNone {
-		creds, err = s.finish(auth.None(t))
-		return creds, false, err
-	}
-	tok, _, err := auth.FindToken(s.tokenFile, "")
-	if errors.Is(err, auth.ErrNoToken) {
-		tok, err = auth.GenerateToken()
-		generated = true
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	creds, err = s.finish(auth.FromToken(tok, t))
-	return creds, generated, err
+	src.NewToken = true
+	return auth.Resolve(src)
 }
 
 // daemonArgs pass the flags on to the daemon `goray start` runs in the

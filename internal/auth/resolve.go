@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -79,4 +80,80 @@ func FindToken(file, local string) (Token, string, error) {
 	}
 	return Token{}, "", fmt.Errorf("%w: give the cluster's token with --auth-token-file FILE, %s or %s (on the head's machine, `goray start --head` wrote it to <session dir>/%s)",
 		ErrNoToken, EnvTokenFile, EnvToken, TokenFileName)
+}
+
+// Source says where a process finds its credentials. Zero fields fall
+// back to the environment (GORAY_AUTH, GORAY_TLS_*, GORAY_NATS_*).
+type Source struct {
+	// Mode is ModeToken or ModeNone; "" reads GORAY_AUTH.
+	Mode Mode
+	// TokenFile and LocalTokenFile are FindToken's arguments.
+	TokenFile, LocalTokenFile string
+	// NewToken makes a token when none is given (a head): by flag or
+	// environment if one is, else a fresh one. Otherwise the token must
+	// be found.
+	NewToken bool
+	// Embedded: the process starts a cluster of its own (sdk.Init
+	// without an address): a new token whatever the environment says,
+	// and its own NATS, so no external NATS credentials.
+	Embedded bool
+	// TLS files; zero reads GORAY_TLS_*.
+	TLS TLSFiles
+	// NATS: an external NATS's credentials; zero reads GORAY_NATS_*.
+	NATS NATSCreds
+}
+
+// Resolve returns the credentials s describes, and whether it made a new
+// token.
+func Resolve(s Source) (creds *Credentials, generated bool, err error) {
+	files := TLSFilesFromEnv()
+	if !s.TLS.IsZero() {
+		files = s.TLS
+	}
+	var t *TLS
+	if !files.IsZero() {
+		if t, err = files.Load(); err != nil {
+			return nil, false, err
+		}
+	}
+	mode := s.Mode
+	if mode == "" {
+		if mode, err = ModeFromEnv(); err != nil {
+			return nil, false, err
+		}
+	}
+	switch {
+	case mode == ModeNone:
+		creds = None(t)
+	default:
+		var tok Token
+		if !s.Embedded {
+			tok, _, err = FindToken(s.TokenFile, s.LocalTokenFile)
+		}
+		if s.Embedded || (s.NewToken && errors.Is(err, ErrNoToken)) {
+			tok, err = GenerateToken()
+			generated = true
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		creds = FromToken(tok, t)
+	}
+	if s.Embedded {
+		return creds, generated, nil
+	}
+	n := NATSCredsFromEnv()
+	if !s.NATS.IsZero() {
+		n = s.NATS
+		if n.User != "" && n.Password == "" {
+			n.Password = os.Getenv(EnvNATSPassword)
+		}
+	}
+	if err := n.Validate(); err != nil {
+		return nil, false, err
+	}
+	if !n.IsZero() {
+		creds = creds.WithExternalNATS(n)
+	}
+	return creds, generated, nil
 }

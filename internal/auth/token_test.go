@@ -168,3 +168,43 @@ func TestWorkerCredentials(t *testing.T) {
 		t.Fatalf("bad key: %v", err)
 	}
 }
+
+func TestResolve(t *testing.T) {
+	for _, k := range []string{EnvToken, EnvTokenFile, EnvAuth, EnvTLSCert, EnvTLSKey, EnvTLSCA, EnvNATSCreds, EnvNATSNkey, EnvNATSUser, EnvNATSPassword} {
+		t.Setenv(k, "")
+	}
+	// A head without a token makes one; a client without one fails.
+	creds, gen, err := Resolve(Source{NewToken: true})
+	if _, ok := creds.Token(); err != nil || !gen || !ok {
+		t.Fatalf("head: %v, generated %v", err, gen)
+	}
+	if _, _, err := Resolve(Source{}); !errors.Is(err, ErrNoToken) {
+		t.Fatalf("client without a token: %v, want ErrNoToken", err)
+	}
+	// A head given a token keeps it.
+	tok := testToken(t)
+	t.Setenv(EnvToken, tok.Hex())
+	creds, gen, err = Resolve(Source{NewToken: true})
+	if got, _ := creds.Token(); err != nil || gen || got != tok {
+		t.Fatalf("head with GORAY_AUTH_TOKEN: %v, generated %v", err, gen)
+	}
+	// The embedded cluster ignores it, and any external NATS.
+	t.Setenv(EnvNATSUser, "u")
+	creds, gen, err = Resolve(Source{Embedded: true})
+	if got, _ := creds.Token(); err != nil || !gen || got == tok || !creds.natsExternal.IsZero() {
+		t.Fatalf("embedded: %v, generated %v", err, gen)
+	}
+	creds, _, err = Resolve(Source{})
+	if err != nil || creds.natsExternal.User != "u" {
+		t.Fatalf("external NATS user from the environment: %v %+v", err, creds.natsExternal)
+	}
+	// --auth none.
+	t.Setenv(EnvAuth, "none")
+	if creds, _, err := Resolve(Source{}); err != nil || creds.Enabled() {
+		t.Fatalf("GORAY_AUTH=none: %v, enabled %v", err, creds.Enabled())
+	}
+	t.Setenv(EnvAuth, "bogus")
+	if _, _, err := Resolve(Source{}); err == nil || !strings.Contains(err.Error(), EnvAuth) {
+		t.Fatalf("GORAY_AUTH=bogus: %v", err)
+	}
+}
