@@ -13,21 +13,12 @@ import (
 
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/testconn"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 )
-
-// rawMessage is a message whose encoding is exactly b, so that a test can
-// send any payload through Conn.Call: an empty message carrying b as
-// unknown fields, which Marshal writes out unchecked.
-func rawMessage(b []byte) proto.Message {
-	m := &protos.GetNodeInfoRequest{}
-	m.ProtoReflect().SetUnknown(protoreflect.RawFields(b))
-	return m
-}
 
 func mustMarshal(tb testing.TB, m proto.Message) []byte {
 	tb.Helper()
@@ -176,11 +167,11 @@ func FuzzRayletRequest(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), fuzzAnswerTimeout)
 		defer cancel()
 		if oneWay {
-			if err := c.Notify(m, rawMessage(payload)); err != nil {
+			if err := c.Notify(m, testconn.RawMessage(payload)); err != nil {
 				t.Fatalf("notify %v: %v", m, err)
 			}
 		} else {
-			err := c.Call(ctx, m, rawMessage(payload), nil)
+			err := c.Call(ctx, m, testconn.RawMessage(payload), nil)
 			checkAnswer(t, m, err)
 		}
 		// The connection still serves, after the request (a connection's

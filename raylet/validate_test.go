@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/goray/goray/internal/testconn"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 )
@@ -449,13 +450,13 @@ func TestBadRequestsOverTheWire(t *testing.T) {
 		code   string
 	}{
 		{protos.Method_SEAL_OBJECT, &protos.SealObjectRequest{ObjectId: []byte{1, 2, 3}}, CodeInvalid},
-		{protos.Method_GET_OBJECT_LOCATION, rawMessage([]byte{0x0a, 0x05, 1}), CodeMalformed},
+		{protos.Method_GET_OBJECT_LOCATION, testconn.RawMessage([]byte{0x0a, 0x05, 1}), CodeMalformed},
 		{protos.Method_CREATE_OBJECT, &protos.CreateObjectRequest{ObjectId: oid, Size: 1 << 30}, CodeTooLarge},
 		{protos.Method_RETURN_WORKER_LEASE, &protos.ReturnWorkerLeaseRequest{}, CodeInvalid},
 		{protos.Method_KILL_WORKER, &protos.KillWorkerRequest{WorkerId: oid}, CodeInvalid},
 		{protos.Method_REQUEST_WORKER_LEASE, &protos.RequestWorkerLeaseRequest{JobId: uid, Resources: amounts(map[string]float64{CPU: math.Inf(1)})}, CodeInvalid},
 		{protos.Method_DELETE_OBJECTS, &protos.DeleteObjectsRequest{ObjectIds: [][]byte{oid}, PrimaryNodeId: []byte{9}}, CodeInvalid},
-		{protos.Method_GET_NODE_INFO, rawMessage([]byte{0xff}), CodeMalformed},
+		{protos.Method_GET_NODE_INFO, testconn.RawMessage([]byte{0xff}), CodeMalformed},
 		{protos.Method_PUSH_TASK, &protos.PushTaskRequest{}, "unsupported"},
 	} {
 		if err := c.Notify(tc.method, tc.msg); err != nil {

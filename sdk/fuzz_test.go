@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/testconn"
 	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
@@ -43,14 +44,6 @@ var (
 )
 
 type fuzzCount struct{ n int }
-
-// rawMessage is a message whose encoding is exactly b: an empty message
-// carrying b as unknown fields, which Marshal writes out unchecked.
-func rawMessage(b []byte) proto.Message {
-	m := &protos.GetRefsRequest{}
-	m.ProtoReflect().SetUnknown(protoreflect.RawFields(b))
-	return m
-}
 
 // fuzzWorker is a core worker as a worker process has one, minus the
 // processes around it: its store is a segment of its own, its raylet and
@@ -334,11 +327,11 @@ func FuzzCoreWorkerRequest(f *testing.F) {
 		ctx, cancel := context.WithTimeout(context.Background(), fuzzAnswerTimeout)
 		defer cancel()
 		if oneWay {
-			if err := c.Notify(m, rawMessage(payload)); err != nil {
+			if err := c.Notify(m, testconn.RawMessage(payload)); err != nil {
 				t.Fatalf("notify %v: %v", m, err)
 			}
 		} else {
-			err := c.Call(ctx, m, rawMessage(payload), nil)
+			err := c.Call(ctx, m, testconn.RawMessage(payload), nil)
 			var re *wire.RemoteError
 			switch {
 			case err == nil:

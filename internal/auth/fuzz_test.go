@@ -4,36 +4,15 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// fuzzSocketPair returns the two ends of a unix stream socketpair, which
-// buffers and half-closes like the sockets handshakes run on.
-func fuzzSocketPair(tb testing.TB) (*net.UnixConn, *net.UnixConn) {
-	tb.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var ends [2]*net.UnixConn
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), fmt.Sprintf("socketpair-%d", i))
-		nc, err := net.FileConn(f)
-		f.Close() // FileConn made its own copy of the descriptor
-		if err != nil {
-			tb.Fatal(err)
-		}
-		ends[i] = nc.(*net.UnixConn)
-	}
-	return ends[0], ends[1]
-}
+	"github.com/goray/goray/internal/testconn"
+)
 
 // fuzzCountingConn counts the bytes read through it, to check that a
 // handshake reads no further than its own messages.
@@ -114,7 +93,7 @@ func FuzzHandshakeServer(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, mode uint8) {
 		mode %= fuzzPeerModes
 		h := NewHandshaker(fuzzKey, "wire", nil)
-		server, client := fuzzSocketPair(t)
+		server, client := testconn.SocketPair(t)
 		defer client.Close()
 		counted := &fuzzCountingConn{Conn: server}
 		done := make(chan fuzzResult, 1)
@@ -211,7 +190,7 @@ func FuzzHandshakeClient(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte, mode uint8) {
 		mode %= fuzzPeerModes
 		h := NewHandshaker(fuzzKey, "wire", nil)
-		client, server := fuzzSocketPair(t)
+		client, server := testconn.SocketPair(t)
 		defer server.Close()
 		counted := &fuzzCountingConn{Conn: client}
 		done := make(chan fuzzResult, 1)

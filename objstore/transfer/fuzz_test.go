@@ -5,10 +5,8 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,31 +16,10 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/goray/goray/internal/testconn"
 	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/protos"
 )
-
-// socketPair returns the two ends of a unix stream socketpair: a
-// connection that buffers and half-closes like TCP without using up
-// loopback ports at fuzzing rates.
-func socketPair(tb testing.TB) (*net.UnixConn, *net.UnixConn) {
-	tb.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var ends [2]*net.UnixConn
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), fmt.Sprintf("socketpair-%d", i))
-		nc, err := net.FileConn(f)
-		f.Close() // FileConn made its own copy of the descriptor
-		if err != nil {
-			tb.Fatal(err)
-		}
-		ends[i] = nc.(*net.UnixConn)
-	}
-	return ends[0], ends[1]
-}
 
 func frameMessage(tb testing.TB, m proto.Message) []byte {
 	tb.Helper()
@@ -231,7 +208,7 @@ func FuzzServe(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		served.Clear()
-		local, peer := socketPair(t)
+		local, peer := testconn.SocketPair(t)
 		defer peer.Close()
 		// What Serve does with an accepted connection.
 		srv.mu.Lock()

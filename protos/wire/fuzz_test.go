@@ -6,16 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/goray/goray/internal/testconn"
 	"github.com/goray/goray/protos"
 )
 
@@ -27,27 +25,6 @@ const (
 	fuzzMaxFrame = 3 << 20
 	fuzzReadBuf  = 4 << 10
 )
-
-// socketPair returns the two ends of a unix stream socketpair: unlike
-// net.Pipe it buffers and can be half-closed, as real connections can.
-func socketPair(tb testing.TB) (*net.UnixConn, *net.UnixConn) {
-	tb.Helper()
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var ends [2]*net.UnixConn
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), fmt.Sprintf("socketpair-%d", i))
-		nc, err := net.FileConn(f)
-		f.Close() // FileConn made its own copy of the descriptor
-		if err != nil {
-			tb.Fatal(err)
-		}
-		ends[i] = nc.(*net.UnixConn)
-	}
-	return ends[0], ends[1]
-}
 
 // waitGoroutines fails unless the goroutine count drops back to base: every
 // goroutine a conn starts must end once it is Done.
@@ -163,7 +140,7 @@ func FuzzConnRead(f *testing.F) {
 	addStreamSeeds(f)
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		base := runtime.NumGoroutine()
-		local, peer := socketPair(t)
+		local, peer := testconn.SocketPair(t)
 		defer peer.Close()
 
 		var got []refFrame // written by the reader goroutine until Done
@@ -335,7 +312,7 @@ func TestDeclaredLengthNotAllocated(t *testing.T) {
 		{sent: 5 << 20, limit: 32 << 20},
 	} {
 		t.Run(fmt.Sprint(tc.sent), func(t *testing.T) {
-			local, peer := socketPair(t)
+			local, peer := testconn.SocketPair(t)
 			defer peer.Close()
 			payload := make([]byte, tc.sent)
 			runtime.GC()
