@@ -16,12 +16,12 @@ import (
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/cluster"
 	"github.com/goray/goray/internal/digest"
 	"github.com/goray/goray/internal/localcluster"
 	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/raylet"
-	"github.com/goray/goray/sdk/cluster"
 )
 
 // EnvAddress names the cluster Init joins when no Address option is given

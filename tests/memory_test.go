@@ -15,8 +15,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/cluster"
 	"github.com/goray/goray/sdk"
-	"github.com/goray/goray/sdk/cluster"
 )
 
 // memoryObjects makes what goray memory should explain: a large []byte in

@@ -18,9 +18,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/cluster"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/sdk"
-	"github.com/goray/goray/sdk/cluster"
 )
 
 // object_transfer_cross_node_GB_per_s: the whole path between two node

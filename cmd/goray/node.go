@@ -15,9 +15,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/goray/goray/internal/cluster"
 	"github.com/goray/goray/internal/localcluster"
 	"github.com/goray/goray/sdk"
-	"github.com/goray/goray/sdk/cluster"
 )
 
 // Worker nodes: `goray start --address ADDR` runs a raylet that joins the

@@ -23,9 +23,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/cluster"
 	"github.com/goray/goray/internal/localcluster"
 	"github.com/goray/goray/raylet"
-	"github.com/goray/goray/sdk/cluster"
 )
 
 // DefaultPort is the head's NATS port when --port is not given. Ray's GCS
