@@ -5,19 +5,15 @@ NATSCLI_VERSION   := v0.5.0
 BIN       := bin
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: all build test test-tls nats-cli fuzz bench demo proto vet fmt clean tools
+.PHONY: all build install test test-tls nats-cli fuzz bench demo proto vet fmt clean tools
 
 all: build
 
 # The whole suite, under the race detector: unit tests of each package and
 # the end-to-end tests in tests/ (real clusters, real worker processes).
-# Proto.Actor's cluster package races with itself under the race detector,
-# so the membership provider's tests with real cluster members run once
-# more without it.
 test: nats-cli
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
-	$(GO) test -count=1 -run 'TestProvider' ./gcs/membership/
 	$(MAKE) test-tls
 
 # The suite again with mutual TLS on every connection (NATS, wire TCP,
@@ -74,9 +70,16 @@ bench:
 	$(GO) build -o $(BIN)/goray-bench ./cmd/goray-bench
 	$(BIN)/goray-bench
 
+# The CLI and the benchmark into $(BIN); `go build ./...` then checks that
+# every other package compiles too.
 build:
 	$(GO) build -o $(BIN)/goray ./cmd/goray
+	$(GO) build -o $(BIN)/goray-bench ./cmd/goray-bench
 	$(GO) build ./...
+
+# The CLI into $GOBIN (default $(go env GOPATH)/bin).
+install:
+	$(GO) install ./cmd/goray
 
 proto: tools
 	protoc --proto_path=goray=protos --go_out=. --go_opt=module=github.com/goray/goray protos/*.proto

@@ -199,6 +199,32 @@ func (r *Raylet) Authenticator() wire.Authenticator {
 // SocketDir is where a session's unix sockets live.
 func SocketDir(sessionDir string) string { return filepath.Join(sessionDir, "sockets") }
 
+// maxSocketPath is the longest path a unix socket may have on Linux
+// (sun_path is 108 bytes, the last a NUL).
+const maxSocketPath = 107
+
+// longestSocketName is the longest socket name a node makes in its socket
+// directory: the raylet's "raylet-xxxxxxxx.sock" (workers' are shorter).
+const longestSocketName = len("raylet-01234567.sock")
+
+// ErrSessionDirTooLong: the session directory is too long for the unix
+// sockets inside it.
+var ErrSessionDirTooLong = errors.New("session directory too long for unix sockets")
+
+// CheckSessionDir tells, before anything starts, whether the unix sockets
+// of a node (and its workers) fit under sessionDir.
+func CheckSessionDir(sessionDir string) error {
+	abs, err := filepath.Abs(sessionDir)
+	if err != nil {
+		return fmt.Errorf("session dir %s: %w", sessionDir, err)
+	}
+	if n := len(SocketDir(abs)) + 1 + longestSocketName; n > maxSocketPath {
+		return fmt.Errorf("%w: %s makes socket paths of %d bytes, the limit is %d: choose a directory at most %d bytes long",
+			ErrSessionDirTooLong, abs, n, maxSocketPath, len(abs)-(n-maxSocketPath))
+	}
+	return nil
+}
+
 // MakeSocketDir creates the socket directory with mode 0700, so that only
 // this user can even reach the sockets (which authenticate peers too), and
 // tightens an existing one.

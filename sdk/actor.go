@@ -7,29 +7,40 @@ import (
 
 	"github.com/vmihailenco/msgpack/v5"
 
+	"github.com/goray/goray/internal/core"
 	"github.com/goray/goray/protos"
 )
+
+// Actors are ordinary Go structs. Register the constructor at package init
+// and each remote method with its method expression:
+//
+//	type Counter struct{ n int }
+//	func (c *Counter) Inc(ctx context.Context, by int) (int, error) { c.n += by; return c.n, nil }
+//
+//	var CounterActor = sdk.RegisterActor1("example.Counter", func(ctx context.Context, start int) (*Counter, error) {
+//		return &Counter{n: start}, nil
+//	})
+//	var CounterInc = sdk.NewMethod1(CounterActor, "Inc", (*Counter).Inc)
+//
+//	c, err := CounterActor.Remote(ctx, 10)          // sdk.Actor[Counter]
+//	n, err := CounterInc.Remote(ctx, c, 1).Get(ctx) // 11
+//
+// The actor runs on a worker process of its own (as Ray's), its methods one
+// at a time in the order each caller submitted them.
 
 // Actor is a handle to an actor of type T. Handles are values: pass them
 // to tasks and actors, return them, store them in objects, and use them
 // from any goroutine.
 type Actor[T any] struct {
-	h *actorHandle
-}
-
-// actorHandle names an actor; the process-wide actorState for its id does
-// the work.
-type actorHandle struct {
-	id    protos.UniqueID
-	class string
+	h *core.ActorHandle
 }
 
 // ID returns the actor's id.
-func (a Actor[T]) ID() protos.UniqueID {
+func (a Actor[T]) ID() ActorID {
 	if a.h == nil {
-		return protos.UniqueID{}
+		return ActorID{}
 	}
-	return a.h.id
+	return ActorID(a.h.ID)
 }
 
 // IsNil reports whether a is the zero handle.
@@ -39,7 +50,7 @@ func (a Actor[T]) String() string {
 	if a.h == nil {
 		return "Actor(nil)"
 	}
-	return fmt.Sprintf("Actor(%s %s)", a.h.class, a.h.id.Short())
+	return fmt.Sprintf("Actor(%s %s)", a.h.Class, a.h.ID.Short())
 }
 
 var _ msgpack.CustomEncoder = Actor[struct{}]{}
@@ -50,7 +61,7 @@ func (a Actor[T]) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if a.h == nil {
 		return enc.EncodeNil()
 	}
-	return enc.Encode([]string{string(a.h.id[:]), a.h.class})
+	return enc.Encode([]string{string(a.h.ID[:]), a.h.Class})
 }
 
 // DecodeMsgpack implements msgpack.CustomDecoder.
@@ -70,113 +81,103 @@ func (a *Actor[T]) DecodeMsgpack(dec *msgpack.Decoder) error {
 	if err != nil {
 		return fmt.Errorf("decode actor handle: %w", err)
 	}
-	a.h = &actorHandle{id: id, class: parts[1]}
+	a.h = &core.ActorHandle{ID: id, Class: parts[1]}
 	return nil
 }
 
-func createActor[T any](ctx context.Context, c *ActorClass[T], args ...argSource) (Actor[T], error) {
-	cw := current()
-	if cw == nil {
+// ActorClass is the part of every registered actor class that names it.
+type ActorClass[T any] struct {
+	info *core.ActorClass
+	opts core.ActorOptions
+}
+
+func newActorClass[T any](info *core.ActorClass) ActorClass[T] {
+	return ActorClass[T]{info: info, opts: core.DefaultActorOptions()}
+}
+
+// Name returns the registered class name.
+func (c *ActorClass[T]) Name() string { return c.info.Name() }
+
+func (c *ActorClass[T]) class() *ActorClass[T] { return c }
+
+// actorClassOf is satisfied by every ActorClassN of T.
+type actorClassOf[T any] interface{ class() *ActorClass[T] }
+
+func (c *ActorClass[T]) withOptions(opts []ActorOption) ActorClass[T] {
+	return ActorClass[T]{info: c.info, opts: actorOptions(c.opts, opts)}
+}
+
+func createActor[T any](ctx context.Context, c *ActorClass[T], args ...core.Arg) (Actor[T], error) {
+	w := core.Current()
+	if w == nil {
 		return Actor[T]{}, ErrNotInitialized
 	}
-	id := protos.NewUniqueID()
-	encoded, argRefs, err := cw.buildArgs(ctx, c.info.name, args)
+	h, err := w.CreateActor(ctx, c.info, args, c.opts)
 	if err != nil {
-		return Actor[T]{}, err
+		return Actor[T]{}, publicError(err)
 	}
-	// Constructor arguments stay pinned for the job's life (argRefs are
-	// not released): the GCS re-runs the constructor on every restart.
-	_ = argRefs
-	errCh := make(chan *TaskError, 1)
-	cw.resolveArgs(encoded, func(e *TaskError) { errCh <- e })
-	select {
-	case e := <-errCh:
-		if e != nil {
-			return Actor[T]{}, e
-		}
-	case <-ctx.Done():
-		return Actor[T]{}, ctx.Err()
+	return Actor[T]{h: h}, nil
+}
+
+// method names a method of an actor class.
+type method struct {
+	class string
+	name  string
+}
+
+func callMethod[R any](ctx context.Context, h *core.ActorHandle, m method, args ...core.Arg) Ref[R] {
+	w := core.Current()
+	if w == nil {
+		return failedRef[R](ErrNotInitialized)
 	}
-	opts := cloneProto(c.opts.p)
-	if opts.Namespace == "" {
-		opts.Namespace = cw.namespace
+	if h == nil {
+		return failedRef[R](fmt.Errorf("%w: call of %s.%s on a nil actor handle", ErrArgument, m.class, m.name))
 	}
-	if st := opts.GetStrategy(); st.GetKind() == protos.SchedulingStrategy_PLACEMENT_GROUP {
-		// The actor's resources come out of its bundle, placed and
-		// running alike.
-		group, err := protos.UniqueIDFromBytes(st.GetPlacementGroupId())
-		if err != nil || st.GetBundleIndex() < -1 {
-			return Actor[T]{}, fmt.Errorf("%w: actor %s: placement group strategy: group %x, bundle %d", ErrArgument, c.info.name, st.GetPlacementGroupId(), st.GetBundleIndex())
-		}
-		opts.PlacementResources = &protos.Resources{Amounts: groupDemand(opts.GetPlacementResources().GetAmounts(), group, int(st.GetBundleIndex()))}
-		opts.RunningResources = &protos.Resources{Amounts: groupDemand(opts.GetRunningResources().GetAmounts(), group, int(st.GetBundleIndex()))}
-	}
-	spec := &protos.ActorSpec{
-		ActorId:        id.Bytes(),
-		JobId:          cw.jobID.Bytes(),
-		ClassName:      c.info.name,
-		Args:           encoded,
-		Options:        opts,
-		Owner:          cw.addr,
-		FunctionDigest: cw.digest,
-	}
-	info, err := cw.actors().create(ctx, spec)
+	ref, err := w.CallActor(ctx, h, core.Method{Class: m.class, Name: m.name}, args)
 	if err != nil {
-		return Actor[T]{}, err
+		return failedRef[R](err)
 	}
-	return Actor[T]{h: &actorHandle{id: protos.MustUniqueID(info.GetActorId()), class: c.info.name}}, nil
+	return Ref[R]{ObjectRef{ref}}
+}
+
+func callStream[R any](ctx context.Context, h *core.ActorHandle, m method, args ...core.Arg) *Stream[R] {
+	w := core.Current()
+	if w == nil {
+		return failedStream[R](ErrNotInitialized)
+	}
+	if h == nil {
+		return failedStream[R](fmt.Errorf("%w: call of %s.%s on a nil actor handle", ErrArgument, m.class, m.name))
+	}
+	s, err := w.CallActorStream(ctx, h, core.Method{Class: m.class, Name: m.name}, args)
+	if err != nil {
+		return failedStream[R](err)
+	}
+	return &Stream[R]{s: s}
 }
 
 // GetActor finds the live actor named name in namespace ("" means the
 // job's namespace). T must be the actor's registered type.
 func GetActor[T any](ctx context.Context, name, namespace string) (Actor[T], error) {
-	cw := current()
-	if cw == nil {
+	w := core.Current()
+	if w == nil {
 		return Actor[T]{}, ErrNotInitialized
 	}
-	if namespace == "" {
-		namespace = cw.namespace
-	}
-	g, err := cw.gcsClient()
+	h, err := w.GetActor(ctx, name, namespace, reflect.TypeFor[T]())
 	if err != nil {
 		return Actor[T]{}, err
 	}
-	info, err := g.GetNamedActor(ctx, name, namespace)
-	if err != nil {
-		return Actor[T]{}, fmt.Errorf("goray: GetActor(%q, namespace %q): %w", name, namespace, err)
-	}
-	want := reflect.TypeOf((*T)(nil)).Elem()
-	actorRegistry.RLock()
-	class := actorRegistry.byType[want]
-	actorRegistry.RUnlock()
-	if class == nil || class.name != info.GetSpec().GetClassName() {
-		return Actor[T]{}, fmt.Errorf("%w: GetActor(%q): the actor is a %s, not a %s", ErrArgument, name, info.GetSpec().GetClassName(), want)
-	}
-	return Actor[T]{h: &actorHandle{id: protos.MustUniqueID(info.GetActorId()), class: class.name}}, nil
+	return Actor[T]{h: h}, nil
 }
 
 // Kill stops the actor: with noRestart it is dead for good; otherwise it is
 // restarted if it has restarts left (as Ray's kill).
 func Kill[T any](ctx context.Context, a Actor[T], noRestart bool) error {
-	cw := current()
-	if cw == nil {
+	w := core.Current()
+	if w == nil {
 		return ErrNotInitialized
 	}
 	if a.h == nil {
 		return fmt.Errorf("%w: Kill of a nil actor handle", ErrArgument)
 	}
-	g, err := cw.gcsClient()
-	if err != nil {
-		return err
-	}
-	return g.KillActor(ctx, a.h.id, noRestart)
+	return w.KillActor(ctx, a.h, noRestart)
 }
-
-// ExitActor, returned from an actor method, ends the actor for good after
-// that call (Ray's exit_actor): it is not restarted, and the call's ref
-// reports the exit.
-func ExitActor(reason string) error { return &actorExit{reason: reason} }
-
-type actorExit struct{ reason string }
-
-func (e *actorExit) Error() string { return "actor exited: " + e.reason }

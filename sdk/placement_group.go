@@ -2,14 +2,10 @@ package sdk
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"maps"
 	"time"
 
-	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/internal/core"
 	"github.com/goray/goray/protos"
-	"github.com/goray/goray/raylet"
 )
 
 // Placement groups (Ray's): bundles of resources reserved atomically
@@ -36,222 +32,110 @@ const (
 	PlacementStrictSpread
 )
 
-// ErrPlacementGroupRemoved: the group was removed (Ready, Wait).
-var ErrPlacementGroupRemoved = errors.New("goray: placement group removed")
+// The sdk's strategies are the runtime's, in the same order.
+var _ = [1]struct{}{}[PlacementStrictSpread-PlacementStrategy(core.PlacementStrictSpread)]
 
 // PlacementGroup is a handle on a placement group.
 type PlacementGroup struct {
-	id      protos.UniqueID
-	bundles int
+	pg core.PlacementGroup
 }
 
 // ID returns the group's id.
-func (pg PlacementGroup) ID() protos.UniqueID { return pg.id }
+func (pg PlacementGroup) ID() PlacementGroupID { return PlacementGroupID(pg.pg.ID()) }
 
 // BundleCount returns the number of bundles.
-func (pg PlacementGroup) BundleCount() int { return pg.bundles }
+func (pg PlacementGroup) BundleCount() int { return pg.pg.BundleCount() }
 
 // PGOption sets an option of CreatePlacementGroup.
-type PGOption func(*protos.PlacementGroupSpec)
+type PGOption struct{ o core.PGOption }
 
 // PGName names the group, so GetPlacementGroup finds it (unique among the
 // live groups of its namespace).
-func PGName(name string) PGOption { return func(s *protos.PlacementGroupSpec) { s.Name = name } }
+func PGName(name string) PGOption { return PGOption{core.PGName(name)} }
 
 // PGNamespace sets the namespace of a named group (default: the job's).
-func PGNamespace(ns string) PGOption { return func(s *protos.PlacementGroupSpec) { s.Namespace = ns } }
+func PGNamespace(ns string) PGOption { return PGOption{core.PGNamespace(ns)} }
 
 // PGDetached lets the group outlive its job (else it is removed when the
 // driver exits).
-func PGDetached() PGOption { return func(s *protos.PlacementGroupSpec) { s.Detached = true } }
+func PGDetached() PGOption { return PGOption{core.PGDetached()} }
 
 // CreatePlacementGroup asks for bundles placed by strategy. It returns at
 // once; Ready or Wait tell when every bundle is reserved. Bundles that are
 // empty, or amounts that are zero or negative, are an error wrapping
 // ErrArgument.
 func CreatePlacementGroup(ctx context.Context, bundles []map[string]float64, strategy PlacementStrategy, opts ...PGOption) (PlacementGroup, error) {
-	cw, gc, err := gcsOf()
-	if err != nil {
-		return PlacementGroup{}, err
+	co := make([]core.PGOption, len(opts))
+	for i, o := range opts {
+		co[i] = o.o
 	}
-	if strategy < PlacementPack || strategy > PlacementStrictSpread {
-		return PlacementGroup{}, fmt.Errorf("%w: placement group: unknown strategy %d", ErrArgument, strategy)
-	}
-	spec := &protos.PlacementGroupSpec{
-		PlacementGroupId: protos.NewUniqueID().Bytes(),
-		JobId:            cw.jobID.Bytes(),
-		Strategy:         protos.PlacementStrategy(strategy),
-		Namespace:        cw.namespace,
-	}
-	for _, b := range bundles {
-		spec.Bundles = append(spec.Bundles, &protos.Resources{Amounts: maps.Clone(b)})
-	}
-	for _, o := range opts {
-		o(spec)
-	}
-	info, err := gc.CreatePlacementGroup(ctx, spec)
-	if errors.Is(err, gcs.ErrInvalid) {
-		return PlacementGroup{}, fmt.Errorf("%w: %w", ErrArgument, err)
-	}
-	if err != nil {
-		return PlacementGroup{}, err
-	}
-	return PlacementGroup{id: protos.MustUniqueID(info.GetSpec().GetPlacementGroupId()), bundles: len(bundles)}, nil
+	pg, err := core.CreatePlacementGroup(ctx, bundles, core.PlacementStrategy(strategy), co...)
+	return PlacementGroup{pg}, err
 }
 
 // GetPlacementGroup finds a live named group in the job's namespace (or
 // the one PGNamespace names, given as namespace; "" for the job's).
 func GetPlacementGroup(ctx context.Context, name, namespace string) (PlacementGroup, error) {
-	cw, gc, err := gcsOf()
-	if err != nil {
-		return PlacementGroup{}, err
-	}
-	if namespace == "" {
-		namespace = cw.namespace
-	}
-	info, err := gc.GetNamedPlacementGroup(ctx, name, namespace)
-	if err != nil {
-		return PlacementGroup{}, err
-	}
-	return PlacementGroup{id: protos.MustUniqueID(info.GetSpec().GetPlacementGroupId()), bundles: len(info.GetSpec().GetBundles())}, nil
+	pg, err := core.GetPlacementGroup(ctx, name, namespace)
+	return PlacementGroup{pg}, err
 }
 
 // RemovePlacementGroup frees the group's bundles; the tasks and actors
 // running in it are killed. Removing twice is not an error.
 func RemovePlacementGroup(ctx context.Context, pg PlacementGroup) error {
-	_, gc, err := gcsOf()
-	if err != nil {
-		return err
-	}
-	return gc.RemovePlacementGroup(ctx, pg.id)
+	return core.RemovePlacementGroup(ctx, pg.pg)
+}
+
+// PlacementGroupInfo is a snapshot of a group's record.
+type PlacementGroupInfo struct {
+	ID        PlacementGroupID
+	Name      string
+	Namespace string
+	// State is PENDING, CREATED, RESCHEDULING or REMOVED.
+	State    string
+	Strategy PlacementStrategy
+	Bundles  []map[string]float64
+	// BundleNodes is the node of each bundle once created (a zero id for
+	// a bundle being reserved again).
+	BundleNodes []NodeID
+	// PendingReason says why the group still waits, if it does.
+	PendingReason string
+	Created       time.Time
 }
 
 // Info returns the group's record: state, bundles, the node of each
 // bundle once created, and why it still waits if it does.
-func (pg PlacementGroup) Info(ctx context.Context) (*protos.PlacementGroupInfo, error) {
-	_, gc, err := gcsOf()
+func (pg PlacementGroup) Info(ctx context.Context) (*PlacementGroupInfo, error) {
+	p, err := pg.pg.Info(ctx)
 	if err != nil {
 		return nil, err
 	}
-	info, err := gc.GetPlacementGroup(ctx, pg.id)
-	if errors.Is(err, gcs.ErrNotFound) {
-		return nil, fmt.Errorf("%w: %s", ErrPlacementGroupRemoved, pg.id)
+	spec := p.GetSpec()
+	info := &PlacementGroupInfo{
+		ID: pg.ID(), Name: spec.GetName(), Namespace: spec.GetNamespace(),
+		State:         trimEnum(p.GetState().String(), "PG_"),
+		Strategy:      PlacementStrategy(spec.GetStrategy()),
+		PendingReason: p.GetPendingReason(),
+		Created:       time.UnixMilli(p.GetCreateTimeUnixMs()),
 	}
-	return info, err
+	for _, b := range spec.GetBundles() {
+		info.Bundles = append(info.Bundles, b.GetAmounts())
+	}
+	for _, n := range p.GetBundleNodes() {
+		id, _ := protos.UniqueIDFromBytes(n)
+		info.BundleNodes = append(info.BundleNodes, NodeID(id))
+	}
+	return info, nil
 }
 
 // Ready waits until every bundle is reserved, the group is removed
 // (ErrPlacementGroupRemoved) or ctx ends. A group that was created and is
 // being rescheduled (a node holding some of its bundles died) counts as
 // ready, as in Ray.
-func (pg PlacementGroup) Ready(ctx context.Context) error {
-	_, gc, err := gcsOf()
-	if err != nil {
-		return err
-	}
-	// Usually the group is placed by the time its creator asks: one
-	// round trip then, and a subscription only when it must wait.
-	info, err := pg.Info(ctx)
-	if err != nil {
-		return err
-	}
-	if st := info.GetState(); st == protos.PlacementGroupState_PG_CREATED || st == protos.PlacementGroupState_PG_RESCHEDULING {
-		return nil
-	}
-	states := make(chan protos.PlacementGroupState, 4)
-	unsub, err := gc.WatchPlacementGroup(pg.id, func(info *protos.PlacementGroupInfo) {
-		select {
-		case states <- info.GetState():
-		default: // a state is already waiting to be read
-		}
-	})
-	if err != nil {
-		return err
-	}
-	defer unsub()
-	info, err = pg.Info(ctx)
-	if err != nil {
-		return err
-	}
-	st := info.GetState()
-	for {
-		switch st {
-		case protos.PlacementGroupState_PG_CREATED, protos.PlacementGroupState_PG_RESCHEDULING:
-			return nil
-		case protos.PlacementGroupState_PG_REMOVED:
-			return fmt.Errorf("%w: %s", ErrPlacementGroupRemoved, pg.id)
-		}
-		select {
-		case st = <-states:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
+func (pg PlacementGroup) Ready(ctx context.Context) error { return pg.pg.Ready(ctx) }
 
 // Wait is Ray's pg.wait(timeout): whether the group is ready within
 // timeout.
 func (pg PlacementGroup) Wait(ctx context.Context, timeout time.Duration) (bool, error) {
-	wctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	err := pg.Ready(wctx)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-		return false, nil
-	}
-	return false, err
-}
-
-// InPlacementGroup runs a task in bundle bundle of pg (-1: any bundle of
-// it). The task's resources come out of the bundle's reservation.
-func InPlacementGroup(pg PlacementGroup, bundle int) CallOption {
-	return func(o *callOptions) { o.strategy = pgStrategy(pg, bundle) }
-}
-
-// ActorInPlacementGroup places an actor in bundle bundle of pg (-1: any).
-// The actor dies when the group is removed.
-func ActorInPlacementGroup(pg PlacementGroup, bundle int) ActorOption {
-	return func(o *actorOptions) { o.p.Strategy = pgStrategy(pg, bundle).proto() }
-}
-
-func pgStrategy(pg PlacementGroup, bundle int) Strategy {
-	return Strategy{kind: protos.SchedulingStrategy_PLACEMENT_GROUP, group: pg.id, bundle: bundle, groupBundles: pg.bundles}
-}
-
-// groupDemand rewrites a demand to draw on a placement group's bundle
-// resources, as Ray does: {CPU: 1} in bundle 0 becomes {CPU_group_0_<id>:
-// 1, CPU_group_<id>: 1}, plus a sliver of the bundle marker so that a
-// demand of nothing still lands in the bundle.
-func groupDemand(demand map[string]float64, group protos.UniqueID, bundle int) map[string]float64 {
-	out := make(map[string]float64, 2*len(demand)+2)
-	add := func(k string, v float64) {
-		if v <= 0 {
-			return
-		}
-		out[raylet.GroupResource(k, group)] += v
-		if bundle >= 0 {
-			out[raylet.BundleResource(k, bundle, group)] += v
-		}
-	}
-	for k, v := range demand {
-		add(k, v)
-	}
-	add(raylet.BundleMarker, 0.001)
-	return out
-}
-
-// gcsOf returns the caller's core worker and GCS client (a worker dials the
-// GCS the first time).
-func gcsOf() (*coreWorker, *gcs.Client, error) {
-	cw := current()
-	if cw == nil {
-		return nil, nil, ErrNotInitialized
-	}
-	gc, err := cw.gcsClient()
-	if err != nil {
-		return nil, nil, err
-	}
-	return cw, gc, nil
+	return pg.pg.Wait(ctx, timeout)
 }

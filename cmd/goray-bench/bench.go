@@ -282,8 +282,8 @@ func benchPutGigabytes(ctx context.Context, h *harness) ([]result, error) {
 	time.Sleep(1500 * time.Millisecond)
 	if st, err := sdk.ClusterStatus(ctx); err == nil && len(st.Nodes) > 0 {
 		n := st.Nodes[0]
-		log.Printf("object store after the puts: %d bytes used in %d objects of %d", n.GetStoreUsed(), n.GetStoreObjects(), n.GetStoreCapacity())
-		out = append(out, result{Name: "object_store_used_after_put_gigabytes", Value: float64(n.GetStoreUsed()), Unit: "bytes"})
+		log.Printf("object store after the puts: %d bytes used in %d objects of %d", n.StoreUsed, n.StoreObjects, n.StoreCapacity)
+		out = append(out, result{Name: "object_store_used_after_put_gigabytes", Value: float64(n.StoreUsed), Unit: "bytes"})
 	} else {
 		log.Printf("ClusterStatus: %v", err)
 	}

@@ -29,7 +29,7 @@ import (
 // panic in the SDK's option code comes back as an error.
 func (h *harness) actorClass(opts ...sdk.ActorOption) (class *sdk.ActorClass0[benchActor], err error) {
 	if h.cfg.actorCPUs >= 0 {
-		opts = append([]sdk.ActorOption{sdk.ActorCPUs(h.cfg.actorCPUs)}, opts...)
+		opts = append([]sdk.ActorOption{sdk.NumCPUs(h.cfg.actorCPUs)}, opts...)
 	}
 	if len(opts) == 0 {
 		return benchActorClass, nil

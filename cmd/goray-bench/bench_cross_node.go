@@ -144,7 +144,7 @@ func crossNode(ctx context.Context, dir string) ([]result, error) {
 		return nil, err
 	}
 	defer sdk.Shutdown()
-	there := sdk.Scheduling(sdk.NodeAffinity(nodeID, false))
+	there := sdk.Scheduling(sdk.NodeAffinity(sdk.NodeID(nodeID), false))
 	tasks, err := remoteTasks(ctx, noop.Options(there), suffix)
 	if err != nil {
 		return nil, err

@@ -17,8 +17,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/goray/goray/protos"
 	"github.com/goray/goray/sdk"
+	"github.com/goray/goray/state"
 )
 
 // Large-object benchmarks: get of a 1 GB object, puts of large objects
@@ -360,13 +360,13 @@ func runSpillChild(sessionDir string) int {
 	return 0
 }
 
-func storeUsage(ctx context.Context) (sdk.StoreUsage, error) {
+func storeUsage(ctx context.Context) (state.StoreUsage, error) {
 	rep, err := sdk.MemorySummary(ctx)
 	if err != nil {
-		return sdk.StoreUsage{}, err
+		return state.StoreUsage{}, err
 	}
 	if len(rep.Nodes) == 0 {
-		return sdk.StoreUsage{}, fmt.Errorf("memory summary without nodes (errors %v)", rep.Errors)
+		return state.StoreUsage{}, fmt.Errorf("memory summary without nodes (errors %v)", rep.Errors)
 	}
 	return rep.Nodes[0].Store, nil
 }
@@ -448,7 +448,7 @@ func spillChild(ctx context.Context, sessionDir string) ([]result, error) {
 	if err != nil {
 		return out, err
 	}
-	onDisk := map[protos.ObjectID]bool{}
+	onDisk := map[string]bool{}
 	for _, o := range rep.Objects {
 		if o.Spilled && !o.InMemory {
 			onDisk[o.ID] = true
@@ -456,7 +456,7 @@ func spillChild(ctx context.Context, sessionDir string) ([]result, error) {
 	}
 	var toRestore []sdk.Ref[[]byte]
 	for _, r := range refs {
-		if onDisk[r.ID()] {
+		if onDisk[r.ID().String()] {
 			toRestore = append(toRestore, r)
 		}
 	}

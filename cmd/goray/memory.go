@@ -10,13 +10,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/goray/goray/internal/auth"
-	"github.com/goray/goray/sdk"
+	"github.com/goray/goray/internal/memreport"
+	"github.com/goray/goray/state"
 )
 
 func newMemoryCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
 	var (
 		address string
-		opts    sdk.MemoryPrintOptions
+		opts    state.MemoryPrintOptions
 		asJSON  bool
 		timeout time.Duration
 	)
@@ -50,7 +51,7 @@ The cluster is --address, else $GORAY_ADDRESS, else the one goray start
 			}
 			ctx, cancel := context.WithTimeout(ctx, timeout)
 			defer cancel()
-			report, ferr := sdk.FetchMemoryReport(ctx, info.GetNodes(), log, t.creds.Handshaker(auth.LabelWire))
+			report, ferr := memreport.FetchMemoryReport(ctx, info.GetNodes(), log, t.creds.Handshaker(auth.LabelWire))
 			if asJSON {
 				report.SortObjects(opts.SortBy)
 				enc := json.NewEncoder(os.Stdout)
@@ -66,8 +67,8 @@ The cluster is --address, else $GORAY_ADDRESS, else the one goray start
 	}
 	f := cmd.Flags()
 	f.StringVar(&address, "address", "", "cluster address (default: $GORAY_ADDRESS, then the cluster started on this machine)")
-	f.StringVar(&opts.GroupBy, "group-by", sdk.GroupByNone, "group objects by node (its store's objects and its processes' inline ones) or owner (process), or none")
-	f.StringVar(&opts.SortBy, "sort", sdk.SortBySize, "order objects by size (largest first) or ref (object id)")
+	f.StringVar(&opts.GroupBy, "group-by", state.GroupByNone, "group objects by node (its store's objects and its processes' inline ones) or owner (process), or none")
+	f.StringVar(&opts.SortBy, "sort", state.SortBySize, "order objects by size (largest first) or ref (object id)")
 	f.BoolVar(&opts.FullIDs, "full-ids", false, "print object ids whole instead of shortened")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON (all objects, all fields)")
 	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the nodes' answers")

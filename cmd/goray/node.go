@@ -17,7 +17,6 @@ import (
 
 	"github.com/goray/goray/internal/cluster"
 	"github.com/goray/goray/internal/localcluster"
-	"github.com/goray/goray/sdk"
 )
 
 // Worker nodes: `goray start --address ADDR` runs a raylet that joins the
@@ -27,7 +26,7 @@ import (
 
 const nodeLogName = "goray-node.log"
 
-func nodesDir() string { return filepath.Join(filepath.Dir(sdk.CurrentClusterFile()), "nodes") }
+func nodesDir() string { return filepath.Join(filepath.Dir(localcluster.AddressFile()), "nodes") }
 
 // parseLabels reads --labels: k=v pairs separated by commas.
 func parseLabels(s string) (map[string]string, error) {

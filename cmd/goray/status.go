@@ -18,7 +18,7 @@ import (
 
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/raylet"
-	"github.com/goray/goray/sdk"
+	"github.com/goray/goray/state"
 )
 
 type gcsInfo = protos.ClusterInfoReply
@@ -300,4 +300,4 @@ func formatQuantity(name string, v float64) string {
 	return fmt.Sprintf("%g", v)
 }
 
-func formatBytes(n uint64) string { return sdk.FormatBytes(n) }
+func formatBytes(n uint64) string { return state.FormatBytes(n) }

@@ -100,7 +100,7 @@ func main() {
 	must(err)
 	fmt.Println("counter after 10 calls:", vals[9])
 
-	cache, err := CacheActor.Options(sdk.ActorName("cache"), sdk.MaxConcurrency(8), sdk.MaxRestarts(3)).Remote(ctx)
+	cache, err := CacheActor.Options(sdk.Name("cache"), sdk.MaxConcurrency(8), sdk.MaxRestarts(3)).Remote(ctx)
 	must(err)
 	_, err = CachePut.Remote(ctx, cache, [2]string{"greeting", "hello"}).Get(ctx)
 	must(err)

@@ -34,8 +34,4 @@
 //		case membership.Synced:                     // initial members delivered
 //		}
 //	}
-//
-// Provider (provider.go) plugs the same table into a Proto.Actor cluster as
-// its cluster.ClusterProvider: members' records carry their cluster.Member
-// (host, port, kinds), and watch events become topology updates.
 package membership

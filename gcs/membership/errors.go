@@ -18,6 +18,6 @@ var (
 	ErrAlreadyJoined = errors.New("membership: already joined")
 	// ErrNotJoined: the Membership ended (Leave, its context, or Close).
 	ErrNotJoined = errors.New("membership: not joined")
-	// ErrClosed: the Registry or Provider was closed.
+	// ErrClosed: the Registry was closed.
 	ErrClosed = errors.New("membership: closed")
 )

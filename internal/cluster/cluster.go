@@ -99,6 +99,9 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 		}
 		h.sessionDir, h.ownsDir = dir, true
 	}
+	if err := raylet.CheckSessionDir(h.sessionDir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(h.sessionDir, 0o755); err != nil {
 		return nil, fmt.Errorf("session dir: %w", err)
 	}

@@ -115,6 +115,9 @@ func startNode(ctx context.Context, client *gcs.Client, cfg NodeConfig) (*Node, 
 		}
 		n.sessionDir, n.ownsDir = dir, true
 	}
+	if err := raylet.CheckSessionDir(n.sessionDir); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(n.sessionDir, 0o755); err != nil {
 		return nil, fmt.Errorf("session dir: %w", err)
 	}

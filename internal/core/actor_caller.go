@@ -1,0 +1,462 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/protos"
+	"github.com/goray/goray/protos/wire"
+)
+
+// actorDirectory is a process's view of the actors it calls: one
+// actorState per actor, fed by the GCS's events about it.
+type actorDirectory struct {
+	cw     *Worker
+	mu     sync.Mutex
+	states map[protos.UniqueID]*actorState
+	seq    uint64
+}
+
+// actorState queues this process's calls to one actor and sends them, in
+// submission order, while the actor is alive.
+type actorState struct {
+	d     *actorDirectory
+	id    protos.UniqueID
+	mu    sync.Mutex
+	info  *protos.ActorInfo
+	rank  int
+	conn  *wire.Conn
+	epoch int // counts addresses, so a stale connection's news is ignored
+	// order holds calls not yet sent, in submission order; a call is sent
+	// once it and every call before it have their arguments.
+	order    []*actorCall
+	inflight map[protos.TaskID]*actorCall
+	pending  int
+	unsub    func()
+	ready    chan struct{} // closed once the first state is known
+	seenInfo bool
+}
+
+type actorCall struct {
+	req         *protos.ActorCallRequest
+	returnID    protos.ObjectID
+	argRefs     []protos.ObjectID
+	retriesLeft int32
+	resolved    bool
+	done        bool
+}
+
+func (cw *Worker) actors() *actorDirectory { return cw.actorDir }
+
+func newActorDirectory(cw *Worker) *actorDirectory {
+	return &actorDirectory{cw: cw, states: map[protos.UniqueID]*actorState{}}
+}
+
+// rankOf orders actor records so older news never overwrites newer.
+func rankOf(info *protos.ActorInfo) int {
+	if info.GetState() == protos.ActorState_DEAD {
+		return 1 << 30
+	}
+	r := int(info.GetNumRestarts()) * 2
+	if info.GetState() == protos.ActorState_ALIVE {
+		r++
+	}
+	return r
+}
+
+// state returns the actor's state, subscribing to its events the first time.
+func (d *actorDirectory) state(ctx context.Context, id protos.UniqueID, fetch bool) (*actorState, error) {
+	d.mu.Lock()
+	st, ok := d.states[id]
+	if ok {
+		d.mu.Unlock()
+		return st, nil
+	}
+	st = &actorState{d: d, id: id, inflight: map[protos.TaskID]*actorCall{}, rank: -1, ready: make(chan struct{})}
+	d.states[id] = st
+	d.mu.Unlock()
+	g, err := d.cw.GCS()
+	if err != nil {
+		d.drop(id)
+		return nil, err
+	}
+	unsub, err := g.WatchActor(id, st.update)
+	if err != nil {
+		d.drop(id)
+		return nil, fmt.Errorf("goray: watch actor %s: %w", id.Short(), err)
+	}
+	st.unsub = unsub
+	if fetch {
+		info, err := g.GetActor(ctx, id)
+		if err != nil {
+			d.drop(id)
+			unsub()
+			return nil, fmt.Errorf("goray: actor %s: %w", id.Short(), err)
+		}
+		st.update(info)
+	}
+	return st, nil
+}
+
+func (d *actorDirectory) drop(id protos.UniqueID) {
+	d.mu.Lock()
+	delete(d.states, id)
+	d.mu.Unlock()
+}
+
+// create registers a new actor with the GCS.
+func (d *actorDirectory) create(ctx context.Context, spec *protos.ActorSpec) (*protos.ActorInfo, error) {
+	id := protos.MustUniqueID(spec.GetActorId())
+	st, err := d.state(ctx, id, false)
+	if err != nil {
+		return nil, err
+	}
+	g, _ := d.cw.GCS()
+	info, err := g.RegisterActor(ctx, spec)
+	if err != nil {
+		d.drop(id)
+		if st.unsub != nil {
+			st.unsub()
+		}
+		return nil, fmt.Errorf("goray: create actor %s: %w", spec.GetClassName(), err)
+	}
+	if got := protos.MustUniqueID(info.GetActorId()); got != id {
+		// GetIfExists found the live actor of that name.
+		d.drop(id)
+		if st.unsub != nil {
+			st.unsub()
+		}
+		if st, err = d.state(ctx, got, false); err != nil {
+			return nil, err
+		}
+	}
+	st.update(info)
+	return info, nil
+}
+
+// update applies news about the actor.
+func (st *actorState) update(info *protos.ActorInfo) {
+	st.mu.Lock()
+	r := rankOf(info)
+	if r < st.rank {
+		st.mu.Unlock()
+		return
+	}
+	st.rank = r
+	st.info = info
+	if !st.seenInfo {
+		st.seenInfo = true
+		close(st.ready)
+	}
+	switch info.GetState() {
+	case protos.ActorState_ALIVE:
+		if st.conn != nil {
+			st.flushLocked()
+			st.mu.Unlock()
+			return
+		}
+		st.epoch++
+		epoch := st.epoch
+		endpoint := st.d.cw.reach(info.GetAddress())
+		st.mu.Unlock()
+		st.d.cw.withPeer(endpoint, func(c *wire.Conn, err error) {
+			st.mu.Lock()
+			defer st.mu.Unlock()
+			if epoch != st.epoch {
+				return
+			}
+			if err != nil {
+				// The worker is gone already; the GCS will say what next.
+				return
+			}
+			st.conn = c
+			st.flushLocked()
+		})
+		return
+	case protos.ActorState_DEAD:
+		st.conn = nil
+		st.epoch++
+		failed := append([]*actorCall(nil), st.order...)
+		st.order = nil
+		for id, c := range st.inflight {
+			failed = append(failed, c)
+			delete(st.inflight, id)
+		}
+		st.mu.Unlock()
+		for _, c := range failed {
+			st.finish(c, nil, st.deadError(c, info))
+		}
+		return
+	default:
+		st.conn = nil
+		st.epoch++
+	}
+	st.mu.Unlock()
+}
+
+func (st *actorState) deadError(c *actorCall, info *protos.ActorInfo) *TaskError {
+	fn := info.GetSpec().GetClassName() + "." + c.req.GetMethod()
+	if ce := info.GetCreationError(); ce != nil {
+		e := &TaskError{Kind: protos.ErrorKind_ERROR_KIND_ACTOR_DIED, Function: fn, TaskID: protos.MustUniqueID(c.req.GetTaskId()),
+			Message: "the actor's constructor failed: " + ce.GetMessage()}
+		e.cause = taskErrorFromProto(ce)
+		return e
+	}
+	cause := info.GetDeathCause()
+	if cause == "" {
+		cause = "the actor is dead"
+	}
+	return &TaskError{Kind: protos.ErrorKind_ERROR_KIND_ACTOR_DIED, Function: fn, TaskID: protos.MustUniqueID(c.req.GetTaskId()), Message: cause}
+}
+
+// CallActor submits a call of method m on the actor h names.
+func (cw *Worker) CallActor(ctx context.Context, h *ActorHandle, m Method, args []Arg) (ObjectRef, error) {
+	if h.Class != m.Class {
+		return ObjectRef{}, fmt.Errorf("%w: method %s.%s called on a %s actor", ErrArgument, m.Class, m.Name, h.Class)
+	}
+	st, err := cw.actors().state(ctx, h.ID, true)
+	if err != nil {
+		return ObjectRef{}, err
+	}
+	select {
+	case <-st.ready:
+	case <-ctx.Done():
+		return ObjectRef{}, ctx.Err()
+	}
+	fn := m.Class + "." + m.Name
+	st.mu.Lock()
+	opts := st.info.GetSpec().GetOptions()
+	if max := opts.GetMaxPendingCalls(); max > 0 && int32(st.pending) >= max {
+		pending := st.pending
+		st.mu.Unlock()
+		return ObjectRef{}, &TaskError{Kind: protos.ErrorKind_ERROR_KIND_PENDING_CALLS_EXCEEDED, Function: fn,
+			Message: fmt.Sprintf("this caller has %d calls pending on actor %s (MaxPendingCalls %d)", pending, h.ID.Short(), max)}
+	}
+	st.pending++
+	st.mu.Unlock()
+	encoded, argRefs, err := cw.buildArgs(ctx, fn, args)
+	if err != nil {
+		st.mu.Lock()
+		st.pending--
+		st.mu.Unlock()
+		return ObjectRef{}, err
+	}
+	taskID := protos.NewUniqueID()
+	c := &actorCall{
+		req: &protos.ActorCallRequest{ActorId: h.ID.Bytes(), Method: m.Name, Args: encoded, TaskId: taskID.Bytes(), Caller: cw.addr,
+			Seq: cw.actors().nextSeq()},
+		returnID:    protos.ObjectIDFor(taskID, 1),
+		argRefs:     argRefs,
+		retriesLeft: opts.GetMaxTaskRetries(),
+	}
+	cw.objects.addOwned(c.returnID)
+	ref := newObjectRef(cw, c.returnID, cw.addr)
+	if m.Stream {
+		// Streaming calls are not retried: items already consumed
+		// cannot be taken back.
+		c.retriesLeft = 0
+		cw.streams.open(cw, taskID)
+	}
+	st.mu.Lock()
+	st.order = append(st.order, c)
+	info := st.info
+	st.mu.Unlock()
+	if info.GetState() == protos.ActorState_DEAD {
+		st.update(info) // fails the queue, this call included
+		return ref, nil
+	}
+	cw.resolveArgs(encoded, func(depErr *TaskError) {
+		if depErr != nil {
+			st.mu.Lock()
+			st.removeLocked(c)
+			st.mu.Unlock()
+			st.finish(c, nil, depErr)
+			return
+		}
+		st.mu.Lock()
+		c.resolved = true
+		st.flushLocked()
+		st.mu.Unlock()
+	})
+	return ref, nil
+}
+
+func (d *actorDirectory) nextSeq() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.seq++
+	return d.seq
+}
+
+func (st *actorState) removeLocked(c *actorCall) {
+	for i, x := range st.order {
+		if x == c {
+			st.order = append(st.order[:i], st.order[i+1:]...)
+			return
+		}
+	}
+}
+
+// flushLocked sends the calls at the head of the queue whose arguments are
+// ready, while the actor has a connection.
+func (st *actorState) flushLocked() {
+	for st.conn != nil && len(st.order) > 0 && st.order[0].resolved {
+		c := st.order[0]
+		st.order[0] = nil
+		st.order = st.order[1:]
+		taskID := protos.MustUniqueID(c.req.GetTaskId())
+		st.inflight[taskID] = c
+		conn, epoch := st.conn, st.epoch
+		err := conn.Go(protos.Method_ACTOR_CALL, c.req, func(payload []byte, err error) {
+			st.onReply(c, epoch, payload, err)
+		})
+		if err != nil {
+			go st.onReply(c, epoch, nil, err)
+		}
+	}
+}
+
+// onReply completes a call, or re-queues it when the actor's process died
+// under it and retries are left.
+func (st *actorState) onReply(c *actorCall, epoch int, payload []byte, err error) {
+	taskID := protos.MustUniqueID(c.req.GetTaskId())
+	var reply protos.ActorCallReply
+	if err == nil {
+		if uerr := unmarshalProto(payload, &reply); uerr != nil {
+			err = fmt.Errorf("malformed actor reply: %w", uerr)
+		}
+	}
+	st.mu.Lock()
+	if _, ok := st.inflight[taskID]; !ok {
+		st.mu.Unlock()
+		return
+	}
+	delete(st.inflight, taskID)
+	if err == nil {
+		st.mu.Unlock()
+		res := reply.GetResult()
+		if e := res.GetError(); e != nil {
+			st.finish(c, nil, taskErrorFromProto(e))
+			return
+		}
+		st.finish(c, res, nil)
+		return
+	}
+	// The connection broke: the actor's process died (or is dying).
+	if epoch == st.epoch {
+		st.conn = nil
+		st.epoch++
+	}
+	if c.retriesLeft != 0 && st.info.GetState() != protos.ActorState_DEAD {
+		if c.retriesLeft > 0 {
+			c.retriesLeft--
+		}
+		c.req.Attempt++
+		st.requeueLocked(c)
+		st.mu.Unlock()
+		return
+	}
+	info := st.info
+	st.mu.Unlock()
+	e := st.deadError(c, info)
+	e.Message = fmt.Sprintf("the actor's worker died while running the call: %v", err)
+	st.finish(c, nil, e)
+}
+
+// requeueLocked puts a call back in submission order.
+func (st *actorState) requeueLocked(c *actorCall) {
+	i := 0
+	for i < len(st.order) && st.order[i].req.GetSeq() < c.req.GetSeq() {
+		i++
+	}
+	st.order = append(st.order, nil)
+	copy(st.order[i+1:], st.order[i:])
+	st.order[i] = c
+}
+
+func (st *actorState) finish(c *actorCall, data *protos.ObjectData, terr *TaskError) {
+	st.mu.Lock()
+	if c.done {
+		st.mu.Unlock()
+		return
+	}
+	c.done = true
+	st.pending--
+	st.mu.Unlock()
+	cw := st.d.cw
+	cw.objects.completeResult(c.returnID, data, terr)
+	cw.objects.removeSubmitted(c.argRefs)
+}
+
+// GCS returns this process's GCS connection, dialling it the first
+// time in a worker.
+func (cw *Worker) GCS() (*gcs.Client, error) {
+	cw.gcsMu.Lock()
+	defer cw.gcsMu.Unlock()
+	if cw.gcs != nil {
+		return cw.gcs, nil
+	}
+	if cw.gcsAddress == "" {
+		return nil, fmt.Errorf("%w: this process has no GCS address", ErrSystem)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10e9)
+	defer cancel()
+	natsOpts, err := cw.creds.NATSOptions(auth.RoleWorker)
+	if err != nil {
+		return nil, fmt.Errorf("goray: connect to GCS at %s: %w", cw.gcsAddress, err)
+	}
+	c, err := gcs.Dial(ctx, cw.gcsAddress, cw.log, natsOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("goray: connect to GCS at %s: %w", cw.gcsAddress, err)
+	}
+	cw.gcs, cw.ownGCS = c, true
+	return c, nil
+}
+
+func (d *actorDirectory) close() {
+	d.mu.Lock()
+	states := d.states
+	d.states = map[protos.UniqueID]*actorState{}
+	d.mu.Unlock()
+	for _, st := range states {
+		if st.unsub != nil {
+			st.unsub()
+		}
+	}
+}
+
+// cancelActorCall cancels an actor call: one not sent yet is dropped and
+// fails with ErrTaskCancelled; a running one has its context cancelled on
+// the actor's worker and then fails the same way.
+func (cw *Worker) cancelActorCall(taskID protos.TaskID) error {
+	d := cw.actors()
+	d.mu.Lock()
+	states := make([]*actorState, 0, len(d.states))
+	for _, st := range d.states {
+		states = append(states, st)
+	}
+	d.mu.Unlock()
+	for _, st := range states {
+		st.mu.Lock()
+		for _, c := range st.order {
+			if protos.MustUniqueID(c.req.GetTaskId()) == taskID {
+				st.removeLocked(c)
+				fn := st.info.GetSpec().GetClassName() + "." + c.req.GetMethod()
+				st.mu.Unlock()
+				st.finish(c, nil, &TaskError{Kind: protos.ErrorKind_ERROR_KIND_CANCELLED, Function: fn,
+					TaskID: taskID, Message: "cancelled by the caller before it was sent"})
+				return nil
+			}
+		}
+		_, inflight := st.inflight[taskID]
+		conn := st.conn
+		st.mu.Unlock()
+		if inflight && conn != nil {
+			return conn.Go(protos.Method_CANCEL_TASK, &protos.CancelTaskRequest{TaskId: taskID.Bytes()}, func([]byte, error) {})
+		}
+	}
+	return fmt.Errorf("%w: call %s is not pending on an actor", ErrArgument, taskID.Short())
+}
