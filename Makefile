@@ -5,7 +5,7 @@ NATSCLI_VERSION   := v0.5.0
 BIN       := bin
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: all build install test test-tls nats-cli fuzz bench demo proto vet fmt clean tools
+.PHONY: generate all build install test test-tls nats-cli fuzz bench demo proto vet fmt clean tools
 
 all: build
 
@@ -80,6 +80,10 @@ build:
 # The CLI into $GOBIN (default $(go env GOPATH)/bin).
 install:
 	$(GO) install ./cmd/goray
+
+# The sdk's typed handles of each arity (Func0..6, ActorClass0..3, ...).
+generate:
+	python3 scripts/gen_arities.py .
 
 proto: tools
 	protoc --proto_path=goray=protos --go_out=. --go_opt=module=github.com/goray/goray protos/*.proto

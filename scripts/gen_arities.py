@@ -239,3 +239,5 @@ import sys
 root = sys.argv[1]
 open(root+"/sdk/func_arities.go","w").write(hdr+funcs()+streams())
 open(root+"/sdk/actor_arities.go","w").write(hdr+actors()+methods()+smethods())
+import subprocess
+subprocess.run(["gofmt", "-w", root+"/sdk/func_arities.go", root+"/sdk/actor_arities.go"], check=True)

@@ -266,4 +266,3 @@ func (m *StreamMethod2[T, A, B, R]) Remote(ctx context.Context, a Actor[T], x A,
 func (m *StreamMethod2[T, A, B, R]) RemoteArgs(ctx context.Context, a Actor[T], x Arg[A], y Arg[B]) *Stream[R] {
 	return callStream[R](ctx, a.h, m.method, x.taskArg(), y.taskArg())
 }
-

@@ -261,4 +261,3 @@ func (fn *StreamFunc2[A, B, T]) RemoteArgs(ctx context.Context, a Arg[A], b Arg[
 func (fn *StreamFunc2[A, B, T]) Options(opts ...TaskOption) *StreamFunc2[A, B, T] {
 	return &StreamFunc2[A, B, T]{fn.withOptions(opts)}
 }
-
