@@ -26,6 +26,13 @@ const DefaultObjectStoreMemory = 128 << 20
 // stopped and exits; otherwise it runs the tests and exits with their
 // status.
 func Main(m *testing.M) {
+	Serve()
+	os.Exit(m.Run())
+}
+
+// Serve is Main for a TestMain that does more around m.Run: in a worker or
+// node daemon process it runs that and exits; otherwise it returns.
+func Serve() {
 	// A node's workers inherit its environment, so the worker check comes
 	// first: they are workers, not daemons.
 	sdk.WorkerMain()
@@ -33,7 +40,6 @@ func Main(m *testing.M) {
 		_ = os.Unsetenv(envNode)
 		os.Exit(runDaemon(cfg))
 	}
-	os.Exit(m.Run())
 }
 
 // Start starts an embedded single-node cluster (sdk.Init without an

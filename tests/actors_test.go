@@ -66,14 +66,14 @@ func TestActorConstructorFailure(t *testing.T) {
 
 func TestNamedActors(t *testing.T) {
 	ctx := startCluster(t)
-	c, err := CounterActor.Options(sdk.ActorName("counter")).Remote(ctx, 1)
+	c, err := CounterActor.Options(sdk.Name("counter")).Remote(ctx, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := CounterActor.Options(sdk.ActorName("counter")).Remote(ctx, 2); err == nil || !strings.Contains(err.Error(), "counter") {
+	if _, err := CounterActor.Options(sdk.Name("counter")).Remote(ctx, 2); err == nil || !strings.Contains(err.Error(), "counter") {
 		t.Fatalf("duplicate name: %v", err)
 	}
-	same, err := CounterActor.Options(sdk.ActorName("counter"), sdk.GetIfExists()).Remote(ctx, 3)
+	same, err := CounterActor.Options(sdk.Name("counter"), sdk.GetIfExists()).Remote(ctx, 3)
 	if err != nil || same.ID() != c.ID() {
 		t.Fatalf("GetIfExists: %v, %v (want %v)", same, err, c)
 	}
@@ -95,7 +95,7 @@ func TestNamedActors(t *testing.T) {
 		t.Fatalf("call after Kill: %v", err)
 	}
 	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
-		_, err := CounterActor.Options(sdk.ActorName("counter")).Remote(ctx, 5)
+		_, err := CounterActor.Options(sdk.Name("counter")).Remote(ctx, 5)
 		return err
 	})
 }
@@ -385,7 +385,7 @@ func TestActorResources(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return st.Nodes[0].GetAvailable().GetAmounts()["CPU"]
+		return st.Nodes[0].Available["CPU"]
 	}
 	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		if got := cpuAvailable(); got != 2 {
@@ -393,7 +393,7 @@ func TestActorResources(t *testing.T) {
 		}
 		return nil
 	})
-	holder, err := CounterActor.Options(sdk.ActorCPUs(1.5)).Remote(ctx, 0)
+	holder, err := CounterActor.Options(sdk.NumCPUs(1.5)).Remote(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +407,7 @@ func TestActorResources(t *testing.T) {
 		return nil
 	})
 	// An actor whose placement can never be met stays pending.
-	big, err := CounterActor.Options(sdk.ActorResources(map[string]float64{"TPU": 1})).Remote(ctx, 0)
+	big, err := CounterActor.Options(sdk.Resources(map[string]float64{"TPU": 1})).Remote(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -418,13 +418,13 @@ func TestActorResources(t *testing.T) {
 
 func TestActorCallCancelAndNamespaces(t *testing.T) {
 	ctx := startCluster(t, sdk.Namespace("team"))
-	c, err := CounterActor.Options(sdk.ActorName("busy")).Remote(ctx, 0)
+	c, err := CounterActor.Options(sdk.Name("busy")).Remote(ctx, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	slow := CounterSlow.Remote(ctx, c, 500*time.Millisecond)
 	queued := CounterInc.Remote(ctx, c, 1)
-	if err := sdk.Cancel(ctx, queued.Untyped()); err != nil {
+	if err := sdk.Cancel(ctx, queued); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := queued.Get(ctx, sdk.Timeout(30*time.Second)); !errors.Is(err, sdk.ErrTaskCancelled) {

@@ -15,7 +15,7 @@ func TestCancel(t *testing.T) {
 	// A running task is interrupted through its context.
 	running := Sleep.Remote(ctx, time.Minute)
 	waitRunning(t, ctx, 1)
-	if err := sdk.Cancel(ctx, running.Untyped()); err != nil {
+	if err := sdk.Cancel(ctx, running); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := running.Get(ctx, sdk.Timeout(20*time.Second)); !errors.Is(err, sdk.ErrTaskCancelled) {
@@ -25,7 +25,7 @@ func TestCancel(t *testing.T) {
 	// Force kills a task that ignores its context.
 	stubborn := SleepIgnoringCancel.Remote(ctx, time.Minute)
 	waitRunning(t, ctx, 1)
-	if err := sdk.Cancel(ctx, stubborn.Untyped(), sdk.Force()); err != nil {
+	if err := sdk.Cancel(ctx, stubborn, sdk.Force()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := stubborn.Get(ctx, sdk.Timeout(20*time.Second)); !errors.Is(err, sdk.ErrTaskCancelled) {
@@ -37,7 +37,7 @@ func TestCancel(t *testing.T) {
 	blockers := []sdk.Ref[string]{SleepIgnoringCancel.Remote(ctx, 3*time.Second), SleepIgnoringCancel.Remote(ctx, 3*time.Second)}
 	queued := Upper.Remote(ctx, "never")
 	dependent := Upper.RemoteArgs(ctx, queued)
-	if err := sdk.Cancel(ctx, queued.Untyped()); err != nil {
+	if err := sdk.Cancel(ctx, queued); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := queued.Get(ctx, sdk.Timeout(time.Second)); !errors.Is(err, sdk.ErrTaskCancelled) {
@@ -57,7 +57,7 @@ func TestCancel(t *testing.T) {
 	// every resource comes back.
 	parent := SpawnSleepers.Remote(ctx, 3, time.Minute)
 	waitRunning(t, ctx, 1)
-	if err := sdk.Cancel(ctx, parent.Untyped()); err != nil {
+	if err := sdk.Cancel(ctx, parent); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := parent.Get(ctx, sdk.Timeout(20*time.Second)); !errors.Is(err, sdk.ErrTaskCancelled) {
@@ -69,7 +69,7 @@ func TestCancel(t *testing.T) {
 			return err
 		}
 		n := st.Nodes[0]
-		if avail, total := n.GetAvailable().GetAmounts()["CPU"], n.GetTotal().GetAmounts()["CPU"]; avail != total {
+		if avail, total := n.Available["CPU"], n.Total["CPU"]; avail != total {
 			return errorf("CPU available %v of %v", avail, total)
 		}
 		return nil
@@ -90,7 +90,7 @@ func waitRunning(t *testing.T, ctx context.Context, n float64) {
 			return err
 		}
 		node := st.Nodes[0]
-		used := node.GetTotal().GetAmounts()["CPU"] - node.GetAvailable().GetAmounts()["CPU"]
+		used := node.Total["CPU"] - node.Available["CPU"]
 		if used < n {
 			return errorf("%v CPUs in use, want %v", used, n)
 		}

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"context"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -9,8 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goray/goray/internal/auth"
-	"github.com/goray/goray/protos"
+	"github.com/goray/goray/sdk"
 )
 
 // TestCLINodeJoinAndStop: `goray start --address` starts a node daemon that
@@ -49,22 +47,15 @@ func TestCLINodeJoinAndStop(t *testing.T) {
 		t.Fatalf("goray start --address printed node id %q, pid %d:\n%s", nodeID, nodePID, out)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c := dialAs(ctx, t, addr, headDir, auth.RoleAdmin)
-	defer c.Close()
-	nodes, err := c.ListNodes(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var joined *protos.NodeInfo
-	for _, n := range nodes {
-		if protos.MustUniqueID(n.GetNodeId()).String() == nodeID {
-			joined = n
+	nodes := clusterStatusAt(t, addr, headDir).Nodes
+	var joined *sdk.Node
+	for i, n := range nodes {
+		if n.ID.String() == nodeID {
+			joined = &nodes[i]
 		}
 	}
-	if len(nodes) != 2 || joined == nil || joined.GetState() != protos.NodeInfo_ALIVE || joined.GetLabels()["zone"] != "a" || joined.GetIsHead() {
-		t.Fatalf("nodes %v; want the head and the joined node %s (ALIVE, zone=a)", nodes, nodeID)
+	if len(nodes) != 2 || joined == nil || !joined.Alive || joined.Labels["zone"] != "a" || joined.IsHead || joined.Total["CPU"] != 1 {
+		t.Fatalf("nodes %+v; want the head and the joined node %s (alive, zone=a, 1 CPU)", nodes, nodeID)
 	}
 	out, err = runGoray(bin, env, "status", "--address", addr)
 	if err != nil || !strings.Contains(out, nodeID[:8]) {

@@ -17,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goray/goray/internal/auth"
-	"github.com/goray/goray/protos"
 	"github.com/goray/goray/sdk"
 )
 
@@ -62,7 +60,7 @@ func TestCLIDriverHelper(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ClusterStatus: %v", err)
 	}
-	if len(st.Nodes) != 1 || st.Nodes[0].GetTotal().GetAmounts()["CPU"] != 2 {
+	if len(st.Nodes) != 1 || st.Nodes[0].Total["CPU"] != 2 {
 		t.Fatalf("ClusterStatus nodes = %v; want one node with CPU 2", st.Nodes)
 	}
 	if mode == "hold" {
@@ -129,16 +127,19 @@ func TestCLIStartStatusStop(t *testing.T) {
 		t.Errorf("daemon %d runs in session %d; want its own session (setsid)", daemonPID, sid)
 	}
 
-	// The node as the GCS describes it.
+	// The node as the GCS describes it, its segment and its session.
 	node := clusterNode(t, addr, session)
-	segment = node.GetStorePath()
-	if segment == "" || node.GetSessionDir() != session {
-		t.Fatalf("node: store path %q, session dir %q; want a store path and %s", segment, node.GetSessionDir(), session)
-	}
+	segment = storePath(daemonPID, node.ID)
 	if _, err := os.Stat(segment); err != nil {
 		t.Fatalf("object store segment: %v", err)
 	}
-	if got := node.GetTotal().GetAmounts()["CPU"]; got != 2 {
+	if socks, _ := filepath.Glob(filepath.Join(session, "sockets", "*")); len(socks) == 0 {
+		t.Fatalf("no socket in the session dir %s (--session-dir)", session)
+	}
+	if !node.IsHead || !node.Alive {
+		t.Fatalf("node %+v; want the alive head", node)
+	}
+	if got := node.Total["CPU"]; got != 2 {
 		t.Fatalf("node CPU total = %v; want 2 (--num-cpus 2)", got)
 	}
 
@@ -178,9 +179,9 @@ func TestCLIStartStatusStop(t *testing.T) {
 			return fmt.Errorf("goray status: %v\n%s", err, out)
 		}
 		status = out
-		nodeLine := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(node.shortID()) + `\s+\S+\s+head\s+ALIVE\s*$`)
+		nodeLine := regexp.MustCompile(`(?m)^\s*` + regexp.QuoteMeta(node.ID.String()[:8]) + `\s+\S+\s+head\s+ALIVE\s*$`)
 		if !nodeLine.MatchString(out) {
-			return fmt.Errorf("status lacks the line of node %s (head, ALIVE):\n%s", node.shortID(), out)
+			return fmt.Errorf("status lacks the line of node %s (head, ALIVE):\n%s", node.ID.String()[:8], out)
 		}
 		if !regexp.MustCompile(`CPU 2\.0/2\.0`).MatchString(out) {
 			return fmt.Errorf("status lacks CPU used/total 2.0/2.0 (a task holds both CPUs):\n%s", out)
@@ -372,26 +373,33 @@ func sessionID(pid int) int {
 	return sid
 }
 
-type nodeInfo struct{ *protos.NodeInfo }
-
-func (n nodeInfo) shortID() string { return protos.MustUniqueID(n.GetNodeId()).Short() }
-
-// clusterNode asks the GCS at addr (its head's session in session) for its
-// only node.
-func clusterNode(t *testing.T, addr, session string) nodeInfo {
+// clusterNode asks the cluster at addr (its head's session in session)
+// for its only node.
+func clusterNode(t *testing.T, addr, session string) sdk.Node {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	st := clusterStatusAt(t, addr, session)
+	if len(st.Nodes) != 1 {
+		t.Fatalf("cluster has %d nodes; want 1: %+v", len(st.Nodes), st.Nodes)
+	}
+	return st.Nodes[0]
+}
+
+// clusterStatusAt joins the cluster at addr (its head's session in
+// session) as a driver, as an operator's program on the head's machine
+// would, and returns its status; it disconnects before returning.
+func clusterStatusAt(t *testing.T, addr, session string) *sdk.Status {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c := dialAs(ctx, t, addr, session, auth.RoleAdmin)
-	defer c.Close()
-	info, err := c.ClusterInfo(ctx)
+	if err := sdk.Init(ctx, sdk.Address(addr), sdk.AuthTokenFile(tokenFile(session)), sdk.LogToDriver(false)); err != nil {
+		t.Fatalf("Init(%s): %v", addr, err)
+	}
+	defer sdk.Shutdown()
+	st, err := sdk.ClusterStatus(ctx)
 	if err != nil {
-		t.Fatalf("ClusterInfo: %v", err)
+		t.Fatalf("ClusterStatus: %v", err)
 	}
-	if len(info.GetNodes()) != 1 {
-		t.Fatalf("cluster has %d nodes; want 1", len(info.GetNodes()))
-	}
-	return nodeInfo{info.GetNodes()[0]}
+	return st
 }
 
 // driverProc is the test binary re-run as a driver (TestCLIDriverHelper).

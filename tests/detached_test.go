@@ -42,7 +42,7 @@ func TestDetachedDriverHelper(t *testing.T) {
 	defer sdk.Shutdown()
 	switch mode {
 	case "create":
-		keeper, err := CounterActor.Options(sdk.ActorName("keeper"), sdk.ActorNamespace("ns"), sdk.Detached(), sdk.MaxRestarts(1)).Remote(ctx, 5)
+		keeper, err := CounterActor.Options(sdk.Name("keeper"), sdk.Namespace("ns"), sdk.Detached(), sdk.MaxRestarts(1)).Remote(ctx, 5)
 		if err != nil {
 			t.Fatalf("create detached actor: %v", err)
 		}
@@ -53,7 +53,7 @@ func TestDetachedDriverHelper(t *testing.T) {
 		if err != nil {
 			t.Fatalf("keeper Pid: %v", err)
 		}
-		temp, err := CounterActor.Options(sdk.ActorName("temp"), sdk.ActorNamespace("ns")).Remote(ctx, 0)
+		temp, err := CounterActor.Options(sdk.Name("temp"), sdk.Namespace("ns")).Remote(ctx, 0)
 		if err != nil {
 			t.Fatalf("create non-detached actor: %v", err)
 		}
@@ -160,9 +160,9 @@ func TestDetachedActorOutlivesDriver(t *testing.T) {
 	if !strings.HasPrefix(addr, "nats://") || daemonPID <= 0 {
 		t.Fatalf("goray start printed no address or daemon pid:\n%s", out)
 	}
-	segment = clusterNode(t, addr, session).GetStorePath()
-	if segment == "" {
-		t.Fatal("the node has no object store segment")
+	segment = storePath(daemonPID, clusterNode(t, addr, session).ID)
+	if _, err := os.Stat(segment); err != nil {
+		t.Fatalf("the node's object store segment: %v", err)
 	}
 	onlyWorkers := func(want ...int) func() error {
 		return func() error {

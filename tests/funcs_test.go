@@ -8,7 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/goray/goray/protos"
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"github.com/goray/goray/sdk"
 )
 
@@ -188,11 +189,15 @@ var Pid = sdk.Register1("tests.Pid", func(ctx context.Context, d time.Duration) 
 	return os.Getpid(), nil
 })
 
-// Scale takes and returns a protobuf message (encoded as protobuf).
-var Scale = sdk.Register2("tests.Scale", func(ctx context.Context, r *protos.Resources, k float64) (*protos.Resources, error) {
-	out := &protos.Resources{Amounts: map[string]float64{}}
-	for name, v := range r.GetAmounts() {
-		out.Amounts[name] = v * k
+// Scale takes and returns a protobuf message (encoded as protobuf): it
+// multiplies the message's numbers by k.
+var Scale = sdk.Register2("tests.Scale", func(ctx context.Context, r *structpb.Struct, k float64) (*structpb.Struct, error) {
+	out := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+	for name, v := range r.GetFields() {
+		if n, ok := v.GetKind().(*structpb.Value_NumberValue); ok {
+			v = structpb.NewNumberValue(n.NumberValue * k)
+		}
+		out.Fields[name] = v
 	}
 	return out, nil
 })

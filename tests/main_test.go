@@ -6,6 +6,7 @@ package tests
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -14,11 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goray/goray/goraytest"
 	"github.com/goray/goray/sdk"
 )
 
 func TestMain(m *testing.M) {
-	sdk.WorkerMain()
+	goraytest.Serve()
 	code := m.Run()
 	if gorayDir != "" {
 		_ = os.RemoveAll(gorayDir)
@@ -45,13 +47,22 @@ func startClusterIn(t *testing.T, dir string, opts ...sdk.InitOption) context.Co
 	if err != nil || len(st.Nodes) != 1 {
 		t.Fatalf("ClusterStatus: %v, %v", st, err)
 	}
-	segment := st.Nodes[0].GetStorePath()
+	segment := storePath(os.Getpid(), st.Nodes[0].ID)
+	if _, err := os.Stat(segment); err != nil {
+		t.Fatalf("the node's shm segment: %v", err)
+	}
 	t.Cleanup(func() {
 		cancel()
 		sdk.Shutdown()
 		checkNoLeftovers(t, dir, segment)
 	})
 	return ctx
+}
+
+// storePath is the shm segment of the node id whose raylet runs in
+// process pid (goray names it /dev/shm/goray-<pid>-<short node id>).
+func storePath(pid int, id sdk.NodeID) string {
+	return fmt.Sprintf("/dev/shm/goray-%d-%s", pid, id.String()[:8])
 }
 
 // checkNoLeftovers verifies that a session left no shm segment, socket or

@@ -12,11 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"github.com/goray/goray/internal/auth"
-	"github.com/goray/goray/internal/cluster"
 	"github.com/goray/goray/sdk"
+	"github.com/goray/goray/state"
 )
 
 // memoryObjects makes what goray memory should explain: a large []byte in
@@ -36,19 +33,19 @@ func memoryObjects(ctx context.Context, t *testing.T) (big sdk.Ref[[]byte], smal
 		t.Fatal(err)
 	}
 	pending := SumBytes.Options(sdk.NumGPUs(1)).RemoteArgs(ctx, big)
-	return big, small, func() { _ = sdk.Cancel(ctx, pending.Untyped(), sdk.Force()) }
+	return big, small, func() { _ = sdk.Cancel(ctx, pending, sdk.Force()) }
 }
 
-func findMemoryObject(r *sdk.MemoryReport, ref sdk.ObjectRef) *sdk.ObjectMemory {
+func findMemoryObject(r *state.MemoryReport, ref sdk.ObjectRef) *state.ObjectMemory {
 	for i := range r.Objects {
-		if r.Objects[i].ID == ref.ID() {
+		if r.Objects[i].ID == ref.ID().String() {
 			return &r.Objects[i]
 		}
 	}
 	return nil
 }
 
-func hasRefType(o *sdk.ObjectMemory, typ sdk.RefType, pid int) bool {
+func hasRefType(o *state.ObjectMemory, typ state.RefType, pid int) bool {
 	for _, r := range o.RefTypes {
 		if r.Type == typ && slices.Contains(r.PIDs, int32(pid)) {
 			return true
@@ -59,7 +56,7 @@ func hasRefType(o *sdk.ObjectMemory, typ sdk.RefType, pid int) bool {
 
 // checkMemoryReport checks the report's view of memoryObjects' objects,
 // owned by this process.
-func checkMemoryReport(r *sdk.MemoryReport, big, small sdk.ObjectRef, storeCapacity uint64) error {
+func checkMemoryReport(r *state.MemoryReport, big, small sdk.ObjectRef, storeCapacity uint64) error {
 	pid := os.Getpid()
 	if len(r.Nodes) != 1 || len(r.Errors) != 0 {
 		return fmt.Errorf("nodes %+v, errors %+v; want one node answering", r.Nodes, r.Errors)
@@ -76,7 +73,7 @@ func checkMemoryReport(r *sdk.MemoryReport, big, small sdk.ObjectRef, storeCapac
 		!strings.HasSuffix(o.Where, " shared memory") {
 		return fmt.Errorf("big object %+v; want owned by pid %d, 4 MiB in shared memory, pinned", *o, pid)
 	}
-	for _, typ := range []sdk.RefType{sdk.LocalReference, sdk.PinnedInMemory, sdk.UsedByPendingTask} {
+	for _, typ := range []state.RefType{state.LocalReference, state.PinnedInMemory, state.UsedByPendingTask} {
 		if !hasRefType(o, typ, pid) {
 			return fmt.Errorf("big object: reference types %+v lack %s of pid %d", o.RefTypes, typ, pid)
 		}
@@ -85,7 +82,7 @@ func checkMemoryReport(r *sdk.MemoryReport, big, small sdk.ObjectRef, storeCapac
 	if s == nil {
 		return fmt.Errorf("small object %s not in the report", small.ID())
 	}
-	if s.Owner.PID != int32(pid) || !s.Inline || s.Where != "inline in owner" || s.Pins != 0 || !hasRefType(s, sdk.LocalReference, pid) {
+	if s.Owner.PID != int32(pid) || !s.Inline || s.Where != "inline in owner" || s.Pins != 0 || !hasRefType(s, state.LocalReference, pid) {
 		return fmt.Errorf("small object %+v; want inline in pid %d with a local reference", *s, pid)
 	}
 	return nil
@@ -96,7 +93,7 @@ func TestMemorySummary(t *testing.T) {
 	big, small, cancel := memoryObjects(ctx, t)
 	defer cancel()
 
-	var r *sdk.MemoryReport
+	var r *state.MemoryReport
 	checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
 		var err error
 		if r, err = sdk.MemorySummary(ctx); err != nil {
@@ -111,49 +108,27 @@ func TestMemorySummary(t *testing.T) {
 	t.Logf("goray memory:\n%s", out.String())
 	pid := os.Getpid()
 	row := regexp.MustCompile(fmt.Sprintf(`(?m)^%s\S*\s+pid %d\s+4\.0 MiB\s+\S+ shared memory\s+[1-9]\d*\s+.*LOCAL_REFERENCE\(pid [\d,]*%d`,
-		big.Untyped().ID().String()[:16], pid, pid))
+		big.ID().String()[:16], pid, pid))
 	if !row.MatchString(out.String()) {
 		t.Errorf("Print lacks the big object's row (%s):\n%s", row, out.String())
 	}
 }
 
 func TestCLIMemory(t *testing.T) {
-	bin := buildGoray(t)
-	env := cliEnv(t.TempDir())
-	ctx, stop := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer stop()
-
-	// A head this test runs, so the CLI can reach it by address, and this
+	// A head (goray start) the CLI can reach by address, and this
 	// process as its driver.
-	session := t.TempDir()
 	const capacity = 128 << 20
-	tok, err := auth.GenerateToken()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := cluster.StartHead(ctx, cluster.Config{SessionDir: session, ObjectStoreMemory: capacity, Resources: map[string]float64{"CPU": 2}, Logger: zerolog.Nop(),
-		Credentials: auth.FromToken(tok, tlsFromEnv(t))})
-	if err != nil {
-		t.Fatalf("StartHead: %v", err)
-	}
-	segment := h.Raylet.NodeInfo().GetStorePath()
-	t.Cleanup(func() {
-		sdk.Shutdown()
-		h.Shutdown()
-		checkNoLeftovers(t, session, segment)
-	})
-	if err := sdk.Init(ctx, sdk.Address(h.Address()), sdk.AuthTokenFile(tokenFile(session))); err != nil {
-		t.Fatalf("Init(%s): %v", h.Address(), err)
-	}
+	ctx, c := startMultiNode(t, []string{"--num-cpus", "2", "--object-store-memory", "128MiB"})
+	bin, addr := c.bin, c.addr
 	// The CLI finds the token the way an operator's shell would give it.
-	env = append(env, auth.EnvTokenFile+"="+tokenFile(session))
+	env := append(append([]string(nil), c.env...), envTokenFile+"="+tokenFile(c.head.dir))
 	big, small, cancel := memoryObjects(ctx, t)
 	defer cancel()
 
 	// The table.
 	pid := os.Getpid()
 	checkFor(t, 20*time.Second, 200*time.Millisecond, func() error {
-		out, err := runGoray(bin, env, "memory", "--address", h.Address())
+		out, err := runGoray(bin, env, "memory", "--address", addr)
 		if err != nil {
 			return fmt.Errorf("goray memory: %v\n%s", err, out)
 		}
@@ -163,9 +138,9 @@ func TestCLIMemory(t *testing.T) {
 			regexp.MustCompile(`(?m)^\s+Spilled:\s+`),
 			regexp.MustCompile(`(?m)^REF\s+OWNER\s+SIZE\s+WHERE\s+PINS\s+REFERENCE TYPES$`),
 			regexp.MustCompile(fmt.Sprintf(`(?m)^%s\S*\s+pid %d\s+4\.0 MiB\s+\S+ shared memory\s+[1-9]\d*\s+.*LOCAL_REFERENCE\(pid [\d,]*%d.*USED_BY_PENDING_TASK`,
-				big.Untyped().ID().String()[:16], pid, pid)),
+				big.ID().String()[:16], pid, pid)),
 			regexp.MustCompile(fmt.Sprintf(`(?m)^%s\S*\s+pid %d\s+\d+ B\s+inline in owner\s+0\s+LOCAL_REFERENCE\(pid %d\)`,
-				small.Untyped().ID().String()[:16], pid, pid)),
+				small.ID().String()[:16], pid, pid)),
 		} {
 			if !re.MatchString(out) {
 				return fmt.Errorf("goray memory lacks %s:\n%s", re, out)
@@ -177,11 +152,11 @@ func TestCLIMemory(t *testing.T) {
 
 	// The same as JSON.
 	checkFor(t, 20*time.Second, 200*time.Millisecond, func() error {
-		out, err := runGoray(bin, env, "memory", "--address", h.Address(), "--json")
+		out, err := runGoray(bin, env, "memory", "--address", addr, "--json")
 		if err != nil {
 			return fmt.Errorf("goray memory --json: %v\n%s", err, out)
 		}
-		var r sdk.MemoryReport
+		var r state.MemoryReport
 		if err := json.Unmarshal([]byte(out), &r); err != nil {
 			return fmt.Errorf("goray memory --json: %v\n%s", err, out)
 		}
@@ -189,12 +164,12 @@ func TestCLIMemory(t *testing.T) {
 	})
 
 	// Grouped by owner: one group, this process.
-	out, err := runGoray(bin, env, "memory", "--address", h.Address(), "--group-by", "owner", "--sort", "ref")
+	out, err := runGoray(bin, env, "memory", "--address", addr, "--group-by", "owner", "--sort", "ref")
 	if err != nil || !regexp.MustCompile(fmt.Sprintf(`(?m)^--- Owner pid %d \(worker \w+ on node \w+\): [1-9]\d* objects?, `, pid)).MatchString(out) {
 		t.Errorf("goray memory --group-by owner: %v\n%s", err, out)
 	}
 	// A bad flag value is a usage error.
-	if out, err := runGoray(bin, env, "memory", "--address", h.Address(), "--group-by", "pid"); err == nil || !strings.Contains(out, "unknown grouping") || !strings.Contains(out, "--help") {
+	if out, err := runGoray(bin, env, "memory", "--address", addr, "--group-by", "pid"); err == nil || !strings.Contains(out, "unknown grouping") || !strings.Contains(out, "--help") {
 		t.Errorf("goray memory --group-by pid: err %v; want a usage error:\n%s", err, out)
 	}
 	// No cluster at the address: an error naming it.

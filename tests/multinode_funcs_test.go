@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/goray/goray/protos"
 	"github.com/goray/goray/sdk"
 )
 
@@ -79,12 +78,12 @@ type BlobKeeper struct{ blob sdk.Ref[[]byte] }
 // Make has a task on node (soft affinity) make a 1 MiB blob and keeps the
 // ref; it returns the blob's object id (hex).
 func (k *BlobKeeper) Make(ctx context.Context, node string) (string, error) {
-	id, err := protos.UniqueIDFromHex(node)
+	id, err := sdk.ParseNodeID(node)
 	if err != nil {
 		return "", err
 	}
 	k.blob = MakeBlob.Options(sdk.Scheduling(sdk.NodeAffinity(id, true))).Remote(ctx, 1<<20)
-	if _, _, err := sdk.Wait(ctx, []sdk.ObjectRef{k.blob.ObjectRef}, 1, sdk.FetchLocal(false)); err != nil {
+	if _, _, err := sdk.Wait(ctx, []sdk.Ref[[]byte]{k.blob}, 1, sdk.FetchLocal(false)); err != nil {
 		return "", err
 	}
 	return k.blob.ID().String(), nil

@@ -49,8 +49,8 @@ func startNATSCluster(t *testing.T, n int) ([]*server.Server, []string) {
 		}
 		// With the suite's TLS (make test-tls), the servers want it from
 		// clients as the embedded one does.
-		if tl := tlsFromEnv(t); tl != nil {
-			opts.TLSConfig, opts.TLS, opts.TLSVerify = tl.ServerConfig(), true, true
+		if tc := serverTLS(t); tc != nil {
+			opts.TLSConfig, opts.TLS, opts.TLSVerify = tc, true, true
 		}
 		s, err := server.NewServer(opts)
 		if err != nil {
@@ -91,7 +91,7 @@ func TestMultiNodeHANATS(t *testing.T) {
 	if got, err := NodeOf.Remote(ctx).Get(ctx); err != nil || got != worker {
 		t.Fatalf("task ran on %s, %v; want %s", got, err, worker[:8])
 	}
-	before, err := CounterActor.Options(sdk.ActorName("before")).Remote(ctx, 1)
+	before, err := CounterActor.Options(sdk.Name("before")).Remote(ctx, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestMultiNodeHANATS(t *testing.T) {
 		}
 		return nil
 	})
-	after, err := CounterActor.Options(sdk.ActorName("after")).Remote(ctx, 10)
+	after, err := CounterActor.Options(sdk.Name("after")).Remote(ctx, 10)
 	if err != nil {
 		t.Fatalf("creating an actor after the NATS server stopped: %v", err)
 	}

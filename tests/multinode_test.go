@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goray/goray/gcs"
-	"github.com/goray/goray/protos"
 	"github.com/goray/goray/sdk"
 )
 
@@ -26,7 +24,7 @@ func TestMultiNodeSpread(t *testing.T) {
 
 	var actors []sdk.Actor[Locator]
 	for i := 0; i < 8; i++ {
-		h, err := LocatorActor.Options(sdk.ActorScheduling(sdk.Spread())).Remote(ctx)
+		h, err := LocatorActor.Options(sdk.Scheduling(sdk.Spread())).Remote(ctx)
 		if err != nil {
 			t.Fatalf("actor %d: %v", i, err)
 		}
@@ -93,7 +91,7 @@ func TestMultiNodeAffinityLabelsAndResources(t *testing.T) {
 	if err != nil || got != b.id {
 		t.Errorf("custom resource db ran on %s, %v; want %s", got, err, b.id[:8])
 	}
-	h, err := LocatorActor.Options(sdk.ActorScheduling(sdk.NodeAffinity(mustNodeID(t, a.id), false))).Remote(ctx)
+	h, err := LocatorActor.Options(sdk.Scheduling(sdk.NodeAffinity(mustNodeID(t, a.id), false))).Remote(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,8 +108,8 @@ func TestMultiNodeAffinityLabelsAndResources(t *testing.T) {
 			return err
 		}
 		for _, n := range st.Nodes {
-			for _, d := range n.GetInfeasible() {
-				if vs := d.GetLabels()["zone"].GetValues(); len(vs) == 1 && vs[0] == "c" {
+			for _, d := range n.Infeasible {
+				if vs := d.Labels["zone"]; len(vs) == 1 && vs[0] == "c" {
 					return nil
 				}
 			}
@@ -133,7 +131,7 @@ func TestMultiNodeAffinityLabelsAndResources(t *testing.T) {
 	if err != nil || got == a.id {
 		t.Errorf("soft affinity to a dead node ran on %s, %v; want another node", got, err)
 	}
-	dead, err := LocatorActor.Options(sdk.ActorScheduling(sdk.NodeAffinity(mustNodeID(t, a.id), false))).Remote(ctx)
+	dead, err := LocatorActor.Options(sdk.Scheduling(sdk.NodeAffinity(mustNodeID(t, a.id), false))).Remote(ctx)
 	if err == nil {
 		_, err = LocatorNode.Remote(ctx, dead).Get(ctx)
 	}
@@ -162,16 +160,16 @@ func TestMultiNodeObjectTransfer(t *testing.T) {
 	// Wait fetches it to the driver's node (the head) before saying it is
 	// ready; with FetchLocal(false) it only needs to exist somewhere.
 	other := MakeBlob.Options(sdk.Scheduling(sdk.NodeAffinity(mustNodeID(t, a.id), false))).Remote(ctx, 1<<20)
-	if ready, _, err := sdk.Wait(ctx, []sdk.ObjectRef{other.ObjectRef}, 1, sdk.FetchLocal(false)); err != nil || len(ready) != 1 {
+	if ready, _, err := sdk.Wait(ctx, []sdk.Ref[[]byte]{other}, 1, sdk.FetchLocal(false)); err != nil || len(ready) != 1 {
 		t.Fatalf("Wait(FetchLocal(false)): %v, %v", ready, err)
 	}
-	if where := copiesOf(t, ctx, other.ID()); where[c.head.id] {
+	if where := copiesOf(t, ctx, other.ID().String()); where[c.head.id] {
 		t.Errorf("Wait with FetchLocal(false) copied the object to the head: %v", where)
 	}
-	if ready, _, err := sdk.Wait(ctx, []sdk.ObjectRef{blob.ObjectRef}, 1); err != nil || len(ready) != 1 {
+	if ready, _, err := sdk.Wait(ctx, []sdk.Ref[[]byte]{blob}, 1); err != nil || len(ready) != 1 {
 		t.Fatalf("Wait: %v, %v", ready, err)
 	}
-	if where := copiesOf(t, ctx, blob.ID()); !where[a.id] || !where[b.id] || !where[c.head.id] {
+	if where := copiesOf(t, ctx, blob.ID().String()); !where[a.id] || !where[b.id] || !where[c.head.id] {
 		t.Errorf("after Wait, copies of the blob are on %v; want the producer %s, the consumer %s and the driver's node %s",
 			where, a.id[:8], b.id[:8], c.head.id[:8])
 	}
@@ -192,7 +190,7 @@ func TestMultiNodeObjectTransfer(t *testing.T) {
 	data, blob = nil, sdk.Ref[[]byte]{}
 	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		runtime.GC()
-		if where := copiesOf(t, ctx, id); len(where) > 0 {
+		if where := copiesOf(t, ctx, id.String()); len(where) > 0 {
 			return errorf("copies left on %v after the object was freed", where)
 		}
 		return nil
@@ -200,7 +198,7 @@ func TestMultiNodeObjectTransfer(t *testing.T) {
 
 	// An owner on one node, its object on another: when the owner's
 	// process exits, the object goes.
-	keeper, err := BlobKeeperActor.Options(sdk.ActorScheduling(sdk.NodeAffinity(mustNodeID(t, a.id), false))).Remote(ctx)
+	keeper, err := BlobKeeperActor.Options(sdk.Scheduling(sdk.NodeAffinity(mustNodeID(t, a.id), false))).Remote(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,26 +206,23 @@ func TestMultiNodeObjectTransfer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kept, err := protos.ObjectIDFromHex(hexID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if where := copiesOf(t, ctx, kept); !where[b.id] {
+	if where := copiesOf(t, ctx, hexID); !where[b.id] {
 		t.Fatalf("the keeper's blob is on %v; want %s", where, b.id[:8])
 	}
 	if err := sdk.Kill(ctx, keeper, true); err != nil {
 		t.Fatal(err)
 	}
 	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
-		if where := copiesOf(t, ctx, kept); len(where) > 0 {
+		if where := copiesOf(t, ctx, hexID); len(where) > 0 {
 			return errorf("the blob of an owner that exited is still on %v", where)
 		}
 		return nil
 	})
 }
 
-// copiesOf says which nodes' stores hold a copy of ref.
-func copiesOf(t *testing.T, ctx context.Context, id protos.ObjectID) map[string]bool {
+// copiesOf says which nodes' stores hold a copy of the object whose id
+// (hex) is id.
+func copiesOf(t *testing.T, ctx context.Context, id string) map[string]bool {
 	t.Helper()
 	mem, err := sdk.MemorySummary(ctx)
 	if err != nil {
@@ -254,27 +249,27 @@ func TestMultiNodeFailover(t *testing.T) {
 	// Made on b, then lost with it: rebuilt by re-running its task.
 	onB := sdk.Scheduling(sdk.NodeAffinity(mustNodeID(t, b.id), true))
 	blob := MakeBlob.Options(onB).Remote(ctx, 1<<20)
-	if _, _, err := sdk.Wait(ctx, []sdk.ObjectRef{blob.ObjectRef}, 1, sdk.FetchLocal(false)); err != nil {
+	if _, _, err := sdk.Wait(ctx, []sdk.Ref[[]byte]{blob}, 1, sdk.FetchLocal(false)); err != nil {
 		t.Fatal(err)
 	}
-	if where := copiesOf(t, ctx, blob.ID()); !where[b.id] || len(where) != 1 {
+	if where := copiesOf(t, ctx, blob.ID().String()); !where[b.id] || len(where) != 1 {
 		t.Fatalf("blob on %v; want only %s", where, b.id[:8])
 	}
 	// A chain on b: derived from an argument the driver no longer holds
 	// (the lineage keeps it); both are rebuilt, the argument first.
 	first := MakeBlob.Options(onB).Remote(ctx, 1<<20)
 	derived := Rewrap.Options(onB).RemoteArgs(ctx, first)
-	if _, _, err := sdk.Wait(ctx, []sdk.ObjectRef{derived.ObjectRef}, 1, sdk.FetchLocal(false)); err != nil {
+	if _, _, err := sdk.Wait(ctx, []sdk.Ref[[]byte]{derived}, 1, sdk.FetchLocal(false)); err != nil {
 		t.Fatal(err)
 	}
 	firstID := first.ID()
 	first = sdk.Ref[[]byte]{}
 	runtime.GC()
-	if where := copiesOf(t, ctx, firstID); !where[b.id] {
+	if where := copiesOf(t, ctx, firstID.String()); !where[b.id] {
 		t.Fatalf("the argument of a live result is gone (on %v); its lineage should keep it", where)
 	}
 	// A worker (an actor on a) owning a blob on b: it rebuilds it too.
-	keeper, err := BlobKeeperActor.Options(sdk.ActorScheduling(sdk.NodeAffinity(mustNodeID(t, a.id), false))).Remote(ctx)
+	keeper, err := BlobKeeperActor.Options(sdk.Scheduling(sdk.NodeAffinity(mustNodeID(t, a.id), false))).Remote(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +277,7 @@ func TestMultiNodeFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	// An actor on b with a restart left restarts on a.
-	actor, err := LocatorActor.Options(sdk.ActorScheduling(sdk.NodeAffinity(mustNodeID(t, b.id), true)), sdk.MaxRestarts(1)).Remote(ctx)
+	actor, err := LocatorActor.Options(sdk.Scheduling(sdk.NodeAffinity(mustNodeID(t, b.id), true)), sdk.MaxRestarts(1)).Remote(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +321,7 @@ func TestMultiNodeFailover(t *testing.T) {
 			t.Fatalf("rebuilt blob: byte %d is %d", i, data[i])
 		}
 	}
-	if where := copiesOf(t, ctx, blob.ID()); where[b.id] || len(where) == 0 {
+	if where := copiesOf(t, ctx, blob.ID().String()); where[b.id] || len(where) == 0 {
 		t.Errorf("rebuilt blob on %v; want a live node", where)
 	}
 	if d, err := derived.Get(ctx); err != nil || len(d) != 1<<20 {
@@ -351,18 +346,10 @@ func TestMultiNodeFailover(t *testing.T) {
 // TestMultiNodeExternalNATS: the head uses an existing NATS server instead
 // of embedding one, and a node joins through it.
 func TestMultiNodeExternalNATS(t *testing.T) {
-	nopts := gcs.NATSOptions{StoreDir: t.TempDir()}
-	if tl := tlsFromEnv(t); tl != nil {
-		nopts.TLS = tl.ServerConfig()
-	}
-	ns, err := gcs.StartNATS(nopts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	ctx, c := startMultiNode(t, []string{"--num-cpus", "0", "--nats", ns.ClientURL()}, nodeSpec{"--num-cpus", "1"})
-	if c.addr != ns.ClientURL() {
-		t.Errorf("the head serves at %s; want the external NATS %s", c.addr, ns.ClientURL())
+	url := startNATS(t)
+	ctx, c := startMultiNode(t, []string{"--num-cpus", "0", "--nats", url}, nodeSpec{"--num-cpus", "1"})
+	if c.addr != url {
+		t.Errorf("the head serves at %s; want the external NATS %s", c.addr, url)
 	}
 	if got, err := NodeOf.Remote(ctx).Get(ctx); err != nil || got != c.nodes[0].id {
 		t.Errorf("task ran on %s, %v; want %s", got, err, c.nodes[0].id[:8])
@@ -397,8 +384,8 @@ func TestMultiNodePlacementGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	seen := map[string]bool{}
-	for _, n := range info.GetBundleNodes() {
-		seen[string(n)] = true
+	for _, n := range info.BundleNodes {
+		seen[n.String()] = true
 	}
 	if len(seen) != 3 {
 		t.Errorf("STRICT_SPREAD bundles on %d distinct nodes; want 3", len(seen))
@@ -410,8 +397,8 @@ func TestMultiNodePlacementGroups(t *testing.T) {
 		t.Errorf("a second group named spread was created")
 	}
 	// Each bundle's task runs on that bundle's node.
-	for i, n := range info.GetBundleNodes() {
-		want := mustNodeID(t, hexOf(n)).String()
+	for i, n := range info.BundleNodes {
+		want := n.String()
 		got, err := NodeOf.Options(sdk.InPlacementGroup(spread, i)).Remote(ctx).Get(ctx)
 		if err != nil || got != want {
 			t.Errorf("task in bundle %d ran on %s, %v; want %s", i, got, err, want[:8])
@@ -439,11 +426,11 @@ func TestMultiNodePlacementGroups(t *testing.T) {
 
 	// An actor in a bundle; removing the group kills it and frees the
 	// bundles, and the pending STRICT_PACK group fits then.
-	loc, err := LocatorActor.Options(sdk.ActorInPlacementGroup(spread, 1)).Remote(ctx)
+	loc, err := LocatorActor.Options(sdk.InPlacementGroup(spread, 1)).Remote(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := LocatorNode.Remote(ctx, loc).Get(ctx); err != nil || got != mustNodeID(t, hexOf(info.GetBundleNodes()[1])).String() {
+	if got, err := LocatorNode.Remote(ctx, loc).Get(ctx); err != nil || got != info.BundleNodes[1].String() {
 		t.Errorf("actor in bundle 1 placed on %s, %v", got, err)
 	}
 	long := SleepThenNode.Options(sdk.InPlacementGroup(spread, 2)).Remote(ctx, 60_000)
@@ -471,8 +458,8 @@ func TestMultiNodePlacementGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := pinfo.GetBundleNodes(); len(n) != 2 || string(n[0]) != string(n[1]) {
-		t.Errorf("STRICT_PACK bundles on %x; want one node", n)
+	if n := pinfo.BundleNodes; len(n) != 2 || n[0] != n[1] {
+		t.Errorf("STRICT_PACK bundles on %v; want one node", n)
 	}
 	if err := pack.Ready(ctx); err != nil {
 		t.Fatal(err)
@@ -508,10 +495,10 @@ func TestMultiNodePlacementGroups(t *testing.T) {
 	}
 	si, _ := sp.Info(ctx)
 	pi, _ := pk.Info(ctx)
-	if n := si.GetBundleNodes(); string(n[0]) == string(n[1]) {
+	if n := si.BundleNodes; n[0] == n[1] {
 		t.Errorf("SPREAD put both bundles on one node with room elsewhere")
 	}
-	if n := pi.GetBundleNodes(); string(n[0]) != string(n[1]) {
+	if n := pi.BundleNodes; n[0] != n[1] {
 		t.Errorf("PACK split two bundles with a node that holds both")
 	}
 }
@@ -525,14 +512,12 @@ func freeCPUs(t *testing.T, ctx context.Context) float64 {
 	}
 	var sum float64
 	for _, n := range st.Nodes {
-		if n.GetState() == protos.NodeInfo_ALIVE {
-			sum += n.GetAvailable().GetAmounts()["CPU"]
+		if n.Alive {
+			sum += n.Available["CPU"]
 		}
 	}
 	return sum
 }
-
-func hexOf(b []byte) string { return protos.MustUniqueID(b).String() }
 
 // TestMultiNodePlacementGroupNodeDies: the bundles of a node that dies are
 // reserved again elsewhere, while the group's other bundles, and what runs
@@ -554,8 +539,8 @@ func TestMultiNodePlacementGroupNodeDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	onA, onB := -1, -1
-	for i, n := range info.GetBundleNodes() {
-		switch hexOf(n) {
+	for i, n := range info.BundleNodes {
+		switch n.String() {
 		case a.id:
 			onA = i
 		case b.id:
@@ -563,7 +548,7 @@ func TestMultiNodePlacementGroupNodeDies(t *testing.T) {
 		}
 	}
 	if onA < 0 || onB < 0 {
-		t.Fatalf("SPREAD bundles on %x; want one on each worker node", info.GetBundleNodes())
+		t.Fatalf("SPREAD bundles on %v; want one on each worker node", info.BundleNodes)
 	}
 	running := SleepThenNode.Options(sdk.InPlacementGroup(pg, onA), sdk.MaxRetries(0)).Remote(ctx, 3000)
 	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
@@ -579,8 +564,8 @@ func TestMultiNodePlacementGroupNodeDies(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if info.GetState() != protos.PlacementGroupState_PG_CREATED || hexOf(info.GetBundleNodes()[onB]) != a.id {
-			return errorf("group %v, bundles on %x (%s); want CREATED with bundle %d on %s", info.GetState(), info.GetBundleNodes(), info.GetPendingReason(), onB, a.id[:8])
+		if info.State != "CREATED" || info.BundleNodes[onB].String() != a.id {
+			return errorf("group %v, bundles on %v (%s); want CREATED with bundle %d on %s", info.State, info.BundleNodes, info.PendingReason, onB, a.id[:8])
 		}
 		return nil
 	})

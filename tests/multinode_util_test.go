@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/goray/goray/protos"
 	"github.com/goray/goray/sdk"
 )
 
@@ -106,8 +105,8 @@ func startMultiNode(t *testing.T, headArgs []string, specs ...nodeSpec) (context
 		t.Fatalf("ClusterStatus: %v", err)
 	}
 	for _, n := range st.Nodes {
-		if n.GetIsHead() {
-			c.head.id = protos.MustUniqueID(n.GetNodeId()).String()
+		if n.IsHead {
+			c.head.id = n.ID.String()
 		}
 	}
 	if c.head.id == "" {
@@ -257,9 +256,9 @@ func (c *testCluster) nodeWithID(id string) *mnNode {
 	return nil
 }
 
-func mustNodeID(t *testing.T, hex string) protos.NodeID {
+func mustNodeID(t *testing.T, hex string) sdk.NodeID {
 	t.Helper()
-	id, err := protos.UniqueIDFromHex(hex)
+	id, err := sdk.ParseNodeID(hex)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -275,8 +274,8 @@ func waitNodeGone(t *testing.T, ctx context.Context, id string) {
 			return err
 		}
 		for _, n := range st.Nodes {
-			if protos.MustUniqueID(n.GetNodeId()).String() == id && n.GetState() != protos.NodeInfo_DEAD {
-				return errorf("node %s is still %v", id[:8], n.GetState())
+			if n.ID.String() == id && n.Alive {
+				return errorf("node %s is still alive", id[:8])
 			}
 		}
 		return nil

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/goray/goray/protos"
 	"github.com/goray/goray/sdk"
 )
 
@@ -55,7 +55,7 @@ func TestPutGetWait(t *testing.T) {
 	if _, _, err := sdk.Wait(ctx, []sdk.ObjectRef{fast[0], fast[0]}, 1); !errors.Is(err, sdk.ErrDuplicateRef) {
 		t.Fatalf("Wait duplicates: %v", err)
 	}
-	ready, notReady, err = sdk.Wait(ctx, nil, 0)
+	ready, notReady, err = sdk.Wait(ctx, []sdk.ObjectRef(nil), 0)
 	if err != nil || len(ready) != 0 || len(notReady) != 0 {
 		t.Fatalf("Wait(empty) = %v, %v, %v", ready, notReady, err)
 	}
@@ -123,17 +123,20 @@ func storeObjects(ctx context.Context, t *testing.T) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return int(st.Nodes[0].GetStoreObjects())
+	return int(st.Nodes[0].StoreObjects)
 }
 
 func TestProtobufValuesTravelAsProtobuf(t *testing.T) {
 	ctx := startCluster(t)
-	in := &protos.Resources{Amounts: map[string]float64{"CPU": 2, "TPU": 0.5}}
+	in, err := structpb.NewStruct(map[string]any{"CPU": 2, "TPU": 0.5, "name": "gpu-pool"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	out, err := Scale.Remote(ctx, in, 2).Get(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out.GetAmounts()["CPU"] != 4 || out.GetAmounts()["TPU"] != 1 {
+	if f := out.GetFields(); f["CPU"].GetNumberValue() != 4 || f["TPU"].GetNumberValue() != 1 || f["name"].GetStringValue() != "gpu-pool" {
 		t.Fatalf("Scale = %v", out)
 	}
 	ref, err := sdk.Put(ctx, in)

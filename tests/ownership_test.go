@@ -124,7 +124,7 @@ func TestSpilledObjectsReadBackInRandomOrder(t *testing.T) {
 		refs[i] = ref
 	}
 	for _, i := range r.Perm(n) {
-		v, err := sdk.GetView(ctx, refs[i].Untyped())
+		v, err := sdk.GetView(ctx, refs[i])
 		if err != nil {
 			t.Fatalf("get %d: %v", i, err)
 		}
@@ -180,7 +180,7 @@ func TestObjectOfPendingTaskSurvivesChurn(t *testing.T) {
 	}
 	spilled := false
 	for _, o := range mem.Objects {
-		if o.ID == xid {
+		if o.ID == xid.String() {
 			spilled = o.Spilled && !o.InMemory
 		}
 	}
@@ -261,7 +261,7 @@ func TestBorrowerChainKeepsObjectAlive(t *testing.T) {
 			return err
 		}
 		for _, o := range mem.Objects {
-			if o.ID != id {
+			if o.ID != id.String() {
 				continue
 			}
 			for _, h := range o.Holders {
@@ -304,7 +304,7 @@ func storeHas(ctx context.Context, t *testing.T, id string) bool {
 		t.Fatal(err)
 	}
 	for _, o := range mem.Objects {
-		if o.ID.String() == id && (o.InMemory || o.Spilled) {
+		if o.ID == id && (o.InMemory || o.Spilled) {
 			return true
 		}
 	}
@@ -357,7 +357,7 @@ func TestPinnedViewSurvivesChurn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := sdk.GetView(ctx, ref.Untyped())
+	v, err := sdk.GetView(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,7 +411,7 @@ func TestCorruptSpillFileIsReported(t *testing.T) {
 	}
 	// A view, not Get: Get would keep b pinned while b is referenced,
 	// leaving no room to try restoring a again below.
-	v, err := sdk.GetView(ctx, b.Untyped())
+	v, err := sdk.GetView(ctx, b)
 	if err != nil || crc32.ChecksumIEEE(v.Bytes()) != crc32.ChecksumIEEE(pattern(20<<20, 2)) {
 		t.Fatalf("other object after the corruption: %v", err)
 	}
@@ -479,11 +479,11 @@ func TestNumericSlicesAreViews(t *testing.T) {
 		t.Fatalf("MakeInts(5): %v, %v", small, err)
 	}
 	var asAny any
-	asAny, err = sdk.AsRef[any](ref.Untyped()).Get(ctx)
+	asAny, err = sdk.AsRef[any](ref).Get(ctx)
 	if f, ok := asAny.([]float64); err != nil || !ok || len(f) != len(xs) {
 		t.Fatalf("Get as any: %T, %v", asAny, err)
 	}
-	if _, err := sdk.AsRef[[]int64](ref.Untyped()).Get(ctx); !errors.Is(err, sdk.ErrArgument) {
+	if _, err := sdk.AsRef[[]int64](ref).Get(ctx); !errors.Is(err, sdk.ErrArgument) {
 		t.Fatalf("Get of []float64 as []int64: %v", err)
 	}
 }

@@ -127,14 +127,14 @@ func TestTaskErrors(t *testing.T) {
 	slow := Sleep.Remote(ctx, time.Minute)
 	fast := Fail.Remote(ctx, "plain")
 	start := time.Now()
-	_, err = sdk.GetAll(ctx, []sdk.Ref[int]{sdk.AsRef[int](slow.Untyped()), fast})
+	_, err = sdk.GetAll(ctx, []sdk.Ref[int]{sdk.AsRef[int](slow), fast})
 	if err == nil || !strings.Contains(err.Error(), "plain failure") {
 		t.Fatalf("GetAll: %v", err)
 	}
 	if time.Since(start) > 30*time.Second {
 		t.Fatalf("GetAll waited for the slow task")
 	}
-	_ = sdk.Cancel(ctx, slow.Untyped(), sdk.Force())
+	_ = sdk.Cancel(ctx, slow, sdk.Force())
 }
 
 func TestUnknownFunctionAndBadArgument(t *testing.T) {
@@ -153,7 +153,7 @@ func TestUnknownFunctionAndBadArgument(t *testing.T) {
 		t.Fatalf("wrong arity: %v", err)
 	}
 	// Decoding the result into the wrong type is an argument error too.
-	_, err = sdk.Get(ctx, sdk.AsRef[[]string](Add.Remote(ctx, 1, 1).Untyped()))
+	_, err = sdk.Get(ctx, sdk.AsRef[[]string](Add.Remote(ctx, 1, 1)))
 	if !errors.Is(err, sdk.ErrArgument) {
 		t.Fatalf("wrong result type: %v", err)
 	}
@@ -212,8 +212,8 @@ func TestGetTimeoutAndInfeasible(t *testing.T) {
 			return err
 		}
 		for _, n := range st.Nodes {
-			for _, d := range n.GetInfeasible() {
-				if d.GetShape().GetAmounts()["GPU"] == 1 {
+			for _, d := range n.Infeasible {
+				if d.Shape["GPU"] == 1 {
 					return nil
 				}
 			}
@@ -228,7 +228,7 @@ func TestNodeWithoutCPUs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cpu := st.Nodes[0].GetTotal().GetAmounts()["CPU"]; cpu != 0 {
+	if cpu := st.Nodes[0].Total["CPU"]; cpu != 0 {
 		t.Fatalf("node has %v CPUs, want 0", cpu)
 	}
 	// A task that needs no CPU runs; one that needs a CPU cannot.

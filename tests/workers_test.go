@@ -51,7 +51,7 @@ func TestWorkerPoolReusesAndCaps(t *testing.T) {
 		if err != nil {
 			return err
 		}
-		if n := st.Nodes[0].GetNumWorkers(); n > 2 {
+		if n := st.Nodes[0].Workers; n > 2 {
 			return errorf("%d workers alive", n)
 		}
 		return nil
