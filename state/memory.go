@@ -5,7 +5,6 @@ package state
 
 import (
 	"cmp"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"slices"
@@ -196,41 +195,6 @@ func (r RefReason) String() string {
 	}
 	return string(r.Type) + "(" + strings.Join(parts, " ") + ")"
 }
-
-// whereString says where an object's bytes are.
-func whereString(o ObjectMemory, inStoreNode string) string {
-	if len(o.Locations) == 0 {
-		switch {
-		case o.State == "pending":
-			return "pending"
-		case inStoreNode != "":
-			// The owner says it is in a store that did not list it (a node
-			// that did not answer, or a copy freed meanwhile).
-			return shortHex(inStoreNode, 8) + " shared memory (not reported)"
-		case o.State == "failed":
-			return "inline in owner (error)"
-		}
-		return "inline in owner"
-	}
-	var parts []string
-	for _, l := range o.Locations {
-		var s string
-		switch {
-		case !l.Sealed:
-			s = "being created"
-		case l.InMemory && l.Spilled:
-			s = "shared memory, spilled: " + l.SpillPath
-		case l.Spilled:
-			s = "spilled: " + l.SpillPath
-		default:
-			s = "shared memory"
-		}
-		parts = append(parts, shortHex(l.NodeID, 8)+" "+s)
-	}
-	return strings.Join(parts, "; ")
-}
-
-func idHex(b []byte) string { return hex.EncodeToString(b) }
 
 // shortHex cuts a hex id to n digits.
 func shortHex(s string, n int) string {

@@ -407,13 +407,3 @@ func shortHex(s string, n int) string {
 	}
 	return s[:n]
 }
-
-// shortObjectID keeps the start of the creating task's id and the index
-// (objects Put by one process share the task part).
-func shortObjectID(s string) string {
-	const task = 2 * protos.UniqueIDSize
-	if len(s) != 2*protos.ObjectIDSize {
-		return s
-	}
-	return s[:16] + ".." + s[task:]
-}
