@@ -1,8 +1,6 @@
 package sdk
 
 import (
-	"errors"
-
 	"github.com/goray/goray/internal/core"
 )
 
@@ -106,14 +104,19 @@ func publicError(err error) error {
 }
 
 // runtimeError is publicError's inverse, for errors a task returns: a
-// *TaskError the task got from a Get travels as the runtime's own.
+// *TaskError or *RemoteError the task got from a Get, wrapped or not, travels
+// as the runtime's own (the runtime applies it to every link of the chain).
 func runtimeError(err error) error {
-	var te *TaskError
-	if errors.As(err, &te) && te == err {
-		return te.e
+	switch e := err.(type) {
+	case *TaskError:
+		return e.e
+	case *RemoteError:
+		return e.e
 	}
 	return err
 }
+
+func init() { core.SetPublicErrorForms(runtimeError) }
 
 // RegisterError registers a sentinel error value (such as io.EOF or a
 // package's ErrNotFound) so a task that returns it, wrapped or not, gives

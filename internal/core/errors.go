@@ -160,10 +160,21 @@ func systemError(kind protos.ErrorKind, function string, task protos.TaskID, for
 	return &TaskError{Kind: kind, Function: function, TaskID: task, Message: fmt.Sprintf(format, args...)}
 }
 
+// publicForms maps an error of the public API's own types (the sdk's
+// TaskError and RemoteError, which wrap this package's) back to the
+// runtime's, so a task that wraps an error it got from a Get sends the
+// nested task's frame whole. The sdk sets it at init.
+var publicForms = func(err error) error { return err }
+
+// SetPublicErrorForms installs the mapping encodeChain applies to every link
+// of an error chain; the sdk calls it once, at init.
+func SetPublicErrorForms(f func(error) error) { publicForms = f }
+
 // encodeChain walks err's Unwrap chain, outermost first.
 func encodeChain(err error) []*protos.ErrorFrame {
 	var frames []*protos.ErrorFrame
 	for err != nil {
+		err = publicForms(err)
 		if te, ok := err.(*TaskError); ok {
 			frames = append(frames, &protos.ErrorFrame{TypeName: "*sdk.TaskError", Message: te.Error(), TaskError: te.toProto()})
 			return frames
