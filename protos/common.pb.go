@@ -52,6 +52,12 @@ const (
 	ErrorKind_ERROR_KIND_ACTOR_DIED ErrorKind = 12
 	// The caller already has max_pending_calls calls queued for the actor.
 	ErrorKind_ERROR_KIND_PENDING_CALLS_EXCEEDED ErrorKind = 13
+	// The worker was killed because its node ran out of memory (by the
+	// raylet's memory monitor or by the kernel's OOM killer).
+	ErrorKind_ERROR_KIND_OUT_OF_MEMORY ErrorKind = 14
+	// The actor is restarting (or its node is unreachable) and the call may
+	// not be retried (max_task_retries 0): Ray's ActorUnavailableError.
+	ErrorKind_ERROR_KIND_ACTOR_UNAVAILABLE ErrorKind = 15
 )
 
 // Enum value maps for ErrorKind.
@@ -71,6 +77,8 @@ var (
 		11: "ERROR_KIND_SYSTEM",
 		12: "ERROR_KIND_ACTOR_DIED",
 		13: "ERROR_KIND_PENDING_CALLS_EXCEEDED",
+		14: "ERROR_KIND_OUT_OF_MEMORY",
+		15: "ERROR_KIND_ACTOR_UNAVAILABLE",
 	}
 	ErrorKind_value = map[string]int32{
 		"ERROR_KIND_UNSPECIFIED":            0,
@@ -87,6 +95,8 @@ var (
 		"ERROR_KIND_SYSTEM":                 11,
 		"ERROR_KIND_ACTOR_DIED":             12,
 		"ERROR_KIND_PENDING_CALLS_EXCEEDED": 13,
+		"ERROR_KIND_OUT_OF_MEMORY":          14,
+		"ERROR_KIND_ACTOR_UNAVAILABLE":      15,
 	}
 )
 
@@ -724,7 +734,7 @@ const file_goray_common_proto_rawDesc = "" +
 	"\rNODE_AFFINITY\x10\x02\x12\x13\n" +
 	"\x0fPLACEMENT_GROUP\x10\x03\"%\n" +
 	"\vLabelValues\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\tR\x06values*\x9f\x03\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values*\xdf\x03\n" +
 	"\tErrorKind\x12\x1a\n" +
 	"\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fERROR_KIND_TASK\x10\x01\x12\x1d\n" +
@@ -740,7 +750,9 @@ const file_goray_common_proto_rawDesc = "" +
 	"\x12\x15\n" +
 	"\x11ERROR_KIND_SYSTEM\x10\v\x12\x19\n" +
 	"\x15ERROR_KIND_ACTOR_DIED\x10\f\x12%\n" +
-	"!ERROR_KIND_PENDING_CALLS_EXCEEDED\x10\rB&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"!ERROR_KIND_PENDING_CALLS_EXCEEDED\x10\r\x12\x1c\n" +
+	"\x18ERROR_KIND_OUT_OF_MEMORY\x10\x0e\x12 \n" +
+	"\x1cERROR_KIND_ACTOR_UNAVAILABLE\x10\x0fB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_common_proto_rawDescOnce sync.Once

@@ -51,6 +51,15 @@ var (
 	// ErrSessionDirTooLong: the session directory is too long for the unix
 	// sockets inside it (107 bytes at most for a socket's path).
 	ErrSessionDirTooLong = core.ErrSessionDirTooLong
+	// ErrOutOfMemory: the worker was killed because its node ran out of
+	// memory, by the raylet's memory monitor or the kernel's OOM killer
+	// (Ray's OutOfMemoryError). The message names the node, the memory
+	// used and the threshold.
+	ErrOutOfMemory = core.ErrOutOfMemory
+	// ErrActorUnavailable: the actor is restarting or unreachable and the
+	// call may not be retried (MaxTaskRetries 0); a later call may succeed
+	// (Ray's ActorUnavailableError).
+	ErrActorUnavailable = core.ErrActorUnavailable
 )
 
 // TaskError is how a failed task reaches the caller of Get: the function's

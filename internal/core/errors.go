@@ -47,6 +47,14 @@ var (
 	// ErrPendingCallsExceeded: the caller has MaxPendingCalls calls queued
 	// for the actor already (Ray's PendingCallsLimitExceeded).
 	ErrPendingCallsExceeded = errors.New("goray: too many pending calls")
+	// ErrOutOfMemory: the worker was killed because its node ran out of
+	// memory, by the raylet's memory monitor or the kernel's OOM killer
+	// (Ray's OutOfMemoryError).
+	ErrOutOfMemory = errors.New("goray: out of memory")
+	// ErrActorUnavailable: the actor is restarting or unreachable and the
+	// call may not be retried (MaxTaskRetries 0); it may succeed later
+	// (Ray's ActorUnavailableError).
+	ErrActorUnavailable = errors.New("goray: actor unavailable")
 )
 
 var kindSentinels = map[protos.ErrorKind]error{
@@ -62,6 +70,8 @@ var kindSentinels = map[protos.ErrorKind]error{
 	protos.ErrorKind_ERROR_KIND_SYSTEM:                 ErrSystem,
 	protos.ErrorKind_ERROR_KIND_ACTOR_DIED:             ErrActorDied,
 	protos.ErrorKind_ERROR_KIND_PENDING_CALLS_EXCEEDED: ErrPendingCallsExceeded,
+	protos.ErrorKind_ERROR_KIND_OUT_OF_MEMORY:          ErrOutOfMemory,
+	protos.ErrorKind_ERROR_KIND_ACTOR_UNAVAILABLE:      ErrActorUnavailable,
 }
 
 // TaskError is how a failed task reaches the caller of Get: the function's
@@ -91,6 +101,10 @@ func (e *TaskError) Error() string {
 		fmt.Fprintf(&b, "task %s cancelled", e.Function)
 	case protos.ErrorKind_ERROR_KIND_ACTOR_DIED:
 		fmt.Fprintf(&b, "actor died (call %s)", e.Function)
+	case protos.ErrorKind_ERROR_KIND_ACTOR_UNAVAILABLE:
+		fmt.Fprintf(&b, "actor unavailable (call %s)", e.Function)
+	case protos.ErrorKind_ERROR_KIND_OUT_OF_MEMORY:
+		fmt.Fprintf(&b, "out of memory running %s", e.Function)
 	default:
 		fmt.Fprintf(&b, "task %s", e.Function)
 	}
