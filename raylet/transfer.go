@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/goray/goray/internal/auth"
@@ -111,10 +113,6 @@ func (r *Raylet) pull(id protos.ObjectID, node protos.NodeID, owner protos.Worke
 	if node == r.cfg.NodeID || r.store.Contains(id) {
 		return nil
 	}
-	v, ok := r.peerAddrs.Load(node)
-	if !ok || v.(peerAddress).transfer == "" {
-		return fmt.Errorf("pull object %s: %w: node %s (dead, or not joined yet)", id, errNodeUnknown, node.Short())
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
 	defer cancel()
 	go func() {
@@ -124,7 +122,52 @@ func (r *Raylet) pull(id protos.ObjectID, node protos.NodeID, owner protos.Worke
 		case <-ctx.Done():
 		}
 	}()
-	return r.transfer.puller.Pull(ctx, id, v.(peerAddress).transfer, owner)
+	backoff := suspectRetryMin
+	warned := false
+	for {
+		v, ok := r.peerAddrs.Load(node)
+		if !ok || v.(peerAddress).transfer == "" {
+			return fmt.Errorf("pull object %s: %w: node %s (dead, or not joined yet)", id, errNodeUnknown, node.Short())
+		}
+		err := r.transfer.puller.Pull(ctx, id, v.(peerAddress).transfer, owner)
+		if err == nil || !unreachable(err) || ctx.Err() != nil {
+			return err
+		}
+		// The holding node does not answer but is not declared dead: it
+		// may be dying, or its link may be down for a moment. Failing now
+		// would fail the task needing the object, when the GCS will soon
+		// either declare the node dead (the pull then fails with
+		// node_dead, and the object's owner rebuilds it) or the node
+		// answers again.
+		if !warned {
+			warned = true
+			r.cfg.Logger.Warn().Stringer("object", id).Str("node", node.Short()).Err(err).Msg("node holding the object does not answer: waiting until it answers or is declared dead")
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return err
+		}
+		backoff = min(2*backoff, suspectRetryMax)
+	}
+}
+
+// The pause between pulls from a node that does not answer.
+const (
+	suspectRetryMin = 50 * time.Millisecond
+	suspectRetryMax = time.Second
+)
+
+// unreachable reports whether a pull failed because the serving node could
+// not be reached or dropped the connection, rather than because it answered
+// (not found, store full) or this node's puller closed.
+func unreachable(err error) bool {
+	if errors.Is(err, transfer.ErrRemote) || errors.Is(err, transfer.ErrClosed) || errors.Is(err, transfer.ErrProtocol) {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
 }
 
 // ObjectsDeleted is announceFreed for objects an in-process client (the

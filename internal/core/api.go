@@ -144,7 +144,7 @@ func decodeObject[T any](cw *Worker, ctx context.Context, id protos.ObjectID, da
 	pinned := false
 	if !cached {
 		var err error
-		if b, pinned, err = cw.readData(ctx, id, data); err != nil {
+		if b, pinned, err = cw.readData(ctx, id, data, nil); err != nil {
 			return err
 		}
 	}

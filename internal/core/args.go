@@ -127,7 +127,7 @@ type argPins struct {
 
 func (p *argPins) read(a *protos.TaskArg) ([]byte, error) {
 	id, _ := protos.ObjectIDFromBytes(a.GetRef().GetObjectId())
-	b, pinned, err := p.cw.readData(p.ctx, id, a.GetValue())
+	b, pinned, err := p.cw.readData(p.ctx, id, a.GetValue(), a.GetRef().GetOwner())
 	if pinned {
 		p.ids = append(p.ids, id)
 	}

@@ -222,6 +222,11 @@ func (e *executor) run(leaseID protos.LeaseID, taskID protos.TaskID, conn *wire.
 	if d := spec.GetFunctionDigest(); d != "" && d != e.cw.digest {
 		return fail(protos.ErrorKind_ERROR_KIND_BINARY_MISMATCH, fmt.Errorf("%w: caller's function table digest %s, worker %s has %s", ErrBinaryMismatch, d, executable(), e.cw.digest), "")
 	}
+	// The task's info is in ctx from here on, so that reading an argument
+	// that has to wait (its node died) lends the lease's CPU as Get does.
+	ti := &taskInfo{taskID: taskID, leaseID: leaseID, function: spec.GetFunction(), attempt: int(spec.GetAttempt())}
+	ti.resources = spec.GetResources().GetAmounts()
+	ctx = withTaskInfo(ctx, ti)
 	pins := &argPins{cw: e.cw, ctx: ctx}
 	defer e.cw.taskEnded(pins)
 	args, err := f.decodeArgs(spec.GetArgs(), pins.read)
@@ -233,10 +238,7 @@ func (e *executor) run(leaseID protos.LeaseID, taskID protos.TaskID, conn *wire.
 		}
 		return fail(protos.ErrorKind_ERROR_KIND_ARGUMENT, err, "")
 	}
-	ti := &taskInfo{taskID: taskID, leaseID: leaseID, function: spec.GetFunction(), attempt: int(spec.GetAttempt())}
-	ti.resources = spec.GetResources().GetAmounts()
 	ensureProcs(ti.resources["CPU"])
-	ctx = withTaskInfo(ctx, ti)
 	e.announce(spec.GetName())
 
 	started := time.Now()

@@ -3,12 +3,14 @@ package core
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/protos"
+	"github.com/goray/goray/protos/wire"
 )
 
 // Lineage reconstruction (Ray's): an object made by a task and stored on a
@@ -101,6 +103,84 @@ func (cw *Worker) rebuild(ctx context.Context, id protos.ObjectID, node protos.N
 	return data, true
 }
 
+// relocateFor bounds how long a borrower keeps asking the owner of an
+// object lost with its node for a new copy: the owner hears of the death
+// from the GCS within a second or two and then either rebuilds the object
+// (its record goes pending) or cannot (no lineage), when it keeps naming
+// the dead node.
+const relocateFor = 10 * time.Second
+
+// relocate asks the owner of a borrowed object that was on node, now
+// unreachable or dead, where the object is now, waiting while the owner
+// rebuilds it. It reports false if this process owns the object, the owner
+// is unknown, or the owner still names node after relocateFor.
+func (cw *Worker) relocate(ctx context.Context, id protos.ObjectID, node protos.NodeID, owner *protos.Address) (*protos.ObjectData, bool) {
+	if owner == nil {
+		owner = cw.objects.ownerOf(id)
+	}
+	if owner == nil || protos.MustUniqueID(owner.GetWorkerId()) == cw.workerID {
+		return nil, false
+	}
+	// The owner may need this node's CPU to rebuild the object (with
+	// this very task holding it): lend it while waiting, as Get does.
+	if ti := taskInfoFrom(ctx); ti != nil && cw.isWorker {
+		cw.setBlocked(ti, true)
+		defer cw.setBlocked(ti, false)
+	}
+	ctx, cancel := context.WithTimeout(ctx, relocateFor)
+	defer cancel()
+	pause := 50 * time.Millisecond
+	for {
+		d, err := cw.askOwner(ctx, id, owner)
+		if err != nil || d.GetError() != nil {
+			return nil, false
+		}
+		if !d.GetInStore() || protos.MustUniqueID(d.GetNodeId()) != node {
+			return d, true
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return nil, false
+		}
+		pause = min(2*pause, time.Second)
+	}
+}
+
+// askOwner asks owner for the object's value or location (GET_OBJECT,
+// answered once the object is ready).
+func (cw *Worker) askOwner(ctx context.Context, id protos.ObjectID, owner *protos.Address) (*protos.ObjectData, error) {
+	type answer struct {
+		d   *protos.ObjectData
+		err error
+	}
+	ch := make(chan answer, 1)
+	cw.withPeerAt(owner, func(c *wire.Conn, err error) {
+		if err != nil {
+			ch <- answer{err: err}
+			return
+		}
+		// Not Call: this runs on the dialler's goroutine, which must not
+		// block.
+		err = c.Go(protos.Method_GET_OBJECT, &protos.GetObjectRequest{ObjectId: id.Bytes()}, func(payload []byte, err error) {
+			var reply protos.GetObjectReply
+			if err == nil {
+				err = unmarshalProto(payload, &reply)
+			}
+			ch <- answer{reply.GetData(), err}
+		})
+		if err != nil {
+			ch <- answer{err: err}
+		}
+	})
+	select {
+	case a := <-ch:
+		return a.d, a.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
 // nodeDied resubmits the tasks whose results this process owns and that
 // were stored on node.
 func (cw *Worker) nodeDied(node protos.NodeID) {
@@ -130,7 +210,11 @@ func (cw *Worker) rerun(lost func(protos.ObjectID, protos.NodeID) bool, dead pro
 		e.contains = nil
 		spec := proto.CloneOf(lin.spec)
 		spec.Attempt++
-		redo = append(redo, &pendingTask{spec: spec, key: lin.key, returnID: id, retriesLeft: lin.retriesLeft - 1, retryOn: lin.retryOn, strategy: lin.strategy, argRefs: lin.argRefs})
+		left := lin.retriesLeft
+		if left > 0 {
+			left--
+		}
+		redo = append(redo, &pendingTask{spec: spec, key: lin.key, returnID: id, retriesLeft: left, retryOn: lin.retryOn, strategy: lin.strategy, argRefs: lin.argRefs})
 	}
 	t.mu.Unlock()
 	rel.run(t)

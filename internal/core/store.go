@@ -134,7 +134,10 @@ func (cw *Worker) storeValue(ctx context.Context, id protos.ObjectID, owner *pro
 // node's store (no copy). A view comes pinned (pinned is true): the caller
 // releases the pin (releasePins) once it no longer reads the bytes, or hands
 // it to the object's entry (keepView).
-func (cw *Worker) readData(ctx context.Context, id protos.ObjectID, d *protos.ObjectData) (b []byte, pinned bool, err error) {
+//
+// owner is the object's owner when the caller knows it (a task's ref
+// argument names it); nil means the object table's record.
+func (cw *Worker) readData(ctx context.Context, id protos.ObjectID, d *protos.ObjectData, owner *protos.Address) (b []byte, pinned bool, err error) {
 	if !d.GetInStore() {
 		return d.GetData(), false, nil
 	}
@@ -142,9 +145,14 @@ func (cw *Worker) readData(ctx context.Context, id protos.ObjectID, d *protos.Ob
 		err := cw.pull(ctx, id, node, d)
 		if errors.Is(err, ErrObjectLost) {
 			// This process may hear of the node's death after finding it
-			// gone: if it owns the object, rebuild it now and read that.
+			// gone: if it owns the object, rebuild it now and read that;
+			// if it borrows it, its owner is rebuilding it, so read the
+			// new copy.
 			if d2, ok := cw.rebuild(ctx, id, node); ok {
-				return cw.readData(ctx, id, d2)
+				return cw.readData(ctx, id, d2, owner)
+			}
+			if d2, ok := cw.relocate(ctx, id, node, owner); ok {
+				return cw.readData(ctx, id, d2, owner)
 			}
 		}
 		if err != nil {

@@ -52,7 +52,12 @@ type pendingTask struct {
 	// pushedSlow records that the task was not known to be short when it
 	// was pushed, so nothing is pipelined behind it.
 	pushedSlow bool
-	strategy   *protos.SchedulingStrategy
+	// pushSeq orders the pushes of the submitter: on a worker that died,
+	// the task pushed first is the one that was running.
+	pushSeq uint64
+	// notSent is set when the push never reached the worker.
+	notSent  bool
+	strategy *protos.SchedulingStrategy
 }
 
 type schedQueue struct {
@@ -99,6 +104,7 @@ type submitter struct {
 	children map[protos.TaskID][]protos.TaskID
 	stats    map[string]*funcStat
 	closed   bool
+	pushSeq  uint64
 }
 
 func newSubmitter(cw *Worker) *submitter {
@@ -254,6 +260,9 @@ func (s *submitter) pushLocked(l *lease, t *pendingTask) {
 		l.slow++
 	}
 	t.lease = l
+	s.pushSeq++
+	t.pushSeq = s.pushSeq
+	t.notSent = false
 	err := l.conn.Go(protos.Method_PUSH_TASK, &protos.PushTaskRequest{Spec: t.spec, LeaseId: l.id.Bytes()}, func(payload []byte, err error) {
 		s.onReply(l, t, payload, err)
 	})
@@ -261,8 +270,7 @@ func (s *submitter) pushLocked(l *lease, t *pendingTask) {
 		// The connection was already closed, so the task never reached
 		// the worker: it goes back to the queue without using a retry,
 		// and the lease (like every lease on that worker) is dropped.
-		t.spec.Attempt--
-		t.retriesLeft++
+		t.notSent = true
 		go s.onReply(l, t, nil, err)
 	}
 }
@@ -490,6 +498,12 @@ func (s *submitter) onReply(l *lease, t *pendingTask, payload []byte, err error)
 		if t.pushedSlow {
 			l.slow--
 		}
+	} else if err != nil {
+		// The lease's connection failed and the task was already dealt
+		// with, with the lease's other tasks, by the first of their
+		// callbacks: it may be queued or running elsewhere by now.
+		s.mu.Unlock()
+		return
 	}
 	if err == nil {
 		s.recordRun(t.spec.Function, reply.GetRunMicros())
@@ -518,7 +532,9 @@ func (s *submitter) onReply(l *lease, t *pendingTask, payload []byte, err error)
 	}
 	var retry []*pendingTask
 	var done []func()
-	for _, x := range append([]*pendingTask{t}, crashed...) {
+	lost := append([]*pendingTask{t}, crashed...)
+	ran := ranOnDeadWorker(lost)
+	for _, x := range lost {
 		x := x
 		if x.finished {
 			continue
@@ -528,8 +544,17 @@ func (s *submitter) onReply(l *lease, t *pendingTask, payload []byte, err error)
 				done = append(done, func() { s.finish(x, nil, s.cancelErr(x)) })
 				continue
 			}
+			if x != ran {
+				// Queued behind the running task, it never started: it
+				// goes back to the queue without using a retry (Ray
+				// counts attempts that ran).
+				retry = append(retry, x)
+				continue
+			}
 			if x.retriesLeft != 0 {
-				x.retriesLeft--
+				if x.retriesLeft > 0 {
+					x.retriesLeft--
+				}
 				x.spec.Attempt++
 				retry = append(retry, x)
 				continue
@@ -545,7 +570,9 @@ func (s *submitter) onReply(l *lease, t *pendingTask, payload []byte, err error)
 			if x.cancelled {
 				terr = s.cancelErr(x)
 			} else if x.retryOn != nil && x.retriesLeft != 0 && terr.Kind == protos.ErrorKind_ERROR_KIND_TASK && x.retryOn(terr) {
-				x.retriesLeft--
+				if x.retriesLeft > 0 {
+					x.retriesLeft--
+				}
 				x.spec.Attempt++
 				retry = append(retry, x)
 				continue
@@ -568,6 +595,24 @@ func (s *submitter) onReply(l *lease, t *pendingTask, payload []byte, err error)
 	for _, f := range done {
 		f()
 	}
+}
+
+// ranOnDeadWorker picks, among the tasks in flight on a worker that died,
+// the one that was running: the first pushed of those that reached it. A
+// worker runs a lease's tasks in push order, one at a time; only a task
+// blocked in Get lets the next start, and then the blocked one was pushed
+// first, so it is charged (the approximation errs on the oldest).
+func ranOnDeadWorker(tasks []*pendingTask) *pendingTask {
+	var ran *pendingTask
+	for _, x := range tasks {
+		if x.finished || x.notSent {
+			continue
+		}
+		if ran == nil || x.pushSeq < ran.pushSeq {
+			ran = x
+		}
+	}
+	return ran
 }
 
 func (s *submitter) cancelErr(t *pendingTask) *TaskError {

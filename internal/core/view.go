@@ -47,7 +47,7 @@ func (cw *Worker) GetView(ctx context.Context, ref ObjectRef, timeout time.Durat
 	if terr != nil {
 		return nil, terr
 	}
-	b, pinned, err := cw.readData(ctx, id, data)
+	b, pinned, err := cw.readData(ctx, id, data, nil)
 	if err != nil {
 		return nil, err
 	}
