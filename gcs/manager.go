@@ -77,7 +77,10 @@ func (b *bucketState) deleteAsync(key string) error {
 
 func (b *bucketState) publishAsync(msg *nats.Msg, data []byte) error {
 	msg.Data = data
-	f, err := b.js.PublishMsgAsync(msg)
+	// When acknowledgements lag (JetStream fsyncing every write, a slow
+	// disk) a burst blocks here, holding back the manager, instead of
+	// failing after nats.go's 200 ms default.
+	f, err := b.js.PublishMsgAsync(msg, jetstream.WithStallWait(storeTimeout))
 	if err != nil {
 		return fmt.Errorf("%w: write %s: %w", ErrUnavailable, msg.Subject, err)
 	}

@@ -23,6 +23,10 @@ type NATSOptions struct {
 	Port int
 	// StoreDir is the JetStream file store directory (required).
 	StoreDir string
+	// SyncInterval is how often JetStream fsyncs its files: zero means
+	// DefaultSyncInterval, SyncAlways fsyncs every write before it is
+	// acknowledged.
+	SyncInterval time.Duration
 	// ServerName appears in `nats server ls` and in logs; "" lets
 	// nats-server generate one.
 	ServerName string
@@ -38,6 +42,21 @@ type NATSOptions struct {
 	// certificate (the config says which CAs it trusts).
 	TLS *tls.Config
 }
+
+// DefaultSyncInterval is how often the embedded NATS fsyncs the GCS's
+// JetStream files unless told otherwise: at most the last second of
+// acknowledged writes can be lost on power loss (a process crash loses
+// nothing: the writes are in the kernel's page cache), as with Redis's
+// appendfsync everysec, which Ray's GCS fault tolerance runs on. Fsyncing
+// every write (SyncAlways) costs about 4x on packed actor creation and 2-3x
+// on placement group create/remove on this project's reference machine
+// (docs/benchmarks.md, "GCS durability"); nats-server's own default is 2
+// minutes.
+const DefaultSyncInterval = time.Second
+
+// SyncAlways, as a SyncInterval, fsyncs every JetStream write before it is
+// acknowledged.
+const SyncAlways time.Duration = -1
 
 // NATSServer is an in-process nats-server with JetStream.
 type NATSServer struct {
@@ -83,6 +102,14 @@ func StartNATS(opts NATSOptions) (*NATSServer, error) {
 		// the server drops it.
 		AuthTimeout: 2,
 		Nkeys:       opts.Users,
+	}
+	switch {
+	case opts.SyncInterval == 0:
+		sopts.SyncInterval = DefaultSyncInterval
+	case opts.SyncInterval < 0:
+		sopts.SyncAlways = true
+	default:
+		sopts.SyncInterval = opts.SyncInterval
 	}
 	if opts.TLS != nil {
 		sopts.TLSConfig, sopts.TLS, sopts.TLSVerify, sopts.TLSTimeout = opts.TLS, true, true, 2

@@ -43,7 +43,12 @@ type Options struct {
 	// (default 1): 3 on a three-server NATS cluster keeps the GCS's state
 	// through the loss of a server (see docs/nats.md).
 	Replicas int
-	Logger   zerolog.Logger
+	// SyncInterval is how often the embedded NATS server fsyncs JetStream
+	// (see NATSOptions.SyncInterval): zero means DefaultSyncInterval,
+	// SyncAlways every write. An external NATS (NATSURL) keeps its own
+	// setting.
+	SyncInterval time.Duration
+	Logger       zerolog.Logger
 	// SessionDir is reported in ClusterInfo.
 	SessionDir string
 	// NodeTimeout is how long a node may go without a NodeReport before it
@@ -150,11 +155,12 @@ func (s *Server) startLocked() error {
 	}
 	if s.opts.NATSURL == "" {
 		nopts := NATSOptions{
-			Host:       s.opts.Host,
-			Port:       s.opts.Port,
-			StoreDir:   s.opts.StoreDir,
-			ServerName: "goray-gcs",
-			Logger:     s.opts.Logger,
+			Host:         s.opts.Host,
+			Port:         s.opts.Port,
+			StoreDir:     s.opts.StoreDir,
+			SyncInterval: s.opts.SyncInterval,
+			ServerName:   "goray-gcs",
+			Logger:       s.opts.Logger,
 		}
 		if tok, ok := creds.Token(); ok {
 			if nopts.Users, err = auth.NATSUsers(tok); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/cluster"
 	"github.com/goray/goray/internal/localcluster"
@@ -61,6 +62,9 @@ type startOptions struct {
 	// embedding a server; replicas (--nats-replicas) its buckets' replicas.
 	nats     string
 	replicas int
+	// syncInterval (--nats-sync-interval, head only) is how often the
+	// embedded NATS fsyncs the GCS's JetStream files; 0 after every write.
+	syncInterval time.Duration
 	// nodeTimeout (--node-timeout, head only) is how long a node may go
 	// silent before the GCS declares it dead.
 	nodeTimeout time.Duration
@@ -134,6 +138,7 @@ GORAY_AUTH_TOKEN_FILE. --tls-cert, --tls-key and --tls-ca add mutual TLS.`,
 	f.StringVar(&o.nodeIP, "node-ip", "127.0.0.1", "address other nodes reach this node's raylet, workers and object transfer at")
 	f.StringVar(&o.nats, "nats", "", "head only: use this existing NATS (with JetStream) instead of embedding one; comma-separated URLs of one NATS cluster, e.g. nats://n1:4222,nats://n2:4222,nats://n3:4222")
 	f.IntVar(&o.replicas, "nats-replicas", 1, "head only: JetStream replicas of the GCS's buckets (3 on a three-server NATS cluster)")
+	f.DurationVar(&o.syncInterval, "nats-sync-interval", gcs.DefaultSyncInterval, "head only: how often the embedded NATS fsyncs the GCS's JetStream files (a power loss loses at most this much of acknowledged writes); 0 fsyncs every write before acknowledging it, at a cost (docs/fault-tolerance.md)")
 	f.DurationVar(&o.nodeTimeout, "node-timeout", 0, "head only: how long a node may go silent before it is declared dead (default 10s)")
 	f.Float64Var(&o.numCPUs, "num-cpus", 0, "CPUs of the node (default: the machine's CPU count)")
 	f.Float64Var(&o.numGPUs, "num-gpus", 0, "GPUs of the node")
@@ -150,6 +155,14 @@ GORAY_AUTH_TOKEN_FILE. --tls-cert, --tls-key and --tls-ca add mutual TLS.`,
 	return cmd
 }
 
+// syncIntervalGCS is --nats-sync-interval as gcs.Options wants it.
+func (o *startOptions) syncIntervalGCS() time.Duration {
+	if o.syncInterval == 0 {
+		return gcs.SyncAlways
+	}
+	return o.syncInterval
+}
+
 func (o *startOptions) validate() error {
 	switch {
 	case o.head && o.address != "":
@@ -158,6 +171,10 @@ func (o *startOptions) validate() error {
 		return errors.New("say what to start: --head for a new cluster, or --address ADDR to join the cluster at ADDR")
 	case !o.head && o.nodeTimeout != 0:
 		return errors.New("--node-timeout is a setting of the head (goray start --head)")
+	case !o.head && o.syncInterval != gcs.DefaultSyncInterval:
+		return errors.New("--nats-sync-interval is a setting of the head (goray start --head)")
+	case o.syncInterval < 0:
+		return fmt.Errorf("invalid --nats-sync-interval %v: want 0 (every write) or a positive duration", o.syncInterval)
 	case !o.head && (o.nats != "" || o.replicas != 1):
 		return errors.New("--nats and --nats-replicas are settings of the head (goray start --head); a node joins with --address")
 	case o.replicas < 1 || o.replicas > 5:
@@ -457,6 +474,9 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 	}
 	if o.nats != "" {
 		args = append(args, "--nats", o.nats, "--nats-replicas", strconv.Itoa(o.replicas))
+	}
+	if o.syncInterval != gcs.DefaultSyncInterval {
+		args = append(args, "--nats-sync-interval", o.syncInterval.String())
 	}
 	// The daemon writes its address, then its metrics URL if it serves
 	// metrics, a line each.
@@ -759,6 +779,7 @@ func runHead(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 		NodeTimeout:       o.nodeTimeout,
 		NATSURL:           o.nats,
 		Replicas:          o.replicas,
+		SyncInterval:      o.syncIntervalGCS(),
 		Logger:            log,
 	})
 	cancel()

@@ -41,10 +41,15 @@ type Config struct {
 	// (comma-separated URLs of one NATS cluster).
 	NATSURL string
 	// Replicas of the GCS's JetStream buckets (see gcs.Options.Replicas).
-	Replicas   int
-	MaxWorkers int
-	Labels     map[string]string
-	Logger     zerolog.Logger
+	Replicas int
+	// SyncInterval of the embedded NATS's JetStream (see
+	// gcs.Options.SyncInterval); zero means $GORAY_NATS_SYNC_INTERVAL if
+	// set (a Go duration, 0 for every write), else
+	// gcs.DefaultSyncInterval.
+	SyncInterval time.Duration
+	MaxWorkers   int
+	Labels       map[string]string
+	Logger       zerolog.Logger
 	// MetricsAddr is where the node serves Prometheus metrics
 	// (host:port, port 0 for a free one; "" for none): see
 	// raylet.Config.MetricsAddr. Head.Raylet.MetricsAddr() tells the
@@ -114,15 +119,16 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 		}
 	}
 	srv, err := gcs.NewServer(gcs.Options{
-		Credentials: cfg.Credentials,
-		StoreDir:    filepath.Join(h.sessionDir, "jetstream"),
-		Host:        cfg.Host,
-		Port:        cfg.Port,
-		NATSURL:     cfg.NATSURL,
-		Replicas:    cfg.Replicas,
-		Logger:      cfg.Logger.With().Str("component", "gcs").Logger(),
-		SessionDir:  h.sessionDir,
-		NodeTimeout: cfg.NodeTimeout,
+		Credentials:  cfg.Credentials,
+		StoreDir:     filepath.Join(h.sessionDir, "jetstream"),
+		Host:         cfg.Host,
+		Port:         cfg.Port,
+		NATSURL:      cfg.NATSURL,
+		Replicas:     cfg.Replicas,
+		SyncInterval: syncInterval(cfg.SyncInterval, cfg.Logger),
+		Logger:       cfg.Logger.With().Str("component", "gcs").Logger(),
+		SessionDir:   h.sessionDir,
+		NodeTimeout:  cfg.NodeTimeout,
 	})
 	if err != nil {
 		return nil, err
@@ -202,4 +208,25 @@ func (h *Head) Shutdown() {
 		_ = os.RemoveAll(filepath.Join(h.sessionDir, "jetstream"))
 		_ = os.RemoveAll(filepath.Join(h.sessionDir, "sockets"))
 	})
+}
+
+// syncInterval is Config.SyncInterval with the environment's default: the
+// embedded clusters of drivers and benchmarks have no flags.
+func syncInterval(d time.Duration, log zerolog.Logger) time.Duration {
+	if d != 0 {
+		return d
+	}
+	env := os.Getenv("GORAY_NATS_SYNC_INTERVAL")
+	if env == "" {
+		return 0
+	}
+	v, err := time.ParseDuration(env)
+	if err != nil || v < 0 {
+		log.Warn().Str("GORAY_NATS_SYNC_INTERVAL", env).Msg("not a duration >= 0; using the default JetStream sync interval")
+		return 0
+	}
+	if v == 0 {
+		return gcs.SyncAlways
+	}
+	return v
 }
