@@ -8,10 +8,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/goray/goray/protos"
-	"github.com/goray/goray/protos/wire"
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/goray/goray/protos"
+	"github.com/goray/goray/protos/wire"
 )
 
 // placer is the network side of actor scheduling: leases from raylets and
@@ -28,6 +29,11 @@ type placer interface {
 	// itself. A non-nil error means the worker could not be reached or
 	// failed the request: the connection, if any, is closed and nil.
 	create(ctx context.Context, worker *protos.Address, req *protos.CreateActorRequest, exited func(reason string)) (actorConn, *protos.CreateActorReply, error)
+	// attach connects to the worker that a record restored by a restarted
+	// GCS says hosts an actor, and checks that it still hosts that
+	// incarnation (ATTACH_ACTOR); exited as for create. node is the
+	// worker's node as the node table has it.
+	attach(ctx context.Context, node *protos.NodeInfo, worker *protos.Address, req *protos.AttachActorRequest, exited func(reason string)) (actorConn, error)
 	// started tells the raylet the actor runs (NOTIFY_ACTOR_STARTED).
 	started(ctx context.Context, node *protos.NodeInfo, lease []byte) error
 	// kill asks the actor's worker to stop it; the worker answers, then
@@ -161,7 +167,41 @@ func (p *wirePlacer) lease(ctx context.Context, node *protos.NodeInfo, req *prot
 }
 
 func (p *wirePlacer) create(ctx context.Context, worker *protos.Address, req *protos.CreateActorRequest, exited func(reason string)) (actorConn, *protos.CreateActorReply, error) {
-	actorID := req.GetSpec().GetActorId()
+	c, err := p.dialActor(ctx, p.workerEndpoint(worker), req.GetSpec().GetActorId(), exited)
+	if err != nil {
+		return nil, nil, err
+	}
+	rep := &protos.CreateActorReply{}
+	if err := c.Call(ctx, protos.Method_CREATE_ACTOR, req, rep); err != nil {
+		_ = c.Close()
+		return nil, nil, err
+	}
+	return c, rep, nil
+}
+
+func (p *wirePlacer) attach(ctx context.Context, node *protos.NodeInfo, worker *protos.Address, req *protos.AttachActorRequest, exited func(reason string)) (actorConn, error) {
+	ep := worker.GetEndpoint()
+	remote := !node.GetIsHead() && worker.GetTcpEndpoint() != ""
+	if remote {
+		ep = worker.GetTcpEndpoint()
+	}
+	p.mu.Lock()
+	p.remote[protos.MustUniqueID(node.GetNodeId())] = remote
+	p.mu.Unlock()
+	c, err := p.dialActor(ctx, ep, req.GetActorId(), exited)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Call(ctx, protos.Method_ATTACH_ACTOR, req, &protos.AttachActorReply{}); err != nil {
+		_ = c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// dialActor connects to an actor's worker, serving the ACTOR_EXITED it
+// may send on the connection.
+func (p *wirePlacer) dialActor(ctx context.Context, endpoint string, actorID []byte, exited func(reason string)) (*wire.Conn, error) {
 	h := wire.HandlerFunc(func(c *wire.Conn, r *wire.Request) {
 		if r.Method != protos.Method_ACTOR_EXITED {
 			if !r.OneWay {
@@ -188,16 +228,16 @@ func (p *wirePlacer) create(ctx context.Context, worker *protos.Address, req *pr
 		}
 	})
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	c, err := p.dial(dctx, p.workerEndpoint(worker), h)
+	c, err := p.dial(dctx, endpoint, h)
 	cancel()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		_ = c.Close()
-		return nil, nil, ErrClosed
+		return nil, ErrClosed
 	}
 	p.workers[c] = struct{}{}
 	p.mu.Unlock()
@@ -207,13 +247,7 @@ func (p *wirePlacer) create(ctx context.Context, worker *protos.Address, req *pr
 		delete(p.workers, c)
 		p.mu.Unlock()
 	}()
-
-	rep := &protos.CreateActorReply{}
-	if err := c.Call(ctx, protos.Method_CREATE_ACTOR, req, rep); err != nil {
-		_ = c.Close()
-		return nil, nil, err
-	}
-	return c, rep, nil
+	return c, nil
 }
 
 func (p *wirePlacer) started(ctx context.Context, node *protos.NodeInfo, lease []byte) error {

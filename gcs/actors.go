@@ -13,9 +13,10 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"google.golang.org/protobuf/proto"
+
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/raylet/scheduling"
-	"google.golang.org/protobuf/proto"
 )
 
 // actorManager owns the actor table (Ray's GcsActorManager): registration,
@@ -126,6 +127,14 @@ type (
 		id    protos.UniqueID
 		epoch uint64
 	}
+	// actorReattached is the outcome of attaching to an actor a restored
+	// record says is ALIVE (reattach).
+	actorReattached struct {
+		id    protos.UniqueID
+		epoch uint64
+		inc   *incarnation
+		err   error
+	}
 	actorExited struct {
 		id     protos.UniqueID
 		epoch  uint64
@@ -210,6 +219,8 @@ func (m *actorManager) Receive(ctx actor.Context) {
 		m.leased(msg)
 	case actorCreated:
 		m.created(msg)
+	case actorReattached:
+		m.reattached(msg)
 	case actorWorkerLost:
 		if e := m.current(msg.id, msg.epoch); e != nil {
 			pid := e.info.GetAddress().GetPid()
@@ -265,16 +276,99 @@ func (m *actorManager) load() {
 	})
 }
 
-// resume schedules the actors a previous GCS left waiting for a worker.
-// ALIVE ones keep their record: their workers were leased by the previous
-// GCS's raylet connections, which closed with it.
+// resume schedules the actors a previous GCS left waiting for a worker,
+// and attaches again to those it left ALIVE: their workers outlive the GCS
+// (the raylets keep an actor's lease when the GCS's connection closes), or
+// died with the head, or while no GCS was watching.
 func (m *actorManager) resume() {
 	for _, e := range m.actors {
 		switch e.info.GetState() {
 		case protos.ActorState_PENDING_CREATION, protos.ActorState_RESTARTING:
 			m.schedule(e)
+		case protos.ActorState_ALIVE:
+			if !isPacked(e.info.GetSpec()) {
+				m.reattach(e)
+			}
 		}
 	}
+}
+
+// reattachTimeout bounds finding an ALIVE actor's worker after a GCS
+// restart: the node's own report may take a moment to reach the new GCS.
+const reattachTimeout = 10 * time.Second
+
+// reattach connects to the worker an ALIVE record names. It answers
+// ATTACH_ACTOR if it still hosts the actor; if it does not (its process
+// died with the head, or while no GCS was watching), the actor is restarted
+// within its MaxRestarts, detached or not, or dies.
+func (m *actorManager) reattach(a *actorEntry) {
+	a.epoch = m.shared.nextEpoch()
+	id, epoch, info := a.id, a.epoch, a.info
+	root, self, nodesPID, p := m.root, m.self, m.shared.nodes, m.shared.placer
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), reattachTimeout)
+		defer cancel()
+		inc := &incarnation{lease: info.GetLeaseId(), worker: info.GetAddress(), actor: id, epoch: epoch}
+		node, err := aliveNode(ctx, root, nodesPID, info.GetNodeId())
+		if err == nil {
+			inc.node = node
+			exited := func(reason string) { root.Send(self, actorExited{id: id, epoch: epoch, reason: reason}) }
+			inc.conn, err = p.attach(ctx, node, info.GetAddress(), &protos.AttachActorRequest{ActorId: id.Bytes(), NumRestarts: info.GetNumRestarts()}, exited)
+		}
+		root.Send(self, actorReattached{id: id, epoch: epoch, inc: inc, err: err})
+	}()
+}
+
+// aliveNode asks the node manager for a node's record, waiting while the
+// node is not known, and fails if it is DEAD.
+func aliveNode(ctx context.Context, root *actor.RootContext, nodesPID *actor.PID, rawID []byte) (*protos.NodeInfo, error) {
+	for {
+		res, err := root.RequestFuture(nodesPID, &protos.ListNodesRequest{}, actorNodesTimeout).Result()
+		if rep, ok := res.(*protos.ListNodesReply); err == nil && ok {
+			for _, n := range rep.GetNodes() {
+				if bytes.Equal(n.GetNodeId(), rawID) {
+					if n.GetState() == protos.NodeInfo_DEAD {
+						return nil, fmt.Errorf("its node %x is dead", rawID)
+					}
+					return n, nil
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("its node %x is not in the node table: %w", rawID, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (m *actorManager) reattached(msg actorReattached) {
+	a := m.current(msg.id, msg.epoch)
+	if a == nil {
+		if msg.inc.conn != nil {
+			_ = msg.inc.conn.Close()
+		}
+		return
+	}
+	pid := a.info.GetAddress().GetPid()
+	if msg.err != nil {
+		m.env.log.Warn().Err(msg.err).Str("actor", a.id.Short()).Str("class", a.info.GetSpec().GetClassName()).Int32("pid", pid).Msg("actor's worker gone while the GCS was down")
+		// Its lease, if the worker lives on, goes back: the raylet kills it.
+		a.inc = &incarnation{node: msg.inc.node, lease: msg.inc.lease}
+		if msg.inc.node == nil {
+			a.inc = nil
+		}
+		m.restartOrDie(a, fmt.Sprintf("the actor's worker process (pid %d) was not found after the GCS restarted: %v", pid, msg.err), nil)
+		return
+	}
+	inc := msg.inc
+	a.inc = inc
+	m.env.log.Info().Str("actor", a.id.Short()).Str("class", a.info.GetSpec().GetClassName()).Int32("pid", pid).Msg("actor alive across the GCS restart")
+	id, epoch, root, self := a.id, a.epoch, m.root, m.self
+	go func() {
+		<-inc.conn.Done()
+		root.Send(self, actorWorkerLost{id: id, epoch: epoch})
+	}()
 }
 
 func nameOf(info *protos.ActorInfo) (actorName, bool) {

@@ -30,6 +30,10 @@ type fakePlacer struct {
 	startedL [][]byte
 	// keepAliveOnKill makes KILL_ACTOR leave the worker running.
 	keepAliveOnKill bool
+	// attached records ATTACH_ACTOR requests; attachErr fails them (the
+	// worker is gone).
+	attached  []*protos.AttachActorRequest
+	attachErr error
 
 	// packed records the packed hosts' traffic (actors_packed_test.go).
 	packed fakePacked
@@ -92,6 +96,16 @@ func (p *fakePlacer) create(ctx context.Context, worker *protos.Address, req *pr
 	case <-p.closed:
 		return nil, nil, wire.ErrClosed
 	}
+}
+
+func (p *fakePlacer) attach(ctx context.Context, node *protos.NodeInfo, worker *protos.Address, req *protos.AttachActorRequest, exited func(string)) (actorConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.attached = append(p.attached, req)
+	if p.attachErr != nil {
+		return nil, p.attachErr
+	}
+	return newFakeConn(), nil
 }
 
 func (p *fakePlacer) started(ctx context.Context, node *protos.NodeInfo, lease []byte) error {
@@ -219,7 +233,12 @@ type actorEnv struct {
 
 func newActorEnv(t *testing.T, opts Options) *actorEnv {
 	t.Helper()
-	p := newFakePlacer()
+	return newActorEnvWith(t, opts, newFakePlacer())
+}
+
+// newActorEnvWith is newActorEnv with a placer set up by the test.
+func newActorEnvWith(t *testing.T, opts Options, p *fakePlacer) *actorEnv {
+	t.Helper()
 	opts.placer = p
 	if opts.NodeTimeout == 0 {
 		opts.NodeTimeout = time.Minute
@@ -915,7 +934,7 @@ func TestActorRecovery(t *testing.T) {
 	e := newActorEnv(t, Options{StoreDir: dir})
 	e.addNode(t, "n1", 4)
 	job := protos.NewUniqueID()
-	alive := actorSpec(job, "Counter", &protos.ActorOptions{Name: "alive", Namespace: "ns"})
+	alive := actorSpec(job, "Counter", &protos.ActorOptions{Name: "alive", Namespace: "ns", MaxRestarts: -1})
 	_, _, _, _ = e.startActor(t, alive, 71)
 	dead := actorSpec(job, "Counter", &protos.ActorOptions{Name: "dead", Namespace: "ns"})
 	_, err := e.c.RegisterActor(e.ctx, dead)
@@ -949,6 +968,34 @@ func TestActorRecovery(t *testing.T) {
 	if !bytes.Equal(l.req.GetJobId(), job.Bytes()) {
 		t.Errorf("lease after recovery: %v", l.req)
 	}
+	// The ALIVE one was found on its worker again.
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		e2.p.mu.Lock()
+		defer e2.p.mu.Unlock()
+		if len(e2.p.attached) != 1 || !bytes.Equal(e2.p.attached[0].GetActorId(), alive.GetActorId()) {
+			return fmt.Errorf("ATTACH_ACTOR requests %v; want one for the ALIVE actor", e2.p.attached)
+		}
+		return nil
+	})
+	e2.srv.Shutdown()
+
+	// Restarted again, with the ALIVE actor's worker gone meanwhile: it is
+	// restarted (it had restarts left: -1), keeping its name.
+	gone := newFakePlacer()
+	gone.attachErr = errors.New("connection refused")
+	e3 := newActorEnvWith(t, Options{StoreDir: dir}, gone)
+	// Its node has to report to the new GCS, as raylets do.
+	e3.addNode(t, "n1", 4)
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		got, err := e3.c.GetNamedActor(e3.ctx, "alive", "ns")
+		if err != nil {
+			return err
+		}
+		if got.GetState() != protos.ActorState_RESTARTING || got.GetNumRestarts() != 1 {
+			return fmt.Errorf("actor whose worker is gone: %v", got.GetState())
+		}
+		return nil
+	})
 }
 
 func TestActorMalformedRequests(t *testing.T) {

@@ -387,6 +387,9 @@ func (fuzzPlacer) lease(context.Context, *protos.NodeInfo, *protos.RequestWorker
 func (fuzzPlacer) create(context.Context, *protos.Address, *protos.CreateActorRequest, func(string)) (actorConn, *protos.CreateActorReply, error) {
 	return nil, nil, errFuzzNoWorkers
 }
+func (fuzzPlacer) attach(context.Context, *protos.NodeInfo, *protos.Address, *protos.AttachActorRequest, func(string)) (actorConn, error) {
+	return nil, errFuzzNoWorkers
+}
 func (fuzzPlacer) started(context.Context, *protos.NodeInfo, []byte) error         { return nil }
 func (fuzzPlacer) kill(context.Context, actorConn, *protos.KillActorRequest) error { return nil }
 func (fuzzPlacer) returnLease(context.Context, *protos.NodeInfo, []byte) error     { return nil }

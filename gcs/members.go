@@ -24,6 +24,8 @@ import (
 const (
 	whyUnregistered = "unregistered"
 	whyLeft         = "left the member table"
+	// whyReplacedHead is not a clean leave: the head's process died.
+	whyReplacedHead = "a new head registered (the head restarted)"
 )
 
 // memberGone tells the node manager a node's membership record went.

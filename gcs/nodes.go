@@ -166,7 +166,24 @@ func (m *nodeManager) register(info *protos.NodeInfo) *protos.GcsError {
 	m.nodes[id] = n
 	m.env.log.Info().Str("node", id.Short()).Str("host", info.GetHostname()).Bool("head", info.GetIsHead()).Msg("node registered")
 	m.env.publish(SubjectNodeEvents, info)
+	if info.GetIsHead() {
+		m.replaceHead(id)
+	}
 	return nil
+}
+
+// replaceHead declares dead the head nodes of earlier runs still ALIVE in
+// the table when a head registers: a cluster has one head, so the old
+// one's raylet died with its process (the head restarted). Its actors are
+// restarted now rather than after the node timeout.
+func (m *nodeManager) replaceHead(head protos.NodeID) {
+	for id, n := range m.nodes {
+		if id != head && n.info.GetIsHead() && n.info.GetState() == protos.NodeInfo_ALIVE {
+			if e := m.markDead(id, n, whyReplacedHead); e != nil {
+				m.env.log.Error().Str("node", id.Short()).Str("error", e.GetMessage()).Msg("mark the old head dead")
+			}
+		}
+	}
 }
 
 func (m *nodeManager) unregister(rawID []byte) *protos.GcsError {

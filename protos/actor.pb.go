@@ -1363,6 +1363,97 @@ func (x *ActorExitedReply) GetError() *GcsError {
 	return nil
 }
 
+// AttachActorRequest is sent by a restarted GCS to the worker its record
+// says hosts the actor.
+type AttachActorRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	ActorId []byte                 `protobuf:"bytes,1,opt,name=actor_id,json=actorId,proto3" json:"actor_id,omitempty"`
+	// The incarnation the GCS believes alive (ActorInfo.num_restarts).
+	NumRestarts   int32 `protobuf:"varint,2,opt,name=num_restarts,json=numRestarts,proto3" json:"num_restarts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachActorRequest) Reset() {
+	*x = AttachActorRequest{}
+	mi := &file_goray_actor_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachActorRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachActorRequest) ProtoMessage() {}
+
+func (x *AttachActorRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_actor_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachActorRequest.ProtoReflect.Descriptor instead.
+func (*AttachActorRequest) Descriptor() ([]byte, []int) {
+	return file_goray_actor_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AttachActorRequest) GetActorId() []byte {
+	if x != nil {
+		return x.ActorId
+	}
+	return nil
+}
+
+func (x *AttachActorRequest) GetNumRestarts() int32 {
+	if x != nil {
+		return x.NumRestarts
+	}
+	return 0
+}
+
+type AttachActorReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachActorReply) Reset() {
+	*x = AttachActorReply{}
+	mi := &file_goray_actor_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachActorReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachActorReply) ProtoMessage() {}
+
+func (x *AttachActorReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_actor_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachActorReply.ProtoReflect.Descriptor instead.
+func (*AttachActorReply) Descriptor() ([]byte, []int) {
+	return file_goray_actor_proto_rawDescGZIP(), []int{21}
+}
+
 var File_goray_actor_proto protoreflect.FileDescriptor
 
 const file_goray_actor_proto_rawDesc = "" +
@@ -1461,7 +1552,11 @@ const file_goray_actor_proto_rawDesc = "" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"<\n" +
 	"\x10ActorExitedReply\x12(\n" +
-	"\x05error\x18\x01 \x01(\v2\x12.goray.v1.GcsErrorR\x05error*d\n" +
+	"\x05error\x18\x01 \x01(\v2\x12.goray.v1.GcsErrorR\x05error\"R\n" +
+	"\x12AttachActorRequest\x12\x19\n" +
+	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12!\n" +
+	"\fnum_restarts\x18\x02 \x01(\x05R\vnumRestarts\"\x12\n" +
+	"\x10AttachActorReply*d\n" +
 	"\n" +
 	"ActorState\x12\x1b\n" +
 	"\x17ACTOR_STATE_UNSPECIFIED\x10\x00\x12\x14\n" +
@@ -1484,7 +1579,7 @@ func file_goray_actor_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_actor_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_goray_actor_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_goray_actor_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_goray_actor_proto_goTypes = []any{
 	(ActorState)(0),              // 0: goray.v1.ActorState
 	(*ConcurrencyGroup)(nil),     // 1: goray.v1.ConcurrencyGroup
@@ -1507,40 +1602,42 @@ var file_goray_actor_proto_goTypes = []any{
 	(*KillActorGcsReply)(nil),    // 18: goray.v1.KillActorGcsReply
 	(*ActorExitedRequest)(nil),   // 19: goray.v1.ActorExitedRequest
 	(*ActorExitedReply)(nil),     // 20: goray.v1.ActorExitedReply
-	(*Resources)(nil),            // 21: goray.v1.Resources
-	(*SchedulingStrategy)(nil),   // 22: goray.v1.SchedulingStrategy
-	(*TaskArg)(nil),              // 23: goray.v1.TaskArg
-	(*Address)(nil),              // 24: goray.v1.Address
-	(*TaskErrorProto)(nil),       // 25: goray.v1.TaskErrorProto
-	(*ObjectData)(nil),           // 26: goray.v1.ObjectData
-	(*GcsError)(nil),             // 27: goray.v1.GcsError
+	(*AttachActorRequest)(nil),   // 21: goray.v1.AttachActorRequest
+	(*AttachActorReply)(nil),     // 22: goray.v1.AttachActorReply
+	(*Resources)(nil),            // 23: goray.v1.Resources
+	(*SchedulingStrategy)(nil),   // 24: goray.v1.SchedulingStrategy
+	(*TaskArg)(nil),              // 25: goray.v1.TaskArg
+	(*Address)(nil),              // 26: goray.v1.Address
+	(*TaskErrorProto)(nil),       // 27: goray.v1.TaskErrorProto
+	(*ObjectData)(nil),           // 28: goray.v1.ObjectData
+	(*GcsError)(nil),             // 29: goray.v1.GcsError
 }
 var file_goray_actor_proto_depIdxs = []int32{
-	21, // 0: goray.v1.ActorOptions.placement_resources:type_name -> goray.v1.Resources
-	21, // 1: goray.v1.ActorOptions.running_resources:type_name -> goray.v1.Resources
+	23, // 0: goray.v1.ActorOptions.placement_resources:type_name -> goray.v1.Resources
+	23, // 1: goray.v1.ActorOptions.running_resources:type_name -> goray.v1.Resources
 	1,  // 2: goray.v1.ActorOptions.concurrency_groups:type_name -> goray.v1.ConcurrencyGroup
-	22, // 3: goray.v1.ActorOptions.strategy:type_name -> goray.v1.SchedulingStrategy
-	23, // 4: goray.v1.ActorSpec.args:type_name -> goray.v1.TaskArg
+	24, // 3: goray.v1.ActorOptions.strategy:type_name -> goray.v1.SchedulingStrategy
+	25, // 4: goray.v1.ActorSpec.args:type_name -> goray.v1.TaskArg
 	2,  // 5: goray.v1.ActorSpec.options:type_name -> goray.v1.ActorOptions
-	24, // 6: goray.v1.ActorSpec.owner:type_name -> goray.v1.Address
+	26, // 6: goray.v1.ActorSpec.owner:type_name -> goray.v1.Address
 	3,  // 7: goray.v1.ActorInfo.spec:type_name -> goray.v1.ActorSpec
 	0,  // 8: goray.v1.ActorInfo.state:type_name -> goray.v1.ActorState
-	24, // 9: goray.v1.ActorInfo.address:type_name -> goray.v1.Address
-	25, // 10: goray.v1.ActorInfo.creation_error:type_name -> goray.v1.TaskErrorProto
+	26, // 9: goray.v1.ActorInfo.address:type_name -> goray.v1.Address
+	27, // 10: goray.v1.ActorInfo.creation_error:type_name -> goray.v1.TaskErrorProto
 	3,  // 11: goray.v1.CreateActorRequest.spec:type_name -> goray.v1.ActorSpec
-	25, // 12: goray.v1.CreateActorReply.error:type_name -> goray.v1.TaskErrorProto
-	23, // 13: goray.v1.ActorCallRequest.args:type_name -> goray.v1.TaskArg
-	24, // 14: goray.v1.ActorCallRequest.caller:type_name -> goray.v1.Address
-	26, // 15: goray.v1.ActorCallReply.result:type_name -> goray.v1.ObjectData
+	27, // 12: goray.v1.CreateActorReply.error:type_name -> goray.v1.TaskErrorProto
+	25, // 13: goray.v1.ActorCallRequest.args:type_name -> goray.v1.TaskArg
+	26, // 14: goray.v1.ActorCallRequest.caller:type_name -> goray.v1.Address
+	28, // 15: goray.v1.ActorCallReply.result:type_name -> goray.v1.ObjectData
 	3,  // 16: goray.v1.RegisterActorRequest.spec:type_name -> goray.v1.ActorSpec
 	4,  // 17: goray.v1.RegisterActorReply.actor:type_name -> goray.v1.ActorInfo
-	27, // 18: goray.v1.RegisterActorReply.error:type_name -> goray.v1.GcsError
+	29, // 18: goray.v1.RegisterActorReply.error:type_name -> goray.v1.GcsError
 	4,  // 19: goray.v1.GetActorReply.actor:type_name -> goray.v1.ActorInfo
-	27, // 20: goray.v1.GetActorReply.error:type_name -> goray.v1.GcsError
+	29, // 20: goray.v1.GetActorReply.error:type_name -> goray.v1.GcsError
 	4,  // 21: goray.v1.ListActorsReply.actors:type_name -> goray.v1.ActorInfo
-	27, // 22: goray.v1.ListActorsReply.error:type_name -> goray.v1.GcsError
-	27, // 23: goray.v1.KillActorGcsReply.error:type_name -> goray.v1.GcsError
-	27, // 24: goray.v1.ActorExitedReply.error:type_name -> goray.v1.GcsError
+	29, // 22: goray.v1.ListActorsReply.error:type_name -> goray.v1.GcsError
+	29, // 23: goray.v1.KillActorGcsReply.error:type_name -> goray.v1.GcsError
+	29, // 24: goray.v1.ActorExitedReply.error:type_name -> goray.v1.GcsError
 	25, // [25:25] is the sub-list for method output_type
 	25, // [25:25] is the sub-list for method input_type
 	25, // [25:25] is the sub-list for extension type_name
@@ -1562,7 +1659,7 @@ func file_goray_actor_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_actor_proto_rawDesc), len(file_goray_actor_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

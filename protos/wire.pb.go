@@ -74,6 +74,10 @@ const (
 	Method_CANCEL_BUNDLES  Method = 29
 	// Raylet -> worker.
 	Method_EXIT Method = 30
+	// GCS -> actor's worker, after a GCS restart: the actor is still hosted
+	// here; this connection replaces the one CREATE_ACTOR came on (for
+	// ACTOR_EXITED, and to notice the worker's death).
+	Method_ATTACH_ACTOR Method = 31
 )
 
 // Enum value maps for Method.
@@ -110,6 +114,7 @@ var (
 		28: "COMMIT_BUNDLES",
 		29: "CANCEL_BUNDLES",
 		30: "EXIT",
+		31: "ATTACH_ACTOR",
 	}
 	Method_value = map[string]int32{
 		"METHOD_UNSPECIFIED":   0,
@@ -143,6 +148,7 @@ var (
 		"COMMIT_BUNDLES":       28,
 		"CANCEL_BUNDLES":       29,
 		"EXIT":                 30,
+		"ATTACH_ACTOR":         31,
 	}
 )
 
@@ -279,7 +285,7 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"%\n" +
 	"\vExitRequest\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\xdd\x04\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason*\xef\x04\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tPUSH_TASK\x10\x01\x12\x0f\n" +
@@ -315,7 +321,8 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\x0fPREPARE_BUNDLES\x10\x1b\x12\x12\n" +
 	"\x0eCOMMIT_BUNDLES\x10\x1c\x12\x12\n" +
 	"\x0eCANCEL_BUNDLES\x10\x1d\x12\b\n" +
-	"\x04EXIT\x10\x1eB&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"\x04EXIT\x10\x1e\x12\x10\n" +
+	"\fATTACH_ACTOR\x10\x1fB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_wire_proto_rawDescOnce sync.Once

@@ -426,10 +426,21 @@ func TestDedicatedLeaseOverTheWire(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "the returned actor's worker to exit", func() bool { return processGone(int(a1.GetWorker().GetPid())) })
-	// The lease owner leaving kills the other actor's worker, not the
-	// task's.
+	// The lease owner (the GCS) leaving, as when the head restarts, does
+	// not end a running actor: the next GCS finds it, and ends it by the
+	// lease's id if it must.
 	_ = gcs.Close()
-	waitFor(t, "the actor's worker to exit after its lease owner left", func() bool { return processGone(int(a2.GetWorker().GetPid())) })
+	next := dialRaylet(t, r)
+	if err := next.Call(ctx, protos.Method_GET_NODE_INFO, &protos.GetNodeInfoRequest{}, &protos.GetNodeInfoReply{}); err != nil {
+		t.Fatal(err)
+	}
+	if processGone(int(a2.GetWorker().GetPid())) {
+		t.Fatal("a running actor's worker died with its lease owner's connection")
+	}
+	if err := next.Call(ctx, protos.Method_RETURN_WORKER_LEASE, &protos.ReturnWorkerLeaseRequest{LeaseId: a2.GetLeaseId()}, &protos.ReturnWorkerLeaseReply{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the actor's worker to exit after the next lease owner returned its lease", func() bool { return processGone(int(a2.GetWorker().GetPid())) })
 	if processGone(int(task.GetWorker().GetPid())) {
 		t.Fatal("the task's worker died with the actor lease owner's connection")
 	}

@@ -845,9 +845,19 @@ func (s *state) connClosed(c *wire.Conn) {
 		s.retireWorker(v)
 	}
 	for _, l := range s.leases {
-		if l.owner == c {
-			s.endLease(l, false)
+		if l.owner != c {
+			continue
 		}
+		if l.dedicated && l.started {
+			// A running actor's lease belongs to the GCS, whose
+			// connection closes when the head restarts: the actor lives
+			// on, and the next GCS attaches to it again (or returns the
+			// lease by its id). Its job's end still stops it
+			// (driverLeft).
+			l.owner = nil
+			continue
+		}
+		s.endLease(l, false)
 	}
 	s.dispatch()
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/cluster"
 	"github.com/goray/goray/internal/localcluster"
 )
 
@@ -63,13 +64,16 @@ func (s *securityOptions) client(addr string) (*auth.Credentials, error) {
 	return creds, err
 }
 
-// head returns the credentials of a new head: the token given by flag or
-// environment, or a new one (generated reports which).
-func (s *securityOptions) head() (creds *auth.Credentials, generated bool, err error) {
+// head returns the credentials of a head: the token given by flag or
+// environment, else the one in its session directory (a head restarted on
+// its session keeps its cluster's token, so nodes and drivers reconnect),
+// else a new one (generated reports which).
+func (s *securityOptions) head(sessionDir string) (creds *auth.Credentials, generated bool, err error) {
 	src, err := s.source()
 	if err != nil {
 		return nil, false, err
 	}
+	src.LocalTokenFile = cluster.TokenFile(sessionDir)
 	src.NewToken = true
 	return auth.Resolve(src)
 }

@@ -758,7 +758,7 @@ func runHead(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 	if err != nil {
 		return err
 	}
-	creds, generated, err := o.sec.head()
+	creds, generated, err := o.sec.head(dir)
 	if err != nil {
 		return err
 	}

@@ -149,6 +149,8 @@ func (cw *Worker) ServeWire(c *wire.Conn, req *wire.Request) {
 		cw.host.call(c, req)
 	case protos.Method_KILL_ACTOR:
 		cw.host.kill(c, req)
+	case protos.Method_ATTACH_ACTOR:
+		cw.host.attach(c, req)
 	case protos.Method_STREAM_ITEM:
 		cw.serveStreamItem(c, req)
 	case protos.Method_ADD_BORROWERS, protos.Method_REMOVE_BORROWERS:
