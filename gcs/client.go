@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/goray/goray/protos"
@@ -22,7 +23,20 @@ type Client struct {
 	nc        *nats.Conn
 	log       zerolog.Logger
 	closeOnce sync.Once
+	// outageWait is how long a request keeps trying while no GCS answers
+	// (nanoseconds; see SetOutageWait).
+	outageWait atomic.Int64
 }
+
+// SetOutageWait makes requests ride out a GCS outage (the head
+// restarting): while no GCS answers on the subject, a request is sent again
+// every outageRetry for up to d (within its context). Zero, the default,
+// fails at once with ErrUnavailable. Only unanswered requests are sent
+// again: a request the GCS received is never repeated.
+func (c *Client) SetOutageWait(d time.Duration) { c.outageWait.Store(int64(d)) }
+
+// outageRetry is the pause between requests while no GCS answers.
+const outageRetry = 100 * time.Millisecond
 
 // connectOptions are the settings every goray NATS connection uses. A
 // cluster's NATS server is local or on the LAN, so reconnect attempts are
@@ -156,6 +170,26 @@ func (c *Client) call(ctx context.Context, subject string, req proto.Message, re
 }
 
 func (c *Client) request(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+	giveUp := time.Now().Add(time.Duration(c.outageWait.Load()))
+	for {
+		m, err := c.requestOnce(ctx, subject, data)
+		// No responders: the request reached NATS but no GCS serves the
+		// subject (it is starting), so it was not handled; sending it
+		// again is safe.
+		if err == nil || !errors.Is(err, nats.ErrNoResponders) || !time.Now().Before(giveUp) {
+			return m, err
+		}
+		t := time.NewTimer(outageRetry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
+func (c *Client) requestOnce(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)

@@ -68,13 +68,6 @@ func (b *bucketState) putProtoAsync(key string, m proto.Message) error {
 	return b.publishAsync(nats.NewMsg(kvSubject(b.kv.Bucket(), key)), data)
 }
 
-// deleteAsync deletes a key as putProtoAsync writes one.
-func (b *bucketState) deleteAsync(key string) error {
-	msg := nats.NewMsg(kvSubject(b.kv.Bucket(), key))
-	msg.Header.Set("KV-Operation", "DEL")
-	return b.publishAsync(msg, nil)
-}
-
 func (b *bucketState) publishAsync(msg *nats.Msg, data []byte) error {
 	msg.Data = data
 	// When acknowledgements lag (JetStream fsyncing every write, a slow

@@ -15,10 +15,12 @@ import (
 	"github.com/goray/goray/raylet/scheduling"
 )
 
-// pgManager owns the placement group table. Its records are written
-// without waiting for the store's acknowledgement (bucketState.
-// putProtoAsync): groups come and go at thousands per second, and a write
-// lost with the NATS server is lost with the reservations it describes.
+// pgManager owns the placement group table. A group's creation and
+// removal are stored before they are answered; its state changes are
+// written without waiting for the store's acknowledgement (bucketState.
+// putProtoAsync): groups come and go at thousands per second, and a state
+// change lost with the NATS server only makes the next GCS redo the
+// group's reservation (resumeReservation).
 // Creating a group is Ray's
 // two-phase reservation: the node manager places the bundles on nodes
 // (scheduling.PlaceBundles over the cluster view), every raylet concerned
@@ -160,9 +162,41 @@ func (m *pgManager) load() {
 	// still hold.
 	for _, g := range m.groups {
 		if st := g.info.GetState(); st == protos.PlacementGroupState_PG_PENDING || st == protos.PlacementGroupState_PG_RESCHEDULING {
-			m.schedule(g)
+			m.resumeReservation(g)
 		}
 	}
+}
+
+// resumeReservation tries again a group whose reservation the last GCS
+// was making when it stopped. Raylets may hold bundles it had prepared (or
+// committed) without recording them: those are cancelled on every node
+// first, as Ray's GCS releases unused bundles when it restarts, or they
+// would hold the resources the new attempt needs.
+func (m *pgManager) resumeReservation(g *pgEntry) {
+	g.epoch = m.nextEpoch()
+	var unplaced []int32
+	if g.info.GetState() == protos.PlacementGroupState_PG_RESCHEDULING {
+		for i := range g.bundles {
+			if g.nodes == nil || g.nodes[i] == nil {
+				unplaced = append(unplaced, int32(i))
+			}
+		}
+	}
+	id, epoch, root, self, nodesPID, r := g.id, g.epoch, m.root, m.self, m.shared.nodes, m.shared.reserver
+	go func() {
+		if res, err := root.RequestFuture(nodesPID, &protos.ListNodesRequest{}, actorNodesTimeout).Result(); err == nil && r != nil {
+			if rep, ok := res.(*protos.ListNodesReply); ok {
+				var alive []*protos.NodeInfo
+				for _, n := range rep.GetNodes() {
+					if n.GetState() == protos.NodeInfo_ALIVE {
+						alive = append(alive, n)
+					}
+				}
+				cancelOn(r, id, alive, unplaced)
+			}
+		}
+		root.Send(self, pgRetry{id: id, epoch: epoch})
+	}()
 }
 
 // newPGEntry makes the manager's entry for a group whose spec passed
@@ -221,7 +255,11 @@ func (m *pgManager) create(spec *protos.PlacementGroupSpec) (*protos.PlacementGr
 			return nil, gcsErrorf(ErrAlreadyExists, "a placement group named %q already exists in namespace %q (%x)", name, spec.GetNamespace(), other.info.GetSpec().GetPlacementGroupId())
 		}
 	}
-	if err := m.putProtoAsync(id.String(), info); err != nil {
+	// Stored before the reply: a group its creator was told exists must
+	// survive the head dying now (its state changes are written
+	// asynchronously; a lost one only makes a restarted GCS redo a
+	// reservation).
+	if err := m.putProto(id.String(), info); err != nil {
 		return nil, toGcsError(err)
 	}
 	m.groups[id] = g
@@ -283,7 +321,7 @@ func (m *pgManager) remove(raw []byte) *protos.GcsError {
 	if !ok {
 		return nil // removing twice is not an error
 	}
-	if err := m.deleteAsync(id.String()); err != nil {
+	if err := storeDelete(m.kv, id.String()); err != nil {
 		return toGcsError(err)
 	}
 	delete(m.groups, id)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/goray/goray/internal/core"
 )
@@ -86,6 +87,17 @@ func Logger(l *slog.Logger) InitOption { return initOpt(core.SlogLogger(l)) }
 // LogToDriver streams worker output to the driver's stdout and stderr,
 // each line prefixed with "(Function pid=N)" (default true).
 func LogToDriver(on bool) InitOption { return initOpt(core.LogToDriver(on)) }
+
+// DefaultReconnectTimeout is ReconnectTimeout's default: 2 minutes.
+const DefaultReconnectTimeout = core.DefaultReconnectTimeout
+
+// ReconnectTimeout bounds how long a driver joined to a cluster (Address)
+// rides out the loss of the cluster's head: calls to the GCS (creating an
+// actor, GetActor, placement groups) wait for it up to d, and a driver on
+// the head's machine waits as long for the machine's new raylet, its tasks
+// waiting for workers meanwhile. Tasks and actor calls already running on
+// other nodes carry on. Default DefaultReconnectTimeout.
+func ReconnectTimeout(d time.Duration) InitOption { return initOpt(core.ReconnectTimeout(d)) }
 
 // LogWriter sends the streamed worker output to w instead of the driver's
 // stdout and stderr.

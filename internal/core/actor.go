@@ -70,7 +70,7 @@ func (cw *Worker) CreateActor(ctx context.Context, class *ActorClass, args []Arg
 		ClassName:      class.name,
 		Args:           encoded,
 		Options:        opts,
-		Owner:          cw.addr,
+		Owner:          cw.node().addr,
 		FunctionDigest: cw.digest,
 	}
 	info, err := cw.actors().create(ctx, spec)

@@ -246,14 +246,14 @@ func (cw *Worker) CallActor(ctx context.Context, h *ActorHandle, m Method, args 
 	}
 	taskID := protos.NewUniqueID()
 	c := &actorCall{
-		req: &protos.ActorCallRequest{ActorId: h.ID.Bytes(), Method: m.Name, Args: encoded, TaskId: taskID.Bytes(), Caller: cw.addr,
+		req: &protos.ActorCallRequest{ActorId: h.ID.Bytes(), Method: m.Name, Args: encoded, TaskId: taskID.Bytes(), Caller: cw.node().addr,
 			Seq: cw.actors().nextSeq()},
 		returnID:    protos.ObjectIDFor(taskID, 1),
 		argRefs:     argRefs,
 		retriesLeft: opts.GetMaxTaskRetries(),
 	}
 	cw.objects.addOwned(c.returnID)
-	ref := newObjectRef(cw, c.returnID, cw.addr)
+	ref := newObjectRef(cw, c.returnID, cw.node().addr)
 	if m.Stream {
 		// Streaming calls are not retried: items already consumed
 		// cannot be taken back.
@@ -412,6 +412,7 @@ func (cw *Worker) GCS() (*gcs.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("goray: connect to GCS at %s: %w", cw.gcsAddress, err)
 	}
+	c.SetOutageWait(DefaultReconnectTimeout)
 	cw.gcs, cw.ownGCS = c, true
 	return c, nil
 }

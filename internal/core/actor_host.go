@@ -97,7 +97,7 @@ func (h *actorHost) create(c *wire.Conn, req *wire.Request) {
 func (h *actorHost) construct(c *wire.Conn, id protos.UniqueID, m *protos.CreateActorRequest) *protos.CreateActorReply {
 	spec := m.GetSpec()
 	fail := func(kind protos.ErrorKind, err error, stack string) *protos.CreateActorReply {
-		te := &TaskError{Kind: kind, Function: spec.GetClassName(), Message: err.Error(), Stack: stack, PID: os.Getpid(), NodeID: h.cw.nodeID, cause: err}
+		te := &TaskError{Kind: kind, Function: spec.GetClassName(), Message: err.Error(), Stack: stack, PID: os.Getpid(), NodeID: h.cw.node().id, cause: err}
 		return &protos.CreateActorReply{Error: te.toProto()}
 	}
 	class, ok := lookupActorClass(spec.GetClassName())
@@ -209,7 +209,7 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 		_ = msg.conn.Reply(&msg.req, &protos.ActorCallReply{Result: d, RunMicros: micros})
 	}
 	fail := func(kind protos.ErrorKind, err error, stack string) {
-		te := &TaskError{Kind: kind, Function: fn, TaskID: taskID, Message: err.Error(), Stack: stack, PID: os.Getpid(), NodeID: h.cw.nodeID, cause: err}
+		te := &TaskError{Kind: kind, Function: fn, TaskID: taskID, Message: err.Error(), Stack: stack, PID: os.Getpid(), NodeID: h.cw.node().id, cause: err}
 		reply(&protos.ObjectData{Error: te.toProto()}, 0)
 	}
 	meth, ok := ha.class.methods[m.GetMethod()]

@@ -115,7 +115,7 @@ func (cw *Worker) put(ctx context.Context, v encoded) (ObjectRef, error) {
 	var d *protos.ObjectData
 	if len(v.data) > inlineLimit {
 		var err error
-		d, err = cw.storeValue(ctx, id, cw.addr, v)
+		d, err = cw.storeValue(ctx, id, cw.node().addr, v)
 		if err != nil {
 			cw.objects.complete(id, nil, systemError(protos.ErrorKind_ERROR_KIND_OBJECT_STORE_FULL, "Put", id.TaskID(), "%v", err))
 			cw.objects.removeLocalRef(id) // drops the pending entry
@@ -128,7 +128,7 @@ func (cw *Worker) put(ctx context.Context, v encoded) (ObjectRef, error) {
 		}
 		d = v.objectData()
 	}
-	ref := newObjectRef(cw, id, cw.addr)
+	ref := newObjectRef(cw, id, cw.node().addr)
 	cw.objects.setContains(id, v.refs)
 	cw.objects.complete(id, d, nil)
 	return ref, nil
@@ -184,7 +184,7 @@ func (cw *Worker) waitFetch(ctx context.Context, ids []protos.ObjectID, need int
 	// fetch, which sends i on ch once finished. The buffers are made only
 	// when needed: most Waits find enough ready and local objects at once.
 	local := func(i int, st objState, data *protos.ObjectData) bool {
-		if fetch == nil || (fetching != nil && fetching[i]) || st != objReady || !data.GetInStore() || protos.MustUniqueID(data.GetNodeId()) == cw.nodeID {
+		if fetch == nil || (fetching != nil && fetching[i]) || st != objReady || !data.GetInStore() || protos.MustUniqueID(data.GetNodeId()) == cw.node().id {
 			return true
 		}
 		if fetching == nil {

@@ -71,7 +71,7 @@ func (t *objectTable) sendOps(owner *protos.Address, ops []borrowOp) {
 		b := &batches[len(batches)-1]
 		b.ids = append(b.ids, op.id.Bytes())
 	}
-	me := t.cw.addr
+	me := t.cw.node().addr
 	var wg sync.WaitGroup
 	wg.Add(1)
 	t.cw.withPeerAt(owner, func(c *wire.Conn, err error) {

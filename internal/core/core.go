@@ -12,7 +12,6 @@ import (
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/internal/auth"
-	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 )
@@ -26,9 +25,13 @@ type Worker struct {
 	isWorker bool
 	jobID    protos.JobID
 	workerID protos.WorkerID
-	nodeID   protos.NodeID
-	addr     *protos.Address
-	digest   string
+	// bind is this process's node: read with node(). A driver's changes
+	// when its raylet restarts (rebind.go); a worker's never does.
+	bind atomic.Pointer[nodeBinding]
+	// rebinds is set in a driver that follows its machine's raylet across
+	// restarts (rebind.go).
+	rebinds atomic.Bool
+	digest  string
 	// creds authenticate this process's connections: its servers accept
 	// only peers that pass the wire handshake, and it passes theirs.
 	creds    *auth.Credentials
@@ -36,9 +39,6 @@ type Worker struct {
 
 	server    *wire.Server
 	tcpServer *wire.Server
-	raylet    *wire.Conn
-	store     storeClient
-	seg       *objstore.Segment
 	// ownSeg is set when this process mapped the segment itself and must
 	// unmap it on shutdown.
 	ownSeg bool
@@ -87,6 +87,7 @@ func newWorker(log zerolog.Logger, isWorker bool, jobID protos.JobID, workerID p
 		peers:    map[string]*peer{},
 		putTask:  protos.NewUniqueID(),
 	}
+	cw.bind.Store(&nodeBinding{replaced: make(chan struct{})})
 	cw.objects = newObjectTable(cw)
 	cw.sub = newSubmitter(cw)
 	cw.exec = newExecutor(cw)
@@ -117,7 +118,9 @@ func (cw *Worker) listen(socketDir, nodeIP string) error {
 	cw.tcpServer = wire.NewServer(auth.NewListener(tl, cw.wireAuth, auth.Limits{}, cw.log), cw, wire.WithLogger(cw.log))
 	go func() { _ = cw.server.Serve() }()
 	go func() { _ = cw.tcpServer.Serve() }()
-	cw.addr = &protos.Address{WorkerId: cw.workerID.Bytes(), Endpoint: endpoint, TcpEndpoint: cw.tcpServer.Addr(), Pid: int32(os.Getpid())}
+	cw.setup(func(b *nodeBinding) {
+		b.addr = &protos.Address{WorkerId: cw.workerID.Bytes(), Endpoint: endpoint, TcpEndpoint: cw.tcpServer.Addr(), Pid: int32(os.Getpid())}
+	})
 	return nil
 }
 
@@ -130,8 +133,7 @@ func (cw *Worker) dial(ctx context.Context, endpoint string) (*wire.Conn, error)
 // attachNode records the node this process runs on; it must happen before
 // the process serves tasks.
 func (cw *Worker) attachNode(node *protos.NodeInfo) {
-	cw.nodeID = protos.MustUniqueID(node.GetNodeId())
-	cw.addr.NodeId = node.GetNodeId()
+	cw.setup(func(b *nodeBinding) { b.setNode(protos.MustUniqueID(node.GetNodeId())) })
 }
 
 // ServeWire implements wire.Handler for requests from other processes.
@@ -248,7 +250,7 @@ type peer struct {
 // reach is where this process dials a: its unix socket on this node, its
 // TCP endpoint on another.
 func (cw *Worker) reach(a *protos.Address) string {
-	if tcp := a.GetTcpEndpoint(); tcp != "" && protos.MustUniqueID(a.GetNodeId()) != cw.nodeID {
+	if tcp := a.GetTcpEndpoint(); tcp != "" && protos.MustUniqueID(a.GetNodeId()) != cw.node().id {
 		return tcp
 	}
 	return a.GetEndpoint()
@@ -323,8 +325,8 @@ func (cw *Worker) close() {
 		return
 	}
 	cw.sub.shutdown()
-	if cw.raylet != nil {
-		_ = cw.raylet.Close()
+	if cw.node().raylet != nil {
+		_ = cw.node().raylet.Close()
 	}
 	cw.peersMu.Lock()
 	for _, p := range cw.peers {
@@ -347,7 +349,7 @@ func (cw *Worker) close() {
 		cw.gcs.Close()
 	}
 	cw.gcsMu.Unlock()
-	if cw.ownSeg && cw.seg != nil {
-		_ = cw.seg.Close()
+	if cw.ownSeg && cw.node().seg != nil {
+		_ = cw.node().seg.Close()
 	}
 }

@@ -183,8 +183,8 @@ func (e *executor) setBlocked(leaseID protos.LeaseID, blocked bool) {
 }
 
 func (e *executor) notifyRaylet(leaseID protos.LeaseID, blocked bool) {
-	if e.cw.raylet != nil {
-		_ = e.cw.raylet.Notify(protos.Method_NOTIFY_BLOCKED, &protos.NotifyBlockedRequest{LeaseId: leaseID.Bytes(), Blocked: blocked})
+	if e.cw.node().raylet != nil {
+		_ = e.cw.node().raylet.Notify(protos.Method_NOTIFY_BLOCKED, &protos.NotifyBlockedRequest{LeaseId: leaseID.Bytes(), Blocked: blocked})
 	}
 }
 
@@ -192,7 +192,7 @@ func (e *executor) notifyRaylet(leaseID protos.LeaseID, blocked bool) {
 func (e *executor) run(leaseID protos.LeaseID, taskID protos.TaskID, conn *wire.Conn, msg *protos.PushTaskRequest) *protos.PushTaskReply {
 	spec := msg.GetSpec()
 	fail := func(kind protos.ErrorKind, err error, stack string) *protos.PushTaskReply {
-		te := &TaskError{Kind: kind, Function: spec.GetFunction(), TaskID: taskID, Message: err.Error(), Stack: stack, PID: os.Getpid(), NodeID: e.cw.nodeID, cause: errors.Unwrap(err)}
+		te := &TaskError{Kind: kind, Function: spec.GetFunction(), TaskID: taskID, Message: err.Error(), Stack: stack, PID: os.Getpid(), NodeID: e.cw.node().id, cause: errors.Unwrap(err)}
 		if kind == protos.ErrorKind_ERROR_KIND_TASK {
 			te.cause = err
 		}

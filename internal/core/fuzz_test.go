@@ -76,15 +76,17 @@ func newFuzzWorker(tb testing.TB) *fuzzWorker {
 	log := zerolog.Nop()
 	job, worker, node := protos.NewUniqueID(), protos.NewUniqueID(), protos.NewUniqueID()
 	cw := newWorker(log, false, job, worker, auth.None(nil))
-	cw.nodeID = node
-	cw.addr = &protos.Address{WorkerId: worker.Bytes(), NodeId: node.Bytes(), Endpoint: "unix:/nonexistent/self.sock", Pid: int32(os.Getpid())}
+	cw.setup(func(b *nodeBinding) {
+		b.id = node
+		b.addr = &protos.Address{WorkerId: worker.Bytes(), NodeId: node.Bytes(), Endpoint: "unix:/nonexistent/self.sock", Pid: int32(os.Getpid())}
+	})
 
 	seg, err := objstore.CreateSegment(fmt.Sprintf("/dev/shm/goray-%d-sdkfuzz%s", os.Getpid(), protos.NewUniqueID().Short()), 1<<20)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	st := objstore.NewStore(seg)
-	cw.store, cw.seg = localStore{s: st, h: st.NewHolder()}, seg
+	cw.setup(func(b *nodeBinding) { b.store, b.seg = localStore{s: st, h: st.NewHolder()}, seg })
 
 	// The raylet answers every request with an error (PULL_OBJECT: the
 	// object is not there).
@@ -92,7 +94,8 @@ func newFuzzWorker(tb testing.TB) *fuzzWorker {
 	fake := wire.NewConn(a, wire.HandlerFunc(func(c *wire.Conn, req *wire.Request) {
 		_ = c.ReplyError(req, wire.NewError("not_found", "fake raylet"))
 	}), wire.WithLogger(log))
-	cw.raylet = wire.NewConn(b, cw, wire.WithLogger(log))
+	rc := wire.NewConn(b, cw, wire.WithLogger(log))
+	cw.setup(func(b *nodeBinding) { b.raylet = rc })
 
 	// The peer answers ADD_BORROWERS as an owner that knows nothing, and
 	// everything else with an error.
@@ -118,10 +121,10 @@ func newFuzzWorker(tb testing.TB) *fuzzWorker {
 		_ = seg.Close()
 		_ = seg.Remove()
 	})
-	fw := &fuzzWorker{cw: cw, peer: "unix:" + sock, actor: protos.NewUniqueID(), owned: cw.nextPutID(), self: cw.addr}
+	fw := &fuzzWorker{cw: cw, peer: "unix:" + sock, actor: protos.NewUniqueID(), owned: cw.nextPutID(), self: cw.node().addr}
 	// An object it owns, ready, and an actor it hosts: the seeds name them.
 	cw.objects.addOwned(fw.owned)
-	cw.objects.addLocalRef(fw.owned, cw.addr)
+	cw.objects.addLocalRef(fw.owned, cw.node().addr)
 	cw.objects.complete(fw.owned, inlineInt(42), nil)
 	if rep := cw.host.construct(nil, fw.actor, fw.createActor(fw.actor, 0)); rep.GetError() != nil {
 		tb.Fatalf("seed actor: %v", rep.GetError())

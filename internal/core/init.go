@@ -47,6 +47,21 @@ type initOptions struct {
 	tokenFile   string
 	authNone    bool
 	tls         auth.TLSFiles
+	// reconnectTimeout bounds how long a driver waits for the cluster
+	// (its GCS, its node's raylet) to come back after losing it.
+	reconnectTimeout time.Duration
+}
+
+// DefaultReconnectTimeout is how long a driver joined to a cluster waits for
+// its head (GCS and, on the head's machine, the raylet) to come back.
+const DefaultReconnectTimeout = 2 * time.Minute
+
+// ReconnectTimeout bounds how long a driver joined to a cluster keeps
+// reconnecting when it loses the cluster's head or its node's raylet, and
+// how long control-plane calls wait meanwhile; tasks waiting for a worker
+// fail after it.
+func ReconnectTimeout(d time.Duration) InitOption {
+	return func(o *initOptions) { o.reconnectTimeout = d }
 }
 
 // Address joins a running cluster (a `goray start` head's NATS URL, or
@@ -133,6 +148,11 @@ type session struct {
 	creds  *auth.Credentials
 	// binDigest delivers the SHA-256 of this program's binary.
 	binDigest <-chan digestResult
+	// register is how this driver registered with its raylet, sent again
+	// to the next raylet of its machine if that one dies (rebind.go).
+	register *protos.RegisterClientRequest
+	// rebindTimeout bounds the wait for a new raylet.
+	rebindTimeout time.Duration
 }
 
 type digestResult struct {
@@ -151,7 +171,7 @@ var (
 // and never returns, so call it early in main, before other work.
 func Init(ctx context.Context, opts ...InitOption) error {
 	WorkerMain()
-	o := initOptions{resources: map[string]float64{}, logToDriver: true, namespace: "default"}
+	o := initOptions{resources: map[string]float64{}, logToDriver: true, namespace: "default", reconnectTimeout: DefaultReconnectTimeout}
 	for _, f := range opts {
 		f(&o)
 	}
@@ -214,6 +234,8 @@ func Init(ctx context.Context, opts ...InitOption) error {
 		if err != nil {
 			return fmt.Errorf("goray: join cluster at %s: %w", addr, err)
 		}
+		// Calls to the GCS wait while the head restarts.
+		s.gcs.SetOutageWait(o.reconnectTimeout)
 		s.ownGCS = true
 		node, err = localNode(ctx, s.gcs)
 		if err != nil {
@@ -248,29 +270,36 @@ func (s *session) connect(ctx context.Context, log zerolog.Logger, node *protos.
 	if err != nil {
 		return fmt.Errorf("goray: connect to raylet at %s: %w", node.GetRayletEndpoint(), err)
 	}
-	cw.raylet = c
+	cw.setup(func(b *nodeBinding) { b.raylet = c })
 	wd, _ := os.Getwd()
 	bin := <-s.binDigest
 	if bin.err != nil {
 		return fmt.Errorf("goray: this program's binary: %w", bin.err)
 	}
 	var reply protos.RegisterClientReply
-	if err := c.Call(ctx, protos.Method_REGISTER_CLIENT, &protos.RegisterClientRequest{
+	s.register = &protos.RegisterClientRequest{
 		JobId: jobID.Bytes(), WorkerId: cw.workerID.Bytes(), Executable: executable(), FunctionDigest: cw.digest, Env: jobEnv, WorkingDir: wd,
 		BinaryDigest: bin.digest,
-	}, &reply); err != nil {
+	}
+	if err := c.Call(ctx, protos.Method_REGISTER_CLIENT, s.register, &reply); err != nil {
 		return fmt.Errorf("goray: register driver with raylet: %w", err)
 	}
 	cw.attachNode(reply.GetNode())
 	if s.head != nil {
 		st := s.head.Raylet.Store()
-		cw.store, cw.seg = localStore{st, st.NewHolder(), s.head.Raylet.ObjectsDeleted}, st.Segment()
+		cw.setup(func(b *nodeBinding) {
+			b.store, b.seg = localStore{st, st.NewHolder(), s.head.Raylet.ObjectsDeleted}, st.Segment()
+		})
 	} else {
 		seg, err := objstore.OpenSegment(node.GetStorePath())
 		if err != nil {
 			return fmt.Errorf("goray: map object store %s: %w", node.GetStorePath(), err)
 		}
-		cw.store, cw.seg, cw.ownSeg = rayletStore{c}, seg, true
+		cw.setup(func(b *nodeBinding) { b.store, b.seg = rayletStore{c}, seg })
+		cw.ownSeg = true
+		s.rebindTimeout = o.reconnectTimeout
+		cw.rebinds.Store(true)
+		go s.keepRaylet(cw.node())
 	}
 	if o.logToDriver {
 		sub, err := s.gcs.NATS().Subscribe(cluster.LogsSubject(jobID), logPrinter(o.logWriter))

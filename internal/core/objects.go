@@ -130,14 +130,14 @@ func (r *release) run(t *objectTable) {
 }
 
 func (t *objectTable) isSelf(a *protos.Address) bool {
-	return a != nil && t.cw.addr != nil && string(a.GetWorkerId()) == string(t.cw.addr.GetWorkerId())
+	return a != nil && t.cw.node().addr != nil && string(a.GetWorkerId()) == string(t.cw.node().addr.GetWorkerId())
 }
 
 // addOwned creates the entry for an object this process owns, pending.
 func (t *objectTable) addOwned(id protos.ObjectID) {
 	t.mu.Lock()
 	if _, ok := t.m[id]; !ok {
-		t.m[id] = &objectEntry{owned: true, owner: t.cw.addr}
+		t.m[id] = &objectEntry{owned: true, owner: t.cw.node().addr}
 	}
 	t.mu.Unlock()
 }
@@ -374,7 +374,7 @@ func (t *objectTable) maybeFreeLocked(id protos.ObjectID, e *objectEntry, rel *r
 		rel.unpins = append(rel.unpins, id)
 	}
 	if e.owned && e.data.GetInStore() {
-		if node := protos.MustUniqueID(e.data.GetNodeId()); node != t.cw.nodeID {
+		if node := protos.MustUniqueID(e.data.GetNodeId()); node != t.cw.node().id {
 			if rel.remote == nil {
 				rel.remote = map[protos.NodeID][]protos.ObjectID{}
 			}
@@ -520,7 +520,7 @@ func (t *objectTable) hasBorrowed() bool {
 
 // refsInfo lists the object table for goray memory.
 func (t *objectTable) refsInfo() *protos.GetRefsReply {
-	out := &protos.GetRefsReply{Process: t.cw.addr}
+	out := &protos.GetRefsReply{Process: t.cw.node().addr}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for id, e := range t.m {
@@ -560,7 +560,7 @@ func (t *objectTable) ownerOf(id protos.ObjectID) *protos.Address {
 		return nil
 	}
 	if e.owned {
-		return t.cw.addr
+		return t.cw.node().addr
 	}
 	return e.owner
 }

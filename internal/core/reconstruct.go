@@ -184,7 +184,7 @@ func (cw *Worker) askOwner(ctx context.Context, id protos.ObjectID, owner *proto
 // nodeDied resubmits the tasks whose results this process owns and that
 // were stored on node.
 func (cw *Worker) nodeDied(node protos.NodeID) {
-	if node == cw.nodeID {
+	if node == cw.node().id {
 		return
 	}
 	cw.rerun(func(_ protos.ObjectID, at protos.NodeID) bool { return at == node }, node)

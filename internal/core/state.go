@@ -30,7 +30,7 @@ func ClusterStatus(ctx context.Context) (*Status, error) {
 	// The GCS hears from raylets about once a second; the local node's
 	// own answer is fresher.
 	var local protos.GetNodeInfoReply
-	if err := s.cw.raylet.Call(ctx, protos.Method_GET_NODE_INFO, &protos.GetNodeInfoRequest{}, &local); err == nil {
+	if err := s.cw.node().raylet.Call(ctx, protos.Method_GET_NODE_INFO, &protos.GetNodeInfoRequest{}, &local); err == nil {
 		for i, n := range st.Nodes {
 			if string(n.GetNodeId()) == string(local.GetNode().GetNodeId()) {
 				st.Nodes[i] = local.GetNode()
@@ -64,5 +64,5 @@ func MemorySummary(ctx context.Context) (*state.MemoryReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	return memreport.Fetch(ctx, info.GetNodes(), s.cw.log, s.cw.wireAuth, s.cw.nodeID.Bytes(), s.cw.raylet)
+	return memreport.Fetch(ctx, info.GetNodes(), s.cw.log, s.cw.wireAuth, s.cw.node().id.Bytes(), s.cw.node().raylet)
 }

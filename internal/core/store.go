@@ -110,12 +110,12 @@ func idBytes(ids []protos.ObjectID) [][]byte {
 func (cw *Worker) storeValue(ctx context.Context, id protos.ObjectID, owner *protos.Address, v encoded) (*protos.ObjectData, error) {
 	data := v.data
 	ownerID, _ := protos.UniqueIDFromBytes(owner.GetWorkerId())
-	off, err := cw.store.create(ctx, id, uint64(len(data)), ownerID, false)
+	off, err := cw.node().store.create(ctx, id, uint64(len(data)), ownerID, false)
 	if isObjectExists(err) {
 		// A previous attempt of the same task stored it before its worker
 		// died: this attempt's value replaces it.
-		cw.store.delete([]protos.ObjectID{id})
-		off, err = cw.store.create(ctx, id, uint64(len(data)), ownerID, false)
+		cw.node().store.delete([]protos.ObjectID{id})
+		off, err = cw.node().store.create(ctx, id, uint64(len(data)), ownerID, false)
 	}
 	if isStoreFull(err) {
 		off, err = cw.createAfterGC(ctx, id, uint64(len(data)), ownerID)
@@ -123,11 +123,11 @@ func (cw *Worker) storeValue(ctx context.Context, id protos.ObjectID, owner *pro
 	if err != nil {
 		return nil, fmt.Errorf("%w: storing %d bytes: %w", ErrObjectStoreFull, len(data), err)
 	}
-	objstore.Copy(cw.seg.Slice(off, uint64(len(data))), data)
-	if err := cw.store.seal(ctx, id); err != nil {
+	objstore.Copy(cw.node().seg.Slice(off, uint64(len(data))), data)
+	if err := cw.node().store.seal(ctx, id); err != nil {
 		return nil, fmt.Errorf("seal object %s: %w", id, err)
 	}
-	return &protos.ObjectData{Encoding: v.enc, NumericKind: v.kind, InStore: true, NodeId: cw.nodeID.Bytes(), Size: uint64(len(data))}, nil
+	return &protos.ObjectData{Encoding: v.enc, NumericKind: v.kind, InStore: true, NodeId: cw.node().id.Bytes(), Size: uint64(len(data))}, nil
 }
 
 // readData returns the bytes of a value: inline bytes, or a view of the
@@ -141,7 +141,7 @@ func (cw *Worker) readData(ctx context.Context, id protos.ObjectID, d *protos.Ob
 	if !d.GetInStore() {
 		return d.GetData(), false, nil
 	}
-	if node := protos.MustUniqueID(d.GetNodeId()); node != cw.nodeID {
+	if node := protos.MustUniqueID(d.GetNodeId()); node != cw.node().id {
 		err := cw.pull(ctx, id, node, d)
 		if errors.Is(err, ErrObjectLost) {
 			// This process may hear of the node's death after finding it
@@ -159,14 +159,14 @@ func (cw *Worker) readData(ctx context.Context, id protos.ObjectID, d *protos.Ob
 			return nil, false, err
 		}
 	}
-	off, size, err := cw.store.acquire(ctx, id)
+	off, size, err := cw.node().store.acquire(ctx, id)
 	if err != nil {
 		if isNotFound(err) {
 			return nil, false, fmt.Errorf("%w: object %s is not in the node's store", ErrObjectLost, id)
 		}
 		return nil, false, fmt.Errorf("%w: object %s: %w", ErrObjectLost, id, err)
 	}
-	b, err = cw.seg.CheckedSlice(off, size)
+	b, err = cw.node().seg.CheckedSlice(off, size)
 	if err != nil {
 		cw.releasePins([]protos.ObjectID{id})
 		return nil, false, fmt.Errorf("object %s: %w", id, err)
@@ -181,7 +181,7 @@ func (cw *Worker) pull(ctx context.Context, id protos.ObjectID, node protos.Node
 	if owner := cw.objects.ownerOf(id); owner != nil {
 		req.OwnerWorkerId = owner.GetWorkerId()
 	}
-	err := cw.raylet.Call(ctx, protos.Method_PULL_OBJECT, req, &protos.PullObjectReply{})
+	err := cw.node().raylet.Call(ctx, protos.Method_PULL_OBJECT, req, &protos.PullObjectReply{})
 	var re *wire.RemoteError
 	switch {
 	case err == nil:
@@ -204,7 +204,7 @@ func (cw *Worker) fetchLocal(ctx context.Context, id protos.ObjectID) error {
 		return nil
 	}
 	node := protos.MustUniqueID(data.GetNodeId())
-	if node == cw.nodeID {
+	if node == cw.node().id {
 		return nil
 	}
 	return cw.pull(ctx, id, node, data)
@@ -212,8 +212,8 @@ func (cw *Worker) fetchLocal(ctx context.Context, id protos.ObjectID) error {
 
 // releasePins drops pins taken by readData.
 func (cw *Worker) releasePins(ids []protos.ObjectID) {
-	if cw.store != nil && len(ids) > 0 && !cw.closed.Load() {
-		cw.store.release(ids)
+	if cw.node().store != nil && len(ids) > 0 && !cw.closed.Load() {
+		cw.node().store.release(ids)
 	}
 }
 
@@ -224,7 +224,7 @@ func isNotFound(err error) bool {
 
 // freeStored frees one owned stored object, wherever its primary is.
 func (cw *Worker) freeStored(id protos.ObjectID, data *protos.ObjectData) {
-	if node := protos.MustUniqueID(data.GetNodeId()); node != cw.nodeID {
+	if node := protos.MustUniqueID(data.GetNodeId()); node != cw.node().id {
 		cw.deleteRemote(node, []protos.ObjectID{id})
 		return
 	}
@@ -234,16 +234,16 @@ func (cw *Worker) freeStored(id protos.ObjectID, data *protos.ObjectData) {
 // deleteRemote frees owned objects whose primary copy is on node: the
 // local raylet deletes its copies and forwards the delete there.
 func (cw *Worker) deleteRemote(node protos.NodeID, ids []protos.ObjectID) {
-	if cw.raylet != nil && len(ids) > 0 && !cw.closed.Load() {
+	if cw.node().raylet != nil && len(ids) > 0 && !cw.closed.Load() {
 		inChunks(ids, func(ids []protos.ObjectID) {
-			_ = cw.raylet.Notify(protos.Method_DELETE_OBJECTS, &protos.DeleteObjectsRequest{ObjectIds: idBytes(ids), PrimaryNodeId: node.Bytes()})
+			_ = cw.node().raylet.Notify(protos.Method_DELETE_OBJECTS, &protos.DeleteObjectsRequest{ObjectIds: idBytes(ids), PrimaryNodeId: node.Bytes()})
 		})
 	}
 }
 
 func (cw *Worker) deleteStored(ids []protos.ObjectID) {
-	if cw.store != nil && len(ids) > 0 {
-		cw.store.delete(ids)
+	if cw.node().store != nil && len(ids) > 0 {
+		cw.node().store.delete(ids)
 	}
 }
 
@@ -299,10 +299,10 @@ func (cw *Worker) createAfterGC(ctx context.Context, id protos.ObjectID, size ui
 			break // the collection freed nothing more: spill
 		}
 		before = now
-		off, err := cw.store.create(ctx, id, size, owner, false)
+		off, err := cw.node().store.create(ctx, id, size, owner, false)
 		if !isStoreFull(err) {
 			return off, err
 		}
 	}
-	return cw.store.create(ctx, id, size, owner, true)
+	return cw.node().store.create(ctx, id, size, owner, true)
 }

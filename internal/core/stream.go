@@ -126,7 +126,7 @@ func (cw *Worker) serveStreamItem(c *wire.Conn, req *wire.Request) {
 	id := protos.ObjectIDFor(taskID, uint32(streamIndexBase+m.GetIndex()))
 	cw.objects.addOwned(id)
 	// The stream holds the item until Next hands out a ref to it.
-	cw.objects.addLocalRef(id, cw.addr)
+	cw.objects.addLocalRef(id, cw.node().addr)
 	cw.objects.completeResult(id, m.GetData(), nil)
 	st.mu.Lock()
 	st.items = append(st.items, id)
@@ -190,7 +190,7 @@ func (s *Stream) Next(ctx context.Context) (ObjectRef, error) {
 			st.items[st.next] = protos.ObjectID{}
 			st.next++
 			st.mu.Unlock()
-			ref := newObjectRef(st.cw, id, st.cw.addr)
+			ref := newObjectRef(st.cw, id, st.cw.node().addr)
 			st.cw.objects.removeLocalRef(id)
 			return ref, nil
 		}

@@ -131,7 +131,7 @@ func (cw *Worker) SubmitTask(ctx context.Context, fn string, args []Arg, opts Ca
 		JobId:          cw.jobID.Bytes(),
 		Function:       fn,
 		Resources:      res,
-		Owner:          cw.addr,
+		Owner:          cw.node().addr,
 		Name:           name,
 		FunctionDigest: cw.digest,
 	}
@@ -146,7 +146,7 @@ func (cw *Worker) SubmitTask(ctx context.Context, fn string, args []Arg, opts Ca
 		return ObjectRef{}, err
 	}
 	cw.objects.addOwned(t.returnID)
-	ref := newObjectRef(cw, t.returnID, cw.addr)
+	ref := newObjectRef(cw, t.returnID, cw.node().addr)
 	if opts.stream {
 		cw.streams.open(cw, taskID)
 	}
@@ -278,9 +278,9 @@ func (s *submitter) pushLocked(l *lease, t *pendingTask) {
 func (s *submitter) requestLease(q *schedQueue) {
 	req := &protos.RequestWorkerLeaseRequest{JobId: s.cw.jobID.Bytes(), Resources: q.resources, Function: q.function, Strategy: q.strategy}
 	if len(q.tasks) > 0 {
-		req.PreferredNodeId = argsNode(q.tasks[0].spec.GetArgs(), s.cw.nodeID)
+		req.PreferredNodeId = argsNode(q.tasks[0].spec.GetArgs(), s.cw.node().id)
 	}
-	s.askRaylet(q, s.cw.raylet, req)
+	s.askRaylet(q, s.cw.node().raylet, req)
 }
 
 // spillRetryDelay is how long a lease request waits before going back to
@@ -292,12 +292,13 @@ const spillRetryDelay = 100 * time.Millisecond
 // node's after a spillback) and follows the answer: a grant, a spillback to
 // another node, or an error.
 func (s *submitter) askRaylet(q *schedQueue, raylet *wire.Conn, req *protos.RequestWorkerLeaseRequest) {
-	local := raylet == s.cw.raylet
+	b := s.cw.node()
+	local := raylet == b.raylet
 	retryLocal := func() {
 		time.AfterFunc(spillRetryDelay, func() {
 			r := proto.CloneOf(req)
 			r.NoSpillback = false
-			s.askRaylet(q, s.cw.raylet, r)
+			s.askRaylet(q, s.cw.node().raylet, r)
 		})
 	}
 	err := raylet.Go(protos.Method_REQUEST_WORKER_LEASE, req, func(payload []byte, err error) {
@@ -308,6 +309,12 @@ func (s *submitter) askRaylet(q *schedQueue, raylet *wire.Conn, req *protos.Requ
 		if err != nil {
 			if !local && isConnError(err) {
 				retryLocal()
+				return
+			}
+			if isConnError(err) {
+				// This machine's raylet is gone: a driver waits for the
+				// next one (the head restarting).
+				s.cw.afterRebind(b, func(next *wire.Conn) { s.askRaylet(q, next, req) }, func() { s.leaseFailed(q, err) })
 				return
 			}
 			s.leaseFailed(q, err)
@@ -342,7 +349,7 @@ func (s *submitter) askRaylet(q *schedQueue, raylet *wire.Conn, req *protos.Requ
 			retryLocal()
 			return
 		}
-		go s.leaseFailed(q, err)
+		s.cw.afterRebind(b, func(next *wire.Conn) { s.askRaylet(q, next, req) }, func() { s.leaseFailed(q, err) })
 	}
 }
 

@@ -61,7 +61,7 @@ func GetRuntimeContext(ctx context.Context) RuntimeContext {
 	if cw == nil {
 		return RuntimeContext{}
 	}
-	rc := RuntimeContext{JobID: cw.jobID, NodeID: cw.nodeID, WorkerID: cw.workerID, IsWorker: cw.isWorker}
+	rc := RuntimeContext{JobID: cw.jobID, NodeID: cw.node().id, WorkerID: cw.workerID, IsWorker: cw.isWorker}
 	if ti := taskInfoFrom(ctx); ti != nil {
 		rc.TaskID, rc.Function, rc.Attempt, rc.Resources = ti.taskID, ti.function, ti.attempt, maps.Clone(ti.resources)
 	}

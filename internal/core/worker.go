@@ -54,29 +54,29 @@ func runWorker(log zerolog.Logger) error {
 	}
 	// Known before registering: tasks may arrive as soon as the raylet
 	// has the registration, before its reply reaches us.
-	cw.nodeID = ids[raylet.EnvNodeID]
+	cw.setup(func(b *nodeBinding) { b.setNode(ids[raylet.EnvNodeID]) })
 	cw.gcsAddress = os.Getenv(raylet.EnvGCSAddress)
 	cw.namespace = os.Getenv(raylet.EnvNamespace)
 	if cw.namespace == "" {
 		cw.namespace = "default"
 	}
-	cw.addr.NodeId = cw.nodeID.Bytes()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c, err := cw.dial(ctx, os.Getenv(raylet.EnvRaylet))
 	if err != nil {
 		return fmt.Errorf("connect to raylet: %w", err)
 	}
-	cw.raylet = c
+	cw.setup(func(b *nodeBinding) { b.raylet = c })
 	seg, err := objstore.OpenSegment(os.Getenv(raylet.EnvStorePath))
 	if err != nil {
 		return fmt.Errorf("map object store: %w", err)
 	}
-	cw.seg, cw.ownSeg, cw.store = seg, true, rayletStore{c}
+	cw.setup(func(b *nodeBinding) { b.seg, b.store = seg, rayletStore{c} })
+	cw.ownSeg = true
 	cur.Store(cw)
 	var reply protos.RegisterWorkerReply
 	if err := c.Call(ctx, protos.Method_REGISTER_WORKER, &protos.RegisterWorkerRequest{
-		WorkerId: cw.workerID.Bytes(), Pid: int32(os.Getpid()), Endpoint: cw.addr.GetEndpoint(), TcpEndpoint: cw.addr.GetTcpEndpoint(), JobId: cw.jobID.Bytes(), FunctionDigest: cw.digest,
+		WorkerId: cw.workerID.Bytes(), Pid: int32(os.Getpid()), Endpoint: cw.node().addr.GetEndpoint(), TcpEndpoint: cw.node().addr.GetTcpEndpoint(), JobId: cw.jobID.Bytes(), FunctionDigest: cw.digest,
 	}, &reply); err != nil {
 		return fmt.Errorf("register with raylet: %w", err)
 	}
