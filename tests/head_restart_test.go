@@ -1,9 +1,9 @@
 package tests
 
 import (
+	"context"
 	"os"
 	"path/filepath"
-	"context"
 	"strings"
 	"testing"
 	"time"
