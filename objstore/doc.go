@@ -124,9 +124,35 @@
 // into a page already present. Freed blocks keep their pages, so this is
 // paid once per region. The Store remembers how far into the segment it has
 // ever allocated; a Put reaching past that point populates the pages first
-// (Segment.Prefault, in parallel chunks), which both speeds it up and turns
-// an out-of-space tmpfs into an error instead of a SIGBUS. A worker writing
-// into a block it created can call Prefault on it for the same effect.
-// Copy splits large copies over several goroutines; thresholds are
+// (Segment.Prefault, in parallel chunks), which speeds it up. A worker
+// writing into a block it created can call Prefault on it for the same
+// effect. Copy splits large copies over several goroutines; thresholds are
 // explained in copy.go.
+//
+// # Running out of shared memory
+//
+// A first write into a page that a full tmpfs cannot allocate is not an
+// error but a SIGBUS, which kills the writing process: a worker, or a
+// driver whose process also holds the embedded raylet and GCS. Two guards
+// keep every write in allocated pages:
+//
+//   - CreateSegment checks with statfs that the segment's directory has
+//     as much free space as the capacity asked for, and otherwise fails
+//     with an error wrapping ErrShmTooSmall that names the directory, the
+//     size asked for and the space free (CheckShmSpace).
+//   - The Store reserves the pages of each block before handing it out
+//     (Segment.Reserve: fallocate on the segment's file), growing the
+//     reservation as a high-water mark, so only the first use of a region
+//     pays. Space can still run out after the start check, as other
+//     nodes' stores and other files fill the directory: then Create (and
+//     Put, and a restore) gives the block back and fails with a
+//     *ShmFullError, which matches ErrStoreFull and ErrShmTooSmall and
+//     names the directory. Blocks already reserved go on being served.
+//
+// Reserving the whole capacity at start would have done the same with one
+// call, but it takes time in proportion to the store (0.18 s for 2 GiB) and
+// commits the memory of a store that may never fill; per block, the
+// reservation costs about what the first writes would have cost anyway,
+// since it only moves the zeroing of the pages earlier (docs/benchmarks.md,
+// "Reserving shared memory").
 package objstore
