@@ -13,7 +13,9 @@
 // create or look up an object and receive an offset and a size.
 //
 //	// raylet
-//	seg, err := objstore.CreateSegment("/dev/shm/goray-"+nodeID.Short(), 8<<30)
+//	objstore.RemoveStaleSegments(objstore.DefaultShmDir) // of raylets killed here
+//	path := filepath.Join(objstore.DefaultShmDir, objstore.SegmentName(os.Getpid(), nodeID.Short()))
+//	seg, err := objstore.CreateSegment(path, 8<<30) // ErrShmTooSmall if /dev/shm has less free
 //	if err != nil { ... }
 //	defer seg.Remove()
 //	defer seg.Close()
@@ -155,4 +157,17 @@
 // reservation costs about what the first writes would have cost anyway,
 // since it only moves the zeroing of the pages earlier (docs/benchmarks.md,
 // "Reserving shared memory").
+//
+// # Stale segments
+//
+// A process killed with SIGKILL cannot remove its segment, whose memory
+// tmpfs then keeps until reboot. The creating process holds an exclusive
+// flock on the segment's file until Close, and the kernel drops the lock
+// however the process dies. RemoveStaleSegments, which a raylet runs when
+// it starts and when it hears that another node left, removes from a
+// directory the files named as SegmentName names them whose lock is free
+// and whose creator is gone: no process has its pid, or it is a zombie, or
+// the process that has it started after the file was made (a reused pid).
+// The pid check also covers the instant between a creator's open and its
+// flock.
 package objstore

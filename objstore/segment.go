@@ -19,9 +19,10 @@ type Segment struct {
 	path     string
 	capacity uint64
 	// file stays open for the mapping's life: Reserve allocates pages
-	// through it. An *os.File rather than a raw descriptor so that a
-	// Close racing a Reserve cannot make the fallocate land in whatever
-	// file reuses the number.
+	// through it and, in the creating process, it holds the flock that
+	// tells RemoveStaleSegments the segment is in use. An *os.File
+	// rather than a raw descriptor so that a Close racing a Reserve
+	// cannot make the fallocate land in whatever file reuses the number.
 	file *os.File
 
 	mu      sync.Mutex // guards data and removed against concurrent Close/Remove
@@ -42,7 +43,8 @@ const DefaultShmDir = "/dev/shm"
 // objects are written; the other side of that is that a tmpfs smaller than
 // the store is only found out when a write faults. So CreateSegment first
 // checks that the directory has capacity bytes free and fails with
-// ErrShmTooSmall if not.
+// ErrShmTooSmall if not. The creator holds an exclusive flock on the file
+// until Close, which RemoveStaleSegments takes as proof of life.
 func CreateSegment(path string, capacity uint64) (*Segment, error) {
 	if capacity == 0 {
 		return nil, fmt.Errorf("objstore: create segment %s: capacity must be positive", path)
@@ -61,6 +63,11 @@ func CreateSegment(path string, capacity uint64) (*Segment, error) {
 		_ = unix.Unlink(path)
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("objstore: create segment %s: %s: %w", path, op, err)
+	}
+	// Blocking: a RemoveStaleSegments in another process may hold the lock
+	// for the moment it takes to see that this process is alive.
+	if err := flock(fd, unix.LOCK_EX); err != nil {
+		return fail("flock", err)
 	}
 	if err := unix.Ftruncate(fd, int64(capacity)); err != nil {
 		return fail("ftruncate", err)
@@ -102,6 +109,15 @@ func freeSpace(dir string) uint64 {
 		return 0
 	}
 	return st.Bavail * uint64(st.Bsize)
+}
+
+func flock(fd, how int) error {
+	for {
+		err := unix.Flock(fd, how)
+		if !errors.Is(err, unix.EINTR) {
+			return err
+		}
+	}
 }
 
 // OpenSegment maps an existing segment, as a worker or driver does with the
@@ -267,6 +283,8 @@ func (s *Segment) Close() error {
 	}
 	err := unix.Munmap(s.data)
 	s.data = nil
+	// Closing the file releases the creator's flock, after which
+	// RemoveStaleSegments in any process may remove the file.
 	_ = s.file.Close()
 	if err != nil {
 		return fmt.Errorf("objstore: close segment %s: munmap: %w", s.path, err)
