@@ -255,6 +255,37 @@ func BenchmarkFirstWrite(b *testing.B) {
 	}
 }
 
+// BenchmarkReserve is Segment.Reserve alone, of pages not yet allocated
+// ("fresh") and of pages already allocated ("again"): why the store keeps
+// a high-water mark rather than reserving every block it hands out.
+func BenchmarkReserve(b *testing.B) {
+	sizes := []int{1 << 20, 64 << 20}
+	seg := newSegment(b, uint64(sizes[len(sizes)-1]))
+	for _, kind := range []string{"fresh", "again"} {
+		for _, n := range sizes {
+			b.Run(fmt.Sprintf("%s/%s", kind, sizeName(n)), func(b *testing.B) {
+				dst := seg.Slice(0, uint64(n))
+				b.SetBytes(int64(n))
+				if err := seg.Reserve(0, uint64(n)); err != nil {
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					if kind == "fresh" {
+						b.StopTimer()
+						if err := unix.Madvise(dst, unix.MADV_REMOVE); err != nil {
+							b.Fatal(err)
+						}
+						b.StartTimer()
+					}
+					if err := seg.Reserve(0, uint64(n)); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
 func memTotal() uint64 {
 	b, err := os.ReadFile("/proc/meminfo")
 	if err != nil {

@@ -224,7 +224,9 @@ func (s *Store) create(id protos.ObjectID, size uint64, owner protos.WorkerID, s
 // first write into an unallocated page would be a SIGBUS. Allocated blocks
 // grow the reservation as a high-water mark, like touched, since the
 // allocator fills the segment from its start and fallocate of pages
-// already allocated costs as much as allocating them (docs/benchmarks.md).
+// already allocated is not free: 12 us per MiB, a third of a warm copy
+// (docs/benchmarks.md), which reserving every block would add to every
+// put.
 func (s *Store) reserve(end uint64) error {
 	if end <= s.reserved.Load() {
 		return nil
