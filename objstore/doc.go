@@ -13,7 +13,9 @@
 // create or look up an object and receive an offset and a size.
 //
 //	// raylet
-//	seg, err := objstore.CreateSegment("/dev/shm/goray-"+nodeID.Short(), 8<<30)
+//	objstore.RemoveStaleSegments(objstore.DefaultShmDir) // of raylets killed here
+//	path := filepath.Join(objstore.DefaultShmDir, objstore.SegmentName(os.Getpid(), nodeID.Short()))
+//	seg, err := objstore.CreateSegment(path, 8<<30) // ErrShmTooSmall if /dev/shm has less free
 //	if err != nil { ... }
 //	defer seg.Remove()
 //	defer seg.Close()
@@ -124,9 +126,48 @@
 // into a page already present. Freed blocks keep their pages, so this is
 // paid once per region. The Store remembers how far into the segment it has
 // ever allocated; a Put reaching past that point populates the pages first
-// (Segment.Prefault, in parallel chunks), which both speeds it up and turns
-// an out-of-space tmpfs into an error instead of a SIGBUS. A worker writing
-// into a block it created can call Prefault on it for the same effect.
-// Copy splits large copies over several goroutines; thresholds are
+// (Segment.Prefault, in parallel chunks), which speeds it up. A worker
+// writing into a block it created can call Prefault on it for the same
+// effect. Copy splits large copies over several goroutines; thresholds are
 // explained in copy.go.
+//
+// # Running out of shared memory
+//
+// A first write into a page that a full tmpfs cannot allocate is not an
+// error but a SIGBUS, which kills the writing process: a worker, or a
+// driver whose process also holds the embedded raylet and GCS. Two guards
+// keep every write in allocated pages:
+//
+//   - CreateSegment checks with statfs that the segment's directory has
+//     as much free space as the capacity asked for, and otherwise fails
+//     with an error wrapping ErrShmTooSmall that names the directory, the
+//     size asked for and the space free (CheckShmSpace).
+//   - The Store reserves the pages of each block before handing it out
+//     (Segment.Reserve: fallocate on the segment's file), growing the
+//     reservation as a high-water mark, so only the first use of a region
+//     pays. Space can still run out after the start check, as other
+//     nodes' stores and other files fill the directory: then Create (and
+//     Put, and a restore) gives the block back and fails with a
+//     *ShmFullError, which matches ErrStoreFull and ErrShmTooSmall and
+//     names the directory. Blocks already reserved go on being served.
+//
+// Reserving the whole capacity at start would have done the same with one
+// call, but it takes time in proportion to the store (0.18 s for 2 GiB) and
+// commits the memory of a store that may never fill; per block, the
+// reservation costs about what the first writes would have cost anyway,
+// since it only moves the zeroing of the pages earlier (docs/benchmarks.md,
+// "Reserving shared memory").
+//
+// # Stale segments
+//
+// A process killed with SIGKILL cannot remove its segment, whose memory
+// tmpfs then keeps until reboot. The creating process holds an exclusive
+// flock on the segment's file until Close, and the kernel drops the lock
+// however the process dies. RemoveStaleSegments, which a raylet runs when
+// it starts and when it hears that another node left, removes from a
+// directory the files named as SegmentName names them whose lock is free
+// and whose creator is gone: no process has its pid, or it is a zombie, or
+// the process that has it started after the file was made (a reused pid).
+// The pid check also covers the instant between a creator's open and its
+// flock.
 package objstore

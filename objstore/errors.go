@@ -3,6 +3,8 @@ package objstore
 import (
 	"errors"
 	"fmt"
+
+	"github.com/goray/goray/state"
 )
 
 // Sentinel errors. Operations wrap them with context (the object id, the
@@ -35,7 +37,37 @@ var (
 	// ErrSpillCorrupt means a spill record's header or checksum does not
 	// match what was written: the disk or someone else changed the file.
 	ErrSpillCorrupt = errors.New("objstore: spill record corrupt")
+	// ErrShmTooSmall means the file system holding the segment (normally
+	// the tmpfs /dev/shm) cannot back the store: at CreateSegment it has
+	// less free space than the capacity asked for, and later (as a
+	// *ShmFullError) it had no room left for the pages of a new block.
+	// Without the check a write into a page tmpfs cannot allocate kills
+	// the writing process with SIGBUS.
+	ErrShmTooSmall = errors.New("objstore: shared-memory directory too small")
 )
+
+// ShmFullError reports that the segment's file system had no room for the
+// pages of a new block, so Create gave the block back rather than hand
+// out memory that would fault. Space is short because something else on
+// the machine filled the directory after the store started (another
+// node's store, or any other file), since CreateSegment checked there was
+// room for the whole capacity. It matches ErrShmTooSmall and also
+// ErrStoreFull: to a creator the store is full.
+type ShmFullError struct {
+	Dir       string // the segment's directory
+	Off, Size uint64 // the range of the segment whose pages were asked for
+	Free      uint64 // bytes free in Dir just after the failure
+	Err       error  // what the file system said, normally ENOSPC
+}
+
+func (e *ShmFullError) Error() string {
+	return fmt.Sprintf("objstore: store full: %s has no room for the pages of segment range [%d, +%d) (%s free there): %v; free space in %s or make it larger",
+		e.Dir, e.Off, e.Size, state.FormatBytes(e.Free), e.Err, e.Dir)
+}
+
+// Unwrap makes errors.Is hold for ErrStoreFull, ErrShmTooSmall and the
+// underlying errno.
+func (e *ShmFullError) Unwrap() []error { return []error{ErrStoreFull, ErrShmTooSmall, e.Err} }
 
 // FullError reports a failed allocation. Largest free block is given next to
 // free space because fragmentation, not total use, can be the reason; pinned

@@ -3,6 +3,7 @@ package objstore
 import (
 	"fmt"
 	"hash/fnv"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,7 +17,25 @@ import (
 // TestCrossProcess. Its value is "path,readOff,readSize,writeOff,writeSize".
 const childEnv = "GORAY_OBJSTORE_TEST_CHILD"
 
+// holderEnv switches the test binary into a process that creates a
+// segment in the directory named by its value, as a raylet does, says
+// "ready" on stdout and holds the segment until stdin closes or it is
+// killed.
+const holderEnv = "GORAY_OBJSTORE_TEST_HOLDER"
+
 func TestMain(m *testing.M) {
+	if dir, ok := os.LookupEnv(holderEnv); ok {
+		seg, err := CreateSegment(filepath.Join(dir, SegmentName(os.Getpid(), holderNode)), 1<<20)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "holder:", err)
+			os.Exit(1)
+		}
+		fmt.Println("ready")
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		_ = seg.Close()
+		_ = seg.Remove()
+		os.Exit(0)
+	}
 	if arg, ok := os.LookupEnv(childEnv); ok {
 		if err := runChild(arg); err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)

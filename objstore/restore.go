@@ -38,6 +38,9 @@ func (s *Store) restore(o *object, rec spillRecord, op *restoreOp) {
 	s.mu.Unlock()
 
 	var elapsed time.Duration
+	if err == nil {
+		err = s.reserve(off + BlockSize(o.size))
+	}
 	if err == nil && fresh {
 		if err = s.seg.Prefault(off, o.size); err != nil {
 			s.untouch(off)

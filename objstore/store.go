@@ -47,6 +47,14 @@ type Store struct {
 	touched uint64
 	closed  bool
 
+	// reserved is how far into the segment pages have been reserved
+	// (Segment.Reserve): every block handed out lies below it. It is
+	// only raised, under resMu, which serialises reservations without
+	// holding up the table: a large first reservation zeroes pages for
+	// a while.
+	resMu    sync.Mutex
+	reserved atomic.Uint64
+
 	holders    map[Holder]map[protos.ObjectID][]pin
 	nextHolder atomic.Uint64
 	pinned     uint64 // bytes in blocks with at least one pin
@@ -184,7 +192,6 @@ func (s *Store) create(id protos.ObjectID, size uint64, owner protos.WorkerID, s
 		return 0, false, fmt.Errorf("objstore: create %s: %w", id, ErrSegmentClosed)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	off, fresh, err = s.allocLocked(size, spill, func() error {
 		if _, ok := s.objects[id]; ok {
 			return ErrObjectExists
@@ -192,10 +199,50 @@ func (s *Store) create(id protos.ObjectID, size uint64, owner protos.WorkerID, s
 		return nil
 	})
 	if err != nil {
+		s.mu.Unlock()
 		return 0, false, fmt.Errorf("objstore: create %s: %w", id, err)
 	}
-	s.objects[id] = &object{id: id, size: size, owner: owner, off: off, hasBlock: true, inMem: true}
+	o := &object{id: id, size: size, owner: owner, off: off, hasBlock: true, inMem: true}
+	s.objects[id] = o
+	s.mu.Unlock()
+	// The object is in the table but unsealed, so nobody but this
+	// creator, which has not been told the offset yet, writes or reads it.
+	if err := s.reserve(off + BlockSize(size)); err != nil {
+		s.mu.Lock()
+		if s.objects[id] == o { // else DeleteOwnedBy took it meanwhile
+			s.deleteLocked(o)
+		}
+		s.mu.Unlock()
+		return 0, false, fmt.Errorf("objstore: create %s: %w", id, err)
+	}
 	return off, fresh, nil
+}
+
+// reserve makes sure the pages under [0, end) are allocated in the
+// segment's file before any block reaching there is written: once a block
+// is handed out, other processes write into it, and on a full tmpfs their
+// first write into an unallocated page would be a SIGBUS. Allocated blocks
+// grow the reservation as a high-water mark, like touched, since the
+// allocator fills the segment from its start and fallocate of pages
+// already allocated is not free: 12 us per MiB, a third of a warm copy
+// (docs/benchmarks.md), which reserving every block would add to every
+// put.
+func (s *Store) reserve(end uint64) error {
+	if end <= s.reserved.Load() {
+		return nil
+	}
+	s.resMu.Lock()
+	defer s.resMu.Unlock()
+	from := s.reserved.Load()
+	if end <= from {
+		return nil // a concurrent create reserved past end meanwhile
+	}
+	end = min((end+sysPageSize-1)&^(sysPageSize-1), s.seg.Capacity())
+	if err := s.seg.Reserve(from, end-from); err != nil {
+		return err
+	}
+	s.reserved.Store(end)
+	return nil
 }
 
 // allocLocked reserves a block for size bytes, spilling other objects when

@@ -53,6 +53,21 @@ func (r *Raylet) RemovePeer(id protos.NodeID) {
 	}
 	r.peerAddrs.Delete(id)
 	r.system.Root.Send(r.pid, peerRemoved{id: id})
+	// A node of this machine that died by SIGKILL left its segment, and
+	// the next raylet to start here may be a long way off.
+	r.sweepStaleSegments()
+}
+
+// sweepStaleSegments runs removeStaleSegments in the background, one sweep
+// at a time: a sweep in progress will see whatever a second would.
+func (r *Raylet) sweepStaleSegments() {
+	if !r.sweeping.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer r.sweeping.Store(false)
+		r.removeStaleSegments()
+	}()
 }
 
 // peerAddress is where a peer's raylet and transfer server listen; kept

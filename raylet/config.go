@@ -3,12 +3,14 @@ package raylet
 import (
 	"context"
 	"math"
+	"path/filepath"
 	"runtime"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/protos"
 )
 
@@ -26,6 +28,11 @@ type Config struct {
 	// ObjectStoreMemory is the shared-memory segment size in bytes; 0 means
 	// 30% of the machine's memory, as Ray.
 	ObjectStoreMemory uint64
+	// ShmDir is the directory of the node's shared-memory segment, a
+	// tmpfs; "" means /dev/shm. Start refuses a directory with less free
+	// space than ObjectStoreMemory (objstore.ErrShmTooSmall) and removes
+	// the segments there of raylets that died without removing theirs.
+	ShmDir string
 	// SpillDir is where objects are spilled when the store is full; ""
 	// means SessionDir/spill/<node>. Spill files are removed on Shutdown.
 	SpillDir string
@@ -83,6 +90,10 @@ type Config struct {
 	// listen on, "127.0.0.1:0" for a free port (Raylet.MetricsAddr tells
 	// which), or "" for no endpoint.
 	MetricsAddr string
+
+	// defaultStore: ObjectStoreMemory was left to its default, which
+	// error messages say.
+	defaultStore bool
 }
 
 func (c *Config) setDefaults() {
@@ -91,6 +102,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.ObjectStoreMemory == 0 {
 		c.ObjectStoreMemory = defaultStoreMemory()
+		c.defaultStore = true
+	}
+	if c.ShmDir == "" {
+		c.ShmDir = objstore.DefaultShmDir
+	}
+	// Workers, in other working directories, open the segment by its
+	// path.
+	if abs, err := filepath.Abs(c.ShmDir); err == nil {
+		c.ShmDir = abs
 	}
 	if c.MaxWorkers == 0 {
 		c.MaxWorkers = int(math.Max(4, 2*math.Ceil(c.Resources.Get(CPU))))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/protos"
 )
 
@@ -281,8 +282,9 @@ func TestMetricsAddrInUse(t *testing.T) {
 	if !strings.Contains(err.Error(), "metrics") {
 		t.Errorf("error %q does not mention metrics", err)
 	}
-	if _, serr := os.Stat(StorePath(r.NodeID())); !os.IsNotExist(serr) {
-		t.Errorf("shm segment %s left after a failed Start: %v", StorePath(r.NodeID()), serr)
+	path := StorePath(objstore.DefaultShmDir, r.NodeID())
+	if _, serr := os.Stat(path); !os.IsNotExist(serr) {
+		t.Errorf("shm segment %s left after a failed Start: %v", path, serr)
 	}
 	r.Shutdown()
 }

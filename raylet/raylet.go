@@ -8,11 +8,10 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"syscall"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/goray/goray/actors"
@@ -49,6 +48,9 @@ type Raylet struct {
 	// transfer moves objects between nodes (transfer.go).
 	transfer *transferState
 
+	// sweeping: a removal of stale shm segments runs (cluster_view.go).
+	sweeping atomic.Bool
+
 	stopOnce sync.Once
 	stopped  chan struct{}
 }
@@ -65,25 +67,48 @@ func New(cfg Config) (*Raylet, error) {
 	return &Raylet{cfg: cfg, stopped: make(chan struct{}), holders: map[*wire.Conn]objstore.Holder{}}, nil
 }
 
-// StorePath is the shm segment path of a node. The raylet's pid in the name
-// lets a later raylet remove segments left by one that was killed.
-func StorePath(node protos.NodeID) string {
-	return filepath.Join("/dev/shm", fmt.Sprintf("goray-%d-%s", os.Getpid(), node.Short()))
+// StorePath is the shm segment path of a node whose segments live in dir.
+// The raylet's pid in the name (objstore.SegmentName) lets a later raylet
+// tell whether the one that made a leftover segment is still alive.
+func StorePath(dir string, node protos.NodeID) string {
+	return filepath.Join(dir, objstore.SegmentName(os.Getpid(), node.Short()))
 }
 
-// removeStaleSegments deletes segments of raylets that no longer run.
-func removeStaleSegments(log zerolog.Logger) {
-	paths, _ := filepath.Glob("/dev/shm/goray-*-*")
-	for _, p := range paths {
-		var pid int
-		if _, err := fmt.Sscanf(filepath.Base(p), "goray-%d-", &pid); err != nil || pid <= 0 {
-			continue
-		}
-		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
-			if os.Remove(p) == nil {
-				log.Info().Str("path", p).Int("pid", pid).Msg("removed shm segment of a raylet that is gone")
-			}
-		}
+// CheckShm tells, before anything starts, whether dir (a node's ShmDir, ""
+// for the default) has room for an object store of size bytes (0 for the
+// default size): the error a raylet's Start would fail with, telling how
+// to fix it.
+func CheckShm(dir string, size uint64) error {
+	cfg := Config{ShmDir: dir, ObjectStoreMemory: size}
+	cfg.setDefaults()
+	return shmError(cfg, objstore.CheckShmSpace(cfg.ShmDir, cfg.ObjectStoreMemory))
+}
+
+// shmError adds to a shared memory shortage the ways out.
+func shmError(cfg Config, err error) error {
+	if !errors.Is(err, objstore.ErrShmTooSmall) {
+		return err
+	}
+	size := ""
+	if cfg.defaultStore {
+		size = ", the default being 30% of memory"
+	}
+	return fmt.Errorf("raylet: object store: %w; make the store smaller (goray start --object-store-memory, sdk.ObjectStoreMemory%s), give %s more space (docker run --shm-size, or mount -o remount,size=... %s), or put the store in a larger tmpfs (goray start --shm-dir, sdk.ShmDir)",
+		err, size, cfg.ShmDir, cfg.ShmDir)
+}
+
+// removeStaleSegments removes the segments of raylets on this machine that
+// died without removing theirs (objstore.RemoveStaleSegments says how
+// it tells).
+func (r *Raylet) removeStaleSegments() {
+	removed, err := objstore.RemoveStaleSegments(r.cfg.ShmDir)
+	if err != nil {
+		r.cfg.Logger.Warn().Err(err).Msg("could not look for stale shm segments")
+	}
+	for _, s := range removed {
+		r.cfg.Logger.Info().Str("path", s.Path).Int("pid", s.PID).Str("reason", s.Reason).
+			Uint64("size", uint64(s.Size)).Uint64("allocated", uint64(s.Allocated)).
+			Msg("removed the shm segment of a raylet that is gone")
 	}
 }
 
@@ -97,8 +122,11 @@ func (r *Raylet) Start() error {
 	if err := MakeSocketDir(sockets); err != nil {
 		return fmt.Errorf("raylet: %w", err)
 	}
-	removeStaleSegments(r.cfg.Logger)
-	seg, err := objstore.CreateSegment(StorePath(r.cfg.NodeID), r.cfg.ObjectStoreMemory)
+	r.removeStaleSegments()
+	seg, err := objstore.CreateSegment(StorePath(r.cfg.ShmDir, r.cfg.NodeID), r.cfg.ObjectStoreMemory)
+	if errors.Is(err, objstore.ErrShmTooSmall) {
+		return shmError(r.cfg, err)
+	}
 	if err != nil {
 		return fmt.Errorf("raylet: object store: %w", err)
 	}

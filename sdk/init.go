@@ -71,8 +71,16 @@ func NodeGPUs(n float64) InitOption { return initOpt(core.NodeGPUs(n)) }
 // NodeResources adds custom resources to the embedded cluster's node.
 func NodeResources(r map[string]float64) InitOption { return initOpt(core.NodeResources(r)) }
 
-// ObjectStoreMemory sets the embedded node's object store size in bytes.
+// ObjectStoreMemory sets the embedded node's object store size in bytes
+// (default: 30% of the machine's memory). Init fails with a message saying
+// so if the store's directory (ShmDir) has less free space.
 func ObjectStoreMemory(bytes uint64) InitOption { return initOpt(core.ObjectStoreMemory(bytes)) }
+
+// ShmDir sets the directory of the embedded node's object store: a tmpfs
+// holding its shared-memory segment (default /dev/shm, Ray's
+// _plasma_directory). Use it where /dev/shm is too small for the store,
+// as in a container with Docker's default 64 MiB.
+func ShmDir(dir string) InitOption { return initOpt(core.ShmDir(dir)) }
 
 // SessionDir sets where the embedded cluster keeps its state, sockets and
 // logs (default: a new directory under $TMPDIR/goray). Unix socket paths

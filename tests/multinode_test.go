@@ -123,6 +123,7 @@ func TestMultiNodeAffinityLabelsAndResources(t *testing.T) {
 
 	c.kill(a)
 	waitNodeGone(t, ctx, a.id)
+	waitSegmentGone(t, a)
 	_, err = NodeOf.Options(sdk.Scheduling(sdk.NodeAffinity(mustNodeID(t, a.id), false))).Remote(ctx).Get(ctx)
 	if !errors.Is(err, sdk.ErrUnschedulable) {
 		t.Errorf("hard affinity to a dead node: %v; want ErrUnschedulable", err)

@@ -218,7 +218,8 @@ func (c *testCluster) stop() {
 		segs, _ := filepath.Glob(fmt.Sprintf("/dev/shm/goray-%d-*", n.cmd.Process.Pid))
 		if n.killed {
 			// Nobody ran the node's shutdown: remove what it left, as
-			// goray stop and the next raylet on the machine do.
+			// the other nodes on the machine do when it is declared
+			// dead, and the next raylet to start here.
 			for _, s := range segs {
 				_ = os.Remove(s)
 			}
@@ -266,6 +267,19 @@ func mustNodeID(t *testing.T, hex string) sdk.NodeID {
 }
 
 // waitNodeGone waits until the cluster reports node id DEAD.
+// waitSegmentGone waits until the shm segment of a node killed with
+// SIGKILL is gone: the live nodes on the machine remove it when the GCS
+// reports the node dead.
+func waitSegmentGone(t *testing.T, n *mnNode) {
+	t.Helper()
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if segs, _ := filepath.Glob(fmt.Sprintf("/dev/shm/goray-%d-*", n.cmd.Process.Pid)); len(segs) > 0 {
+			return errorf("the killed node's segment is still there: %v", segs)
+		}
+		return nil
+	})
+}
+
 func waitNodeGone(t *testing.T, ctx context.Context, id string) {
 	t.Helper()
 	checkFor(t, 4*nodeTimeout+10*time.Second, 50*time.Millisecond, func() error {

@@ -117,6 +117,7 @@ func runNode(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 		SessionDir:        dir,
 		Resources:         o.res,
 		ObjectStoreMemory: o.storeBytes,
+		ShmDir:            o.shmDir,
 		Labels:            o.labelMap,
 		NodeIP:            o.nodeIP,
 		MetricsAddr:       o.metricsAddr(),

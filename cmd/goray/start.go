@@ -46,6 +46,7 @@ type startOptions struct {
 	cpusSet, gpusSet  bool
 	resources         string
 	objectStoreMemory string
+	shmDir            string
 	port              int
 	host              string
 	metricsHost       string
@@ -144,6 +145,7 @@ GORAY_AUTH_TOKEN_FILE. --tls-cert, --tls-key and --tls-ca add mutual TLS.`,
 	f.Float64Var(&o.numGPUs, "num-gpus", 0, "GPUs of the node")
 	f.StringVar(&o.resources, "resources", "", `custom resources as a JSON object, e.g. '{"TPU": 4, "db_conn": 2}'`)
 	f.StringVar(&o.objectStoreMemory, "object-store-memory", "", "object store size in bytes; suffixes KiB, MiB, GiB, KB, MB, GB are accepted (default: 30% of RAM)")
+	f.StringVar(&o.shmDir, "shm-dir", "", "directory (a tmpfs) of the node's object store segment; it needs as much free space as the store (default /dev/shm)")
 	f.IntVar(&o.port, "port", DefaultPort, "NATS port drivers connect to; 0 picks a free port")
 	f.StringVar(&o.host, "host", "127.0.0.1", "address NATS listens on (0.0.0.0 for all interfaces)")
 	f.StringVar(&o.metricsHost, "metrics-host", "127.0.0.1", "address the metrics endpoint listens on; beyond loopback, scrapers must send the bearer token goray metrics-token prints")
@@ -239,6 +241,13 @@ func (o *startOptions) validate() error {
 			return fmt.Errorf("invalid --session-dir %q: %w", o.sessionDir, err)
 		}
 		o.sessionDir = abs
+	}
+	if o.shmDir != "" {
+		abs, err := filepath.Abs(o.shmDir)
+		if err != nil {
+			return fmt.Errorf("invalid --shm-dir %q: %w", o.shmDir, err)
+		}
+		o.shmDir = abs
 	}
 	return nil
 }
@@ -560,6 +569,9 @@ func (o *startOptions) nodeArgs() []string {
 	if o.storeBytes != 0 {
 		args = append(args, "--object-store-memory", strconv.FormatUint(o.storeBytes, 10))
 	}
+	if o.shmDir != "" {
+		args = append(args, "--shm-dir", o.shmDir)
+	}
 	if o.labels != "" {
 		args = append(args, "--labels", o.labels)
 	}
@@ -771,6 +783,7 @@ func runHead(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 		SessionDir:        dir,
 		Resources:         o.res,
 		ObjectStoreMemory: o.storeBytes,
+		ShmDir:            o.shmDir,
 		Host:              o.host,
 		Port:              o.port,
 		MetricsAddr:       o.metricsAddr(),

@@ -34,6 +34,9 @@ type Config struct {
 	Resources map[string]float64
 	// ObjectStoreMemory in bytes; 0 means 30% of RAM.
 	ObjectStoreMemory uint64
+	// ShmDir is where the node's shared-memory segment goes; "" means
+	// /dev/shm (see raylet.Config.ShmDir).
+	ShmDir string
 	// Host and Port of NATS (Port 0 picks a free port).
 	Host string
 	Port int
@@ -113,6 +116,11 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 	if cfg.Credentials == nil {
 		return nil, errors.New("start head: Config.Credentials is required (auth.None(nil) for a cluster without authentication)")
 	}
+	// The raylet starts last; a store that cannot fit should fail before
+	// NATS and the GCS come up only to be torn down.
+	if err := raylet.CheckShm(cfg.ShmDir, cfg.ObjectStoreMemory); err != nil {
+		return nil, err
+	}
 	if tok, ok := cfg.Credentials.Token(); ok {
 		if err := auth.WriteTokenFile(TokenFile(h.sessionDir), tok); err != nil {
 			return nil, err
@@ -152,6 +160,7 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 		SessionDir:        h.sessionDir,
 		Resources:         cfg.Resources,
 		ObjectStoreMemory: cfg.ObjectStoreMemory,
+		ShmDir:            cfg.ShmDir,
 		MaxWorkers:        cfg.MaxWorkers,
 		Labels:            cfg.Labels,
 		NodeIP:            cfg.NodeIP,

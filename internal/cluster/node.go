@@ -41,8 +41,11 @@ type NodeConfig struct {
 	Resources map[string]float64
 	// ObjectStoreMemory in bytes; 0 means 30% of RAM.
 	ObjectStoreMemory uint64
-	MaxWorkers        int
-	Labels            map[string]string
+	// ShmDir is where the node's shared-memory segment goes; "" means
+	// /dev/shm (see raylet.Config.ShmDir).
+	ShmDir     string
+	MaxWorkers int
+	Labels     map[string]string
 	// NodeIP is the address other nodes reach this one at (default
 	// 127.0.0.1).
 	NodeIP string
@@ -88,6 +91,9 @@ type Node struct {
 func JoinNode(ctx context.Context, address string, cfg NodeConfig) (*Node, error) {
 	if cfg.Credentials == nil {
 		return nil, errors.New("join cluster: NodeConfig.Credentials is required (auth.None(nil) for a cluster without authentication)")
+	}
+	if err := raylet.CheckShm(cfg.ShmDir, cfg.ObjectStoreMemory); err != nil {
+		return nil, err
 	}
 	natsOpts, err := cfg.Credentials.NATSOptions(auth.RoleNode)
 	if err != nil {
@@ -138,6 +144,7 @@ func startNode(ctx context.Context, client *gcs.Client, cfg NodeConfig) (*Node, 
 		SessionDir:        n.sessionDir,
 		Resources:         res,
 		ObjectStoreMemory: cfg.ObjectStoreMemory,
+		ShmDir:            cfg.ShmDir,
 		MaxWorkers:        cfg.MaxWorkers,
 		IsHead:            cfg.isHead,
 		Labels:            cfg.Labels,

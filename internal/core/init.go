@@ -36,6 +36,7 @@ type initOptions struct {
 	address     string
 	resources   map[string]float64
 	storeMemory uint64
+	shmDir      string
 	sessionDir  string
 	logger      *zerolog.Logger
 	logToDriver bool
@@ -88,6 +89,10 @@ func NodeResources(r map[string]float64) InitOption {
 func ObjectStoreMemory(bytes uint64) InitOption {
 	return func(o *initOptions) { o.storeMemory = bytes }
 }
+
+// ShmDir sets the directory, a tmpfs, of the embedded node's object store
+// segment (default /dev/shm).
+func ShmDir(dir string) InitOption { return func(o *initOptions) { o.shmDir = dir } }
 
 // SessionDir sets where the embedded cluster keeps its state, sockets and
 // logs (default: a new directory under $TMPDIR/goray).
@@ -208,6 +213,7 @@ func Init(ctx context.Context, opts ...InitOption) error {
 			SessionDir:        o.sessionDir,
 			Resources:         o.resources,
 			ObjectStoreMemory: o.storeMemory,
+			ShmDir:            o.shmDir,
 			MaxWorkers:        o.maxWorkers,
 			MetricsAddr:       o.metricsAddr,
 			Logger:            log,
