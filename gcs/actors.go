@@ -286,9 +286,7 @@ func (m *actorManager) resume() {
 		case protos.ActorState_PENDING_CREATION, protos.ActorState_RESTARTING:
 			m.schedule(e)
 		case protos.ActorState_ALIVE:
-			if !isPacked(e.info.GetSpec()) {
-				m.reattach(e)
-			}
+			m.reattach(e)
 		}
 	}
 }
@@ -309,6 +307,13 @@ func (m *actorManager) reattach(a *actorEntry) {
 		ctx, cancel := context.WithTimeout(context.Background(), reattachTimeout)
 		defer cancel()
 		inc := &incarnation{lease: info.GetLeaseId(), worker: info.GetAddress(), actor: id, epoch: epoch}
+		if isPacked(info.GetSpec()) {
+			// A packed actor's lease is its host's, shared with the
+			// host's other actors: ending this actor must not return it.
+			// (The new GCS does not pack new actors onto hosts it
+			// found this way.)
+			inc.lease = nil
+		}
 		node, err := aliveNode(ctx, root, nodesPID, info.GetNodeId())
 		if err == nil {
 			inc.node = node
@@ -355,7 +360,7 @@ func (m *actorManager) reattached(msg actorReattached) {
 		m.env.log.Warn().Err(msg.err).Str("actor", a.id.Short()).Str("class", a.info.GetSpec().GetClassName()).Int32("pid", pid).Msg("actor's worker gone while the GCS was down")
 		// Its lease, if the worker lives on, goes back: the raylet kills it.
 		a.inc = &incarnation{node: msg.inc.node, lease: msg.inc.lease}
-		if msg.inc.node == nil {
+		if msg.inc.node == nil || msg.inc.lease == nil {
 			a.inc = nil
 		}
 		m.restartOrDie(a, fmt.Sprintf("the actor's worker process (pid %d) was not found after the GCS restarted: %v", pid, msg.err), nil)

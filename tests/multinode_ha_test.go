@@ -1,6 +1,7 @@
 package tests
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -147,4 +148,54 @@ func TestMultiNodeHANATS(t *testing.T) {
 	if err != nil || len(st.Nodes) != 2 {
 		t.Fatalf("ClusterStatus after the NATS server stopped: %v, %v", st, err)
 	}
+}
+
+// TestHeadMovesToAnotherMachine: with the GCS's state replicated on a
+// three-server NATS cluster, losing the head's machine (its goray head
+// and its NATS server) loses nothing: a head started on another
+// head-eligible machine takes over. Actors on other nodes are found again
+// with their state, and the connected driver carries on.
+func TestHeadMovesToAnotherMachine(t *testing.T) {
+	servers, urls := startNATSCluster(t, 3)
+	list := strings.Join(urls, ",")
+	headArgs := []string{"--num-cpus", "1", "--nats", list, "--nats-replicas", "3"}
+	ctx, c := startMultiNode(t, headArgs, nodeSpec{"--num-cpus", "2"})
+	onNode := sdk.Scheduling(sdk.NodeAffinity(mustNodeID(t, c.nodes[0].id), false))
+	service, err := CounterActor.Options(onNode, sdk.Name("service"), sdk.Namespace("ha"), sdk.Detached(), sdk.MaxRestarts(-1)).Remote(ctx, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := CounterInc.Remote(ctx, service, 2).Get(ctx); err != nil || n != 42 {
+		t.Fatalf("Inc = %d, %v", n, err)
+	}
+
+	// The head's machine fails: its goray head and its NATS server.
+	c.kill(c.head)
+	servers[0].Shutdown()
+	servers[0].WaitForShutdown()
+	args := append([]string{"start", "--head", "--block", "--port", "0", "--node-timeout", nodeTimeout.String(), "--object-store-memory", "512MiB",
+		"--auth-token-file", tokenFile(c.head.dir)}, headArgs...)
+	c.head = c.spawn("head2", args, "goray head node running at ")
+	c.head.id = ""
+
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		h, err := sdk.GetActor[Counter](ctx, "service", "ha")
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		n, err := CounterGet.Remote(cctx, h).Get(cctx)
+		if err != nil {
+			return err
+		}
+		if n != 42 {
+			t.Fatalf("the service after the head moved: %d; want 42 (found again, not restarted)", n)
+		}
+		return nil
+	})
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		_, err := Add.Remote(ctx, 1, 2).Get(ctx)
+		return err
+	})
 }

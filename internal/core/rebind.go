@@ -96,10 +96,11 @@ func (s *session) rebind(ctx context.Context, old *nodeBinding) (*nodeBinding, e
 // afterRebind runs retry once b has been replaced by a new binding, or
 // giveUp if it was not (this process is closing, or no raylet came back).
 // It is how work meant for a raylet whose connection failed waits for the
-// next one.
+// next one. Both run on a goroutine of their own: the caller may hold
+// locks they take.
 func (cw *Worker) afterRebind(b *nodeBinding, retry func(*wire.Conn), giveUp func()) {
 	if !cw.rebinds.Load() || b.raylet == nil {
-		giveUp()
+		go giveUp()
 		return
 	}
 	go func() {
