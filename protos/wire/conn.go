@@ -51,6 +51,17 @@ type Conn struct {
 	kick    chan struct{}
 	flushed chan struct{} // closed when the flusher exits
 
+	// What Flush waits on: queued counts the bytes appended to wbuf,
+	// written the bytes the flusher has handed to the socket. A waiter is
+	// done once written reaches queued as it was when it started.
+	queued   uint64 // guarded by wmu
+	written  atomic.Uint64
+	fmu      sync.Mutex
+	fwaiters []flushWaiter
+	// nwaiters spares the flusher the lock when nobody waits (always but
+	// while a process drains before it exits).
+	nwaiters atomic.Int32
+
 	// Pending outgoing requests. nil once the conn is closed, which is how
 	// register learns it must not add more.
 	pmu     sync.Mutex
@@ -74,6 +85,11 @@ type call struct {
 }
 
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan error, 1)} }}
+
+type flushWaiter struct {
+	target uint64
+	ch     chan struct{}
+}
 
 func getCall() *call { return callPool.Get().(*call) }
 
@@ -153,6 +169,71 @@ func (c *Conn) Err() error {
 func (c *Conn) Close() error {
 	c.shutdown(ErrClosed, true)
 	return nil
+}
+
+// Flush waits until every frame queued on the conn before the call has been
+// written to the socket (handed to the kernel; the peer may not have read
+// it yet). It returns nil then, the conn's error if the conn closed first
+// with frames unwritten, or ctx.Err(). A process about to exit uses it so
+// replies it already produced are not lost with it.
+func (c *Conn) Flush(ctx context.Context) error {
+	c.wmu.Lock()
+	target := c.queued
+	c.wmu.Unlock()
+	if c.written.Load() >= target {
+		return nil
+	}
+	ch := make(chan struct{})
+	c.fmu.Lock()
+	c.fwaiters = append(c.fwaiters, flushWaiter{target: target, ch: ch})
+	c.nwaiters.Add(1)
+	c.fmu.Unlock()
+	// The flusher may have written the bytes before it could see this
+	// waiter: look again.
+	c.wakeFlushWaiters(c.written.Load())
+	select {
+	case <-ch:
+		return nil
+	case <-c.done:
+		c.dropFlushWaiter(ch)
+		if c.written.Load() >= target {
+			return nil
+		}
+		return c.Err()
+	case <-ctx.Done():
+		c.dropFlushWaiter(ch)
+		return ctx.Err()
+	}
+}
+
+// wakeFlushWaiters releases the Flush calls whose frames are all written
+// once written bytes are.
+func (c *Conn) wakeFlushWaiters(written uint64) {
+	c.fmu.Lock()
+	kept := c.fwaiters[:0]
+	for _, w := range c.fwaiters {
+		if w.target <= written {
+			close(w.ch)
+			c.nwaiters.Add(-1)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(c.fwaiters[len(kept):])
+	c.fwaiters = kept
+	c.fmu.Unlock()
+}
+
+func (c *Conn) dropFlushWaiter(ch chan struct{}) {
+	c.fmu.Lock()
+	for i, w := range c.fwaiters {
+		if w.ch == ch {
+			c.fwaiters = slices.Delete(c.fwaiters, i, i+1)
+			c.nwaiters.Add(-1)
+			break
+		}
+	}
+	c.fmu.Unlock()
 }
 
 // Call sends a request and waits for its response, which is unmarshaled
@@ -347,6 +428,7 @@ func (c *Conn) send(kind frameKind, m protos.Method, id uint64, msg proto.Messag
 		id:     id,
 	})
 	c.wbuf = buf
+	c.queued += uint64(len(buf) - start)
 	c.wmu.Unlock()
 	if start == 0 {
 		c.kickFlusher()
@@ -378,6 +460,9 @@ func (c *Conn) flushLoop() {
 			if _, err := c.nc.Write(buf); err != nil {
 				c.shutdown(fmt.Errorf("write: %w", err), false)
 				return
+			}
+			if n := c.written.Add(uint64(len(buf))); c.nwaiters.Load() > 0 {
+				c.wakeFlushWaiters(n)
 			}
 			if cap(buf) > maxRetainedWriteBuf {
 				buf = make([]byte, 0, initialWriteBuf)
