@@ -45,6 +45,7 @@ type Conn struct {
 	wmu    sync.Mutex
 	wbuf   []byte
 	closed bool  // guarded by wmu; no appends once set
+	ended  bool  // guarded by wmu; shutdown ran (closed may come first, see writeFailed)
 	err    error // guarded by wmu; why the conn closed
 	// kick wakes the flusher. Capacity one: a token already there means
 	// the flusher will look at wbuf again, so further sends are dropped.
@@ -68,7 +69,7 @@ type Conn struct {
 	pending map[uint64]*call
 	nextID  uint64
 
-	closing atomic.Bool // fast check for the reader; mirrors closed
+	closing atomic.Bool // fast check for the reader; set once shutdown runs
 	done    chan struct{}
 	onClose func(*Conn, error)
 	value   atomic.Pointer[any]
@@ -458,7 +459,7 @@ func (c *Conn) flushLoop() {
 			c.wbuf = spare
 			c.wmu.Unlock()
 			if _, err := c.nc.Write(buf); err != nil {
-				c.shutdown(fmt.Errorf("write: %w", err), false)
+				c.writeFailed(err)
 				return
 			}
 			if n := c.written.Add(uint64(len(buf))); c.nwaiters.Load() > 0 {
@@ -618,17 +619,41 @@ func (c *Conn) serve(req *Request) {
 	c.h.ServeWire(c, req)
 }
 
-// shutdown closes the conn once. graceful (local Close) lets the flusher
-// drain what was queued first; failures close the socket immediately.
-func (c *Conn) shutdown(cause error, graceful bool) {
+// writeFailed stops the conn's writes after the socket refused one but
+// leaves the socket to the reader: a peer that sent its last frames and
+// closed (a process exiting) makes writes fail while those frames are
+// still unread here, and replies among them must reach their calls. The
+// reader ends the conn at EOF, or when the deadline finds the peer
+// neither sending nor closing.
+func (c *Conn) writeFailed(werr error) {
 	c.wmu.Lock()
 	if c.closed {
+		// Close is under way and ends the conn.
 		c.wmu.Unlock()
 		return
 	}
 	c.closed = true
-	err := closedError(cause)
-	c.err = err
+	c.err = closedError(fmt.Errorf("write: %w", werr))
+	c.wmu.Unlock()
+	if err := c.nc.SetReadDeadline(time.Now().Add(c.opts.closeFlushWait)); err != nil {
+		c.shutdown(werr, false)
+	}
+}
+
+// shutdown closes the conn once. graceful (local Close) lets the flusher
+// drain what was queued first; failures close the socket immediately.
+func (c *Conn) shutdown(cause error, graceful bool) {
+	c.wmu.Lock()
+	if c.ended {
+		c.wmu.Unlock()
+		return
+	}
+	c.ended = true
+	if !c.closed {
+		c.closed = true
+		c.err = closedError(cause)
+	}
+	err := c.err
 	c.wmu.Unlock()
 	c.closing.Store(true)
 

@@ -938,3 +938,69 @@ func TestServerFlush(t *testing.T) {
 		t.Fatalf("after Server.Flush the conn wrote %d of the %d bytes queued", written, queued)
 	}
 }
+
+// TestWriteFailureKeepsUnreadFrames: a peer that answers, sends more and
+// closes makes this side's next write fail while its frames are still
+// unread here; they are delivered all the same, the reply included, and
+// the conn ends at EOF.
+func TestWriteFailureKeepsUnreadFrames(t *testing.T) {
+	l, err := Listen(transports(t)[0].ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		nc, err := l.Accept()
+		if err == nil {
+			accepted <- nc
+		}
+	}()
+	gate := make(chan struct{})
+	var got atomic.Int32
+	c := dial(t, endpointOf(l.Addr()), HandlerFunc(func(*Conn, *Request) {
+		if got.Add(1) == 1 {
+			<-gate // hold the reader until the write has failed
+		}
+	}))
+	const n = 100
+	handled := make(chan struct{})
+	p := NewConn(<-accepted, HandlerFunc(func(pc *Conn, req *Request) {
+		for range n {
+			_ = pc.Notify(protos.Method_NOTIFY_BLOCKED, &protos.ExitRequest{Reason: "sent before closing"})
+		}
+		_ = pc.Reply(req, &protos.ObjectData{Size: 7})
+		close(handled)
+	}))
+	replied := make(chan error, 1)
+	if err := c.Go(protos.Method_PUSH_TASK, &protos.ObjectData{}, func(payload []byte, err error) {
+		var out protos.ObjectData
+		if err == nil && (proto.Unmarshal(payload, &out) != nil || out.Size != 7) {
+			err = fmt.Errorf("reply %x", payload)
+		}
+		replied <- err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	<-handled
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Err() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("writes to a closed peer did not fail")
+		}
+		_ = c.Notify(protos.Method_NOTIFY_BLOCKED, nil)
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	waitDone(t, c)
+	if g := got.Load(); g != n {
+		t.Fatalf("%d of the %d frames the peer sent before closing were delivered", g, n)
+	}
+	if err := <-replied; err != nil {
+		t.Fatalf("the reply the peer sent before closing: %v", err)
+	}
+}
