@@ -74,6 +74,12 @@ const (
 	Method_CANCEL_BUNDLES  Method = 29
 	// Raylet -> worker.
 	Method_EXIT Method = 30
+	// Caller -> actor's worker, no payload: answered at once by the
+	// connection's reader, so the answer comes after every reply the worker
+	// had queued on the connection before. A caller that hears an actor died
+	// sends it to read the replies still on their way before failing the
+	// calls left.
+	Method_SYNC Method = 31
 )
 
 // Enum value maps for Method.
@@ -110,6 +116,7 @@ var (
 		28: "COMMIT_BUNDLES",
 		29: "CANCEL_BUNDLES",
 		30: "EXIT",
+		31: "SYNC",
 	}
 	Method_value = map[string]int32{
 		"METHOD_UNSPECIFIED":   0,
@@ -143,6 +150,7 @@ var (
 		"COMMIT_BUNDLES":       28,
 		"CANCEL_BUNDLES":       29,
 		"EXIT":                 30,
+		"SYNC":                 31,
 	}
 )
 
@@ -279,7 +287,7 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"%\n" +
 	"\vExitRequest\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\xdd\x04\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason*\xe7\x04\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tPUSH_TASK\x10\x01\x12\x0f\n" +
@@ -315,7 +323,8 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\x0fPREPARE_BUNDLES\x10\x1b\x12\x12\n" +
 	"\x0eCOMMIT_BUNDLES\x10\x1c\x12\x12\n" +
 	"\x0eCANCEL_BUNDLES\x10\x1d\x12\b\n" +
-	"\x04EXIT\x10\x1eB&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"\x04EXIT\x10\x1e\x12\b\n" +
+	"\x04SYNC\x10\x1fB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_wire_proto_rawDescOnce sync.Once

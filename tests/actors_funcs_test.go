@@ -60,6 +60,17 @@ func (c *Counter) Exit(ctx context.Context) (int, error) {
 	return 0, sdk.ExitActor("done counting")
 }
 
+// IncUntil counts its calls, taking d for each, and ends the actor with
+// the call that reaches limit.
+func (c *Counter) IncUntil(ctx context.Context, limit int, d time.Duration) (int, error) {
+	c.n++
+	time.Sleep(d)
+	if c.n >= limit {
+		return 0, sdk.ExitActor("reached the limit")
+	}
+	return c.n, nil
+}
+
 var (
 	CounterActor = sdk.RegisterActor1("tests.Counter", func(ctx context.Context, start int) (*Counter, error) {
 		if start < 0 {
@@ -75,6 +86,7 @@ var (
 	CounterSlow      = sdk.NewMethod1(CounterActor, "Slow", (*Counter).Slow)
 	CounterCrash     = sdk.NewMethod0(CounterActor, "Crash", (*Counter).Crash)
 	CounterExit      = sdk.NewMethod0(CounterActor, "Exit", (*Counter).Exit)
+	CounterIncUntil  = sdk.NewMethod2(CounterActor, "IncUntil", (*Counter).IncUntil)
 
 	// UseCounter receives an actor handle as an argument and calls it.
 	UseCounter = sdk.Register2("tests.UseCounter", func(ctx context.Context, c sdk.Actor[Counter], by int) (int, error) {

@@ -1,7 +1,9 @@
 package tests
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"syscall"
 	"testing"
@@ -444,4 +446,73 @@ func TestActorCallCancelAndNamespaces(t *testing.T) {
 	if _, err := sdk.GetActor[Counter](ctx, "busy", "default"); err == nil {
 		t.Fatal("found the actor in another namespace")
 	}
+}
+
+// TestActorExitDeliversFinishedCalls: an actor that exits itself (Ray's
+// exit_actor) with calls pipelined behind the exiting one still delivers
+// the replies of every call it finished before it; the calls queued after
+// it fail with ErrActorDied instead of hanging. Several actors exit at
+// once, so the driver has replies to read while it hears of the deaths.
+func TestActorExitDeliversFinishedCalls(t *testing.T) {
+	ctx := startCluster(t)
+	for _, tc := range []struct {
+		name    string
+		d       time.Duration
+		retries int
+	}{
+		{"instant calls", 0, 0},
+		{"2ms calls", 2 * time.Millisecond, 0},
+		{"instant calls with task retries", 0, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const actors = 4
+			errs := make(chan error, actors)
+			for range actors {
+				c, err := CounterActor.Options(sdk.MaxRestarts(-1), sdk.MaxTaskRetries(tc.retries)).Remote(ctx, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				go func() { errs <- exitAfterCalls(ctx, c, tc.d) }()
+			}
+			for range actors {
+				if err := <-errs; err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
+
+// exitAfterCalls makes 120 calls to c whose 100th ends the actor, and
+// checks what each call got.
+func exitAfterCalls(ctx context.Context, c sdk.Actor[Counter], d time.Duration) error {
+	const limit, total = 100, 120
+	refs := make([]sdk.Ref[int], total)
+	for i := range refs {
+		refs[i] = CounterIncUntil.Remote(ctx, c, limit, d)
+	}
+	var delivered int
+	var problems []string
+	for i, r := range refs {
+		v, err := r.Get(ctx, sdk.Timeout(60*time.Second))
+		switch {
+		case i < limit-1 && err == nil && v == i+1:
+			delivered++
+		case i < limit-1:
+			if len(problems) < 3 {
+				problems = append(problems, fmt.Sprintf("finished call %d got %v, %v", i, v, err))
+			}
+		case i == limit-1 && !(errors.Is(err, sdk.ErrActorDied) && strings.Contains(err.Error(), "reached the limit")):
+			problems = append(problems, fmt.Sprintf("the exiting call got %v, %v", v, err))
+		case i >= limit && !errors.Is(err, sdk.ErrActorDied):
+			problems = append(problems, fmt.Sprintf("call %d, queued after the exiting call, got %v, %v (want ErrActorDied)", i, v, err))
+		}
+	}
+	if _, err := CounterGet.Remote(ctx, c).Get(ctx, sdk.Timeout(30*time.Second)); !errors.Is(err, sdk.ErrActorDied) {
+		problems = append(problems, fmt.Sprintf("a call after the exit got %v (the actor must not restart)", err))
+	}
+	if delivered != limit-1 || len(problems) > 0 {
+		return fmt.Errorf("%d of the %d replies of finished calls arrived; %s", delivered, limit-1, strings.Join(problems, "; "))
+	}
+	return nil
 }

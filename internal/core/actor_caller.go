@@ -3,7 +3,9 @@ package core
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/internal/auth"
@@ -47,7 +49,16 @@ type actorCall struct {
 	retriesLeft int32
 	resolved    bool
 	done        bool
+	// conn is the connection the call was last sent on: only that
+	// connection's order says whether its reply can still come.
+	conn *wire.Conn
 }
+
+// actorDeathReplyWait bounds how long calls in flight on an actor the GCS
+// declared dead wait for a reply already on its way (see
+// settleAfterDeath), for a connection that neither answers nor closes,
+// as to a partitioned node.
+const actorDeathReplyWait = 5 * time.Second
 
 func (cw *Worker) actors() *actorDirectory { return cw.actorDir }
 
@@ -179,15 +190,18 @@ func (st *actorState) update(info *protos.ActorInfo) {
 	case protos.ActorState_DEAD:
 		st.conn = nil
 		st.epoch++
-		failed := append([]*actorCall(nil), st.order...)
+		failed := st.order
 		st.order = nil
-		for id, c := range st.inflight {
-			failed = append(failed, c)
-			delete(st.inflight, id)
+		sent := make([]*actorCall, 0, len(st.inflight))
+		for _, c := range st.inflight {
+			sent = append(sent, c)
 		}
 		st.mu.Unlock()
 		for _, c := range failed {
 			st.finish(c, nil, st.deadError(c, info))
+		}
+		if len(sent) > 0 {
+			st.settleAfterDeath(sent, info)
 		}
 		return
 	default:
@@ -195,6 +209,45 @@ func (st *actorState) update(info *protos.ActorInfo) {
 		st.epoch++
 	}
 	st.mu.Unlock()
+}
+
+// settleAfterDeath fails the calls that were in flight when the GCS
+// declared the actor dead, once no reply can still come for them. The
+// news travels apart from the replies: an actor that exits itself
+// answers every call it finished before it tells the GCS, yet the
+// caller may hear of the death before it has read those answers. A SYNC
+// on each call's connection is answered after every reply queued before
+// it, so once its answer is in, or the connection is gone, a call still
+// in flight has no reply coming.
+func (st *actorState) settleAfterDeath(sent []*actorCall, info *protos.ActorInfo) {
+	byConn := map[*wire.Conn][]*actorCall{}
+	for _, c := range sent {
+		byConn[c.conn] = append(byConn[c.conn], c)
+	}
+	settle := func(calls []*actorCall) {
+		st.mu.Lock()
+		left := calls[:0]
+		for _, c := range calls {
+			taskID := protos.MustUniqueID(c.req.GetTaskId())
+			if st.inflight[taskID] == c {
+				delete(st.inflight, taskID)
+				left = append(left, c)
+			}
+		}
+		st.mu.Unlock()
+		for _, c := range left {
+			st.finish(c, nil, st.deadError(c, info))
+		}
+	}
+	time.AfterFunc(actorDeathReplyWait, func() { settle(slices.Clone(sent)) })
+	for conn, calls := range byConn {
+		if conn == nil {
+			continue
+		}
+		// Go fails only on a closed connection, which has failed its
+		// calls through their own callbacks already, or is about to.
+		_ = conn.Go(protos.Method_SYNC, nil, func([]byte, error) { settle(calls) })
+	}
 }
 
 func (st *actorState) deadError(c *actorCall, info *protos.ActorInfo) *TaskError {
@@ -310,6 +363,7 @@ func (st *actorState) flushLocked() {
 		taskID := protos.MustUniqueID(c.req.GetTaskId())
 		st.inflight[taskID] = c
 		conn, epoch := st.conn, st.epoch
+		c.conn = conn
 		err := conn.Go(protos.Method_ACTOR_CALL, c.req, func(payload []byte, err error) {
 			st.onReply(c, epoch, payload, err)
 		})
@@ -362,7 +416,10 @@ func (st *actorState) onReply(c *actorCall, epoch int, payload []byte, err error
 	info := st.info
 	st.mu.Unlock()
 	e := st.deadError(c, info)
-	e.Message = fmt.Sprintf("the actor's worker died while running the call: %v", err)
+	if info.GetState() != protos.ActorState_DEAD {
+		// Not known yet why: the death cause says more once the GCS has it.
+		e.Message = fmt.Sprintf("the actor's worker died while running the call: %v", err)
+	}
 	st.finish(c, nil, e)
 }
 
