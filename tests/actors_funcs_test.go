@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -91,6 +92,36 @@ var (
 	// UseCounter receives an actor handle as an argument and calls it.
 	UseCounter = sdk.Register2("tests.UseCounter", func(ctx context.Context, c sdk.Actor[Counter], by int) (int, error) {
 		return CounterInc.Remote(ctx, c, by).Get(ctx)
+	})
+)
+
+// Gated counts its calls. Restarted, its constructor waits for the file
+// gate to exist, so a test holds it in RESTARTING as long as it needs; a
+// test that ended (its directory gone) lets it go.
+type Gated struct{ n int }
+
+var (
+	GatedActor = sdk.RegisterActor1("tests.Gated", func(ctx context.Context, gate string) (*Gated, error) {
+		if sdk.GetRuntimeContext(ctx).WasRestarted {
+			for {
+				_, err := os.Stat(gate)
+				_, dirErr := os.Stat(filepath.Dir(gate))
+				if err == nil || dirErr != nil {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		return &Gated{}, nil
+	})
+	GatedInc = sdk.NewMethod0(GatedActor, "Inc", func(g *Gated, ctx context.Context) (int, error) {
+		g.n++
+		return g.n, nil
+	})
+	GatedPid   = sdk.NewMethod0(GatedActor, "Pid", func(g *Gated, ctx context.Context) (int, error) { return os.Getpid(), nil })
+	GatedCrash = sdk.NewMethod0(GatedActor, "Crash", func(g *Gated, ctx context.Context) (int, error) {
+		os.Exit(7)
+		return 0, nil
 	})
 )
 

@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -207,8 +208,11 @@ func (st *actorState) update(info *protos.ActorInfo) {
 	default:
 		st.conn = nil
 		st.epoch++
+		failed := st.unavailableLocked()
+		st.mu.Unlock()
+		st.failUnavailable(failed, info)
+		return
 	}
-	st.mu.Unlock()
 }
 
 // settleAfterDeath fails the calls that were in flight when the GCS
@@ -248,6 +252,49 @@ func (st *actorState) settleAfterDeath(sent []*actorCall, info *protos.ActorInfo
 		// calls through their own callbacks already, or is about to.
 		_ = conn.Go(protos.Method_SYNC, nil, func([]byte, error) { settle(calls) })
 	}
+}
+
+// unavailableLocked takes the calls ready to be sent while the actor is
+// restarting, if its calls may not wait for a restart (MaxTaskRetries 0,
+// Ray's fail_if_actor_unreachable); the caller fails them with
+// failUnavailable once it has released the lock.
+func (st *actorState) unavailableLocked() []*actorCall {
+	if st.conn != nil || st.info.GetState() != protos.ActorState_RESTARTING || st.info.GetSpec().GetOptions().GetMaxTaskRetries() != 0 {
+		return nil
+	}
+	i := 0
+	for i < len(st.order) && st.order[i].resolved {
+		i++
+	}
+	if i == 0 {
+		return nil
+	}
+	failed := slices.Clone(st.order[:i])
+	st.order = slices.Delete(st.order, 0, i)
+	return failed
+}
+
+func (st *actorState) failUnavailable(calls []*actorCall, info *protos.ActorInfo) {
+	for _, c := range calls {
+		st.finish(c, nil, st.unavailableError(c, info))
+	}
+}
+
+// unavailableError is how a call fails that was made while the actor
+// restarts and may not wait for it.
+func (st *actorState) unavailableError(c *actorCall, info *protos.ActorInfo) *TaskError {
+	limit := "unlimited"
+	if n := info.GetSpec().GetOptions().GetMaxRestarts(); n >= 0 {
+		limit = fmt.Sprint(n)
+	}
+	cause := info.GetDeathCause()
+	if cause == "" {
+		cause = "its worker was lost"
+	}
+	return &TaskError{Kind: protos.ErrorKind_ERROR_KIND_ACTOR_UNAVAILABLE, Function: info.GetSpec().GetClassName() + "." + c.req.GetMethod(),
+		TaskID: protos.MustUniqueID(c.req.GetTaskId()),
+		Message: fmt.Sprintf("the actor is restarting (restart %d of %s; %s); with MaxTaskRetries 0 a call does not wait for the restart, call again once it is back",
+			info.GetNumRestarts(), limit, cause)}
 }
 
 func (st *actorState) deadError(c *actorCall, info *protos.ActorInfo) *TaskError {
@@ -314,8 +361,15 @@ func (cw *Worker) CallActor(ctx context.Context, h *ActorHandle, m Method, args 
 		cw.streams.open(cw, taskID)
 	}
 	st.mu.Lock()
-	st.order = append(st.order, c)
 	info := st.info
+	if info.GetState() == protos.ActorState_RESTARTING && st.conn == nil && opts.GetMaxTaskRetries() == 0 {
+		// Not queued at all: waiting for its arguments must not turn it
+		// into a call sent after the restart.
+		st.mu.Unlock()
+		st.finish(c, nil, st.unavailableError(c, info))
+		return ref, nil
+	}
+	st.order = append(st.order, c)
 	st.mu.Unlock()
 	if info.GetState() == protos.ActorState_DEAD {
 		st.update(info) // fails the queue, this call included
@@ -332,7 +386,10 @@ func (cw *Worker) CallActor(ctx context.Context, h *ActorHandle, m Method, args 
 		st.mu.Lock()
 		c.resolved = true
 		st.flushLocked()
+		failed := st.unavailableLocked()
+		info := st.info
 		st.mu.Unlock()
+		st.failUnavailable(failed, info)
 	})
 	return ref, nil
 }
@@ -367,10 +424,48 @@ func (st *actorState) flushLocked() {
 		err := conn.Go(protos.Method_ACTOR_CALL, c.req, func(payload []byte, err error) {
 			st.onReply(c, epoch, payload, err)
 		})
-		if err != nil {
-			go st.onReply(c, epoch, nil, err)
+		if err == nil {
+			continue
 		}
+		if !errors.Is(err, wire.ErrClosed) {
+			go st.onReply(c, epoch, nil, err)
+			continue
+		}
+		// The connection had closed (the actor's process died while this
+		// caller was idle): the call never left, so it is not an attempt.
+		// It goes back to the head of the queue to wait for the GCS's
+		// news, and for a new connection in case the actor is still there.
+		delete(st.inflight, taskID)
+		c.conn = nil
+		st.order = slices.Insert(st.order, 0, c)
+		st.conn = nil
+		st.epoch++
+		go st.reconnect(st.epoch, conn)
+		return
 	}
+}
+
+// reconnect dials the actor again after its connection was found closed,
+// unless news about the actor came meanwhile. If the dial gives back the
+// closed connection (not yet dropped by withPeer), the call waits for the
+// GCS's news instead.
+func (st *actorState) reconnect(epoch int, closed *wire.Conn) {
+	st.mu.Lock()
+	if epoch != st.epoch || st.info.GetState() != protos.ActorState_ALIVE {
+		st.mu.Unlock()
+		return
+	}
+	endpoint := st.d.cw.reach(st.info.GetAddress())
+	st.mu.Unlock()
+	st.d.cw.withPeer(endpoint, func(c *wire.Conn, err error) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if epoch != st.epoch || err != nil || c == closed {
+			return
+		}
+		st.conn = c
+		st.flushLocked()
+	})
 }
 
 // onReply completes a call, or re-queues it when the actor's process died
