@@ -78,6 +78,12 @@ const (
 	// here; this connection replaces the one CREATE_ACTOR came on (for
 	// ACTOR_EXITED, and to notice the worker's death).
 	Method_ATTACH_ACTOR Method = 31
+	// Caller -> actor's worker, no payload: answered at once by the
+	// connection's reader, so the answer comes after every reply the worker
+	// had queued on the connection before. A caller that hears an actor died
+	// sends it to read the replies still on their way before failing the
+	// calls left.
+	Method_SYNC Method = 32
 )
 
 // Enum value maps for Method.
@@ -115,6 +121,7 @@ var (
 		29: "CANCEL_BUNDLES",
 		30: "EXIT",
 		31: "ATTACH_ACTOR",
+		32: "SYNC",
 	}
 	Method_value = map[string]int32{
 		"METHOD_UNSPECIFIED":   0,
@@ -149,6 +156,7 @@ var (
 		"CANCEL_BUNDLES":       29,
 		"EXIT":                 30,
 		"ATTACH_ACTOR":         31,
+		"SYNC":                 32,
 	}
 )
 
@@ -285,7 +293,7 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"%\n" +
 	"\vExitRequest\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\xef\x04\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason*\xf9\x04\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tPUSH_TASK\x10\x01\x12\x0f\n" +
@@ -322,7 +330,8 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\x0eCOMMIT_BUNDLES\x10\x1c\x12\x12\n" +
 	"\x0eCANCEL_BUNDLES\x10\x1d\x12\b\n" +
 	"\x04EXIT\x10\x1e\x12\x10\n" +
-	"\fATTACH_ACTOR\x10\x1fB&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"\fATTACH_ACTOR\x10\x1f\x12\b\n" +
+	"\x04SYNC\x10 B&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_wire_proto_rawDescOnce sync.Once

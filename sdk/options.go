@@ -137,7 +137,9 @@ func GetIfExists() ActorOption { return actorOpt(core.GetIfExists()) }
 func MaxRestarts(n int) ActorOption { return actorOpt(core.MaxRestarts(n)) }
 
 // MaxTaskRetries sets how often a call in flight when the actor died is
-// retried on the restarted actor (default 0; -1 for no limit).
+// retried on the restarted actor (default 0; -1 for no limit). With 0 a
+// call never waits for a restart either: one made while the actor
+// restarts fails at once with ErrActorUnavailable, as in Ray.
 func MaxTaskRetries(n int) ActorOption { return actorOpt(core.MaxTaskRetries(n)) }
 
 // MaxConcurrency lets up to n calls run at once, on goroutines.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -60,6 +61,17 @@ func (c *Counter) Exit(ctx context.Context) (int, error) {
 	return 0, sdk.ExitActor("done counting")
 }
 
+// IncUntil counts its calls, taking d for each, and ends the actor with
+// the call that reaches limit.
+func (c *Counter) IncUntil(ctx context.Context, limit int, d time.Duration) (int, error) {
+	c.n++
+	time.Sleep(d)
+	if c.n >= limit {
+		return 0, sdk.ExitActor("reached the limit")
+	}
+	return c.n, nil
+}
+
 var (
 	CounterActor = sdk.RegisterActor1("tests.Counter", func(ctx context.Context, start int) (*Counter, error) {
 		if start < 0 {
@@ -75,10 +87,41 @@ var (
 	CounterSlow      = sdk.NewMethod1(CounterActor, "Slow", (*Counter).Slow)
 	CounterCrash     = sdk.NewMethod0(CounterActor, "Crash", (*Counter).Crash)
 	CounterExit      = sdk.NewMethod0(CounterActor, "Exit", (*Counter).Exit)
+	CounterIncUntil  = sdk.NewMethod2(CounterActor, "IncUntil", (*Counter).IncUntil)
 
 	// UseCounter receives an actor handle as an argument and calls it.
 	UseCounter = sdk.Register2("tests.UseCounter", func(ctx context.Context, c sdk.Actor[Counter], by int) (int, error) {
 		return CounterInc.Remote(ctx, c, by).Get(ctx)
+	})
+)
+
+// Gated counts its calls. Restarted, its constructor waits for the file
+// gate to exist, so a test holds it in RESTARTING as long as it needs; a
+// test that ended (its directory gone) lets it go.
+type Gated struct{ n int }
+
+var (
+	GatedActor = sdk.RegisterActor1("tests.Gated", func(ctx context.Context, gate string) (*Gated, error) {
+		if sdk.GetRuntimeContext(ctx).WasRestarted {
+			for {
+				_, err := os.Stat(gate)
+				_, dirErr := os.Stat(filepath.Dir(gate))
+				if err == nil || dirErr != nil {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		}
+		return &Gated{}, nil
+	})
+	GatedInc = sdk.NewMethod0(GatedActor, "Inc", func(g *Gated, ctx context.Context) (int, error) {
+		g.n++
+		return g.n, nil
+	})
+	GatedPid   = sdk.NewMethod0(GatedActor, "Pid", func(g *Gated, ctx context.Context) (int, error) { return os.Getpid(), nil })
+	GatedCrash = sdk.NewMethod0(GatedActor, "Crash", func(g *Gated, ctx context.Context) (int, error) {
+		os.Exit(7)
+		return 0, nil
 	})
 )
 

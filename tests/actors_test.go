@@ -1,7 +1,11 @@
 package tests
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -131,23 +135,41 @@ func TestActorRestarts(t *testing.T) {
 	if _, err := CounterCrash.Remote(ctx, r).Get(ctx); !errors.Is(err, sdk.ErrActorDied) {
 		t.Fatalf("crash without task retries: %v", err)
 	}
-	if v, err := CounterGet.Remote(ctx, r).Get(ctx, sdk.Timeout(30*time.Second)); err != nil || v != 100 {
-		t.Fatalf("after restart Get = %v, %v (state should be reset)", v, err)
-	}
+	// Calls made while it restarts fail at once (MaxTaskRetries 0); once
+	// it is back they run on fresh state.
+	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		v, err := CounterGet.Remote(ctx, r).Get(ctx, sdk.Timeout(30*time.Second))
+		switch {
+		case errors.Is(err, sdk.ErrActorUnavailable):
+			return err
+		case err != nil || v != 100:
+			t.Fatalf("after restart Get = %v, %v (state should be reset)", v, err)
+		}
+		return nil
+	})
 	if was, err := CounterRestarted.Remote(ctx, r).Get(ctx); err != nil || !was {
 		t.Fatalf("WasRestarted after a crash = %v, %v", was, err)
 	}
-	// Kill without noRestart restarts it too.
+	// Kill without noRestart restarts it too. Calls sent before this
+	// process hears of the kill may still reach the old process: wait for
+	// the new one.
+	killed, err := CounterPid.Remote(ctx, r).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := sdk.Kill(ctx, r, false); err != nil {
 		t.Fatal(err)
 	}
 	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
-		v, err := CounterInc.Remote(ctx, r, 0).Get(ctx, sdk.Timeout(10*time.Second))
-		if err != nil || v != 100 {
-			return errorf("after Kill(restart) Inc(0) = %v, %v", v, err)
+		pid, err := CounterPid.Remote(ctx, r).Get(ctx, sdk.Timeout(10*time.Second))
+		if err != nil || pid == killed {
+			return errorf("after Kill(restart) Pid = %v, %v (the killed process was %d)", pid, err, killed)
 		}
 		return nil
 	})
+	if v, err := CounterInc.Remote(ctx, r, 0).Get(ctx); err != nil || v != 100 {
+		t.Fatalf("after Kill(restart) Inc(0) = %v, %v (state should be reset)", v, err)
+	}
 	// Restarts exhausted: dead.
 	if _, err := CounterCrash.Remote(ctx, r).Get(ctx); !errors.Is(err, sdk.ErrActorDied) {
 		t.Fatalf("third crash: %v", err)
@@ -256,6 +278,9 @@ func TestActorSIGKILLMidStream(t *testing.T) {
 					ok++
 				case errors.Is(err, sdk.ErrActorDied):
 					died++
+				case errors.Is(err, sdk.ErrActorUnavailable) && i > 100 && tc.restarts > 0 && tc.retries == 0:
+					// Made while the actor restarted, which calls without
+					// task retries do not wait for.
 				default:
 					t.Fatalf("call %d: %v", i, err)
 				}
@@ -264,6 +289,20 @@ func TestActorSIGKILLMidStream(t *testing.T) {
 			// were in flight: retried with task retries, failed without.
 			if ok < 51 || (tc.retries != 0 && died != 0) || (tc.retries == 0 && died == 0) {
 				t.Fatalf("ok %d died %d", ok, died)
+			}
+			if tc.restarts > 0 {
+				// Once the actor is back, calls run on fresh state (the
+				// calls made before that fail without task retries).
+				checkFor(t, 60*time.Second, 20*time.Millisecond, func() error {
+					v, err := CounterGet.Remote(ctx, c).Get(ctx, sdk.Timeout(60*time.Second))
+					switch {
+					case errors.Is(err, sdk.ErrActorUnavailable) && tc.retries == 0:
+						return err
+					case err != nil || v != 0:
+						t.Fatalf("first call on the restarted actor: %v, %v (state starts fresh)", v, err)
+					}
+					return nil
+				})
 			}
 			// Calls made after the death run on the restarted actor, or
 			// fail when it has no restarts.
@@ -444,4 +483,209 @@ func TestActorCallCancelAndNamespaces(t *testing.T) {
 	if _, err := sdk.GetActor[Counter](ctx, "busy", "default"); err == nil {
 		t.Fatal("found the actor in another namespace")
 	}
+}
+
+// TestActorExitDeliversFinishedCalls: an actor that exits itself (Ray's
+// exit_actor) with calls pipelined behind the exiting one still delivers
+// the replies of every call it finished before it; the calls queued after
+// it fail with ErrActorDied instead of hanging. Several actors exit at
+// once, so the driver has replies to read while it hears of the deaths.
+func TestActorExitDeliversFinishedCalls(t *testing.T) {
+	ctx := startCluster(t)
+	for _, tc := range []struct {
+		name    string
+		d       time.Duration
+		retries int
+	}{
+		{"instant calls", 0, 0},
+		{"2ms calls", 2 * time.Millisecond, 0},
+		{"instant calls with task retries", 0, -1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const actors = 4
+			errs := make(chan error, actors)
+			for range actors {
+				c, err := CounterActor.Options(sdk.MaxRestarts(-1), sdk.MaxTaskRetries(tc.retries)).Remote(ctx, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				go func() { errs <- exitAfterCalls(ctx, c, tc.d) }()
+			}
+			for range actors {
+				if err := <-errs; err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
+
+// exitAfterCalls makes 120 calls to c whose 100th ends the actor, and
+// checks what each call got.
+func exitAfterCalls(ctx context.Context, c sdk.Actor[Counter], d time.Duration) error {
+	const limit, total = 100, 120
+	refs := make([]sdk.Ref[int], total)
+	for i := range refs {
+		refs[i] = CounterIncUntil.Remote(ctx, c, limit, d)
+	}
+	var delivered int
+	var problems []string
+	for i, r := range refs {
+		v, err := r.Get(ctx, sdk.Timeout(60*time.Second))
+		switch {
+		case i < limit-1 && err == nil && v == i+1:
+			delivered++
+		case i < limit-1:
+			if len(problems) < 3 {
+				problems = append(problems, fmt.Sprintf("finished call %d got %v, %v", i, v, err))
+			}
+		case i == limit-1 && !(errors.Is(err, sdk.ErrActorDied) && strings.Contains(err.Error(), "reached the limit")):
+			problems = append(problems, fmt.Sprintf("the exiting call got %v, %v", v, err))
+		case i >= limit && !errors.Is(err, sdk.ErrActorDied):
+			problems = append(problems, fmt.Sprintf("call %d, queued after the exiting call, got %v, %v (want ErrActorDied)", i, v, err))
+		}
+	}
+	if _, err := CounterGet.Remote(ctx, c).Get(ctx, sdk.Timeout(30*time.Second)); !errors.Is(err, sdk.ErrActorDied) {
+		problems = append(problems, fmt.Sprintf("a call after the exit got %v (the actor must not restart)", err))
+	}
+	if delivered != limit-1 || len(problems) > 0 {
+		return fmt.Errorf("%d of the %d replies of finished calls arrived; %s", delivered, limit-1, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// TestActorCallsWhileRestarting: with MaxTaskRetries 0 (the default) a
+// call made while the actor restarts fails at once with
+// ErrActorUnavailable (Ray's ActorUnavailableError) and a call in flight
+// when the process died with ErrActorDied; with task retries such calls
+// wait and run on the restarted actor. The restarted constructor waits
+// for a gate file, so a call that waited for the restart could not
+// return before the test opens it.
+func TestActorCallsWhileRestarting(t *testing.T) {
+	ctx := startCluster(t)
+	unavailable := func(err error) error {
+		if !errors.Is(err, sdk.ErrActorUnavailable) || !strings.Contains(err.Error(), "restarting") {
+			return fmt.Errorf("a call while the actor restarts: %v (want ErrActorUnavailable saying it is restarting)", err)
+		}
+		return nil
+	}
+	openGate := func(t *testing.T, gate string) {
+		if err := os.WriteFile(gate, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// newGated starts an actor whose restart waits for the gate, which
+	// opens when the subtest ends at the latest (its directory goes): a
+	// restart left waiting would hold its CPU from the next subtests'
+	// actors.
+	newGated := func(t *testing.T, opts ...sdk.ActorOption) (sdk.Actor[Gated], string) {
+		gate := filepath.Join(t.TempDir(), "gate")
+		g, err := GatedActor.Options(opts...).Remote(ctx, gate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g, gate
+	}
+	// backAfterRestart waits for the first call to succeed after the gate
+	// opened: calls made before the restart completes fail.
+	backAfterRestart := func(t *testing.T, g sdk.Actor[Gated]) {
+		checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+			v, err := GatedInc.Remote(ctx, g).Get(ctx, sdk.Timeout(30*time.Second))
+			if err != nil {
+				if uerr := unavailable(err); uerr != nil {
+					t.Fatal(uerr)
+				}
+				return err
+			}
+			if v != 1 {
+				t.Fatalf("first call on the restarted actor = %d, want 1 (fresh state)", v)
+			}
+			return nil
+		})
+		for want := 2; want <= 4; want++ {
+			if v, err := GatedInc.Remote(ctx, g).Get(ctx, sdk.Timeout(30*time.Second)); err != nil || v != want {
+				t.Fatalf("call after the restart = %v, %v, want %d", v, err, want)
+			}
+		}
+	}
+
+	t.Run("no task retries, after a crash mid-call", func(t *testing.T) {
+		g, gate := newGated(t, sdk.MaxRestarts(1))
+		if v, err := GatedInc.Remote(ctx, g).Get(ctx); err != nil || v != 1 {
+			t.Fatalf("Inc = %v, %v", v, err)
+		}
+		if _, err := GatedCrash.Remote(ctx, g).Get(ctx, sdk.Timeout(30*time.Second)); !errors.Is(err, sdk.ErrActorDied) {
+			t.Fatalf("the call running when the process died: %v (want ErrActorDied)", err)
+		}
+		for range 3 {
+			_, err := GatedInc.Remote(ctx, g).Get(ctx, sdk.Timeout(30*time.Second))
+			if uerr := unavailable(err); uerr != nil {
+				t.Fatal(uerr)
+			}
+		}
+		openGate(t, gate)
+		backAfterRestart(t, g)
+	})
+
+	t.Run("no task retries, after SIGKILL while idle", func(t *testing.T) {
+		g, gate := newGated(t, sdk.MaxRestarts(1))
+		pid, err := GatedPid.Remote(ctx, g).Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		// A call sent before this process noticed the death is in flight
+		// when the connection breaks (ErrActorDied); the calls after it
+		// are not sent at all.
+		checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+			_, err := GatedInc.Remote(ctx, g).Get(ctx, sdk.Timeout(30*time.Second))
+			if errors.Is(err, sdk.ErrActorDied) {
+				return err
+			}
+			if uerr := unavailable(err); uerr != nil {
+				t.Fatal(uerr)
+			}
+			return nil
+		})
+		openGate(t, gate)
+		backAfterRestart(t, g)
+	})
+
+	t.Run("task retries wait for the restart", func(t *testing.T) {
+		g, gate := newGated(t, sdk.MaxRestarts(1), sdk.MaxTaskRetries(-1))
+		pid, err := GatedPid.Remote(ctx, g).Get(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+			if processAlive(pid) {
+				return errorf("process %d still alive", pid)
+			}
+			return nil
+		})
+		// Made after the process died, answered only by the restarted
+		// actor, which cannot start before the gate opens.
+		refs := make([]sdk.Ref[int], 5)
+		for i := range refs {
+			refs[i] = GatedInc.Remote(ctx, g)
+		}
+		openGate(t, gate)
+		vals, err := sdk.GetAll(ctx, refs, sdk.Timeout(60*time.Second))
+		if err != nil {
+			t.Fatalf("calls made during the restart with MaxTaskRetries(-1): %v", err)
+		}
+		for i, v := range vals {
+			if v != i+1 {
+				t.Fatalf("call %d = %d on the restarted actor, want %d", i, v, i+1)
+			}
+		}
+		if p, err := GatedPid.Remote(ctx, g).Get(ctx); err != nil || p == pid {
+			t.Fatalf("Pid after the restart = %v, %v (was %d)", p, err, pid)
+		}
+	})
 }

@@ -2,8 +2,11 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
+	"time"
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/internal/auth"
@@ -47,7 +50,16 @@ type actorCall struct {
 	retriesLeft int32
 	resolved    bool
 	done        bool
+	// conn is the connection the call was last sent on: only that
+	// connection's order says whether its reply can still come.
+	conn *wire.Conn
 }
+
+// actorDeathReplyWait bounds how long calls in flight on an actor the GCS
+// declared dead wait for a reply already on its way (see
+// settleAfterDeath), for a connection that neither answers nor closes,
+// as to a partitioned node.
+const actorDeathReplyWait = 5 * time.Second
 
 func (cw *Worker) actors() *actorDirectory { return cw.actorDir }
 
@@ -179,22 +191,110 @@ func (st *actorState) update(info *protos.ActorInfo) {
 	case protos.ActorState_DEAD:
 		st.conn = nil
 		st.epoch++
-		failed := append([]*actorCall(nil), st.order...)
+		failed := st.order
 		st.order = nil
-		for id, c := range st.inflight {
-			failed = append(failed, c)
-			delete(st.inflight, id)
+		sent := make([]*actorCall, 0, len(st.inflight))
+		for _, c := range st.inflight {
+			sent = append(sent, c)
 		}
 		st.mu.Unlock()
 		for _, c := range failed {
 			st.finish(c, nil, st.deadError(c, info))
 		}
+		if len(sent) > 0 {
+			st.settleAfterDeath(sent, info)
+		}
 		return
 	default:
 		st.conn = nil
 		st.epoch++
+		failed := st.unavailableLocked()
+		st.mu.Unlock()
+		st.failUnavailable(failed, info)
+		return
 	}
-	st.mu.Unlock()
+}
+
+// settleAfterDeath fails the calls that were in flight when the GCS
+// declared the actor dead, once no reply can still come for them. The
+// news travels apart from the replies: an actor that exits itself
+// answers every call it finished before it tells the GCS, yet the
+// caller may hear of the death before it has read those answers. A SYNC
+// on each call's connection is answered after every reply queued before
+// it, so once its answer is in, or the connection is gone, a call still
+// in flight has no reply coming.
+func (st *actorState) settleAfterDeath(sent []*actorCall, info *protos.ActorInfo) {
+	byConn := map[*wire.Conn][]*actorCall{}
+	for _, c := range sent {
+		byConn[c.conn] = append(byConn[c.conn], c)
+	}
+	settle := func(calls []*actorCall) {
+		st.mu.Lock()
+		left := calls[:0]
+		for _, c := range calls {
+			taskID := protos.MustUniqueID(c.req.GetTaskId())
+			if st.inflight[taskID] == c {
+				delete(st.inflight, taskID)
+				left = append(left, c)
+			}
+		}
+		st.mu.Unlock()
+		for _, c := range left {
+			st.finish(c, nil, st.deadError(c, info))
+		}
+	}
+	time.AfterFunc(actorDeathReplyWait, func() { settle(slices.Clone(sent)) })
+	for conn, calls := range byConn {
+		if conn == nil {
+			continue
+		}
+		// Go fails only on a closed connection, which has failed its
+		// calls through their own callbacks already, or is about to.
+		_ = conn.Go(protos.Method_SYNC, nil, func([]byte, error) { settle(calls) })
+	}
+}
+
+// unavailableLocked takes the calls ready to be sent while the actor is
+// restarting, if its calls may not wait for a restart (MaxTaskRetries 0,
+// Ray's fail_if_actor_unreachable); the caller fails them with
+// failUnavailable once it has released the lock.
+func (st *actorState) unavailableLocked() []*actorCall {
+	if st.conn != nil || st.info.GetState() != protos.ActorState_RESTARTING || st.info.GetSpec().GetOptions().GetMaxTaskRetries() != 0 {
+		return nil
+	}
+	i := 0
+	for i < len(st.order) && st.order[i].resolved {
+		i++
+	}
+	if i == 0 {
+		return nil
+	}
+	failed := slices.Clone(st.order[:i])
+	st.order = slices.Delete(st.order, 0, i)
+	return failed
+}
+
+func (st *actorState) failUnavailable(calls []*actorCall, info *protos.ActorInfo) {
+	for _, c := range calls {
+		st.finish(c, nil, st.unavailableError(c, info))
+	}
+}
+
+// unavailableError is how a call fails that was made while the actor
+// restarts and may not wait for it.
+func (st *actorState) unavailableError(c *actorCall, info *protos.ActorInfo) *TaskError {
+	limit := "unlimited"
+	if n := info.GetSpec().GetOptions().GetMaxRestarts(); n >= 0 {
+		limit = fmt.Sprint(n)
+	}
+	cause := info.GetDeathCause()
+	if cause == "" {
+		cause = "its worker was lost"
+	}
+	return &TaskError{Kind: protos.ErrorKind_ERROR_KIND_ACTOR_UNAVAILABLE, Function: info.GetSpec().GetClassName() + "." + c.req.GetMethod(),
+		TaskID: protos.MustUniqueID(c.req.GetTaskId()),
+		Message: fmt.Sprintf("the actor is restarting (restart %d of %s; %s); with MaxTaskRetries 0 a call does not wait for the restart, call again once it is back",
+			info.GetNumRestarts(), limit, cause)}
 }
 
 func (st *actorState) deadError(c *actorCall, info *protos.ActorInfo) *TaskError {
@@ -261,8 +361,15 @@ func (cw *Worker) CallActor(ctx context.Context, h *ActorHandle, m Method, args 
 		cw.streams.open(cw, taskID)
 	}
 	st.mu.Lock()
-	st.order = append(st.order, c)
 	info := st.info
+	if info.GetState() == protos.ActorState_RESTARTING && st.conn == nil && opts.GetMaxTaskRetries() == 0 {
+		// Not queued at all: waiting for its arguments must not turn it
+		// into a call sent after the restart.
+		st.mu.Unlock()
+		st.finish(c, nil, st.unavailableError(c, info))
+		return ref, nil
+	}
+	st.order = append(st.order, c)
 	st.mu.Unlock()
 	if info.GetState() == protos.ActorState_DEAD {
 		st.update(info) // fails the queue, this call included
@@ -279,7 +386,10 @@ func (cw *Worker) CallActor(ctx context.Context, h *ActorHandle, m Method, args 
 		st.mu.Lock()
 		c.resolved = true
 		st.flushLocked()
+		failed := st.unavailableLocked()
+		info := st.info
 		st.mu.Unlock()
+		st.failUnavailable(failed, info)
 	})
 	return ref, nil
 }
@@ -310,13 +420,52 @@ func (st *actorState) flushLocked() {
 		taskID := protos.MustUniqueID(c.req.GetTaskId())
 		st.inflight[taskID] = c
 		conn, epoch := st.conn, st.epoch
+		c.conn = conn
 		err := conn.Go(protos.Method_ACTOR_CALL, c.req, func(payload []byte, err error) {
 			st.onReply(c, epoch, payload, err)
 		})
-		if err != nil {
-			go st.onReply(c, epoch, nil, err)
+		if err == nil {
+			continue
 		}
+		if !errors.Is(err, wire.ErrClosed) {
+			go st.onReply(c, epoch, nil, err)
+			continue
+		}
+		// The connection had closed (the actor's process died while this
+		// caller was idle): the call never left, so it is not an attempt.
+		// It goes back to the head of the queue to wait for the GCS's
+		// news, and for a new connection in case the actor is still there.
+		delete(st.inflight, taskID)
+		c.conn = nil
+		st.order = slices.Insert(st.order, 0, c)
+		st.conn = nil
+		st.epoch++
+		go st.reconnect(st.epoch, conn)
+		return
 	}
+}
+
+// reconnect dials the actor again after its connection was found closed,
+// unless news about the actor came meanwhile. If the dial gives back the
+// closed connection (not yet dropped by withPeer), the call waits for the
+// GCS's news instead.
+func (st *actorState) reconnect(epoch int, closed *wire.Conn) {
+	st.mu.Lock()
+	if epoch != st.epoch || st.info.GetState() != protos.ActorState_ALIVE {
+		st.mu.Unlock()
+		return
+	}
+	endpoint := st.d.cw.reach(st.info.GetAddress())
+	st.mu.Unlock()
+	st.d.cw.withPeer(endpoint, func(c *wire.Conn, err error) {
+		st.mu.Lock()
+		defer st.mu.Unlock()
+		if epoch != st.epoch || err != nil || c == closed {
+			return
+		}
+		st.conn = c
+		st.flushLocked()
+	})
 }
 
 // onReply completes a call, or re-queues it when the actor's process died
@@ -362,7 +511,10 @@ func (st *actorState) onReply(c *actorCall, epoch int, payload []byte, err error
 	info := st.info
 	st.mu.Unlock()
 	e := st.deadError(c, info)
-	e.Message = fmt.Sprintf("the actor's worker died while running the call: %v", err)
+	if info.GetState() != protos.ActorState_DEAD {
+		// Not known yet why: the death cause says more once the GCS has it.
+		e.Message = fmt.Sprintf("the actor's worker died while running the call: %v", err)
+	}
 	st.finish(c, nil, e)
 }
 

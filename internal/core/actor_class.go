@@ -173,7 +173,9 @@ func GetIfExists() ActorOption { return func(o *ActorOptions) { o.p.GetIfExists 
 func MaxRestarts(n int) ActorOption { return func(o *ActorOptions) { o.p.MaxRestarts = int32(n) } }
 
 // MaxTaskRetries sets how often a call in flight when the actor died is
-// retried on the restarted actor (default 0; -1 for no limit).
+// retried on the restarted actor (default 0; -1 for no limit). With 0 a
+// call never waits for a restart either: one made while the actor
+// restarts fails at once with ErrActorUnavailable, as in Ray.
 func MaxTaskRetries(n int) ActorOption {
 	return func(o *ActorOptions) { o.p.MaxTaskRetries = int32(n) }
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
@@ -43,7 +44,16 @@ type hostedActor struct {
 	groups      map[string]chan struct{}
 	methodGroup map[string]string
 	dispatcher  *pinnedDispatcher
+	// exited holds the reason once a call returned ExitActor: calls that
+	// start afterwards are refused instead of run, as Ray's exit_actor
+	// ends the actor after the current call.
+	exited atomic.Pointer[string]
 }
+
+// actorExitFlushTimeout bounds how long an actor that exits itself waits
+// for its replies to be written: a caller that stopped reading must not
+// keep the process alive.
+const actorExitFlushTimeout = 5 * time.Second
 
 // actorCallMsg is what the actor's mailbox receives.
 type actorCallMsg struct {
@@ -212,6 +222,10 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 		te := &TaskError{Kind: kind, Function: fn, TaskID: taskID, Message: err.Error(), Stack: stack, PID: os.Getpid(), NodeID: h.cw.node().id, cause: err}
 		reply(&protos.ObjectData{Error: te.toProto()}, 0)
 	}
+	if reason := ha.exited.Load(); reason != nil {
+		fail(protos.ErrorKind_ERROR_KIND_ACTOR_DIED, fmt.Errorf("the actor exited itself before the call ran: %s", *reason), "")
+		return
+	}
 	meth, ok := ha.class.methods[m.GetMethod()]
 	if !ok {
 		fail(protos.ErrorKind_ERROR_KIND_UNKNOWN_FUNCTION, fmt.Errorf("%w: actor class %s has no registered method %q", ErrUnknownFunction, ha.class.name, m.GetMethod()), "")
@@ -257,7 +271,9 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 	var exit *actorExit
 	if errors.As(err, &exit) {
 		fail(protos.ErrorKind_ERROR_KIND_ACTOR_DIED, fmt.Errorf("the actor exited itself: %s", exit.reason), "")
-		h.exitActor(ha, exit.reason)
+		if ha.exited.CompareAndSwap(nil, &exit.reason) {
+			h.exitActor(ha, exit.reason)
+		}
 		return
 	}
 	if err != nil {
@@ -273,7 +289,16 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 }
 
 // exitActor tells the GCS the actor exited itself, then ends the process.
+// Replies already produced are written out first: once the GCS knows, it
+// gives the process a short grace before its raylet kills it, and callers
+// settle the calls still pending when they hear the actor is dead (see
+// actorState.settleAfterDeath), so replies should be on their way by then.
 func (h *actorHost) exitActor(ha *hostedActor, reason string) {
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), actorExitFlushTimeout)
+	if err := h.cw.flushConns(flushCtx); err != nil {
+		h.cw.log.Warn().Err(err).Msg("actor exiting: some replies were not written")
+	}
+	cancelFlush()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := ha.gcsConn.Call(ctx, protos.Method_ACTOR_EXITED, &protos.ActorExitedRequest{ActorId: ha.id.Bytes(), Reason: reason}, &protos.ActorExitedReply{}); err != nil {

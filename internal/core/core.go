@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -157,6 +158,10 @@ func (cw *Worker) ServeWire(c *wire.Conn, req *wire.Request) {
 		cw.serveStreamItem(c, req)
 	case protos.Method_ADD_BORROWERS, protos.Method_REMOVE_BORROWERS:
 		cw.serveBorrow(c, req)
+	case protos.Method_SYNC:
+		// Answered here on the reader, so the answer follows every reply
+		// queued on c before (see actorState.settleAfterDeath).
+		_ = c.Reply(req, nil)
 	case protos.Method_GET_REFS:
 		var m protos.GetRefsRequest
 		if err := unmarshalProto(req.Payload, &m); err != nil {
@@ -317,6 +322,31 @@ func (cw *Worker) withPeer(endpoint string, fn func(*wire.Conn, error)) {
 
 func (cw *Worker) nextPutID() protos.ObjectID {
 	return protos.ObjectIDFor(cw.putTask, cw.putIndex.Add(1))
+}
+
+// flushConns waits until what this process queued on its connections
+// (accepted and dialled) is written, or ctx ends.
+func (cw *Worker) flushConns(ctx context.Context) error {
+	var flushers []interface{ Flush(context.Context) error }
+	for _, s := range []*wire.Server{cw.server, cw.tcpServer} {
+		if s != nil {
+			flushers = append(flushers, s)
+		}
+	}
+	cw.peersMu.Lock()
+	for _, p := range cw.peers {
+		if p.conn != nil {
+			flushers = append(flushers, p.conn)
+		}
+	}
+	cw.peersMu.Unlock()
+	errs := make([]error, len(flushers))
+	var wg sync.WaitGroup
+	for i, f := range flushers {
+		wg.Go(func() { errs[i] = f.Flush(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // close releases everything this process holds.

@@ -45,11 +45,23 @@ type Conn struct {
 	wmu    sync.Mutex
 	wbuf   []byte
 	closed bool  // guarded by wmu; no appends once set
+	ended  bool  // guarded by wmu; shutdown ran (closed may come first, see writeFailed)
 	err    error // guarded by wmu; why the conn closed
 	// kick wakes the flusher. Capacity one: a token already there means
 	// the flusher will look at wbuf again, so further sends are dropped.
 	kick    chan struct{}
 	flushed chan struct{} // closed when the flusher exits
+
+	// What Flush waits on: queued counts the bytes appended to wbuf,
+	// written the bytes the flusher has handed to the socket. A waiter is
+	// done once written reaches queued as it was when it started.
+	queued   uint64 // guarded by wmu
+	written  atomic.Uint64
+	fmu      sync.Mutex
+	fwaiters []flushWaiter
+	// nwaiters spares the flusher the lock when nobody waits (always but
+	// while a process drains before it exits).
+	nwaiters atomic.Int32
 
 	// Pending outgoing requests. nil once the conn is closed, which is how
 	// register learns it must not add more.
@@ -57,7 +69,7 @@ type Conn struct {
 	pending map[uint64]*call
 	nextID  uint64
 
-	closing atomic.Bool // fast check for the reader; mirrors closed
+	closing atomic.Bool // fast check for the reader; set once shutdown runs
 	done    chan struct{}
 	onClose func(*Conn, error)
 	value   atomic.Pointer[any]
@@ -74,6 +86,11 @@ type call struct {
 }
 
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan error, 1)} }}
+
+type flushWaiter struct {
+	target uint64
+	ch     chan struct{}
+}
 
 func getCall() *call { return callPool.Get().(*call) }
 
@@ -153,6 +170,71 @@ func (c *Conn) Err() error {
 func (c *Conn) Close() error {
 	c.shutdown(ErrClosed, true)
 	return nil
+}
+
+// Flush waits until every frame queued on the conn before the call has been
+// written to the socket (handed to the kernel; the peer may not have read
+// it yet). It returns nil then, the conn's error if the conn closed first
+// with frames unwritten, or ctx.Err(). A process about to exit uses it so
+// replies it already produced are not lost with it.
+func (c *Conn) Flush(ctx context.Context) error {
+	c.wmu.Lock()
+	target := c.queued
+	c.wmu.Unlock()
+	if c.written.Load() >= target {
+		return nil
+	}
+	ch := make(chan struct{})
+	c.fmu.Lock()
+	c.fwaiters = append(c.fwaiters, flushWaiter{target: target, ch: ch})
+	c.nwaiters.Add(1)
+	c.fmu.Unlock()
+	// The flusher may have written the bytes before it could see this
+	// waiter: look again.
+	c.wakeFlushWaiters(c.written.Load())
+	select {
+	case <-ch:
+		return nil
+	case <-c.done:
+		c.dropFlushWaiter(ch)
+		if c.written.Load() >= target {
+			return nil
+		}
+		return c.Err()
+	case <-ctx.Done():
+		c.dropFlushWaiter(ch)
+		return ctx.Err()
+	}
+}
+
+// wakeFlushWaiters releases the Flush calls whose frames are all written
+// once written bytes are.
+func (c *Conn) wakeFlushWaiters(written uint64) {
+	c.fmu.Lock()
+	kept := c.fwaiters[:0]
+	for _, w := range c.fwaiters {
+		if w.target <= written {
+			close(w.ch)
+			c.nwaiters.Add(-1)
+			continue
+		}
+		kept = append(kept, w)
+	}
+	clear(c.fwaiters[len(kept):])
+	c.fwaiters = kept
+	c.fmu.Unlock()
+}
+
+func (c *Conn) dropFlushWaiter(ch chan struct{}) {
+	c.fmu.Lock()
+	for i, w := range c.fwaiters {
+		if w.ch == ch {
+			c.fwaiters = slices.Delete(c.fwaiters, i, i+1)
+			c.nwaiters.Add(-1)
+			break
+		}
+	}
+	c.fmu.Unlock()
 }
 
 // Call sends a request and waits for its response, which is unmarshaled
@@ -347,6 +429,7 @@ func (c *Conn) send(kind frameKind, m protos.Method, id uint64, msg proto.Messag
 		id:     id,
 	})
 	c.wbuf = buf
+	c.queued += uint64(len(buf) - start)
 	c.wmu.Unlock()
 	if start == 0 {
 		c.kickFlusher()
@@ -376,8 +459,11 @@ func (c *Conn) flushLoop() {
 			c.wbuf = spare
 			c.wmu.Unlock()
 			if _, err := c.nc.Write(buf); err != nil {
-				c.shutdown(fmt.Errorf("write: %w", err), false)
+				c.writeFailed(err)
 				return
+			}
+			if n := c.written.Add(uint64(len(buf))); c.nwaiters.Load() > 0 {
+				c.wakeFlushWaiters(n)
 			}
 			if cap(buf) > maxRetainedWriteBuf {
 				buf = make([]byte, 0, initialWriteBuf)
@@ -533,17 +619,41 @@ func (c *Conn) serve(req *Request) {
 	c.h.ServeWire(c, req)
 }
 
-// shutdown closes the conn once. graceful (local Close) lets the flusher
-// drain what was queued first; failures close the socket immediately.
-func (c *Conn) shutdown(cause error, graceful bool) {
+// writeFailed stops the conn's writes after the socket refused one but
+// leaves the socket to the reader: a peer that sent its last frames and
+// closed (a process exiting) makes writes fail while those frames are
+// still unread here, and replies among them must reach their calls. The
+// reader ends the conn at EOF, or when the deadline finds the peer
+// neither sending nor closing.
+func (c *Conn) writeFailed(werr error) {
 	c.wmu.Lock()
 	if c.closed {
+		// Close is under way and ends the conn.
 		c.wmu.Unlock()
 		return
 	}
 	c.closed = true
-	err := closedError(cause)
-	c.err = err
+	c.err = closedError(fmt.Errorf("write: %w", werr))
+	c.wmu.Unlock()
+	if err := c.nc.SetReadDeadline(time.Now().Add(c.opts.closeFlushWait)); err != nil {
+		c.shutdown(werr, false)
+	}
+}
+
+// shutdown closes the conn once. graceful (local Close) lets the flusher
+// drain what was queued first; failures close the socket immediately.
+func (c *Conn) shutdown(cause error, graceful bool) {
+	c.wmu.Lock()
+	if c.ended {
+		c.wmu.Unlock()
+		return
+	}
+	c.ended = true
+	if !c.closed {
+		c.closed = true
+		c.err = closedError(cause)
+	}
+	err := c.err
 	c.wmu.Unlock()
 	c.closing.Store(true)
 

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"context"
 	"errors"
 	"net"
 	"sync"
@@ -122,6 +123,25 @@ func (s *Server) isClosed() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.closed
+}
+
+// Flush waits until every accepted conn has written what was queued on it
+// when Flush was called (see Conn.Flush), flushing them in parallel. It
+// returns the conns' errors joined, or ctx.Err() if ctx ended first.
+func (s *Server) Flush(ctx context.Context) error {
+	s.mu.Lock()
+	conns := make([]*Conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	errs := make([]error, len(conns))
+	var wg sync.WaitGroup
+	for i, c := range conns {
+		wg.Go(func() { errs[i] = c.Flush(ctx) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // Close stops accepting and closes every accepted conn (flushing what they

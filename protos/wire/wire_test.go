@@ -851,3 +851,156 @@ func TestNewConnOverPipe(t *testing.T) {
 		t.Fatalf("%v %v", &out, err)
 	}
 }
+
+// TestFlush: Flush returns once the frames queued before it are written to
+// the socket. net.Pipe has no buffer, so nothing counts as written before
+// the peer reads it.
+func TestFlush(t *testing.T) {
+	a, b := net.Pipe()
+	c := NewConn(a, nil)
+	defer c.Close()
+	defer b.Close()
+	if err := c.Flush(context.Background()); err != nil {
+		t.Fatalf("Flush with nothing queued: %v", err)
+	}
+	msg := &protos.ExitRequest{Reason: "flush me"}
+	const n = 50
+	for range n {
+		if err := c.Notify(protos.Method_NOTIFY_BLOCKED, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- c.Flush(context.Background()) }()
+	cancelled, cancel := context.WithCancel(context.Background())
+	abandoned := make(chan error, 1)
+	go func() { abandoned <- c.Flush(cancelled) }()
+	cancel()
+	if err := <-abandoned; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Flush with its context cancelled before the peer read: %v", err)
+	}
+	select {
+	case err := <-flushed:
+		t.Fatalf("Flush returned (%v) before the peer read anything", err)
+	default:
+	}
+	if _, err := io.ReadFull(b, make([]byte, n*(headerSize+proto.Size(msg)))); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-flushed; err != nil {
+		t.Fatalf("Flush after the peer read every frame: %v", err)
+	}
+}
+
+// TestFlushClosedConn: a conn that closes with frames unwritten ends Flush
+// with its error.
+func TestFlushClosedConn(t *testing.T) {
+	a, b := net.Pipe()
+	c := NewConn(a, nil)
+	defer c.Close()
+	if err := c.Notify(protos.Method_NOTIFY_BLOCKED, &protos.ExitRequest{Reason: "never read"}); err != nil {
+		t.Fatal(err)
+	}
+	flushed := make(chan error, 1)
+	go func() { flushed <- c.Flush(context.Background()) }()
+	b.Close()
+	if err := <-flushed; !errors.Is(err, ErrClosed) {
+		t.Fatalf("Flush on a conn whose peer went away: %v", err)
+	}
+}
+
+// TestServerFlush: the server flushes every accepted conn.
+func TestServerFlush(t *testing.T) {
+	accepted := make(chan *Conn, 1)
+	s := startServer(t, transports(t)[0].ep, HandlerFunc(func(c *Conn, req *Request) {
+		select {
+		case accepted <- c:
+		default:
+		}
+	}))
+	c := dial(t, s.Addr(), HandlerFunc(func(*Conn, *Request) {}))
+	if err := c.Notify(protos.Method_NOTIFY_BLOCKED, nil); err != nil {
+		t.Fatal(err)
+	}
+	sc := <-accepted
+	for range 1000 {
+		if err := sc.Notify(protos.Method_NOTIFY_BLOCKED, &protos.ExitRequest{Reason: "r"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	sc.wmu.Lock()
+	queued := sc.queued
+	sc.wmu.Unlock()
+	if written := sc.written.Load(); written != queued {
+		t.Fatalf("after Server.Flush the conn wrote %d of the %d bytes queued", written, queued)
+	}
+}
+
+// TestWriteFailureKeepsUnreadFrames: a peer that answers, sends more and
+// closes makes this side's next write fail while its frames are still
+// unread here; they are delivered all the same, the reply included, and
+// the conn ends at EOF.
+func TestWriteFailureKeepsUnreadFrames(t *testing.T) {
+	l, err := Listen(transports(t)[0].ep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		nc, err := l.Accept()
+		if err == nil {
+			accepted <- nc
+		}
+	}()
+	gate := make(chan struct{})
+	var got atomic.Int32
+	c := dial(t, endpointOf(l.Addr()), HandlerFunc(func(*Conn, *Request) {
+		if got.Add(1) == 1 {
+			<-gate // hold the reader until the write has failed
+		}
+	}))
+	const n = 100
+	handled := make(chan struct{})
+	p := NewConn(<-accepted, HandlerFunc(func(pc *Conn, req *Request) {
+		for range n {
+			_ = pc.Notify(protos.Method_NOTIFY_BLOCKED, &protos.ExitRequest{Reason: "sent before closing"})
+		}
+		_ = pc.Reply(req, &protos.ObjectData{Size: 7})
+		close(handled)
+	}))
+	replied := make(chan error, 1)
+	if err := c.Go(protos.Method_PUSH_TASK, &protos.ObjectData{}, func(payload []byte, err error) {
+		var out protos.ObjectData
+		if err == nil && (proto.Unmarshal(payload, &out) != nil || out.Size != 7) {
+			err = fmt.Errorf("reply %x", payload)
+		}
+		replied <- err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	<-handled
+	if err := p.Flush(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for c.Err() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("writes to a closed peer did not fail")
+		}
+		_ = c.Notify(protos.Method_NOTIFY_BLOCKED, nil)
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	waitDone(t, c)
+	if g := got.Load(); g != n {
+		t.Fatalf("%d of the %d frames the peer sent before closing were delivered", g, n)
+	}
+	if err := <-replied; err != nil {
+		t.Fatalf("the reply the peer sent before closing: %v", err)
+	}
+}
