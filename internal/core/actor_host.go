@@ -301,7 +301,12 @@ func (h *actorHost) exitActor(ha *hostedActor, reason string) {
 	cancelFlush()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := ha.gcsConn.Call(ctx, protos.Method_ACTOR_EXITED, &protos.ActorExitedRequest{ActorId: ha.id.Bytes(), Reason: reason}, &protos.ActorExitedReply{}); err != nil {
+	// A GCS that restarted attached on a connection of its own
+	// (actor_attach.go): the latest is the one to tell.
+	h.mu.Lock()
+	gcsConn := ha.gcsConn
+	h.mu.Unlock()
+	if err := gcsConn.Call(ctx, protos.Method_ACTOR_EXITED, &protos.ActorExitedRequest{ActorId: ha.id.Bytes(), Reason: reason}, &protos.ActorExitedReply{}); err != nil {
 		h.cw.log.Warn().Err(err).Msg("report actor exit to the GCS")
 	}
 	if ha.opts.GetPacked() {
