@@ -173,6 +173,21 @@ func TestHeadMovesToAnotherMachine(t *testing.T) {
 	c.kill(c.head)
 	servers[0].Shutdown()
 	servers[0].WaitForShutdown()
+	// The new head is started once the two NATS servers left serve
+	// JetStream again, as an operator would check (nats server ls).
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		nc, err := nats.Connect(strings.Join(urls[1:], ","), natsTLS(t)...)
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js, err := nc.JetStream()
+		if err != nil {
+			return err
+		}
+		_, err = js.AccountInfo()
+		return err
+	})
 	args := append([]string{"start", "--head", "--block", "--port", "0", "--node-timeout", nodeTimeout.String(), "--object-store-memory", "512MiB",
 		"--auth-token-file", tokenFile(c.head.dir)}, headArgs...)
 	c.head = c.spawn("head2", args, "goray head node running at ")

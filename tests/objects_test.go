@@ -93,9 +93,14 @@ func TestLargeObjectsUseSharedMemoryAndAreFreed(t *testing.T) {
 	if err != nil || len(b) != size || b[10] != 3+byte(10%7) {
 		t.Fatalf("MakeBytes: len %d, %v", len(b), err)
 	}
-	if objs := storeObjects(ctx, t); objs < 2 {
-		t.Fatalf("store holds %d objects, want the put and the result", objs)
-	}
+	// ClusterStatus shows the node's last report: wait for one after the
+	// result was stored.
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if objs := storeObjects(ctx, t); objs < 2 {
+			return errorf("store holds %d objects, want the put and the result", objs)
+		}
+		return nil
+	})
 	// Dropping every ref frees them.
 	ref, big, got, b = sdk.Ref[[]byte]{}, sdk.Ref[[]byte]{}, nil, nil
 	_, _, _, _ = ref, big, got, b
