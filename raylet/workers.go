@@ -145,12 +145,19 @@ func (s *state) startWorker(j *jobState, reserved bool) *workerProc {
 	wg.Add(2)
 	go func() { defer wg.Done(); logs.pump(stdout, false) }()
 	go func() { defer wg.Done(); logs.pump(stderr, true) }()
+	oomBase := s.r.mem.oomKills()
 	go func() {
 		wg.Wait()
 		err := cmd.Wait()
 		logs.close()
+		// SIGKILL while the kernel's OOM kill counters grew: the kernel's
+		// OOM killer (the raylet's own kills are told apart by the actor).
+		kernelOOM := false
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			kernelOOM = s.r.mem.oomKills().grew(oomBase)
+		}
 		close(w.exited)
-		s.r.system.Root.Send(s.r.pid, workerExited{w: w, err: err})
+		s.r.system.Root.Send(s.r.pid, workerExited{w: w, err: err, kernelOOM: kernelOOM})
 	}()
 	return w
 }
