@@ -2,6 +2,7 @@ package raylet
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/goray/goray/protos"
@@ -125,9 +126,10 @@ func (s *state) memoryPressure(u MemoryUsage) {
 	default:
 		why = "its caller's only task running on the node, so the task fails rather than be killed again"
 	}
-	msg := fmt.Sprintf("node %s used %s of %s (%.2f > threshold %.2f); the raylet's memory monitor killed worker pid %d, %s. "+
+	frac, thr := fractions(u.Fraction(), s.r.cfg.MemoryUsageThreshold)
+	msg := fmt.Sprintf("node %s used %s of %s (%s > threshold %s); the raylet's memory monitor killed worker pid %d, %s. "+
 		"Run fewer such tasks at once (more CPUs or sdk.Memory per task), give the node more memory, or raise the threshold (goray start --memory-usage-threshold, GORAY_MEMORY_USAGE_THRESHOLD)",
-		s.r.cfg.NodeID.Short(), gstate.FormatBytes(u.Used), gstate.FormatBytes(u.Total), u.Fraction(), s.r.cfg.MemoryUsageThreshold, w.pid, why)
+		s.r.cfg.NodeID.Short(), gstate.FormatBytes(u.Used), gstate.FormatBytes(u.Total), frac, thr, w.pid, why)
 	s.recordDeath(w.id, &protos.GetWorkerFailureCauseReply{
 		Kind:            protos.ErrorKind_ERROR_KIND_OUT_OF_MEMORY,
 		Message:         msg,
@@ -207,7 +209,7 @@ func (s *state) recordDeath(id protos.WorkerID, cause *protos.GetWorkerFailureCa
 func (s *state) exitCause(w *workerProc, err error, kernelOOM bool) {
 	if _, ok := s.deaths[w.id]; !ok {
 		switch {
-		case kernelOOM && !w.killed:
+		case kernelOOM && !w.signalled:
 			s.r.kernelOOMKills.Add(1)
 			limit := ""
 			if u, rerr := s.r.readMemory(s.r.mem); rerr == nil && u.Total > 0 {
@@ -220,7 +222,7 @@ func (s *state) exitCause(w *workerProc, err error, kernelOOM bool) {
 					w.pid, s.r.cfg.NodeID.Short(), limit, s.r.cfg.MemoryUsageThreshold),
 			})
 			s.r.cfg.Logger.Warn().Str("worker", w.id.Short()).Int("pid", w.pid).Msg("worker killed by the kernel's OOM killer")
-		case w.killed:
+		case w.signalled:
 			s.recordDeath(w.id, &protos.GetWorkerFailureCauseReply{Kind: protos.ErrorKind_ERROR_KIND_WORKER_CRASHED,
 				Message: fmt.Sprintf("the raylet of node %s stopped worker pid %d", s.r.cfg.NodeID.Short(), w.pid)})
 		default:
@@ -283,5 +285,16 @@ func (s *state) answerCause(id protos.WorkerID) {
 	}
 	for _, w := range ws {
 		_ = w.conn.Reply(w.req, cause)
+	}
+}
+
+// fractions prints a usage and a threshold with two decimals, or as many
+// more as it takes to tell them apart.
+func fractions(used, threshold float64) (string, string) {
+	for prec := 2; ; prec++ {
+		a, b := strconv.FormatFloat(used, 'f', prec, 64), strconv.FormatFloat(threshold, 'f', prec, 64)
+		if a != b || prec >= 6 {
+			return a, b
+		}
 	}
 }

@@ -53,3 +53,18 @@ func TestPickOOMVictim(t *testing.T) {
 		})
 	}
 }
+
+func TestFractions(t *testing.T) {
+	for _, tc := range []struct {
+		used, threshold float64
+		a, b            string
+	}{
+		{0.9712, 0.95, "0.97", "0.95"},
+		{0.1146, 0.1145, "0.1146", "0.1145"},
+		{0.5, 0.5, "0.500000", "0.500000"},
+	} {
+		if a, b := fractions(tc.used, tc.threshold); a != tc.a || b != tc.b {
+			t.Errorf("fractions(%v, %v) = %s, %s; want %s, %s", tc.used, tc.threshold, a, b, tc.a, tc.b)
+		}
+	}
+}

@@ -810,7 +810,13 @@ func (s *state) release(l *leaseState) {
 // actor's process is never reused: ending its dedicated lease kills it.
 func (s *state) endLease(l *leaseState, disconnect bool) {
 	s.release(l)
-	if disconnect || l.dedicated {
+	switch {
+	case disconnect && !l.dedicated:
+		// A task's owner gives a lease back with disconnect when the
+		// worker's connection failed: the process is dead or dying of
+		// something else, which its death's cause should say.
+		l.worker.killGone()
+	case disconnect || l.dedicated:
 		l.worker.kill()
 	}
 }
