@@ -633,8 +633,12 @@ type RequestWorkerLeaseRequest struct {
 	// Under DEFAULT, the node holding most of the first queued task's large
 	// arguments: tried first, so they need not be transferred (locality).
 	PreferredNodeId []byte `protobuf:"bytes,9,opt,name=preferred_node_id,json=preferredNodeId,proto3" json:"preferred_node_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The lease's tasks may be retried (their MaxRetries is not 0): the
+	// memory monitor kills retriable tasks' workers first (Ray's
+	// LeaseSpecification.IsRetriable). Unset for actors' leases.
+	Retriable     bool `protobuf:"varint,10,opt,name=retriable,proto3" json:"retriable,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RequestWorkerLeaseRequest) Reset() {
@@ -730,6 +734,141 @@ func (x *RequestWorkerLeaseRequest) GetPreferredNodeId() []byte {
 	return nil
 }
 
+func (x *RequestWorkerLeaseRequest) GetRetriable() bool {
+	if x != nil {
+		return x.Retriable
+	}
+	return false
+}
+
+// GetWorkerFailureCauseRequest asks the raylet that granted a lease why
+// its worker died (Ray's GetWorkerFailureCause). An owner asks only when
+// a pushed task's worker connection failed, off the path of every task.
+type GetWorkerFailureCauseRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      []byte                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetWorkerFailureCauseRequest) Reset() {
+	*x = GetWorkerFailureCauseRequest{}
+	mi := &file_goray_raylet_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkerFailureCauseRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkerFailureCauseRequest) ProtoMessage() {}
+
+func (x *GetWorkerFailureCauseRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkerFailureCauseRequest.ProtoReflect.Descriptor instead.
+func (*GetWorkerFailureCauseRequest) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GetWorkerFailureCauseRequest) GetWorkerId() []byte {
+	if x != nil {
+		return x.WorkerId
+	}
+	return nil
+}
+
+// GetWorkerFailureCauseReply is empty (kind unspecified) when the raylet
+// does not know why the worker died: it has no record of it, or the
+// process had not exited within a moment of the question.
+type GetWorkerFailureCauseReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// ERROR_KIND_OUT_OF_MEMORY when the memory monitor or the kernel's OOM
+	// killer killed the worker, else ERROR_KIND_WORKER_CRASHED.
+	Kind ErrorKind `protobuf:"varint,1,opt,name=kind,proto3,enum=goray.v1.ErrorKind" json:"kind,omitempty"`
+	// What happened, for the task's error (e.g. "node 1a2b3c4d used 3.9 GiB
+	// of 4.0 GiB (0.97 > threshold 0.95); the raylet's memory monitor killed
+	// worker pid 123").
+	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	// The raylet's memory monitor killed the worker (rather than the
+	// kernel's OOM killer).
+	MemoryMonitor bool `protobuf:"varint,3,opt,name=memory_monitor,json=memoryMonitor,proto3" json:"memory_monitor,omitempty"`
+	// The monitor killed the last task its owner had running on the node:
+	// retrying it would only be killed again, so it fails now (Ray's
+	// GroupByOwner policy, should_retry false).
+	FailImmediately bool `protobuf:"varint,4,opt,name=fail_immediately,json=failImmediately,proto3" json:"fail_immediately,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *GetWorkerFailureCauseReply) Reset() {
+	*x = GetWorkerFailureCauseReply{}
+	mi := &file_goray_raylet_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetWorkerFailureCauseReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetWorkerFailureCauseReply) ProtoMessage() {}
+
+func (x *GetWorkerFailureCauseReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetWorkerFailureCauseReply.ProtoReflect.Descriptor instead.
+func (*GetWorkerFailureCauseReply) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GetWorkerFailureCauseReply) GetKind() ErrorKind {
+	if x != nil {
+		return x.Kind
+	}
+	return ErrorKind_ERROR_KIND_UNSPECIFIED
+}
+
+func (x *GetWorkerFailureCauseReply) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *GetWorkerFailureCauseReply) GetMemoryMonitor() bool {
+	if x != nil {
+		return x.MemoryMonitor
+	}
+	return false
+}
+
+func (x *GetWorkerFailureCauseReply) GetFailImmediately() bool {
+	if x != nil {
+		return x.FailImmediately
+	}
+	return false
+}
+
 type NotifyActorStartedRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId       []byte                 `protobuf:"bytes,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
@@ -739,7 +878,7 @@ type NotifyActorStartedRequest struct {
 
 func (x *NotifyActorStartedRequest) Reset() {
 	*x = NotifyActorStartedRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[7]
+	mi := &file_goray_raylet_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -751,7 +890,7 @@ func (x *NotifyActorStartedRequest) String() string {
 func (*NotifyActorStartedRequest) ProtoMessage() {}
 
 func (x *NotifyActorStartedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[7]
+	mi := &file_goray_raylet_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -764,7 +903,7 @@ func (x *NotifyActorStartedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyActorStartedRequest.ProtoReflect.Descriptor instead.
 func (*NotifyActorStartedRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{7}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *NotifyActorStartedRequest) GetLeaseId() []byte {
@@ -782,7 +921,7 @@ type NotifyActorStartedReply struct {
 
 func (x *NotifyActorStartedReply) Reset() {
 	*x = NotifyActorStartedReply{}
-	mi := &file_goray_raylet_proto_msgTypes[8]
+	mi := &file_goray_raylet_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -794,7 +933,7 @@ func (x *NotifyActorStartedReply) String() string {
 func (*NotifyActorStartedReply) ProtoMessage() {}
 
 func (x *NotifyActorStartedReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[8]
+	mi := &file_goray_raylet_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -807,7 +946,7 @@ func (x *NotifyActorStartedReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyActorStartedReply.ProtoReflect.Descriptor instead.
 func (*NotifyActorStartedReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{8}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{10}
 }
 
 type RequestWorkerLeaseReply struct {
@@ -826,7 +965,7 @@ type RequestWorkerLeaseReply struct {
 
 func (x *RequestWorkerLeaseReply) Reset() {
 	*x = RequestWorkerLeaseReply{}
-	mi := &file_goray_raylet_proto_msgTypes[9]
+	mi := &file_goray_raylet_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +977,7 @@ func (x *RequestWorkerLeaseReply) String() string {
 func (*RequestWorkerLeaseReply) ProtoMessage() {}
 
 func (x *RequestWorkerLeaseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[9]
+	mi := &file_goray_raylet_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +990,7 @@ func (x *RequestWorkerLeaseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestWorkerLeaseReply.ProtoReflect.Descriptor instead.
 func (*RequestWorkerLeaseReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{9}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RequestWorkerLeaseReply) GetLeaseId() []byte {
@@ -905,7 +1044,7 @@ type PullObjectRequest struct {
 
 func (x *PullObjectRequest) Reset() {
 	*x = PullObjectRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[10]
+	mi := &file_goray_raylet_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -917,7 +1056,7 @@ func (x *PullObjectRequest) String() string {
 func (*PullObjectRequest) ProtoMessage() {}
 
 func (x *PullObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[10]
+	mi := &file_goray_raylet_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -930,7 +1069,7 @@ func (x *PullObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullObjectRequest.ProtoReflect.Descriptor instead.
 func (*PullObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{10}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PullObjectRequest) GetObjectId() []byte {
@@ -969,7 +1108,7 @@ type PullObjectReply struct {
 
 func (x *PullObjectReply) Reset() {
 	*x = PullObjectReply{}
-	mi := &file_goray_raylet_proto_msgTypes[11]
+	mi := &file_goray_raylet_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -981,7 +1120,7 @@ func (x *PullObjectReply) String() string {
 func (*PullObjectReply) ProtoMessage() {}
 
 func (x *PullObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[11]
+	mi := &file_goray_raylet_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -994,7 +1133,7 @@ func (x *PullObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PullObjectReply.ProtoReflect.Descriptor instead.
 func (*PullObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{11}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{13}
 }
 
 type ReturnWorkerLeaseRequest struct {
@@ -1008,7 +1147,7 @@ type ReturnWorkerLeaseRequest struct {
 
 func (x *ReturnWorkerLeaseRequest) Reset() {
 	*x = ReturnWorkerLeaseRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[12]
+	mi := &file_goray_raylet_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1159,7 @@ func (x *ReturnWorkerLeaseRequest) String() string {
 func (*ReturnWorkerLeaseRequest) ProtoMessage() {}
 
 func (x *ReturnWorkerLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[12]
+	mi := &file_goray_raylet_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1172,7 @@ func (x *ReturnWorkerLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnWorkerLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ReturnWorkerLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{12}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ReturnWorkerLeaseRequest) GetLeaseId() []byte {
@@ -1058,7 +1197,7 @@ type ReturnWorkerLeaseReply struct {
 
 func (x *ReturnWorkerLeaseReply) Reset() {
 	*x = ReturnWorkerLeaseReply{}
-	mi := &file_goray_raylet_proto_msgTypes[13]
+	mi := &file_goray_raylet_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1070,7 +1209,7 @@ func (x *ReturnWorkerLeaseReply) String() string {
 func (*ReturnWorkerLeaseReply) ProtoMessage() {}
 
 func (x *ReturnWorkerLeaseReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[13]
+	mi := &file_goray_raylet_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1083,7 +1222,7 @@ func (x *ReturnWorkerLeaseReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReturnWorkerLeaseReply.ProtoReflect.Descriptor instead.
 func (*ReturnWorkerLeaseReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{13}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{15}
 }
 
 // NotifyBlockedRequest tells the raylet that a task under a lease is
@@ -1098,7 +1237,7 @@ type NotifyBlockedRequest struct {
 
 func (x *NotifyBlockedRequest) Reset() {
 	*x = NotifyBlockedRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[14]
+	mi := &file_goray_raylet_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1249,7 @@ func (x *NotifyBlockedRequest) String() string {
 func (*NotifyBlockedRequest) ProtoMessage() {}
 
 func (x *NotifyBlockedRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[14]
+	mi := &file_goray_raylet_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1262,7 @@ func (x *NotifyBlockedRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NotifyBlockedRequest.ProtoReflect.Descriptor instead.
 func (*NotifyBlockedRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{14}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NotifyBlockedRequest) GetLeaseId() []byte {
@@ -1150,7 +1289,7 @@ type KillWorkerRequest struct {
 
 func (x *KillWorkerRequest) Reset() {
 	*x = KillWorkerRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[15]
+	mi := &file_goray_raylet_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1162,7 +1301,7 @@ func (x *KillWorkerRequest) String() string {
 func (*KillWorkerRequest) ProtoMessage() {}
 
 func (x *KillWorkerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[15]
+	mi := &file_goray_raylet_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1175,7 +1314,7 @@ func (x *KillWorkerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillWorkerRequest.ProtoReflect.Descriptor instead.
 func (*KillWorkerRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{15}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *KillWorkerRequest) GetWorkerId() []byte {
@@ -1200,7 +1339,7 @@ type KillWorkerReply struct {
 
 func (x *KillWorkerReply) Reset() {
 	*x = KillWorkerReply{}
-	mi := &file_goray_raylet_proto_msgTypes[16]
+	mi := &file_goray_raylet_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1351,7 @@ func (x *KillWorkerReply) String() string {
 func (*KillWorkerReply) ProtoMessage() {}
 
 func (x *KillWorkerReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[16]
+	mi := &file_goray_raylet_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1364,7 @@ func (x *KillWorkerReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillWorkerReply.ProtoReflect.Descriptor instead.
 func (*KillWorkerReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{16}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{18}
 }
 
 // Object store operations for processes on the node.
@@ -1244,7 +1383,7 @@ type CreateObjectRequest struct {
 
 func (x *CreateObjectRequest) Reset() {
 	*x = CreateObjectRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[17]
+	mi := &file_goray_raylet_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1256,7 +1395,7 @@ func (x *CreateObjectRequest) String() string {
 func (*CreateObjectRequest) ProtoMessage() {}
 
 func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[17]
+	mi := &file_goray_raylet_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1269,7 +1408,7 @@ func (x *CreateObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectRequest.ProtoReflect.Descriptor instead.
 func (*CreateObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{17}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateObjectRequest) GetObjectId() []byte {
@@ -1309,7 +1448,7 @@ type CreateObjectReply struct {
 
 func (x *CreateObjectReply) Reset() {
 	*x = CreateObjectReply{}
-	mi := &file_goray_raylet_proto_msgTypes[18]
+	mi := &file_goray_raylet_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1321,7 +1460,7 @@ func (x *CreateObjectReply) String() string {
 func (*CreateObjectReply) ProtoMessage() {}
 
 func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[18]
+	mi := &file_goray_raylet_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1334,7 +1473,7 @@ func (x *CreateObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateObjectReply.ProtoReflect.Descriptor instead.
 func (*CreateObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{18}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *CreateObjectReply) GetOffset() uint64 {
@@ -1353,7 +1492,7 @@ type SealObjectRequest struct {
 
 func (x *SealObjectRequest) Reset() {
 	*x = SealObjectRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[19]
+	mi := &file_goray_raylet_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1365,7 +1504,7 @@ func (x *SealObjectRequest) String() string {
 func (*SealObjectRequest) ProtoMessage() {}
 
 func (x *SealObjectRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[19]
+	mi := &file_goray_raylet_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1378,7 +1517,7 @@ func (x *SealObjectRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealObjectRequest.ProtoReflect.Descriptor instead.
 func (*SealObjectRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{19}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SealObjectRequest) GetObjectId() []byte {
@@ -1396,7 +1535,7 @@ type SealObjectReply struct {
 
 func (x *SealObjectReply) Reset() {
 	*x = SealObjectReply{}
-	mi := &file_goray_raylet_proto_msgTypes[20]
+	mi := &file_goray_raylet_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1547,7 @@ func (x *SealObjectReply) String() string {
 func (*SealObjectReply) ProtoMessage() {}
 
 func (x *SealObjectReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[20]
+	mi := &file_goray_raylet_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1560,7 @@ func (x *SealObjectReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealObjectReply.ProtoReflect.Descriptor instead.
 func (*SealObjectReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{20}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{22}
 }
 
 type GetObjectLocationRequest struct {
@@ -1437,7 +1576,7 @@ type GetObjectLocationRequest struct {
 
 func (x *GetObjectLocationRequest) Reset() {
 	*x = GetObjectLocationRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[21]
+	mi := &file_goray_raylet_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1449,7 +1588,7 @@ func (x *GetObjectLocationRequest) String() string {
 func (*GetObjectLocationRequest) ProtoMessage() {}
 
 func (x *GetObjectLocationRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[21]
+	mi := &file_goray_raylet_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1462,7 +1601,7 @@ func (x *GetObjectLocationRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectLocationRequest.ProtoReflect.Descriptor instead.
 func (*GetObjectLocationRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{21}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetObjectLocationRequest) GetObjectId() []byte {
@@ -1490,7 +1629,7 @@ type GetObjectLocationReply struct {
 
 func (x *GetObjectLocationReply) Reset() {
 	*x = GetObjectLocationReply{}
-	mi := &file_goray_raylet_proto_msgTypes[22]
+	mi := &file_goray_raylet_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1641,7 @@ func (x *GetObjectLocationReply) String() string {
 func (*GetObjectLocationReply) ProtoMessage() {}
 
 func (x *GetObjectLocationReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[22]
+	mi := &file_goray_raylet_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1654,7 @@ func (x *GetObjectLocationReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetObjectLocationReply.ProtoReflect.Descriptor instead.
 func (*GetObjectLocationReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{22}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetObjectLocationReply) GetFound() bool {
@@ -1552,7 +1691,7 @@ type DeleteObjectsRequest struct {
 
 func (x *DeleteObjectsRequest) Reset() {
 	*x = DeleteObjectsRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[23]
+	mi := &file_goray_raylet_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1564,7 +1703,7 @@ func (x *DeleteObjectsRequest) String() string {
 func (*DeleteObjectsRequest) ProtoMessage() {}
 
 func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[23]
+	mi := &file_goray_raylet_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1577,7 +1716,7 @@ func (x *DeleteObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteObjectsRequest.ProtoReflect.Descriptor instead.
 func (*DeleteObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{23}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *DeleteObjectsRequest) GetObjectIds() [][]byte {
@@ -1602,7 +1741,7 @@ type DeleteObjectsReply struct {
 
 func (x *DeleteObjectsReply) Reset() {
 	*x = DeleteObjectsReply{}
-	mi := &file_goray_raylet_proto_msgTypes[24]
+	mi := &file_goray_raylet_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1614,7 +1753,7 @@ func (x *DeleteObjectsReply) String() string {
 func (*DeleteObjectsReply) ProtoMessage() {}
 
 func (x *DeleteObjectsReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[24]
+	mi := &file_goray_raylet_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1627,7 +1766,7 @@ func (x *DeleteObjectsReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteObjectsReply.ProtoReflect.Descriptor instead.
 func (*DeleteObjectsReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{24}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{26}
 }
 
 // ReleaseObjectsRequest drops one pin per id taken by GET_OBJECT_LOCATION.
@@ -1640,7 +1779,7 @@ type ReleaseObjectsRequest struct {
 
 func (x *ReleaseObjectsRequest) Reset() {
 	*x = ReleaseObjectsRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[25]
+	mi := &file_goray_raylet_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1652,7 +1791,7 @@ func (x *ReleaseObjectsRequest) String() string {
 func (*ReleaseObjectsRequest) ProtoMessage() {}
 
 func (x *ReleaseObjectsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[25]
+	mi := &file_goray_raylet_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1665,7 +1804,7 @@ func (x *ReleaseObjectsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReleaseObjectsRequest.ProtoReflect.Descriptor instead.
 func (*ReleaseObjectsRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{25}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReleaseObjectsRequest) GetObjectIds() [][]byte {
@@ -1685,7 +1824,7 @@ type MemorySummaryRequest struct {
 
 func (x *MemorySummaryRequest) Reset() {
 	*x = MemorySummaryRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[26]
+	mi := &file_goray_raylet_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1697,7 +1836,7 @@ func (x *MemorySummaryRequest) String() string {
 func (*MemorySummaryRequest) ProtoMessage() {}
 
 func (x *MemorySummaryRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[26]
+	mi := &file_goray_raylet_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1710,7 +1849,7 @@ func (x *MemorySummaryRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemorySummaryRequest.ProtoReflect.Descriptor instead.
 func (*MemorySummaryRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{26}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{28}
 }
 
 // StoreObjectInfo is one object in a node's store.
@@ -1730,7 +1869,7 @@ type StoreObjectInfo struct {
 
 func (x *StoreObjectInfo) Reset() {
 	*x = StoreObjectInfo{}
-	mi := &file_goray_raylet_proto_msgTypes[27]
+	mi := &file_goray_raylet_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1742,7 +1881,7 @@ func (x *StoreObjectInfo) String() string {
 func (*StoreObjectInfo) ProtoMessage() {}
 
 func (x *StoreObjectInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[27]
+	mi := &file_goray_raylet_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1755,7 +1894,7 @@ func (x *StoreObjectInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreObjectInfo.ProtoReflect.Descriptor instead.
 func (*StoreObjectInfo) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{27}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *StoreObjectInfo) GetObjectId() []byte {
@@ -1838,7 +1977,7 @@ type StoreStats struct {
 
 func (x *StoreStats) Reset() {
 	*x = StoreStats{}
-	mi := &file_goray_raylet_proto_msgTypes[28]
+	mi := &file_goray_raylet_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1850,7 +1989,7 @@ func (x *StoreStats) String() string {
 func (*StoreStats) ProtoMessage() {}
 
 func (x *StoreStats) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[28]
+	mi := &file_goray_raylet_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1863,7 +2002,7 @@ func (x *StoreStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreStats.ProtoReflect.Descriptor instead.
 func (*StoreStats) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{28}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *StoreStats) GetCapacity() uint64 {
@@ -1983,7 +2122,7 @@ type MemorySummaryReply struct {
 
 func (x *MemorySummaryReply) Reset() {
 	*x = MemorySummaryReply{}
-	mi := &file_goray_raylet_proto_msgTypes[29]
+	mi := &file_goray_raylet_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1995,7 +2134,7 @@ func (x *MemorySummaryReply) String() string {
 func (*MemorySummaryReply) ProtoMessage() {}
 
 func (x *MemorySummaryReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[29]
+	mi := &file_goray_raylet_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2008,7 +2147,7 @@ func (x *MemorySummaryReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemorySummaryReply.ProtoReflect.Descriptor instead.
 func (*MemorySummaryReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{29}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *MemorySummaryReply) GetNodeId() []byte {
@@ -2047,7 +2186,7 @@ type GetNodeInfoRequest struct {
 
 func (x *GetNodeInfoRequest) Reset() {
 	*x = GetNodeInfoRequest{}
-	mi := &file_goray_raylet_proto_msgTypes[30]
+	mi := &file_goray_raylet_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2059,7 +2198,7 @@ func (x *GetNodeInfoRequest) String() string {
 func (*GetNodeInfoRequest) ProtoMessage() {}
 
 func (x *GetNodeInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[30]
+	mi := &file_goray_raylet_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2072,7 +2211,7 @@ func (x *GetNodeInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeInfoRequest) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{30}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{32}
 }
 
 type GetNodeInfoReply struct {
@@ -2084,7 +2223,7 @@ type GetNodeInfoReply struct {
 
 func (x *GetNodeInfoReply) Reset() {
 	*x = GetNodeInfoReply{}
-	mi := &file_goray_raylet_proto_msgTypes[31]
+	mi := &file_goray_raylet_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2096,7 +2235,7 @@ func (x *GetNodeInfoReply) String() string {
 func (*GetNodeInfoReply) ProtoMessage() {}
 
 func (x *GetNodeInfoReply) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[31]
+	mi := &file_goray_raylet_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2109,7 +2248,7 @@ func (x *GetNodeInfoReply) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeInfoReply.ProtoReflect.Descriptor instead.
 func (*GetNodeInfoReply) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{31}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *GetNodeInfoReply) GetNode() *NodeInfo {
@@ -2129,7 +2268,7 @@ type ObjectIDList struct {
 
 func (x *ObjectIDList) Reset() {
 	*x = ObjectIDList{}
-	mi := &file_goray_raylet_proto_msgTypes[32]
+	mi := &file_goray_raylet_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2141,7 +2280,7 @@ func (x *ObjectIDList) String() string {
 func (*ObjectIDList) ProtoMessage() {}
 
 func (x *ObjectIDList) ProtoReflect() protoreflect.Message {
-	mi := &file_goray_raylet_proto_msgTypes[32]
+	mi := &file_goray_raylet_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2154,7 +2293,7 @@ func (x *ObjectIDList) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectIDList.ProtoReflect.Descriptor instead.
 func (*ObjectIDList) Descriptor() ([]byte, []int) {
-	return file_goray_raylet_proto_rawDescGZIP(), []int{32}
+	return file_goray_raylet_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ObjectIDList) GetObjectIds() [][]byte {
@@ -2233,7 +2372,7 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\tworker_id\x18\x06 \x01(\fR\bworkerId\x12#\n" +
 	"\rbinary_digest\x18\a \x01(\tR\fbinaryDigest\"=\n" +
 	"\x13RegisterClientReply\x12&\n" +
-	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\x86\x03\n" +
+	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xa4\x03\n" +
 	"\x19RequestWorkerLeaseRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\fR\x05jobId\x121\n" +
 	"\tresources\x18\x02 \x01(\v2\x13.goray.v1.ResourcesR\tresources\x12\x1a\n" +
@@ -2243,7 +2382,16 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\bdetached\x18\x06 \x01(\bR\bdetached\x128\n" +
 	"\bstrategy\x18\a \x01(\v2\x1c.goray.v1.SchedulingStrategyR\bstrategy\x12!\n" +
 	"\fno_spillback\x18\b \x01(\bR\vnoSpillback\x12*\n" +
-	"\x11preferred_node_id\x18\t \x01(\fR\x0fpreferredNodeId\"6\n" +
+	"\x11preferred_node_id\x18\t \x01(\fR\x0fpreferredNodeId\x12\x1c\n" +
+	"\tretriable\x18\n" +
+	" \x01(\bR\tretriable\";\n" +
+	"\x1cGetWorkerFailureCauseRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\fR\bworkerId\"\xb1\x01\n" +
+	"\x1aGetWorkerFailureCauseReply\x12'\n" +
+	"\x04kind\x18\x01 \x01(\x0e2\x13.goray.v1.ErrorKindR\x04kind\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12%\n" +
+	"\x0ememory_monitor\x18\x03 \x01(\bR\rmemoryMonitor\x12)\n" +
+	"\x10fail_immediately\x18\x04 \x01(\bR\x0ffailImmediately\"6\n" +
 	"\x19NotifyActorStartedRequest\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\fR\aleaseId\"\x19\n" +
 	"\x17NotifyActorStartedReply\"\xdf\x01\n" +
@@ -2355,78 +2503,82 @@ func file_goray_raylet_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_raylet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_goray_raylet_proto_goTypes = []any{
-	(NodeInfo_State)(0),               // 0: goray.v1.NodeInfo.State
-	(*NodeInfo)(nil),                  // 1: goray.v1.NodeInfo
-	(*ResourceDemand)(nil),            // 2: goray.v1.ResourceDemand
-	(*RegisterWorkerRequest)(nil),     // 3: goray.v1.RegisterWorkerRequest
-	(*RegisterWorkerReply)(nil),       // 4: goray.v1.RegisterWorkerReply
-	(*RegisterClientRequest)(nil),     // 5: goray.v1.RegisterClientRequest
-	(*RegisterClientReply)(nil),       // 6: goray.v1.RegisterClientReply
-	(*RequestWorkerLeaseRequest)(nil), // 7: goray.v1.RequestWorkerLeaseRequest
-	(*NotifyActorStartedRequest)(nil), // 8: goray.v1.NotifyActorStartedRequest
-	(*NotifyActorStartedReply)(nil),   // 9: goray.v1.NotifyActorStartedReply
-	(*RequestWorkerLeaseReply)(nil),   // 10: goray.v1.RequestWorkerLeaseReply
-	(*PullObjectRequest)(nil),         // 11: goray.v1.PullObjectRequest
-	(*PullObjectReply)(nil),           // 12: goray.v1.PullObjectReply
-	(*ReturnWorkerLeaseRequest)(nil),  // 13: goray.v1.ReturnWorkerLeaseRequest
-	(*ReturnWorkerLeaseReply)(nil),    // 14: goray.v1.ReturnWorkerLeaseReply
-	(*NotifyBlockedRequest)(nil),      // 15: goray.v1.NotifyBlockedRequest
-	(*KillWorkerRequest)(nil),         // 16: goray.v1.KillWorkerRequest
-	(*KillWorkerReply)(nil),           // 17: goray.v1.KillWorkerReply
-	(*CreateObjectRequest)(nil),       // 18: goray.v1.CreateObjectRequest
-	(*CreateObjectReply)(nil),         // 19: goray.v1.CreateObjectReply
-	(*SealObjectRequest)(nil),         // 20: goray.v1.SealObjectRequest
-	(*SealObjectReply)(nil),           // 21: goray.v1.SealObjectReply
-	(*GetObjectLocationRequest)(nil),  // 22: goray.v1.GetObjectLocationRequest
-	(*GetObjectLocationReply)(nil),    // 23: goray.v1.GetObjectLocationReply
-	(*DeleteObjectsRequest)(nil),      // 24: goray.v1.DeleteObjectsRequest
-	(*DeleteObjectsReply)(nil),        // 25: goray.v1.DeleteObjectsReply
-	(*ReleaseObjectsRequest)(nil),     // 26: goray.v1.ReleaseObjectsRequest
-	(*MemorySummaryRequest)(nil),      // 27: goray.v1.MemorySummaryRequest
-	(*StoreObjectInfo)(nil),           // 28: goray.v1.StoreObjectInfo
-	(*StoreStats)(nil),                // 29: goray.v1.StoreStats
-	(*MemorySummaryReply)(nil),        // 30: goray.v1.MemorySummaryReply
-	(*GetNodeInfoRequest)(nil),        // 31: goray.v1.GetNodeInfoRequest
-	(*GetNodeInfoReply)(nil),          // 32: goray.v1.GetNodeInfoReply
-	(*ObjectIDList)(nil),              // 33: goray.v1.ObjectIDList
-	nil,                               // 34: goray.v1.NodeInfo.LabelsEntry
-	nil,                               // 35: goray.v1.ResourceDemand.LabelsEntry
-	(*Resources)(nil),                 // 36: goray.v1.Resources
-	(*SchedulingStrategy)(nil),        // 37: goray.v1.SchedulingStrategy
-	(*Address)(nil),                   // 38: goray.v1.Address
-	(*GetRefsReply)(nil),              // 39: goray.v1.GetRefsReply
-	(*LabelValues)(nil),               // 40: goray.v1.LabelValues
+	(NodeInfo_State)(0),                  // 0: goray.v1.NodeInfo.State
+	(*NodeInfo)(nil),                     // 1: goray.v1.NodeInfo
+	(*ResourceDemand)(nil),               // 2: goray.v1.ResourceDemand
+	(*RegisterWorkerRequest)(nil),        // 3: goray.v1.RegisterWorkerRequest
+	(*RegisterWorkerReply)(nil),          // 4: goray.v1.RegisterWorkerReply
+	(*RegisterClientRequest)(nil),        // 5: goray.v1.RegisterClientRequest
+	(*RegisterClientReply)(nil),          // 6: goray.v1.RegisterClientReply
+	(*RequestWorkerLeaseRequest)(nil),    // 7: goray.v1.RequestWorkerLeaseRequest
+	(*GetWorkerFailureCauseRequest)(nil), // 8: goray.v1.GetWorkerFailureCauseRequest
+	(*GetWorkerFailureCauseReply)(nil),   // 9: goray.v1.GetWorkerFailureCauseReply
+	(*NotifyActorStartedRequest)(nil),    // 10: goray.v1.NotifyActorStartedRequest
+	(*NotifyActorStartedReply)(nil),      // 11: goray.v1.NotifyActorStartedReply
+	(*RequestWorkerLeaseReply)(nil),      // 12: goray.v1.RequestWorkerLeaseReply
+	(*PullObjectRequest)(nil),            // 13: goray.v1.PullObjectRequest
+	(*PullObjectReply)(nil),              // 14: goray.v1.PullObjectReply
+	(*ReturnWorkerLeaseRequest)(nil),     // 15: goray.v1.ReturnWorkerLeaseRequest
+	(*ReturnWorkerLeaseReply)(nil),       // 16: goray.v1.ReturnWorkerLeaseReply
+	(*NotifyBlockedRequest)(nil),         // 17: goray.v1.NotifyBlockedRequest
+	(*KillWorkerRequest)(nil),            // 18: goray.v1.KillWorkerRequest
+	(*KillWorkerReply)(nil),              // 19: goray.v1.KillWorkerReply
+	(*CreateObjectRequest)(nil),          // 20: goray.v1.CreateObjectRequest
+	(*CreateObjectReply)(nil),            // 21: goray.v1.CreateObjectReply
+	(*SealObjectRequest)(nil),            // 22: goray.v1.SealObjectRequest
+	(*SealObjectReply)(nil),              // 23: goray.v1.SealObjectReply
+	(*GetObjectLocationRequest)(nil),     // 24: goray.v1.GetObjectLocationRequest
+	(*GetObjectLocationReply)(nil),       // 25: goray.v1.GetObjectLocationReply
+	(*DeleteObjectsRequest)(nil),         // 26: goray.v1.DeleteObjectsRequest
+	(*DeleteObjectsReply)(nil),           // 27: goray.v1.DeleteObjectsReply
+	(*ReleaseObjectsRequest)(nil),        // 28: goray.v1.ReleaseObjectsRequest
+	(*MemorySummaryRequest)(nil),         // 29: goray.v1.MemorySummaryRequest
+	(*StoreObjectInfo)(nil),              // 30: goray.v1.StoreObjectInfo
+	(*StoreStats)(nil),                   // 31: goray.v1.StoreStats
+	(*MemorySummaryReply)(nil),           // 32: goray.v1.MemorySummaryReply
+	(*GetNodeInfoRequest)(nil),           // 33: goray.v1.GetNodeInfoRequest
+	(*GetNodeInfoReply)(nil),             // 34: goray.v1.GetNodeInfoReply
+	(*ObjectIDList)(nil),                 // 35: goray.v1.ObjectIDList
+	nil,                                  // 36: goray.v1.NodeInfo.LabelsEntry
+	nil,                                  // 37: goray.v1.ResourceDemand.LabelsEntry
+	(*Resources)(nil),                    // 38: goray.v1.Resources
+	(*SchedulingStrategy)(nil),           // 39: goray.v1.SchedulingStrategy
+	(ErrorKind)(0),                       // 40: goray.v1.ErrorKind
+	(*Address)(nil),                      // 41: goray.v1.Address
+	(*GetRefsReply)(nil),                 // 42: goray.v1.GetRefsReply
+	(*LabelValues)(nil),                  // 43: goray.v1.LabelValues
 }
 var file_goray_raylet_proto_depIdxs = []int32{
-	36, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
-	36, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
+	38, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
+	38, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
 	0,  // 2: goray.v1.NodeInfo.state:type_name -> goray.v1.NodeInfo.State
 	2,  // 3: goray.v1.NodeInfo.pending:type_name -> goray.v1.ResourceDemand
 	2,  // 4: goray.v1.NodeInfo.infeasible:type_name -> goray.v1.ResourceDemand
-	34, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
-	29, // 6: goray.v1.NodeInfo.store_stats:type_name -> goray.v1.StoreStats
-	36, // 7: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
-	35, // 8: goray.v1.ResourceDemand.labels:type_name -> goray.v1.ResourceDemand.LabelsEntry
+	36, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
+	31, // 6: goray.v1.NodeInfo.store_stats:type_name -> goray.v1.StoreStats
+	38, // 7: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
+	37, // 8: goray.v1.ResourceDemand.labels:type_name -> goray.v1.ResourceDemand.LabelsEntry
 	1,  // 9: goray.v1.RegisterWorkerReply.node:type_name -> goray.v1.NodeInfo
 	1,  // 10: goray.v1.RegisterClientReply.node:type_name -> goray.v1.NodeInfo
-	36, // 11: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
-	36, // 12: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
-	37, // 13: goray.v1.RequestWorkerLeaseRequest.strategy:type_name -> goray.v1.SchedulingStrategy
-	38, // 14: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
-	36, // 15: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
-	1,  // 16: goray.v1.RequestWorkerLeaseReply.retry_at:type_name -> goray.v1.NodeInfo
-	29, // 17: goray.v1.MemorySummaryReply.stats:type_name -> goray.v1.StoreStats
-	28, // 18: goray.v1.MemorySummaryReply.objects:type_name -> goray.v1.StoreObjectInfo
-	39, // 19: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
-	1,  // 20: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
-	40, // 21: goray.v1.ResourceDemand.LabelsEntry.value:type_name -> goray.v1.LabelValues
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	38, // 11: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
+	38, // 12: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
+	39, // 13: goray.v1.RequestWorkerLeaseRequest.strategy:type_name -> goray.v1.SchedulingStrategy
+	40, // 14: goray.v1.GetWorkerFailureCauseReply.kind:type_name -> goray.v1.ErrorKind
+	41, // 15: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
+	38, // 16: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
+	1,  // 17: goray.v1.RequestWorkerLeaseReply.retry_at:type_name -> goray.v1.NodeInfo
+	31, // 18: goray.v1.MemorySummaryReply.stats:type_name -> goray.v1.StoreStats
+	30, // 19: goray.v1.MemorySummaryReply.objects:type_name -> goray.v1.StoreObjectInfo
+	42, // 20: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
+	1,  // 21: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
+	43, // 22: goray.v1.ResourceDemand.LabelsEntry.value:type_name -> goray.v1.LabelValues
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_goray_raylet_proto_init() }
@@ -2442,7 +2594,7 @@ func file_goray_raylet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_raylet_proto_rawDesc), len(file_goray_raylet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

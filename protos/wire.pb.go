@@ -84,6 +84,10 @@ const (
 	// sends it to read the replies still on their way before failing the
 	// calls left.
 	Method_SYNC Method = 32
+	// Owner -> the raylet that granted a lease: why did its worker die
+	// (GetWorkerFailureCauseRequest)? Asked only after a pushed task's
+	// worker connection failed.
+	Method_GET_WORKER_FAILURE_CAUSE Method = 33
 )
 
 // Enum value maps for Method.
@@ -122,41 +126,43 @@ var (
 		30: "EXIT",
 		31: "ATTACH_ACTOR",
 		32: "SYNC",
+		33: "GET_WORKER_FAILURE_CAUSE",
 	}
 	Method_value = map[string]int32{
-		"METHOD_UNSPECIFIED":   0,
-		"PUSH_TASK":            1,
-		"CANCEL_TASK":          2,
-		"GET_OBJECT":           3,
-		"CREATE_ACTOR":         4,
-		"KILL_ACTOR":           6,
-		"ACTOR_CALL":           5,
-		"ACTOR_EXITED":         7,
-		"STREAM_ITEM":          8,
-		"ADD_BORROWERS":        9,
-		"REMOVE_BORROWERS":     22,
-		"GET_REFS":             23,
-		"REGISTER_WORKER":      10,
-		"REGISTER_CLIENT":      11,
-		"REQUEST_WORKER_LEASE": 12,
-		"RETURN_WORKER_LEASE":  13,
-		"NOTIFY_BLOCKED":       14,
-		"KILL_WORKER":          15,
-		"CREATE_OBJECT":        16,
-		"SEAL_OBJECT":          17,
-		"GET_OBJECT_LOCATION":  18,
-		"DELETE_OBJECTS":       19,
-		"GET_NODE_INFO":        20,
-		"NOTIFY_ACTOR_STARTED": 21,
-		"RELEASE_OBJECTS":      24,
-		"MEMORY_SUMMARY":       25,
-		"PULL_OBJECT":          26,
-		"PREPARE_BUNDLES":      27,
-		"COMMIT_BUNDLES":       28,
-		"CANCEL_BUNDLES":       29,
-		"EXIT":                 30,
-		"ATTACH_ACTOR":         31,
-		"SYNC":                 32,
+		"METHOD_UNSPECIFIED":       0,
+		"PUSH_TASK":                1,
+		"CANCEL_TASK":              2,
+		"GET_OBJECT":               3,
+		"CREATE_ACTOR":             4,
+		"KILL_ACTOR":               6,
+		"ACTOR_CALL":               5,
+		"ACTOR_EXITED":             7,
+		"STREAM_ITEM":              8,
+		"ADD_BORROWERS":            9,
+		"REMOVE_BORROWERS":         22,
+		"GET_REFS":                 23,
+		"REGISTER_WORKER":          10,
+		"REGISTER_CLIENT":          11,
+		"REQUEST_WORKER_LEASE":     12,
+		"RETURN_WORKER_LEASE":      13,
+		"NOTIFY_BLOCKED":           14,
+		"KILL_WORKER":              15,
+		"CREATE_OBJECT":            16,
+		"SEAL_OBJECT":              17,
+		"GET_OBJECT_LOCATION":      18,
+		"DELETE_OBJECTS":           19,
+		"GET_NODE_INFO":            20,
+		"NOTIFY_ACTOR_STARTED":     21,
+		"RELEASE_OBJECTS":          24,
+		"MEMORY_SUMMARY":           25,
+		"PULL_OBJECT":              26,
+		"PREPARE_BUNDLES":          27,
+		"COMMIT_BUNDLES":           28,
+		"CANCEL_BUNDLES":           29,
+		"EXIT":                     30,
+		"ATTACH_ACTOR":             31,
+		"SYNC":                     32,
+		"GET_WORKER_FAILURE_CAUSE": 33,
 	}
 )
 
@@ -293,7 +299,7 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"%\n" +
 	"\vExitRequest\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\xf9\x04\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason*\x97\x05\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tPUSH_TASK\x10\x01\x12\x0f\n" +
@@ -331,7 +337,8 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\x0eCANCEL_BUNDLES\x10\x1d\x12\b\n" +
 	"\x04EXIT\x10\x1e\x12\x10\n" +
 	"\fATTACH_ACTOR\x10\x1f\x12\b\n" +
-	"\x04SYNC\x10 B&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"\x04SYNC\x10 \x12\x1c\n" +
+	"\x18GET_WORKER_FAILURE_CAUSE\x10!B&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_wire_proto_rawDescOnce sync.Once

@@ -94,7 +94,29 @@ type Config struct {
 	// defaultStore: ObjectStoreMemory was left to its default, which
 	// error messages say.
 	defaultStore bool
+	// MemoryUsageThreshold is the fraction of the node's memory (its
+	// memory cgroup's limit, or the machine's memory when it has none)
+	// above which the raylet's memory monitor kills a worker (see
+	// docs/memory.md, "The memory monitor"); 0 or less turns the monitor
+	// off. The CLI and embedded clusters default to
+	// DefaultMemoryUsageThreshold.
+	MemoryUsageThreshold float64
+	// MemoryMonitorInterval is how often the monitor reads the node's
+	// memory (default DefaultMemoryMonitorInterval).
+	MemoryMonitorInterval time.Duration
+	// ReadMemory replaces how the monitor reads the node's memory (a
+	// test's hook); nil reads the memory cgroup or /proc/meminfo
+	// (ReadMemoryUsage).
+	ReadMemory func() (MemoryUsage, error)
 }
+
+// DefaultMemoryUsageThreshold is the memory monitor's threshold unless
+// set otherwise, Ray's memory_usage_threshold.
+const DefaultMemoryUsageThreshold = 0.95
+
+// DefaultMemoryMonitorInterval is Config.MemoryMonitorInterval's default,
+// Ray's memory_monitor_refresh_ms.
+const DefaultMemoryMonitorInterval = 250 * time.Millisecond
 
 func (c *Config) setDefaults() {
 	if c.Resources == nil {
@@ -120,6 +142,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.FinishedJobLinger == 0 {
 		c.FinishedJobLinger = DefaultFinishedJobLinger
+	}
+	if c.MemoryMonitorInterval <= 0 {
+		c.MemoryMonitorInterval = DefaultMemoryMonitorInterval
 	}
 	if c.NodeIP == "" {
 		c.NodeIP = "127.0.0.1"

@@ -237,7 +237,7 @@ func TestDriverLeftKeepsDetachedActors(t *testing.T) {
 		t.Error("worker started for a detached actor outlived its request")
 	}
 	for _, w := range []*workerProc{actor.worker, task.worker, idle, starting} {
-		b.s.workerExited(w, nil)
+		b.s.workerExited(w, nil, false)
 	}
 	if _, ok := b.s.jobs[b.job.id]; !ok || len(b.job.workers) != 1 {
 		t.Fatalf("job known %v with %d workers; want it known with its detached actor's", ok, len(b.job.workers))
@@ -249,7 +249,7 @@ func TestDriverLeftKeepsDetachedActors(t *testing.T) {
 	// The detached actor's process crashes; the job lingers for its
 	// restart, which the GCS asks for a while later.
 	clock.advance(time.Hour)
-	b.s.workerExited(detached.worker, errors.New("signal: killed"))
+	b.s.workerExited(detached.worker, errors.New("signal: killed"), false)
 	if b.cpu() != 8 || len(b.s.leases) != 0 {
 		t.Fatalf("after the crash: available %v, %d leases", b.cpu(), len(b.s.leases))
 	}
@@ -276,7 +276,7 @@ func TestDriverLeftKeepsDetachedActors(t *testing.T) {
 	if !fresh.killed {
 		t.Fatal("returning the detached lease did not kill its worker")
 	}
-	b.s.workerExited(fresh, nil)
+	b.s.workerExited(fresh, nil, false)
 	idleAt := clock.Now()
 	if !b.job.idleSince.Equal(idleAt) {
 		t.Fatalf("idle since %v, want %v", b.job.idleSince, idleAt)

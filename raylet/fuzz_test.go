@@ -124,6 +124,8 @@ func rayletSeeds(tb testing.TB) []struct {
 		{method: protos.Method_NOTIFY_BLOCKED, msg: &protos.NotifyBlockedRequest{LeaseId: worker, Blocked: true}, oneWay: true},
 		{method: protos.Method_NOTIFY_BLOCKED, msg: &protos.NotifyBlockedRequest{LeaseId: worker[:3]}},
 		{method: protos.Method_KILL_WORKER, msg: &protos.KillWorkerRequest{WorkerId: worker, Reason: "test"}},
+		{method: protos.Method_GET_WORKER_FAILURE_CAUSE, msg: &protos.GetWorkerFailureCauseRequest{WorkerId: worker}},
+		{method: protos.Method_GET_WORKER_FAILURE_CAUSE, msg: &protos.GetWorkerFailureCauseRequest{WorkerId: worker[:5]}},
 		{method: protos.Method_CREATE_OBJECT, msg: &protos.CreateObjectRequest{ObjectId: obj, Size: 100, OwnerWorkerId: worker}},
 		{method: protos.Method_CREATE_OBJECT, msg: &protos.CreateObjectRequest{ObjectId: obj, Size: 1 << 40, NoSpill: true}},
 		{method: protos.Method_CREATE_OBJECT, msg: &protos.CreateObjectRequest{ObjectId: obj, Size: math.MaxUint64}, oneWay: true},

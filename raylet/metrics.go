@@ -143,6 +143,9 @@ type rayletCollector struct {
 
 	resourceCapacity, resourceAvailable *prometheus.Desc
 	workers, pending, infeasible        *prometheus.Desc
+
+	memoryUsed, memoryLimit, memoryThreshold *prometheus.Desc
+	monitorKills, kernelOOMKills             *prometheus.Desc
 }
 
 func newRayletCollector(r *Raylet) *rayletCollector {
@@ -175,6 +178,12 @@ func newRayletCollector(r *Raylet) *rayletCollector {
 		workers:    d("goray_node_workers", "Worker processes of the node, starting or running."),
 		pending:    d("goray_node_pending_lease_requests", "Worker lease requests queued on the node that it can grant in time (waiting for resources or a worker)."),
 		infeasible: d("goray_node_infeasible_lease_requests", "Worker lease requests queued on the node that it can never grant: its total lacks the resources."),
+
+		memoryUsed:      d("goray_node_memory_used_bytes", "Memory the node uses as the memory monitor counts it (its cgroup's usage less inactive file cache, or MemTotal - MemAvailable)."),
+		memoryLimit:     d("goray_node_memory_limit_bytes", "Memory the node may use: its memory cgroup's limit, or the machine's memory."),
+		memoryThreshold: d("goray_node_memory_usage_threshold", "Fraction of the node's memory above which the memory monitor kills a worker (0: the monitor is off)."),
+		monitorKills:    d("goray_node_memory_monitor_kills_total", "Workers the memory monitor killed because the node ran low on memory, since the node started."),
+		kernelOOMKills:  d("goray_node_kernel_oom_kills_total", "Workers of the node the kernel's OOM killer killed, since the node started."),
 	}
 }
 
@@ -189,6 +198,7 @@ func (c *rayletCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.spillSecondsTotal, c.restoreSecondsTotal,
 		c.resourceCapacity, c.resourceAvailable,
 		c.workers, c.pending, c.infeasible,
+		c.memoryUsed, c.memoryLimit, c.memoryThreshold, c.monitorKills, c.kernelOOMKills,
 	} {
 		ch <- d
 	}
@@ -224,6 +234,14 @@ func (c *rayletCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.restoredObjectsTotal, float64(st.RestoredObjectsTotal))
 	counter(c.spillSecondsTotal, st.SpillTime.Seconds())
 	counter(c.restoreSecondsTotal, st.RestoreTime.Seconds())
+
+	if u, err := c.r.readMemory(c.r.mem); err == nil {
+		gauge(c.memoryUsed, float64(u.Used))
+		gauge(c.memoryLimit, float64(u.Total))
+	}
+	gauge(c.memoryThreshold, max(0, c.r.cfg.MemoryUsageThreshold))
+	counter(c.monitorKills, float64(c.r.monitorKills.Load()))
+	counter(c.kernelOOMKills, float64(c.r.kernelOOMKills.Load()))
 
 	info, err := c.r.nodeInfo(metricsNodeInfoTimeout)
 	if err != nil {

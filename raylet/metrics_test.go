@@ -127,6 +127,8 @@ func TestMetricsEndpoint(t *testing.T) {
 	expect(samples, "goray_node_workers", 0)
 	expect(samples, "goray_node_pending_lease_requests", 0)
 	expect(samples, "goray_node_infeasible_lease_requests", 0)
+	expect(samples, "goray_node_memory_monitor_kills_total", 0)
+	expect(samples, "goray_node_kernel_oom_kills_total", 0)
 	for name, typ := range map[string]string{
 		"goray_object_store_capacity_bytes":         "gauge",
 		"goray_object_store_used_bytes":             "gauge",
@@ -148,6 +150,11 @@ func TestMetricsEndpoint(t *testing.T) {
 		"goray_node_workers":                        "gauge",
 		"goray_node_pending_lease_requests":         "gauge",
 		"goray_node_infeasible_lease_requests":      "gauge",
+		"goray_node_memory_used_bytes":              "gauge",
+		"goray_node_memory_limit_bytes":             "gauge",
+		"goray_node_memory_usage_threshold":         "gauge",
+		"goray_node_memory_monitor_kills_total":     "counter",
+		"goray_node_kernel_oom_kills_total":         "counter",
 		"go_goroutines":                             "gauge",
 		"process_open_fds":                          "gauge",
 	} {

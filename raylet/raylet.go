@@ -50,6 +50,12 @@ type Raylet struct {
 
 	// sweeping: a removal of stale shm segments runs (cluster_view.go).
 	sweeping atomic.Bool
+	// mem is where the node's memory and the kernel's OOM kills are read
+	// (memory_usage.go); the counters below are the memory monitor's
+	// (memory_monitor.go), for metrics.
+	mem            *memorySource
+	monitorKills   atomic.Uint64
+	kernelOOMKills atomic.Uint64
 
 	stopOnce sync.Once
 	stopped  chan struct{}
@@ -64,7 +70,7 @@ func New(cfg Config) (*Raylet, error) {
 	if cfg.Credentials == nil {
 		return nil, errors.New("raylet: Config.Credentials is required (auth.None(nil) serves anyone)")
 	}
-	return &Raylet{cfg: cfg, stopped: make(chan struct{}), holders: map[*wire.Conn]objstore.Holder{}}, nil
+	return &Raylet{cfg: cfg, stopped: make(chan struct{}), holders: map[*wire.Conn]objstore.Holder{}, mem: detectMemorySource("/")}, nil
 }
 
 // StorePath is the shm segment path of a node whose segments live in dir.
@@ -204,6 +210,11 @@ func (r *Raylet) Start() error {
 	go func() { _ = r.server.Serve() }()
 	go func() { _ = r.tcpServer.Serve() }()
 	go r.reportLoop()
+	if r.cfg.MemoryUsageThreshold > 0 {
+		go r.memoryMonitorLoop()
+	} else {
+		r.cfg.Logger.Info().Msg("memory monitor off (memory usage threshold 0)")
+	}
 	if r.metrics != nil {
 		r.metrics.serve()
 		r.cfg.Logger.Info().Str("url", "http://"+r.MetricsAddr()+MetricsPath).Msg("serving metrics")

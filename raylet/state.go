@@ -25,6 +25,9 @@ type (
 	workerExited struct {
 		w   *workerProc
 		err error
+		// kernelOOM: the process died of SIGKILL while the kernel's OOM
+		// kill counters grew (memory_usage.go).
+		kernelOOM bool
 	}
 	reportTick    struct{}
 	nodeInfoQuery struct{}
@@ -96,6 +99,11 @@ type leaseState struct {
 	// detached leases host a detached actor (dedicated only): their
 	// worker outlives the job's driver.
 	detached bool
+	// seq orders leases by grant (the memory monitor kills the newest).
+	seq uint64
+	// retriable: the owner may retry the lease's tasks (the memory
+	// monitor kills their workers first).
+	retriable bool
 }
 
 // held is what the lease takes from the node's available resources: a
@@ -126,6 +134,7 @@ type leaseRequest struct {
 	noSpillback bool
 	// preferred is the node holding the task's large arguments (hex).
 	preferred string
+	retriable bool
 }
 
 // state is the raylet actor.
@@ -154,6 +163,19 @@ type state struct {
 	lastEager time.Time
 	// now is the clock of the job bookkeeping (tests set it).
 	now func() time.Time
+	// grantSeq numbers leases as they are granted (leaseState.seq).
+	grantSeq uint64
+	// The memory monitor's (memory_monitor.go): the worker it killed last,
+	// until that process exits; when it last said there was nothing to
+	// kill; why workers died (bounded, oldest first in deathOrder), for
+	// their owners' GET_WORKER_FAILURE_CAUSE; the workers retired but not
+	// reaped yet; and the questions waiting for such a worker's exit.
+	oomVictim    *workerProc
+	lastNoVictim time.Time
+	deaths       map[protos.WorkerID]*protos.GetWorkerFailureCauseReply
+	deathOrder   []protos.WorkerID
+	dying        map[protos.WorkerID]*workerProc
+	causeWaiters map[protos.WorkerID][]causeWaiter
 }
 
 func newState(r *Raylet) *state {
@@ -176,7 +198,11 @@ func (s *state) Receive(ctx actor.Context) {
 	case connClosed:
 		s.connClosed(m.conn)
 	case workerExited:
-		s.workerExited(m.w, m.err)
+		s.workerExited(m.w, m.err, m.kernelOOM)
+	case memoryPressure:
+		s.memoryPressure(m.usage)
+	case causeTimeout:
+		s.answerCause(m.id)
 	case reportTick:
 		s.sweepJobs(s.now(), s.waitingJobs())
 		s.forgetSilentPeers(s.now())
@@ -321,6 +347,16 @@ func (s *state) serve(c *wire.Conn, req *wire.Request) error {
 		}
 		_ = c.Reply(req, &protos.CancelBundlesReply{})
 		s.reportSoon()
+	case protos.Method_GET_WORKER_FAILURE_CAUSE:
+		var m protos.GetWorkerFailureCauseRequest
+		if err := decode(req, &m); err != nil {
+			return err
+		}
+		id, err := parseID("worker_id", m.GetWorkerId())
+		if err != nil {
+			return err
+		}
+		s.failureCause(c, req, id)
 	case protos.Method_GET_NODE_INFO:
 		var m protos.GetNodeInfoRequest
 		if err := decode(req, &m); err != nil {
@@ -450,7 +486,7 @@ func (s *state) requestLease(c *wire.Conn, req *wire.Request, m *protos.RequestW
 	job, demand := d.job, d.demand
 	lr := &leaseRequest{conn: c, req: req, job: job, demand: demand, function: m.GetFunction(), queuedAt: time.Now(),
 		dedicated: m.GetDedicated(), running: d.running, detached: m.GetDetached(),
-		strategy: m.GetStrategy(), noSpillback: m.GetNoSpillback()}
+		strategy: m.GetStrategy(), noSpillback: m.GetNoSpillback(), retriable: m.GetRetriable() && !m.GetDedicated()}
 	if p := d.preferred; !p.IsZero() && p != s.r.cfg.NodeID {
 		lr.preferred = p.String()
 	}
@@ -738,7 +774,9 @@ func (s *state) idleWorker(j *jobState) *workerProc {
 }
 
 func (s *state) grant(lr *leaseRequest, w *workerProc) {
-	l := &leaseState{id: protos.NewUniqueID(), worker: w, demand: lr.demand, owner: lr.conn, dedicated: lr.dedicated, running: lr.running, detached: lr.detached}
+	s.grantSeq++
+	l := &leaseState{id: protos.NewUniqueID(), worker: w, demand: lr.demand, owner: lr.conn, dedicated: lr.dedicated, running: lr.running, detached: lr.detached,
+		seq: s.grantSeq, retriable: lr.retriable}
 	if lr.dedicated {
 		// The process now belongs to the actor: no other lease gets it,
 		// and it is killed when this lease ends. A detached actor's
@@ -772,7 +810,13 @@ func (s *state) release(l *leaseState) {
 // actor's process is never reused: ending its dedicated lease kills it.
 func (s *state) endLease(l *leaseState, disconnect bool) {
 	s.release(l)
-	if disconnect || l.dedicated {
+	switch {
+	case disconnect && !l.dedicated:
+		// A task's owner gives a lease back with disconnect when the
+		// worker's connection failed: the process is dead or dying of
+		// something else, which its death's cause should say.
+		l.worker.killGone()
+	case disconnect || l.dedicated:
 		l.worker.kill()
 	}
 }
@@ -887,6 +931,10 @@ func (s *state) retireWorker(w *workerProc) {
 	}
 	w.dead = true
 	w.unreserve()
+	if s.dying == nil {
+		s.dying = map[protos.WorkerID]*workerProc{}
+	}
+	s.dying[w.id] = w
 	delete(s.workers, w.id)
 	delete(w.job.workers, w.id)
 	for _, l := range w.leases {
@@ -894,9 +942,10 @@ func (s *state) retireWorker(w *workerProc) {
 	}
 }
 
-func (s *state) workerExited(w *workerProc, err error) {
+func (s *state) workerExited(w *workerProc, err error, kernelOOM bool) {
 	wasDead := w.dead
 	s.retireWorker(w)
+	s.exitCause(w, err, kernelOOM)
 	j := w.job
 	if wasDead {
 		s.dispatch()

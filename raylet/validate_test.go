@@ -454,6 +454,7 @@ func TestBadRequestsOverTheWire(t *testing.T) {
 		{protos.Method_CREATE_OBJECT, &protos.CreateObjectRequest{ObjectId: oid, Size: 1 << 30}, CodeTooLarge},
 		{protos.Method_RETURN_WORKER_LEASE, &protos.ReturnWorkerLeaseRequest{}, CodeInvalid},
 		{protos.Method_KILL_WORKER, &protos.KillWorkerRequest{WorkerId: oid}, CodeInvalid},
+		{protos.Method_GET_WORKER_FAILURE_CAUSE, &protos.GetWorkerFailureCauseRequest{WorkerId: []byte{1}}, CodeInvalid},
 		{protos.Method_REQUEST_WORKER_LEASE, &protos.RequestWorkerLeaseRequest{JobId: uid, Resources: amounts(map[string]float64{CPU: math.Inf(1)})}, CodeInvalid},
 		{protos.Method_DELETE_OBJECTS, &protos.DeleteObjectsRequest{ObjectIds: [][]byte{oid}, PrimaryNodeId: []byte{9}}, CodeInvalid},
 		{protos.Method_GET_NODE_INFO, testconn.RawMessage([]byte{0xff}), CodeMalformed},

@@ -2,11 +2,13 @@ package raylet
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -54,6 +56,9 @@ type workerProc struct {
 	registered bool
 	dead       bool
 	killed     bool
+	// signalled: the raylet's kill sent SIGKILL to a live process (killed
+	// is also set when the process had died already).
+	signalled bool
 	// dedicated workers host an actor: never leased again, killed when
 	// the actor's lease ends.
 	dedicated bool
@@ -145,12 +150,19 @@ func (s *state) startWorker(j *jobState, reserved bool) *workerProc {
 	wg.Add(2)
 	go func() { defer wg.Done(); logs.pump(stdout, false) }()
 	go func() { defer wg.Done(); logs.pump(stderr, true) }()
+	oomBase := s.r.mem.oomKills()
 	go func() {
 		wg.Wait()
 		err := cmd.Wait()
 		logs.close()
+		// SIGKILL while the kernel's OOM kill counters grew: the kernel's
+		// OOM killer (the raylet's own kills are told apart by the actor).
+		kernelOOM := false
+		if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			kernelOOM = s.r.mem.oomKills().grew(oomBase)
+		}
 		close(w.exited)
-		s.r.system.Root.Send(s.r.pid, workerExited{w: w, err: err})
+		s.r.system.Root.Send(s.r.pid, workerExited{w: w, err: err, kernelOOM: kernelOOM})
 	}()
 	return w
 }
@@ -167,9 +179,42 @@ func (w *workerProc) kill() {
 		return
 	}
 	w.killed = true
+	// A process that already died (its owner, which saw its connection
+	// close, gives its lease back with disconnect, which kills) was not
+	// killed by the raylet: its death has another cause (the kernel's
+	// OOM killer, a crash).
+	w.signalled = !(w.conn != nil && isClosed(w.conn)) && !processExited(w.pid)
 	if w.cmd != nil && w.cmd.Process != nil {
 		_ = w.cmd.Process.Signal(syscall.SIGKILL)
 	}
+}
+
+// killGone kills a worker its owner believes dead already: the kill is
+// not the cause of its death (see signalled).
+func (w *workerProc) killGone() {
+	if w.killed {
+		return
+	}
+	w.kill()
+	w.signalled = false
+}
+
+// processExited tells whether process pid is gone or a zombie.
+func processExited(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	// pid (comm) state ...: comm may hold spaces and parentheses.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return false
+	}
+	st := b[i+2]
+	return st == 'Z' || st == 'X'
 }
 
 func (w *workerProc) waitExit(d time.Duration) {

@@ -122,6 +122,8 @@ func runNode(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 		NodeIP:            o.nodeIP,
 		MetricsAddr:       o.metricsAddr(),
 		Logger:            log,
+
+		MemoryUsageThreshold: o.memoryUsageThreshold(),
 	})
 	cancel()
 	if err != nil {

@@ -75,6 +75,12 @@ type startOptions struct {
 	// sec: how the cluster authenticates (flags of every command).
 	sec *securityOptions
 
+	// memoryThreshold (--memory-usage-threshold) is the fraction of the
+	// node's memory above which its memory monitor kills a worker; 0
+	// turns the monitor off. memoryThresholdSet: the flag was given.
+	memoryThreshold    float64
+	memoryThresholdSet bool
+
 	// Parsed.
 	res        map[string]float64
 	storeBytes uint64
@@ -118,6 +124,7 @@ GORAY_AUTH_TOKEN_FILE. --tls-cert, --tls-key and --tls-ca add mutual TLS.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			o.cpusSet = cmd.Flags().Changed("num-cpus")
 			o.gpusSet = cmd.Flags().Changed("num-gpus")
+			o.memoryThresholdSet = cmd.Flags().Changed("memory-usage-threshold")
 			if err := o.validate(); err != nil {
 				return err
 			}
@@ -144,6 +151,7 @@ GORAY_AUTH_TOKEN_FILE. --tls-cert, --tls-key and --tls-ca add mutual TLS.`,
 	f.Float64Var(&o.numCPUs, "num-cpus", 0, "CPUs of the node (default: the machine's CPU count)")
 	f.Float64Var(&o.numGPUs, "num-gpus", 0, "GPUs of the node")
 	f.StringVar(&o.resources, "resources", "", `custom resources as a JSON object, e.g. '{"TPU": 4, "db_conn": 2}'`)
+	f.Float64Var(&o.memoryThreshold, "memory-usage-threshold", raylet.DefaultMemoryUsageThreshold, "fraction of the node's memory (its memory cgroup's limit, or the machine's) above which the memory monitor kills a worker, newest retriable task first (docs/memory.md); 0 turns the monitor off; without the flag, $"+cluster.EnvMemoryUsageThreshold+" if set")
 	f.StringVar(&o.objectStoreMemory, "object-store-memory", "", "object store size in bytes; suffixes KiB, MiB, GiB, KB, MB, GB are accepted (default: 30% of RAM)")
 	f.StringVar(&o.shmDir, "shm-dir", "", "directory (a tmpfs) of the node's object store segment; it needs as much free space as the store (default /dev/shm)")
 	f.IntVar(&o.port, "port", DefaultPort, "NATS port drivers connect to; 0 picks a free port")
@@ -183,6 +191,9 @@ func (o *startOptions) validate() error {
 		return fmt.Errorf("invalid --nats-replicas %d: JetStream allows 1 to 5", o.replicas)
 	case o.nodeTimeout < 0:
 		return fmt.Errorf("invalid --node-timeout %v: want a positive duration", o.nodeTimeout)
+	}
+	if o.memoryThresholdSet && (o.memoryThreshold < 0 || o.memoryThreshold > 1) {
+		return fmt.Errorf("invalid --memory-usage-threshold %v: want a fraction from 0 to 1 (0 turns the memory monitor off)", o.memoryThreshold)
 	}
 	labels, err := parseLabels(o.labels)
 	if err != nil {
@@ -575,7 +586,23 @@ func (o *startOptions) nodeArgs() []string {
 	if o.labels != "" {
 		args = append(args, "--labels", o.labels)
 	}
+	if o.memoryThresholdSet {
+		args = append(args, "--memory-usage-threshold", strconv.FormatFloat(o.memoryThreshold, 'g', -1, 64))
+	}
 	return append(args, "--node-ip", o.nodeIP)
+}
+
+// memoryUsageThreshold is --memory-usage-threshold as cluster.NodeConfig
+// wants it: 0 (the flag not given) leaves it to the environment and the
+// default, negative turns the monitor off.
+func (o *startOptions) memoryUsageThreshold() float64 {
+	switch {
+	case !o.memoryThresholdSet:
+		return 0
+	case o.memoryThreshold == 0:
+		return -1
+	}
+	return o.memoryThreshold
 }
 
 // daemon is a `goray start --block` process started in the background, in
@@ -794,6 +821,8 @@ func runHead(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 		Replicas:          o.replicas,
 		SyncInterval:      o.syncIntervalGCS(),
 		Logger:            log,
+
+		MemoryUsageThreshold: o.memoryUsageThreshold(),
 	})
 	cancel()
 	if err != nil {

@@ -66,6 +66,9 @@ type Config struct {
 	NodeTimeout time.Duration
 	// ReportInterval: see NodeConfig.ReportInterval.
 	ReportInterval time.Duration
+	// MemoryUsageThreshold and MemoryMonitorInterval: see NodeConfig's.
+	MemoryUsageThreshold  float64
+	MemoryMonitorInterval time.Duration
 	// Credentials authenticate the cluster (required; see
 	// gcs.Options.Credentials and raylet.Config.Credentials). StartHead
 	// writes the token, if they hold one, to SessionDir/auth_token (mode
@@ -169,6 +172,9 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 		Logger:            cfg.Logger,
 		Credentials:       cfg.Credentials,
 		isHead:            true,
+
+		MemoryUsageThreshold:  cfg.MemoryUsageThreshold,
+		MemoryMonitorInterval: cfg.MemoryMonitorInterval,
 	})
 	if err != nil {
 		h.Shutdown()

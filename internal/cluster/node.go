@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -58,8 +59,57 @@ type NodeConfig struct {
 	// Credentials authenticate the node (required; see
 	// raylet.Config.Credentials).
 	Credentials *auth.Credentials
+	// MemoryUsageThreshold is the fraction of the node's memory above
+	// which its memory monitor kills a worker (raylet.Config.
+	// MemoryUsageThreshold); 0 means $GORAY_MEMORY_USAGE_THRESHOLD if set
+	// (0 there turns the monitor off), else
+	// raylet.DefaultMemoryUsageThreshold; negative turns it off.
+	MemoryUsageThreshold float64
+	// MemoryMonitorInterval is how often the monitor reads the node's
+	// memory; 0 means $GORAY_MEMORY_MONITOR_INTERVAL if set (a Go
+	// duration), else raylet.DefaultMemoryMonitorInterval.
+	MemoryMonitorInterval time.Duration
 
 	isHead bool
+}
+
+// EnvMemoryUsageThreshold and EnvMemoryMonitorInterval set the memory
+// monitor of nodes whose configuration leaves it to the environment (the
+// embedded clusters of drivers and tests, which have no flags).
+const (
+	EnvMemoryUsageThreshold  = "GORAY_MEMORY_USAGE_THRESHOLD"
+	EnvMemoryMonitorInterval = "GORAY_MEMORY_MONITOR_INTERVAL"
+)
+
+// memoryMonitorSettings resolves NodeConfig's memory monitor settings
+// with the environment's and raylet's defaults; a threshold <= 0 turns
+// the monitor off.
+func memoryMonitorSettings(threshold float64, interval time.Duration, log zerolog.Logger) (float64, time.Duration) {
+	if threshold == 0 {
+		threshold = raylet.DefaultMemoryUsageThreshold
+		if env := os.Getenv(EnvMemoryUsageThreshold); env != "" {
+			v, err := strconv.ParseFloat(env, 64)
+			switch {
+			case err != nil || v < 0 || v > 1:
+				log.Warn().Str(EnvMemoryUsageThreshold, env).Msgf("not a fraction from 0 to 1; using %v", threshold)
+			case v == 0:
+				threshold = -1
+			default:
+				threshold = v
+			}
+		}
+	}
+	if interval == 0 {
+		if env := os.Getenv(EnvMemoryMonitorInterval); env != "" {
+			v, err := time.ParseDuration(env)
+			if err != nil || v <= 0 {
+				log.Warn().Str(EnvMemoryMonitorInterval, env).Msg("not a positive duration; using the default")
+			} else {
+				interval = v
+			}
+		}
+	}
+	return threshold, interval
 }
 
 // DefaultReportInterval is NodeConfig.ReportInterval's default: frequent
@@ -140,6 +190,7 @@ func startNode(ctx context.Context, client *gcs.Client, cfg NodeConfig) (*Node, 
 	}
 	nc := client.NATS()
 	log := cfg.Logger.With().Str("component", "raylet").Logger()
+	threshold, interval := memoryMonitorSettings(cfg.MemoryUsageThreshold, cfg.MemoryMonitorInterval, log)
 	r, err := raylet.New(raylet.Config{
 		SessionDir:        n.sessionDir,
 		Resources:         res,
@@ -153,7 +204,10 @@ func startNode(ctx context.Context, client *gcs.Client, cfg NodeConfig) (*Node, 
 		ReportInterval:    cfg.ReportInterval,
 		Credentials:       cfg.Credentials,
 		Logger:            log,
-		Report:            func(info *protos.NodeInfo) { _ = client.ReportNode(info) },
+
+		MemoryUsageThreshold:  threshold,
+		MemoryMonitorInterval: interval,
+		Report:                func(info *protos.NodeInfo) { _ = client.ReportNode(info) },
 		PublishLogs: func(b *protos.LogBatch) {
 			if data, err := proto.Marshal(b); err == nil {
 				_ = nc.Publish(LogsSubject(protos.MustUniqueID(b.GetJobId())), data)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -58,10 +59,18 @@ type pendingTask struct {
 	// notSent is set when the push never reached the worker.
 	notSent  bool
 	strategy *protos.SchedulingStrategy
+	// parked: the task's worker died and the task is in neither a queue
+	// nor a lease, while its owner asks the raylet why the worker died or
+	// waits out the backoff before an OOM retry (failure path only).
+	parked bool
 }
 
 type schedQueue struct {
-	key        string
+	key string
+	// retriable: the queue's tasks may be retried (MaxRetries != 0); the
+	// raylet's memory monitor kills such tasks' workers first. Tasks that
+	// may not be retried have queues of their own (notRetriableKey).
+	retriable  bool
 	resources  *protos.Resources
 	strategy   *protos.SchedulingStrategy
 	function   string
@@ -140,6 +149,9 @@ func (cw *Worker) SubmitTask(ctx context.Context, fn string, args []Arg, opts Ca
 		parent = ti.taskID
 		spec.ParentTaskId = parent.Bytes()
 	}
+	if opts.maxRetries == 0 {
+		key += notRetriableKey
+	}
 	t := &pendingTask{spec: spec, key: key, returnID: protos.ObjectIDFor(taskID, 1), retriesLeft: opts.maxRetries, retryOn: opts.retryOn, strategy: opts.strategy.proto()}
 	spec.Args, t.argRefs, err = cw.buildArgs(ctx, fn, args)
 	if err != nil {
@@ -188,7 +200,7 @@ func (s *submitter) enqueue(t *pendingTask) {
 	}
 	q, ok := s.queues[k]
 	if !ok {
-		q = &schedQueue{key: k, resources: t.spec.Resources, function: t.spec.Function, strategy: t.strategy}
+		q = &schedQueue{key: k, resources: t.spec.Resources, function: t.spec.Function, strategy: t.strategy, retriable: !strings.HasSuffix(k, notRetriableKey)}
 		s.queues[k] = q
 	}
 	t.queue = q
@@ -276,7 +288,7 @@ func (s *submitter) pushLocked(l *lease, t *pendingTask) {
 }
 
 func (s *submitter) requestLease(q *schedQueue) {
-	req := &protos.RequestWorkerLeaseRequest{JobId: s.cw.jobID.Bytes(), Resources: q.resources, Function: q.function, Strategy: q.strategy}
+	req := &protos.RequestWorkerLeaseRequest{JobId: s.cw.jobID.Bytes(), Resources: q.resources, Function: q.function, Strategy: q.strategy, Retriable: q.retriable}
 	if len(q.tasks) > 0 {
 		req.PreferredNodeId = argsNode(q.tasks[0].spec.GetArgs(), s.cw.node().id)
 	}
@@ -539,6 +551,7 @@ func (s *submitter) onReply(l *lease, t *pendingTask, payload []byte, err error)
 	}
 	var retry []*pendingTask
 	var done []func()
+	var askCause *pendingTask
 	lost := append([]*pendingTask{t}, crashed...)
 	ran := ranOnDeadWorker(lost)
 	for _, x := range lost {
@@ -558,17 +571,11 @@ func (s *submitter) onReply(l *lease, t *pendingTask, payload []byte, err error)
 				retry = append(retry, x)
 				continue
 			}
-			if x.retriesLeft != 0 {
-				if x.retriesLeft > 0 {
-					x.retriesLeft--
-				}
-				x.spec.Attempt++
-				retry = append(retry, x)
-				continue
-			}
-			werr := &TaskError{Kind: protos.ErrorKind_ERROR_KIND_WORKER_CRASHED, Function: x.spec.Function, TaskID: protos.MustUniqueID(x.spec.TaskId), PID: int(l.worker.GetPid()),
-				Message: fmt.Sprintf("the worker process died while running the task (attempt %d): %v", x.spec.Attempt+1, err)}
-			done = append(done, func() { s.finish(x, nil, werr) })
+			// It ran when the worker died: whether and when it runs
+			// again depends on why the worker died, which the raylet
+			// that granted the lease knows (workerLost).
+			x.lease, x.parked = nil, true
+			askCause = x
 			continue
 		}
 		res := reply.GetResult()
@@ -601,6 +608,155 @@ func (s *submitter) onReply(l *lease, t *pendingTask, payload []byte, err error)
 	s.mu.Unlock()
 	for _, f := range done {
 		f()
+	}
+	if askCause != nil {
+		s.askFailureCause(l, askCause, err)
+	}
+}
+
+// notRetriableKey ends the queue key of tasks that may not be retried
+// (MaxRetries 0), so their leases tell the raylet so.
+const notRetriableKey = "|no-retry"
+
+// causeTimeout bounds how long a task whose worker died waits for the
+// raylet's word on why (the raylet answers within about 2 s).
+const causeTimeout = 5 * time.Second
+
+// OOM retries back off as Ray's: oomRetryBase doubled with each attempt,
+// at most oomRetryMax (Ray's task_oom_retry_delay_base_ms, capped at 60 s).
+const (
+	oomRetryBase = time.Second
+	oomRetryMax  = 60 * time.Second
+)
+
+// oomRetryDelay is how long a task killed for want of memory in attempt
+// (0 for the first) waits before it runs again.
+func oomRetryDelay(attempt int32) time.Duration {
+	if attempt < 0 {
+		attempt = 0
+	}
+	if attempt >= 6 {
+		return oomRetryMax
+	}
+	return min(oomRetryMax, oomRetryBase<<attempt)
+}
+
+// askFailureCause asks the raylet that granted l why its worker died (Ray's
+// GetWorkerFailureCause), then settles x, the task that was running on it.
+// Only a failed worker connection leads here.
+func (s *submitter) askFailureCause(l *lease, x *pendingTask, connErr error) {
+	var once sync.Once
+	settle := func(cause *protos.GetWorkerFailureCauseReply) {
+		once.Do(func() { s.workerLost(l, x, connErr, cause) })
+	}
+	if l.raylet == nil || len(l.worker.GetWorkerId()) == 0 {
+		settle(nil)
+		return
+	}
+	timer := time.AfterFunc(causeTimeout, func() { settle(nil) })
+	err := l.raylet.Go(protos.Method_GET_WORKER_FAILURE_CAUSE, &protos.GetWorkerFailureCauseRequest{WorkerId: l.worker.GetWorkerId()}, func(payload []byte, err error) {
+		timer.Stop()
+		var reply protos.GetWorkerFailureCauseReply
+		if err != nil || unmarshalProto(payload, &reply) != nil {
+			// An older raylet, or one that is gone: no word.
+			settle(nil)
+			return
+		}
+		settle(&reply)
+	})
+	if err != nil {
+		timer.Stop()
+		go settle(nil)
+	}
+}
+
+// workerLost retries or fails x, which was running when its worker died,
+// by cause (nil or empty when the raylet could not tell), as Ray's task
+// manager: the memory monitor's kills are retried apart from MaxRetries
+// and without limit, after a backoff, unless the task may not be retried
+// or the monitor killed its caller's last task on the node (then it fails
+// with ErrOutOfMemory); the kernel's OOM kills use the task's retries,
+// after the same backoff; other deaths use them at once.
+func (s *submitter) workerLost(l *lease, x *pendingTask, connErr error, cause *protos.GetWorkerFailureCauseReply) {
+	oom := cause.GetKind() == protos.ErrorKind_ERROR_KIND_OUT_OF_MEMORY
+	s.mu.Lock()
+	x.parked = false
+	if x.finished {
+		s.mu.Unlock()
+		return
+	}
+	if x.cancelled {
+		s.mu.Unlock()
+		s.finish(x, nil, s.cancelErr(x))
+		return
+	}
+	retry, delay := false, time.Duration(0)
+	switch {
+	case oom && cause.GetMemoryMonitor():
+		retry = x.queue.retriable && !cause.GetFailImmediately()
+		delay = oomRetryDelay(x.spec.Attempt)
+	case x.retriesLeft != 0:
+		retry = true
+		if x.retriesLeft > 0 {
+			x.retriesLeft--
+		}
+		if oom {
+			delay = oomRetryDelay(x.spec.Attempt)
+		}
+	}
+	if retry && !s.closed {
+		attempt := x.spec.Attempt
+		x.spec.Attempt++
+		if delay == 0 {
+			x.queue.tasks = append(x.queue.tasks, x)
+			s.pumpLocked(x.queue)
+			s.mu.Unlock()
+			return
+		}
+		x.parked = true
+		s.mu.Unlock()
+		s.cw.log.Warn().Str("function", x.spec.Function).Int32("attempt", attempt+1).Dur("backoff", delay).Str("cause", cause.GetMessage()).
+			Msg("task's worker was killed for want of memory; retrying it after a backoff")
+		time.AfterFunc(delay, func() { s.unpark(x) })
+		return
+	}
+	closed := s.closed
+	s.mu.Unlock()
+	taskID := protos.MustUniqueID(x.spec.TaskId)
+	var terr *TaskError
+	switch {
+	case closed && retry:
+		terr = systemError(protos.ErrorKind_ERROR_KIND_SYSTEM, x.spec.Function, taskID, "goray shut down before the task ran again")
+	case oom:
+		terr = &TaskError{Kind: protos.ErrorKind_ERROR_KIND_OUT_OF_MEMORY, Function: x.spec.Function, TaskID: taskID, PID: int(l.worker.GetPid()),
+			NodeID: protos.MustUniqueID(l.worker.GetNodeId()), Message: fmt.Sprintf("%s (attempt %d)", cause.GetMessage(), x.spec.Attempt+1)}
+	default:
+		msg := fmt.Sprintf("the worker process died while running the task (attempt %d): %v", x.spec.Attempt+1, connErr)
+		if m := cause.GetMessage(); m != "" {
+			msg += "; " + m
+		}
+		terr = &TaskError{Kind: protos.ErrorKind_ERROR_KIND_WORKER_CRASHED, Function: x.spec.Function, TaskID: taskID, PID: int(l.worker.GetPid()), Message: msg}
+	}
+	s.finish(x, nil, terr)
+}
+
+// unpark queues a task again after its OOM retry backoff.
+func (s *submitter) unpark(x *pendingTask) {
+	s.mu.Lock()
+	x.parked = false
+	switch {
+	case x.finished:
+		s.mu.Unlock()
+	case s.closed:
+		s.mu.Unlock()
+		s.finish(x, nil, systemError(protos.ErrorKind_ERROR_KIND_SYSTEM, x.spec.Function, protos.MustUniqueID(x.spec.TaskId), "goray shut down before the task ran again"))
+	case x.cancelled:
+		s.mu.Unlock()
+		s.finish(x, nil, s.cancelErr(x))
+	default:
+		x.queue.tasks = append(x.queue.tasks, x)
+		s.pumpLocked(x.queue)
+		s.mu.Unlock()
 	}
 }
 
@@ -671,7 +827,7 @@ func (s *submitter) cancel(id protos.ObjectID, force, recursive bool) bool {
 	}
 	l := t.lease
 	s.mu.Unlock()
-	if queued || (l == nil && t.resolving) {
+	if queued || (l == nil && (t.resolving || t.parked)) {
 		s.finish(t, nil, s.cancelErr(t))
 		return true
 	}
