@@ -9,28 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/goray/goray/internal/shmtest"
+
 	"golang.org/x/sys/unix"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a fresh directory, for the
-// duration of the test: a real tmpfs that runs out of space, as a small
-// /dev/shm does (Docker's default is 64 MiB).
-func mountTmpfs(t *testing.T, size uint64) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
-		t.Fatalf("mount tmpfs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
 
 // fillTmpfs writes a file of size bytes into dir, taking that much of the
 // tmpfs's space, and returns its path.
@@ -59,7 +41,7 @@ func createIn(t *testing.T, dir string, capacity uint64) *Segment {
 // A store larger than its tmpfs is refused at creation with an error that
 // says where, how much was asked and how much there is.
 func TestCreateSegmentShmTooSmall(t *testing.T) {
-	dir := mountTmpfs(t, 8<<20)
+	dir := shmtest.MountTmpfs(t, 8<<20)
 	path := filepath.Join(dir, "goray-seg")
 	_, err := CreateSegment(path, 16<<20)
 	if !errors.Is(err, ErrShmTooSmall) {
@@ -92,7 +74,7 @@ func TestCreateSegmentShmTooSmall(t *testing.T) {
 // write would kill the writer with SIGBUS, and blocks already reserved go
 // on working, in this process and in others.
 func TestStoreCreateBeyondShm(t *testing.T) {
-	dir := mountTmpfs(t, 8<<20)
+	dir := shmtest.MountTmpfs(t, 8<<20)
 	s := NewStore(createIn(t, dir, 6<<20))
 	a := pattern(1<<20, 1)
 	if err := s.Put(oid(1), a); err != nil {
@@ -159,7 +141,7 @@ func TestStoreCreateBeyondShm(t *testing.T) {
 // segment pages a full tmpfs never allocated dies of SIGBUS. Checked in a
 // child, so that the test shows the store's tests run where it would bite.
 func TestUnreservedWriteOnFullShmIsSIGBUS(t *testing.T) {
-	dir := mountTmpfs(t, 8<<20)
+	dir := shmtest.MountTmpfs(t, 8<<20)
 	seg := createIn(t, dir, 6<<20)
 	fillTmpfs(t, dir, 8<<20-256<<10) // 256 KiB left for a 1 MiB write
 	err := runWriter(seg.Path(), 4<<20, 1<<20)

@@ -3,7 +3,6 @@ package raylet
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,32 +11,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goray/goray/internal/shmtest"
+
 	"github.com/rs/zerolog"
-	"golang.org/x/sys/unix"
 
 	"github.com/goray/goray/objstore"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a fresh directory for the
-// test: a real small /dev/shm.
-func mountTmpfs(t *testing.T, size uint64) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("mounting a small tmpfs needs root")
-	}
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, fmt.Sprintf("size=%d,mode=0700", size)); err != nil {
-		t.Fatalf("mount tmpfs on %s: %v", dir, err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
 
 func shmConfig(t *testing.T, dir string, store uint64, log zerolog.Logger) Config {
 	return Config{
@@ -54,7 +35,7 @@ func shmConfig(t *testing.T, dir string, store uint64, log zerolog.Logger) Confi
 // A node whose store does not fit its shm directory does not start, and
 // says where, how much, and what to change.
 func TestStartShmTooSmall(t *testing.T) {
-	dir := mountTmpfs(t, 8<<20)
+	dir := shmtest.MountTmpfs(t, 8<<20)
 	r, err := New(shmConfig(t, dir, 16<<20, zerolog.Nop()))
 	if err != nil {
 		t.Fatal(err)
@@ -84,7 +65,7 @@ func TestStartShmTooSmall(t *testing.T) {
 // with store_full naming the directory, instead of handing it a block
 // whose first write would kill it with SIGBUS.
 func TestCreateObjectBeyondShm(t *testing.T) {
-	dir := mountTmpfs(t, 16<<20)
+	dir := shmtest.MountTmpfs(t, 16<<20)
 	r, err := New(shmConfig(t, dir, 12<<20, zerolog.Nop()))
 	if err != nil {
 		t.Fatal(err)

@@ -65,6 +65,14 @@ func startNATSCluster(t *testing.T, n int) ([]*server.Server, []string) {
 		servers = append(servers, s)
 		urls = append(urls, s.ClientURL())
 	}
+	waitJetStream(t, urls)
+	return servers, urls
+}
+
+// waitJetStream waits until the NATS servers at urls serve JetStream (a
+// meta leader is elected).
+func waitJetStream(t *testing.T, urls []string) {
+	t.Helper()
 	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 		nc, err := nats.Connect(strings.Join(urls, ","), natsTLS(t)...)
 		if err != nil {
@@ -78,7 +86,6 @@ func startNATSCluster(t *testing.T, n int) ([]*server.Server, []string) {
 		_, err = js.AccountInfo()
 		return err
 	})
-	return servers, urls
 }
 
 // TestMultiNodeHANATS: the head uses a three-server NATS cluster with the
@@ -175,19 +182,7 @@ func TestHeadMovesToAnotherMachine(t *testing.T) {
 	servers[0].WaitForShutdown()
 	// The new head is started once the two NATS servers left serve
 	// JetStream again, as an operator would check (nats server ls).
-	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-		nc, err := nats.Connect(strings.Join(urls[1:], ","), natsTLS(t)...)
-		if err != nil {
-			return err
-		}
-		defer nc.Close()
-		js, err := nc.JetStream()
-		if err != nil {
-			return err
-		}
-		_, err = js.AccountInfo()
-		return err
-	})
+	waitJetStream(t, urls[1:])
 	args := append([]string{"start", "--head", "--block", "--port", "0", "--node-timeout", nodeTimeout.String(), "--object-store-memory", "512MiB",
 		"--auth-token-file", tokenFile(c.head.dir)}, headArgs...)
 	c.head = c.spawn("head2", args, "goray head node running at ")
