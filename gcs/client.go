@@ -120,14 +120,35 @@ func Dial(ctx context.Context, url string, logger zerolog.Logger, extra ...nats.
 // nkey a goray process signs in with, so the connection is made again
 // without it, and a warning says that anyone reaching that server can read
 // and change the cluster's state.
+//
+// With several URLs (a NATS cluster), nats.go tries each and reports only
+// that none was available, whatever each said: a server that refuses the
+// nkey is then found by connecting again without it. And while a server
+// of the cluster is down the others may be electing a leader: connecting
+// is tried again for up to connectRetryFor.
 func connectNATS(url string, opts []nats.Option, log zerolog.Logger) (*nats.Conn, error) {
-	nc, err := nats.Connect(url, opts...)
-	if errors.Is(err, nats.ErrNkeysNotSupported) {
-		log.Warn().Str("url", url).Msg("this NATS server accepts clients without authentication: anyone who reaches it can read and change the cluster's state (see docs/security.md)")
-		nc, err = nats.Connect(url, append(opts, nats.Nkey("", nil))...)
+	giveUp := time.Now().Add(connectRetryFor)
+	for {
+		nc, err := nats.Connect(url, opts...)
+		if errors.Is(err, nats.ErrNkeysNotSupported) || errors.Is(err, nats.ErrNoServers) {
+			plain, perr := nats.Connect(url, append(opts, nats.Nkey("", nil))...)
+			if perr == nil {
+				log.Warn().Str("url", url).Msg("this NATS server accepts clients without authentication: anyone who reaches it can read and change the cluster's state (see docs/security.md)")
+				return plain, nil
+			}
+			if errors.Is(err, nats.ErrNkeysNotSupported) {
+				err = perr
+			}
+		}
+		if !errors.Is(err, nats.ErrNoServers) || !time.Now().Before(giveUp) {
+			return nc, err
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return nc, err
 }
+
+// connectRetryFor bounds connectNATS's retries while no server answers.
+const connectRetryFor = 10 * time.Second
 
 // Close flushes pending publishes (node reports) and closes the connection.
 func (c *Client) Close() {
