@@ -266,7 +266,7 @@ func (m *actorManager) load() {
 		id, info := r.id, r.info
 		m.actors[id] = &actorEntry{id: id, job: r.job, info: info}
 		if n, ok := nameOf(info); ok && info.GetState() != protos.ActorState_DEAD {
-			if other, taken := m.names[n]; taken {
+			if other, taken := m.names[n]; taken && other != id {
 				m.env.log.Warn().Str("actor", id.Short()).Str("other", other.Short()).Str("name", n.name).Msg("two live actors with one name in the store; keeping the first")
 			} else {
 				m.names[n] = id

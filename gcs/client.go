@@ -26,6 +26,44 @@ type Client struct {
 	// outageWait is how long a request keeps trying while no GCS answers
 	// (nanoseconds; see SetOutageWait).
 	outageWait atomic.Int64
+
+	// reconnected holds what runs after the NATS connection comes back
+	// (OnReconnect).
+	reconnectMu sync.Mutex
+	reconnected map[uint64]func()
+	reconnectID uint64
+}
+
+// OnReconnect runs f (on a goroutine of its own) each time the client's
+// NATS connection comes back after it was lost: events published while it
+// was away (an actor restarted, a node died) were missed, so a watcher
+// fetches the state again. cancel stops it.
+func (c *Client) OnReconnect(f func()) (cancel func()) {
+	c.reconnectMu.Lock()
+	defer c.reconnectMu.Unlock()
+	if c.reconnected == nil {
+		c.reconnected = map[uint64]func(){}
+	}
+	c.reconnectID++
+	id := c.reconnectID
+	c.reconnected[id] = f
+	return func() {
+		c.reconnectMu.Lock()
+		delete(c.reconnected, id)
+		c.reconnectMu.Unlock()
+	}
+}
+
+func (c *Client) runReconnected() {
+	c.reconnectMu.Lock()
+	fs := make([]func(), 0, len(c.reconnected))
+	for _, f := range c.reconnected {
+		fs = append(fs, f)
+	}
+	c.reconnectMu.Unlock()
+	for _, f := range fs {
+		go f()
+	}
 }
 
 // SetOutageWait makes requests ride out a GCS outage (the head
@@ -103,7 +141,12 @@ func Dial(ctx context.Context, url string, logger zerolog.Logger, extra ...nats.
 		if r.err != nil {
 			return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, url, r.err)
 		}
-		return &Client{nc: r.nc, log: log}, nil
+		c := &Client{nc: r.nc, log: log}
+		r.nc.SetReconnectHandler(func(nc *nats.Conn) {
+			log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("NATS reconnected")
+			c.runReconnected()
+		})
+		return c, nil
 	case <-ctx.Done():
 		// nats.Connect takes no context; close whatever it yields later.
 		go func() {
@@ -436,8 +479,23 @@ func (c *Client) KillActor(ctx context.Context, id protos.UniqueID, noRestart bo
 // changes (published on ActorSubject(id)), in order, on one goroutine,
 // until unsubscribe is called. It returns once the subscription is active,
 // so a GetActor after it cannot miss a change in between.
+//
+// Changes published while the client's NATS connection was down are
+// missed: when it comes back, the actor's record is fetched and handed to
+// fn too (fn must ignore news older than what it has).
 func (c *Client) WatchActor(id protos.UniqueID, fn func(*protos.ActorInfo)) (unsubscribe func(), err error) {
-	return watch(c, ActorSubject(id), func() *protos.ActorInfo { return &protos.ActorInfo{} }, fn)
+	unsub, err := watch(c, ActorSubject(id), func() *protos.ActorInfo { return &protos.ActorInfo{} }, fn)
+	if err != nil {
+		return nil, err
+	}
+	stop := c.OnReconnect(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), DefaultRequestTimeout)
+		defer cancel()
+		if info, err := c.GetActor(ctx, id); err == nil {
+			fn(info)
+		}
+	})
+	return func() { stop(); unsub() }, nil
 }
 
 // watch subscribes fn to the messages of type T published on subject and

@@ -1,7 +1,9 @@
 package gcs
 
 import (
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/goray/goray/protos"
@@ -38,9 +40,22 @@ type bucketState struct {
 
 func (b *bucketState) open(env *managerEnv, bucket, description string, load func(key string, value []byte) error) {
 	b.kv, b.loadErr = nil, nil
-	kv, err := openBucket(env.js, bucket, description, env.replicas)
-	if err == nil {
-		err = loadBucket(kv, env.log, load)
+	var kv jetstream.KeyValue
+	var err error
+	// JetStream may not serve yet (a NATS cluster that lost a server
+	// electing the bucket's leader): keep trying for a while rather than
+	// fail the GCS's start.
+	giveUp := time.Now().Add(loadRetryFor)
+	for {
+		kv, err = openBucket(env.js, bucket, description, env.replicas)
+		if err == nil {
+			err = loadBucket(kv, env.log, load)
+		}
+		if err == nil || !errors.Is(err, ErrUnavailable) || !time.Now().Before(giveUp) {
+			break
+		}
+		env.log.Warn().Err(err).Str("bucket", bucket).Msg("the GCS's store does not answer yet; trying again")
+		time.Sleep(500 * time.Millisecond)
 	}
 	if err != nil {
 		b.loadErr = err

@@ -15,6 +15,10 @@ import (
 // the GCS declares it DEAD.
 const DefaultNodeTimeout = 10 * time.Second
 
+// nodeRestartGrace is the least time a node known to the last GCS run has
+// to report to a restarted GCS.
+const nodeRestartGrace = 10 * time.Second
+
 // nodeManager owns the cluster membership table.
 //
 // Registrations, unregistrations and deaths are persisted; the periodic
@@ -104,9 +108,11 @@ func (m *nodeManager) load() {
 			skipRecord(m.env.log, err)
 			return nil
 		}
-		// Nodes alive at the last GCS run get a full timeout to report to
-		// the new one before being declared dead.
-		n := &nodeEntry{lastSeen: now}
+		// Nodes alive at the last GCS run get a full timeout, and at
+		// least nodeRestartGrace, to report to the new one before being
+		// declared dead: their NATS clients reconnect first, and a NATS
+		// cluster that lost a server may take seconds to serve again.
+		n := &nodeEntry{lastSeen: now.Add(max(0, nodeRestartGrace-m.timeout))}
 		n.setInfo(info)
 		m.nodes[id] = n
 		return nil

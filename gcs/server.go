@@ -230,7 +230,7 @@ func (s *Server) waitReady() error {
 	pids := s.managers.all()
 	futures := make([]*actor.Future, len(pids))
 	for i, pid := range pids {
-		futures[i] = s.system.Root.RequestFuture(pid, readyRequest{}, 2*storeTimeout+time.Second)
+		futures[i] = s.system.Root.RequestFuture(pid, readyRequest{}, loadRetryFor+2*storeTimeout+time.Second)
 	}
 	for i, f := range futures {
 		rr, err := await[readyReply](pids[i], f)

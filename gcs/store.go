@@ -15,6 +15,10 @@ import (
 // forever; the caller gets ErrUnavailable instead.
 const storeTimeout = 5 * time.Second
 
+// loadRetryFor bounds how long a manager keeps trying to load its state
+// while JetStream does not answer.
+const loadRetryFor = 30 * time.Second
+
 // openBucket creates the bucket if needed. History 1: the GCS needs only the
 // current value, and an operator reading it with `nats kv get` sees that.
 func openBucket(js jetstream.JetStream, name, description string, replicas int) (jetstream.KeyValue, error) {

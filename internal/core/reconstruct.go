@@ -41,6 +41,21 @@ func (cw *Worker) watchNodes() error {
 				go cw.nodeDied(protos.MustUniqueID(info.GetNodeId()))
 			}
 		})
+		// Deaths announced while NATS was away (the head restarting)
+		// were missed: look at the node table when it comes back.
+		gc.OnReconnect(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), gcs.DefaultRequestTimeout)
+			defer cancel()
+			nodes, err := gc.ListNodes(ctx)
+			if err != nil {
+				return
+			}
+			for _, n := range nodes {
+				if n.GetState() == protos.NodeInfo_DEAD {
+					cw.nodeDied(protos.MustUniqueID(n.GetNodeId()))
+				}
+			}
+		})
 	})
 	if cw.nodeWatchErr != nil {
 		return fmt.Errorf("subscribe to node events: %w", cw.nodeWatchErr)
