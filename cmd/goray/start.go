@@ -165,6 +165,18 @@ GORAY_AUTH_TOKEN_FILE. --tls-cert, --tls-key and --tls-ca add mutual TLS.`,
 	return cmd
 }
 
+// durability says where the GCS keeps its tables and what a failure can
+// take (the startup banner shows it).
+func (o *startOptions) durability() string {
+	if o.nats != "" {
+		return fmt.Sprintf("JetStream on the NATS cluster %s, %d replica(s), its servers' own fsync setting", o.nats, o.replicas)
+	}
+	if o.syncInterval == 0 {
+		return "JetStream in the session dir, fsynced on every write (--nats-sync-interval 0); restart the head on this session dir to recover"
+	}
+	return fmt.Sprintf("JetStream in the session dir, fsynced every %v (a power loss loses at most that); restart the head on this session dir to recover", o.syncInterval)
+}
+
 // syncIntervalGCS is --nats-sync-interval as gcs.Options wants it.
 func (o *startOptions) syncIntervalGCS() time.Duration {
 	if o.syncInterval == 0 {
@@ -541,6 +553,7 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 	if creds.TLS() != nil {
 		authLine += "  TLS:          mutual TLS on NATS, wire, object transfer and metrics\n"
 	}
+	authLine += "  GCS store:    " + o.durability() + "\n"
 	fmt.Printf(`Started a goray head node.
   Address:      %s
   Resources:    %s
