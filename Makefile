@@ -5,7 +5,7 @@ NATSCLI_VERSION   := v0.5.0
 BIN       := bin
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: generate all build install test test-tls nats-cli fuzz bench demo proto vet fmt clean tools
+.PHONY: generate all build install test test-tls nats-cli fuzz bench chaos demo proto vet fmt clean tools
 
 all: build
 
@@ -70,11 +70,23 @@ bench:
 	$(GO) build -o $(BIN)/goray-bench ./cmd/goray-bench
 	$(BIN)/goray-bench
 
-# The CLI and the benchmark into $(BIN); `go build ./...` then checks that
-# every other package compiles too.
+# goray under fire (cmd/goray-chaos): a head and a node of its own run
+# dependent tasks, shared-memory objects and restarting actors while a
+# worker is SIGKILLed every 200 ms, the node once and the head once; JSON
+# lines on stdout, and it fails if any result was wrong, failed or hung.
+# `make test` runs 15 s of it (tests/chaos_test.go).
+CHAOSTIME ?= 60s
+chaos:
+	$(GO) build -o $(BIN)/goray ./cmd/goray
+	$(GO) build -o $(BIN)/goray-chaos ./cmd/goray-chaos
+	$(BIN)/goray-chaos -goray $(BIN)/goray -duration $(CHAOSTIME)
+
+# The CLI, the benchmark and the chaos test into $(BIN); `go build ./...`
+# then checks that every other package compiles too.
 build:
 	$(GO) build -o $(BIN)/goray ./cmd/goray
 	$(GO) build -o $(BIN)/goray-bench ./cmd/goray-bench
+	$(GO) build -o $(BIN)/goray-chaos ./cmd/goray-chaos
 	$(GO) build ./...
 
 # The CLI into $GOBIN (default $(go env GOPATH)/bin).

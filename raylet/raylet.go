@@ -38,6 +38,17 @@ type Raylet struct {
 	holdersMu sync.Mutex
 	holders   map[*wire.Conn]objstore.Holder
 
+	// creating maps each client connection to the objects it created and
+	// has not sealed, with their offsets. A process that dies while
+	// writing an object (a worker killed while storing its result) leaves
+	// a partial object nobody will seal; while it is in the store, the
+	// object cannot be pulled here (the copy's create finds it), so the
+	// readers of the task's retried result on this node would fail. Such
+	// objects are deleted when their creator's connection closes, as
+	// Ray's plasma store aborts a disconnected client's unsealed objects.
+	creatingMu sync.Mutex
+	creating   map[*wire.Conn]map[protos.ObjectID]uint64
+
 	endpoint string
 	// tcpServer serves raylets, drivers and the GCS on other machines at
 	// tcpEndpoint; processes on the node use the unix socket.
@@ -70,7 +81,8 @@ func New(cfg Config) (*Raylet, error) {
 	if cfg.Credentials == nil {
 		return nil, errors.New("raylet: Config.Credentials is required (auth.None(nil) serves anyone)")
 	}
-	return &Raylet{cfg: cfg, stopped: make(chan struct{}), holders: map[*wire.Conn]objstore.Holder{}, mem: detectMemorySource("/")}, nil
+	return &Raylet{cfg: cfg, stopped: make(chan struct{}), holders: map[*wire.Conn]objstore.Holder{},
+		creating: map[*wire.Conn]map[protos.ObjectID]uint64{}, mem: detectMemorySource("/")}, nil
 }
 
 // StorePath is the shm segment path of a node whose segments live in dir.
@@ -199,6 +211,13 @@ func (r *Raylet) Start() error {
 		r.holdersMu.Unlock()
 		if ok {
 			r.store.ReleaseAll(h)
+		}
+		r.creatingMu.Lock()
+		partial := r.creating[c]
+		delete(r.creating, c)
+		r.creatingMu.Unlock()
+		for id, off := range partial {
+			r.abortCreate(id, off)
 		}
 		r.system.Root.Send(r.pid, connClosed{conn: c})
 	}
@@ -345,6 +364,11 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 				_ = c.ReplyError(req, wire.NewError(storeErrCode(err), "%v", err))
 				return
 			}
+			if !r.trackCreate(c, id, off) {
+				// The creator left while the create waited for room.
+				r.abortCreate(id, off)
+				return
+			}
 			_ = c.Reply(req, &protos.CreateObjectReply{Offset: off})
 		}()
 	case protos.Method_SEAL_OBJECT:
@@ -361,6 +385,7 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 			_ = c.ReplyError(req, wire.NewError(storeErrCode(err), "%v", err))
 			return
 		}
+		r.untrackCreates(c, id)
 		_ = c.Reply(req, &protos.SealObjectReply{})
 	case protos.Method_GET_OBJECT_LOCATION:
 		var m protos.GetObjectLocationRequest
@@ -437,6 +462,7 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 			ids[i] = protos.ObjectID(b)
 			_ = r.store.Delete(ids[i])
 		}
+		r.untrackCreates(c, ids...)
 		if len(m.GetPrimaryNodeId()) > 0 && node != r.cfg.NodeID {
 			// The primaries are elsewhere: every node drops its copy,
 			// the primary's among them (and none is missed if that
@@ -465,6 +491,59 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 		cp := *req
 		cp.Payload = append([]byte(nil), req.Payload...)
 		r.system.Root.Send(r.pid, wireRequest{conn: c, req: &cp})
+	}
+}
+
+// trackCreate records that c created id at off and has yet to seal it; it
+// reports false if c has closed, when nobody will.
+func (r *Raylet) trackCreate(c *wire.Conn, id protos.ObjectID, off uint64) bool {
+	r.creatingMu.Lock()
+	defer r.creatingMu.Unlock()
+	// Done is closed before the close hook runs, and the hook takes this
+	// lock: either the hook finds the entry or this sees Done.
+	select {
+	case <-c.Done():
+		return false
+	default:
+	}
+	m := r.creating[c]
+	if m == nil {
+		m = map[protos.ObjectID]uint64{}
+		r.creating[c] = m
+	}
+	m[id] = off
+	return true
+}
+
+// untrackCreates forgets ids among c's unsealed objects: sealed, or
+// deleted by c (a creator aborting).
+func (r *Raylet) untrackCreates(c *wire.Conn, ids ...protos.ObjectID) {
+	r.creatingMu.Lock()
+	defer r.creatingMu.Unlock()
+	m := r.creating[c]
+	if m == nil {
+		return
+	}
+	for _, id := range ids {
+		delete(m, id)
+	}
+	if len(m) == 0 {
+		delete(r.creating, c)
+	}
+}
+
+// abortCreate deletes id if it is still the unsealed object created at off:
+// since its creator died, another attempt of the same task may have
+// replaced it (core's storeValue deletes a partial object it finds), and
+// that one must stay.
+func (r *Raylet) abortCreate(id protos.ObjectID, off uint64) {
+	for _, o := range r.store.Objects() {
+		if o.ID == id {
+			if !o.Sealed && o.InMemory && o.Offset == off {
+				_ = r.store.Delete(id)
+			}
+			return
+		}
 	}
 }
 

@@ -110,7 +110,7 @@ var errNodeUnknown = errors.New("node is not in the cluster view")
 
 // pull copies object id from node's store into this node's.
 func (r *Raylet) pull(id protos.ObjectID, node protos.NodeID, owner protos.WorkerID) error {
-	if node == r.cfg.NodeID || r.store.Contains(id) {
+	if node == r.cfg.NodeID || r.hasCopy(id) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), pullTimeout)
@@ -150,6 +150,27 @@ func (r *Raylet) pull(id protos.ObjectID, node protos.NodeID, owner protos.Worke
 		}
 		backoff = min(2*backoff, suspectRetryMax)
 	}
+}
+
+// hasCopy reports whether the store holds a complete copy of id, in memory
+// or spilled. A copy still being written (a pull of it under way) does not
+// count: its reader would find no sealed object; the puller has it wait
+// for that pull instead.
+func (r *Raylet) hasCopy(id protos.ObjectID) bool {
+	if _, _, ok := r.store.Get(id); ok {
+		return true
+	}
+	if !r.store.Contains(id) {
+		return false
+	}
+	// Spilled, or being written: only the table says which. Rare enough
+	// for a scan.
+	for _, o := range r.store.Objects() {
+		if o.ID == id {
+			return o.Sealed
+		}
+	}
+	return false
 }
 
 // The pause between pulls from a node that does not answer.

@@ -112,3 +112,19 @@ func (cw *Worker) afterRebind(b *nodeBinding, retry func(*wire.Conn), giveUp fun
 		giveUp()
 	}()
 }
+
+// awaitRebind waits, in a driver whose raylet connection b failed, until b
+// is replaced; it reports whether there is a new binding to retry on
+// (false in a worker, which dies with its raylet, or when no raylet came
+// back or ctx ended first).
+func (cw *Worker) awaitRebind(ctx context.Context, b *nodeBinding) bool {
+	if !cw.rebinds.Load() || b.raylet == nil {
+		return false
+	}
+	select {
+	case <-b.replaced:
+	case <-ctx.Done():
+		return false
+	}
+	return cw.node() != b && !cw.closed.Load()
+}

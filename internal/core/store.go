@@ -159,14 +159,21 @@ func (cw *Worker) readData(ctx context.Context, id protos.ObjectID, d *protos.Ob
 			return nil, false, err
 		}
 	}
-	off, size, err := cw.node().store.acquire(ctx, id)
+	nb := cw.node()
+	off, size, err := nb.store.acquire(ctx, id)
 	if err != nil {
+		if errors.Is(err, wire.ErrClosed) && cw.awaitRebind(ctx, nb) {
+			// This machine's raylet went away (the head restarting):
+			// read the object through the next one, from the node that
+			// holds it, or rebuilt if it was in the old node's store.
+			return cw.readData(ctx, id, d, owner)
+		}
 		if isNotFound(err) {
 			return nil, false, fmt.Errorf("%w: object %s is not in the node's store", ErrObjectLost, id)
 		}
 		return nil, false, fmt.Errorf("%w: object %s: %w", ErrObjectLost, id, err)
 	}
-	b, err = cw.node().seg.CheckedSlice(off, size)
+	b, err = nb.seg.CheckedSlice(off, size)
 	if err != nil {
 		cw.releasePins([]protos.ObjectID{id})
 		return nil, false, fmt.Errorf("object %s: %w", id, err)
@@ -181,7 +188,14 @@ func (cw *Worker) pull(ctx context.Context, id protos.ObjectID, node protos.Node
 	if owner := cw.objects.ownerOf(id); owner != nil {
 		req.OwnerWorkerId = owner.GetWorkerId()
 	}
-	err := cw.node().raylet.Call(ctx, protos.Method_PULL_OBJECT, req, &protos.PullObjectReply{})
+	b := cw.node()
+	err := b.raylet.Call(ctx, protos.Method_PULL_OBJECT, req, &protos.PullObjectReply{})
+	for errors.Is(err, wire.ErrClosed) && cw.awaitRebind(ctx, b) {
+		// This machine's raylet went away (the head restarting): a
+		// driver asks the next one, as its tasks waiting for a worker do.
+		b = cw.node()
+		err = b.raylet.Call(ctx, protos.Method_PULL_OBJECT, req, &protos.PullObjectReply{})
+	}
 	var re *wire.RemoteError
 	switch {
 	case err == nil:
