@@ -83,6 +83,11 @@ func connectOptions(name string, log zerolog.Logger, timeout time.Duration) []na
 	opts := []nats.Option{
 		nats.Name(name),
 		nats.MaxReconnects(-1),
+		// While the head restarts, another server may answer on its
+		// address for a moment (another cluster's, on a port freed by the
+		// head): nats.go would close the connection for good after that
+		// server refused us twice. Keep trying; the head comes back.
+		nats.IgnoreAuthErrorAbort(),
 		nats.ReconnectWait(100 * time.Millisecond),
 		nats.ReconnectJitter(50*time.Millisecond, 50*time.Millisecond),
 		nats.PingInterval(5 * time.Second),
