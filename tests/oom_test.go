@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"errors"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -179,7 +178,7 @@ func checkOOM(t *testing.T, err error, node string) {
 // scrapeCounter reads one sample of a metric from a metrics endpoint.
 func scrapeCounter(t *testing.T, url, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := metricsClient(t).Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

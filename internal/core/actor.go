@@ -110,7 +110,22 @@ func (cw *Worker) KillActor(ctx context.Context, h *ActorHandle, noRestart bool)
 	if err != nil {
 		return err
 	}
-	return g.KillActor(ctx, h.ID, noRestart)
+	if err := g.KillActor(ctx, h.ID, noRestart); err != nil {
+		return err
+	}
+	// The GCS answered once the actor's new state was stored; its event
+	// may reach this process after the caller's next call does. Apply the
+	// state now, so calls made after Kill returns see it (Ray: calls
+	// after ray.kill fail with ActorDiedError).
+	cw.actorDir.mu.Lock()
+	st := cw.actorDir.states[h.ID]
+	cw.actorDir.mu.Unlock()
+	if st != nil {
+		if info, err := g.GetActor(ctx, h.ID); err == nil {
+			st.update(info)
+		}
+	}
+	return nil
 }
 
 // ExitActor, returned from an actor method, ends the actor for good after
