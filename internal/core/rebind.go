@@ -61,7 +61,7 @@ func (s *session) rebind(ctx context.Context, old *nodeBinding) (*nodeBinding, e
 	cw := s.cw
 	// Each try is short: a request sent while NATS was reconnecting may
 	// never be answered.
-	lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	lctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 	node, err := localNode(lctx, s.gcs)
 	cancel()
 	if err != nil {
