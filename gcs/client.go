@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -173,9 +174,13 @@ func Dial(ctx context.Context, url string, logger zerolog.Logger, extra ...nats.
 // that none was available, whatever each said: a server that refuses the
 // nkey is then found by connecting again without it. And while a server
 // of the cluster is down the others may be electing a leader: connecting
-// is tried again for up to connectRetryFor.
+// is tried again for up to connectRetryFor. A single URL is tried once:
+// a process asking whether a cluster runs there wants a quick no.
 func connectNATS(url string, opts []nats.Option, log zerolog.Logger) (*nats.Conn, error) {
-	giveUp := time.Now().Add(connectRetryFor)
+	giveUp := time.Now()
+	if strings.Contains(url, ",") {
+		giveUp = giveUp.Add(connectRetryFor)
+	}
 	for {
 		nc, err := nats.Connect(url, opts...)
 		if errors.Is(err, nats.ErrNkeysNotSupported) || errors.Is(err, nats.ErrNoServers) {
