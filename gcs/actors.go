@@ -328,9 +328,8 @@ func (m *actorManager) reattach(a *actorEntry) {
 // node is not known, and fails if it is DEAD.
 func aliveNode(ctx context.Context, root *actor.RootContext, nodesPID *actor.PID, rawID []byte) (*protos.NodeInfo, error) {
 	for {
-		res, err := root.RequestFuture(nodesPID, &protos.ListNodesRequest{}, actorNodesTimeout).Result()
-		if rep, ok := res.(*protos.ListNodesReply); err == nil && ok {
-			for _, n := range rep.GetNodes() {
+		if nodes, err := listNodes(root, nodesPID); err == nil {
+			for _, n := range nodes {
 				if bytes.Equal(n.GetNodeId(), rawID) {
 					if n.GetState() == protos.NodeInfo_DEAD {
 						return nil, fmt.Errorf("its node %x is dead", rawID)

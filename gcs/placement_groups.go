@@ -184,16 +184,14 @@ func (m *pgManager) resumeReservation(g *pgEntry) {
 	}
 	id, epoch, root, self, nodesPID, r := g.id, g.epoch, m.root, m.self, m.shared.nodes, m.shared.reserver
 	go func() {
-		if res, err := root.RequestFuture(nodesPID, &protos.ListNodesRequest{}, actorNodesTimeout).Result(); err == nil && r != nil {
-			if rep, ok := res.(*protos.ListNodesReply); ok {
-				var alive []*protos.NodeInfo
-				for _, n := range rep.GetNodes() {
-					if n.GetState() == protos.NodeInfo_ALIVE {
-						alive = append(alive, n)
-					}
+		if nodes, err := listNodes(root, nodesPID); err == nil && r != nil {
+			var alive []*protos.NodeInfo
+			for _, n := range nodes {
+				if n.GetState() == protos.NodeInfo_ALIVE {
+					alive = append(alive, n)
 				}
-				cancelOn(r, id, alive, unplaced)
 			}
+			cancelOn(r, id, alive, unplaced)
 		}
 		root.Send(self, pgRetry{id: id, epoch: epoch})
 	}()

@@ -219,29 +219,36 @@ func (cw *Worker) fetchFromOwner(id protos.ObjectID, owner *protos.Address) {
 	fail := func(err error) {
 		cw.objects.complete(id, nil, systemError(protos.ErrorKind_ERROR_KIND_OWNER_DIED, "", id.TaskID(), "owner of object %s (pid %d) is unreachable: %v", id, owner.GetPid(), err))
 	}
+	cw.getFromOwner(id, owner, func(data *protos.ObjectData, err error) {
+		switch {
+		case err != nil:
+			fail(err)
+		case data.GetError() != nil:
+			cw.objects.complete(id, nil, taskErrorFromProto(data.GetError()))
+		default:
+			cw.objects.complete(id, data, nil)
+		}
+	})
+}
+
+// getFromOwner asks owner for an object's value or location (GET_OBJECT,
+// answered once the object is ready) and hands the answer to done, once,
+// possibly on a connection's reader (done must not block).
+func (cw *Worker) getFromOwner(id protos.ObjectID, owner *protos.Address, done func(*protos.ObjectData, error)) {
 	cw.withPeerAt(owner, func(c *wire.Conn, err error) {
 		if err != nil {
-			fail(err)
+			done(nil, err)
 			return
 		}
 		err = c.Go(protos.Method_GET_OBJECT, &protos.GetObjectRequest{ObjectId: id.Bytes()}, func(payload []byte, err error) {
-			if err != nil {
-				fail(err)
-				return
-			}
 			var reply protos.GetObjectReply
-			if err := unmarshalProto(payload, &reply); err != nil {
-				fail(err)
-				return
+			if err == nil {
+				err = unmarshalProto(payload, &reply)
 			}
-			if e := reply.GetData().GetError(); e != nil {
-				cw.objects.complete(id, nil, taskErrorFromProto(e))
-				return
-			}
-			cw.objects.complete(id, reply.GetData(), nil)
+			done(reply.GetData(), err)
 		})
 		if err != nil {
-			fail(err)
+			done(nil, err)
 		}
 	})
 }

@@ -21,9 +21,10 @@ import (
 // process is shutting down, binds it to the machine's next raylet.
 func (s *session) keepRaylet(b *nodeBinding) {
 	<-b.raylet.Done()
+	// Whatever the outcome, those waiting on b (awaitRebind) learn it.
+	defer close(b.replaced)
 	cw := s.cw
 	if cw.closed.Load() {
-		close(b.replaced)
 		return
 	}
 	cw.log.Warn().Str("node", b.id.Short()).Msg("lost this machine's raylet; waiting for it to come back")
@@ -34,7 +35,6 @@ func (s *session) keepRaylet(b *nodeBinding) {
 		nb, err := s.rebind(ctx, b)
 		if err == nil {
 			cw.log.Warn().Str("old_node", b.id.Short()).Str("node", nb.id.Short()).Dur("after", time.Since(t0)).Msg("reconnected to this machine's raylet")
-			close(b.replaced)
 			go s.keepRaylet(nb)
 			// Objects this driver owned in the old node's store are gone
 			// with it: rebuild them.
@@ -44,12 +44,10 @@ func (s *session) keepRaylet(b *nodeBinding) {
 		select {
 		case <-ctx.Done():
 			cw.log.Error().Err(err).Dur("after", time.Since(t0)).Msg("no raylet came back on this machine; tasks fail from now on")
-			close(b.replaced)
 			return
 		case <-time.After(200 * time.Millisecond):
 		}
 		if cw.closed.Load() {
-			close(b.replaced)
 			return
 		}
 	}
@@ -99,14 +97,9 @@ func (s *session) rebind(ctx context.Context, old *nodeBinding) (*nodeBinding, e
 // next one. Both run on a goroutine of their own: the caller may hold
 // locks they take.
 func (cw *Worker) afterRebind(b *nodeBinding, retry func(*wire.Conn), giveUp func()) {
-	if !cw.rebinds.Load() || b.raylet == nil {
-		go giveUp()
-		return
-	}
 	go func() {
-		<-b.replaced
-		if nb := cw.node(); nb != b && !cw.closed.Load() {
-			retry(nb.raylet)
+		if cw.awaitRebind(context.Background(), b) {
+			retry(cw.node().raylet)
 			return
 		}
 		giveUp()

@@ -10,7 +10,6 @@ import (
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/protos"
-	"github.com/goray/goray/protos/wire"
 )
 
 // Lineage reconstruction (Ray's): an object made by a task and stored on a
@@ -170,24 +169,7 @@ func (cw *Worker) askOwner(ctx context.Context, id protos.ObjectID, owner *proto
 		err error
 	}
 	ch := make(chan answer, 1)
-	cw.withPeerAt(owner, func(c *wire.Conn, err error) {
-		if err != nil {
-			ch <- answer{err: err}
-			return
-		}
-		// Not Call: this runs on the dialler's goroutine, which must not
-		// block.
-		err = c.Go(protos.Method_GET_OBJECT, &protos.GetObjectRequest{ObjectId: id.Bytes()}, func(payload []byte, err error) {
-			var reply protos.GetObjectReply
-			if err == nil {
-				err = unmarshalProto(payload, &reply)
-			}
-			ch <- answer{reply.GetData(), err}
-		})
-		if err != nil {
-			ch <- answer{err: err}
-		}
-	})
+	cw.getFromOwner(id, owner, func(d *protos.ObjectData, err error) { ch <- answer{d, err} })
 	select {
 	case a := <-ch:
 		return a.d, a.err
