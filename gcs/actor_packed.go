@@ -6,8 +6,9 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
-	"github.com/goray/goray/protos"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/goray/goray/protos"
 )
 
 // Packed actors (ActorOptions.packed, sdk.Packed) share a worker process
@@ -49,6 +50,9 @@ type hostKey struct {
 	job      protos.JobID
 	node     protos.NodeID
 	detached bool
+	// env is the actors' runtime env (its wire form): actors share a
+	// process only with actors of the same one.
+	env string
 }
 
 type hostState int
@@ -225,10 +229,10 @@ func (m *actorManager) placed(msg actorPlaced) {
 	}
 	spec := a.info.GetSpec()
 	// The node comes from the node manager's table, whose ids are checked.
-	key := hostKey{job: a.job, node: protos.MustUniqueID(msg.node.GetNodeId()), detached: spec.GetOptions().GetDetached()}
+	key := hostKey{job: a.job, node: protos.MustUniqueID(msg.node.GetNodeId()), detached: spec.GetOptions().GetDetached(), env: envKey(spec.GetOptions().GetRuntimeEnv())}
 	h := m.hosts.open[key]
 	if h == nil || len(h.actors) >= packedHostActors {
-		h = m.newHost(key, msg.node)
+		h = m.newHost(key, msg.node, spec.GetOptions().GetRuntimeEnv())
 	}
 	h.idle++ // a pending release no longer applies
 	h.actors[a.id] = a.epoch
@@ -241,7 +245,7 @@ func (m *actorManager) placed(msg actorPlaced) {
 }
 
 // newHost opens a host for key and leases its worker in the background.
-func (m *actorManager) newHost(key hostKey, node *protos.NodeInfo) *packedHost {
+func (m *actorManager) newHost(key hostKey, node *protos.NodeInfo, env *protos.RuntimeEnv) *packedHost {
 	h := &packedHost{id: m.shared.nextEpoch(), key: key, node: node, actors: map[protos.UniqueID]uint64{},
 		slots: map[protos.UniqueID]*hostSlot{}, waiting: map[protos.UniqueID]bool{}}
 	m.hosts.open[key] = h
@@ -254,6 +258,7 @@ func (m *actorManager) newHost(key hostKey, node *protos.NodeInfo) *packedHost {
 		Dedicated:        true,
 		RunningResources: &protos.Resources{},
 		Detached:         key.detached,
+		RuntimeEnv:       env,
 	}
 	hid, root, self, p := h.id, m.root, m.self, m.shared.placer
 	go func() {
@@ -564,4 +569,13 @@ func (m *actorManager) packedExited(msg packedExited) {
 		return
 	}
 	m.die(a, "the actor exited itself: "+msg.reason, nil, nil, 0)
+}
+
+// envKey is a runtime env's wire form, to compare envs by.
+func envKey(e *protos.RuntimeEnv) string {
+	if e == nil {
+		return ""
+	}
+	data, _ := proto.MarshalOptions{Deterministic: true}.Marshal(e)
+	return string(data)
 }

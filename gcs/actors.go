@@ -80,7 +80,9 @@ type actorEntry struct {
 	// excluded holds nodes that refused this scheduling round because they
 	// cannot start the job's workers.
 	excluded map[protos.NodeID]bool
-	backoff  time.Duration
+	// platformErr is why the last node excluded for its platform refused.
+	platformErr error
+	backoff     time.Duration
 	// exitReason holds an ACTOR_EXITED that overtook the creation result
 	// of the current attempt; it applies once the actor is ALIVE.
 	exitReason *string
@@ -159,6 +161,7 @@ const (
 	deathKilledRestart = "killed by kill(no_restart=False)"
 	deathJobFinished   = "its job finished"
 	deathUnschedulable = "unschedulable"
+	deathRuntimeEnv    = "runtime env setup failed"
 )
 
 func newActorManager(env *managerEnv, shared *actorShared) actor.Producer {
@@ -691,7 +694,8 @@ func (m *actorManager) schedule(a *actorEntry) {
 		RunningResources: spec.GetOptions().GetRunningResources(),
 		// The raylet keeps a detached actor's worker, and its job's state,
 		// after the job's driver left.
-		Detached: spec.GetOptions().GetDetached(),
+		Detached:   spec.GetOptions().GetDetached(),
+		RuntimeEnv: spec.GetOptions().GetRuntimeEnv(),
 	}
 	if st := spec.GetOptions().GetStrategy(); st != nil {
 		req.Strategy = st
@@ -783,6 +787,10 @@ func (m *actorManager) leased(msg actorLeased) {
 		return
 	}
 	if msg.node == nil && msg.err == nil {
+		if len(a.excluded) > 0 && a.platformErr != nil {
+			m.die(a, fmt.Sprintf("%s: no alive node is of a platform its job has a binary for (last: %v)", deathRuntimeEnv, a.platformErr), nil, nil, 0)
+			return
+		}
 		if len(a.excluded) > 0 {
 			m.die(a, fmt.Sprintf("no alive node can start workers for job %s (it is registered on none of them: has its driver exited?)",
 				a.job), nil, nil, 0)
@@ -811,6 +819,21 @@ func (m *actorManager) leased(msg actorLeased) {
 			// actors of it (a non-detached actor restarting as its job
 			// ends, e.g. when the driver exited without finishing it).
 			m.die(a, fmt.Sprintf("%s: %v", deathJobFinished, msg.err), nil, nil, 0)
+		case "platform_mismatch":
+			// That node is of a platform the job has no binary for.
+			if st := a.info.GetSpec().GetOptions().GetStrategy(); st.GetKind() == protos.SchedulingStrategy_NODE_AFFINITY && !st.GetSoft() {
+				m.die(a, fmt.Sprintf("%s: %v", deathRuntimeEnv, msg.err), nil, nil, 0)
+				return
+			}
+			if a.excluded == nil {
+				a.excluded = map[protos.NodeID]bool{}
+			}
+			a.excluded[nodeID] = true
+			a.platformErr = msg.err
+			log.Debug().Str("node", nodeID.Short()).Msg("node is of another platform; trying another")
+			m.schedule(a)
+		case "runtime_env_failed":
+			m.die(a, fmt.Sprintf("%s: %v", deathRuntimeEnv, msg.err), nil, nil, 0)
 		case "binary_mismatch", "worker_start_failed", "invalid", "malformed", "unschedulable":
 			m.die(a, fmt.Sprintf("no worker could be leased for it on node %s: %v", nodeID.Short(), msg.err), nil, nil, 0)
 		default:

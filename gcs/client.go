@@ -9,10 +9,11 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/goray/goray/protos"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/goray/goray/protos"
 )
 
 // DefaultRequestTimeout applies to Client calls whose context has no
@@ -30,6 +31,10 @@ type Client struct {
 
 	// reconnected holds what runs after the NATS connection comes back
 	// (OnReconnect).
+	// packages is the runtime env object store, opened on first use.
+	packagesMu sync.Mutex
+	packages   *Packages
+
 	reconnectMu sync.Mutex
 	reconnected map[uint64]func()
 	reconnectID uint64
@@ -530,4 +535,20 @@ func watch[T proto.Message](c *Client, subject string, newT func() T, fn func(T)
 		return nil, fmt.Errorf("%w: watch %s: %w", ErrUnavailable, subject, err)
 	}
 	return func() { _ = sub.Unsubscribe() }, nil
+}
+
+// Packages returns the runtime env packages store (BucketPackages),
+// binding to it on first use.
+func (c *Client) Packages(ctx context.Context) (*Packages, error) {
+	c.packagesMu.Lock()
+	defer c.packagesMu.Unlock()
+	if c.packages != nil {
+		return c.packages, nil
+	}
+	p, err := OpenPackages(ctx, c.nc)
+	if err != nil {
+		return nil, err
+	}
+	c.packages = p
+	return p, nil
 }

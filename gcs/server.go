@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
 	"github.com/goray/goray/actors"
 	"github.com/goray/goray/gcs/membership"
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/protos"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-	"github.com/rs/zerolog"
 )
 
 // Options configures a GCS Server.
@@ -63,6 +64,9 @@ type Options struct {
 	// the process (its raylet) too.
 	OnShutdownRequest func()
 
+	// PackagesMaxBytes caps the runtime env packages object store
+	// (BucketPackages); 0 means DefaultPackagesMaxBytes.
+	PackagesMaxBytes int64
 	// placer replaces the wire transport of actor scheduling (tests).
 	placer placer
 }
@@ -188,6 +192,13 @@ func (s *Server) startLocked() error {
 	js, err := jetstream.New(s.nc)
 	if err != nil {
 		return fmt.Errorf("%w: JetStream: %w", ErrUnavailable, err)
+	}
+
+	pctx, pcancel := context.WithTimeout(context.Background(), storeTimeout)
+	err = createPackages(pctx, js, s.opts.Replicas, s.opts.PackagesMaxBytes)
+	pcancel()
+	if err != nil {
+		return err
 	}
 
 	s.system = actors.NewSystem(s.log)

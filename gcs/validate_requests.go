@@ -3,6 +3,7 @@ package gcs
 import (
 	"math"
 
+	"github.com/goray/goray/internal/runtimeenv"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/raylet/scheduling"
 )
@@ -134,6 +135,12 @@ func checkJobInfo(prefix string, j *protos.JobInfo) error {
 		if err := checkLen(prefix, f.name, f.value, f.limit); err != nil {
 			return err
 		}
+	}
+	if err := runtimeenv.CheckRuntimeEnv(j.GetRuntimeEnv()); err != nil {
+		return invalidf(fieldPath(prefix, "runtime_env"), "%v", err)
+	}
+	if err := runtimeenv.CheckBinaries(j.GetBinaries()); err != nil {
+		return invalidf(fieldPath(prefix, "binaries"), "%v", err)
 	}
 	return checkEnv(prefix, "env", j.GetEnv())
 }

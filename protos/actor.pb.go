@@ -163,7 +163,9 @@ type ActorOptions struct {
 	// their job on the node, each its own Proto.Actor actor.
 	Packed bool `protobuf:"varint,12,opt,name=packed,proto3" json:"packed,omitempty"`
 	// Where the actor may be placed (default: DEFAULT).
-	Strategy      *SchedulingStrategy `protobuf:"bytes,13,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	Strategy *SchedulingStrategy `protobuf:"bytes,13,opt,name=strategy,proto3" json:"strategy,omitempty"`
+	// The actor's runtime environment; unset: its job's.
+	RuntimeEnv    *RuntimeEnv `protobuf:"bytes,14,opt,name=runtime_env,json=runtimeEnv,proto3" json:"runtime_env,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -285,6 +287,13 @@ func (x *ActorOptions) GetPacked() bool {
 func (x *ActorOptions) GetStrategy() *SchedulingStrategy {
 	if x != nil {
 		return x.Strategy
+	}
+	return nil
+}
+
+func (x *ActorOptions) GetRuntimeEnv() *RuntimeEnv {
+	if x != nil {
+		return x.RuntimeEnv
 	}
 	return nil
 }
@@ -1462,7 +1471,7 @@ const file_goray_actor_proto_rawDesc = "" +
 	"\x10ConcurrencyGroup\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x0fmax_concurrency\x18\x02 \x01(\x05R\x0emaxConcurrency\x12\x18\n" +
-	"\amethods\x18\x03 \x03(\tR\amethods\"\xc7\x04\n" +
+	"\amethods\x18\x03 \x03(\tR\amethods\"\xfe\x04\n" +
 	"\fActorOptions\x12D\n" +
 	"\x13placement_resources\x18\x01 \x01(\v2\x13.goray.v1.ResourcesR\x12placementResources\x12@\n" +
 	"\x11running_resources\x18\x02 \x01(\v2\x13.goray.v1.ResourcesR\x10runningResources\x12\x12\n" +
@@ -1477,7 +1486,9 @@ const file_goray_actor_proto_rawDesc = "" +
 	" \x03(\v2\x1a.goray.v1.ConcurrencyGroupR\x11concurrencyGroups\x12*\n" +
 	"\x11max_pending_calls\x18\v \x01(\x05R\x0fmaxPendingCalls\x12\x16\n" +
 	"\x06packed\x18\f \x01(\bR\x06packed\x128\n" +
-	"\bstrategy\x18\r \x01(\v2\x1c.goray.v1.SchedulingStrategyR\bstrategy\"\x87\x02\n" +
+	"\bstrategy\x18\r \x01(\v2\x1c.goray.v1.SchedulingStrategyR\bstrategy\x125\n" +
+	"\vruntime_env\x18\x0e \x01(\v2\x14.goray.v1.RuntimeEnvR\n" +
+	"runtimeEnv\"\x87\x02\n" +
 	"\tActorSpec\x12\x19\n" +
 	"\bactor_id\x18\x01 \x01(\fR\aactorId\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\fR\x05jobId\x12\x1d\n" +
@@ -1606,43 +1617,45 @@ var file_goray_actor_proto_goTypes = []any{
 	(*AttachActorReply)(nil),     // 22: goray.v1.AttachActorReply
 	(*Resources)(nil),            // 23: goray.v1.Resources
 	(*SchedulingStrategy)(nil),   // 24: goray.v1.SchedulingStrategy
-	(*TaskArg)(nil),              // 25: goray.v1.TaskArg
-	(*Address)(nil),              // 26: goray.v1.Address
-	(*TaskErrorProto)(nil),       // 27: goray.v1.TaskErrorProto
-	(*ObjectData)(nil),           // 28: goray.v1.ObjectData
-	(*GcsError)(nil),             // 29: goray.v1.GcsError
+	(*RuntimeEnv)(nil),           // 25: goray.v1.RuntimeEnv
+	(*TaskArg)(nil),              // 26: goray.v1.TaskArg
+	(*Address)(nil),              // 27: goray.v1.Address
+	(*TaskErrorProto)(nil),       // 28: goray.v1.TaskErrorProto
+	(*ObjectData)(nil),           // 29: goray.v1.ObjectData
+	(*GcsError)(nil),             // 30: goray.v1.GcsError
 }
 var file_goray_actor_proto_depIdxs = []int32{
 	23, // 0: goray.v1.ActorOptions.placement_resources:type_name -> goray.v1.Resources
 	23, // 1: goray.v1.ActorOptions.running_resources:type_name -> goray.v1.Resources
 	1,  // 2: goray.v1.ActorOptions.concurrency_groups:type_name -> goray.v1.ConcurrencyGroup
 	24, // 3: goray.v1.ActorOptions.strategy:type_name -> goray.v1.SchedulingStrategy
-	25, // 4: goray.v1.ActorSpec.args:type_name -> goray.v1.TaskArg
-	2,  // 5: goray.v1.ActorSpec.options:type_name -> goray.v1.ActorOptions
-	26, // 6: goray.v1.ActorSpec.owner:type_name -> goray.v1.Address
-	3,  // 7: goray.v1.ActorInfo.spec:type_name -> goray.v1.ActorSpec
-	0,  // 8: goray.v1.ActorInfo.state:type_name -> goray.v1.ActorState
-	26, // 9: goray.v1.ActorInfo.address:type_name -> goray.v1.Address
-	27, // 10: goray.v1.ActorInfo.creation_error:type_name -> goray.v1.TaskErrorProto
-	3,  // 11: goray.v1.CreateActorRequest.spec:type_name -> goray.v1.ActorSpec
-	27, // 12: goray.v1.CreateActorReply.error:type_name -> goray.v1.TaskErrorProto
-	25, // 13: goray.v1.ActorCallRequest.args:type_name -> goray.v1.TaskArg
-	26, // 14: goray.v1.ActorCallRequest.caller:type_name -> goray.v1.Address
-	28, // 15: goray.v1.ActorCallReply.result:type_name -> goray.v1.ObjectData
-	3,  // 16: goray.v1.RegisterActorRequest.spec:type_name -> goray.v1.ActorSpec
-	4,  // 17: goray.v1.RegisterActorReply.actor:type_name -> goray.v1.ActorInfo
-	29, // 18: goray.v1.RegisterActorReply.error:type_name -> goray.v1.GcsError
-	4,  // 19: goray.v1.GetActorReply.actor:type_name -> goray.v1.ActorInfo
-	29, // 20: goray.v1.GetActorReply.error:type_name -> goray.v1.GcsError
-	4,  // 21: goray.v1.ListActorsReply.actors:type_name -> goray.v1.ActorInfo
-	29, // 22: goray.v1.ListActorsReply.error:type_name -> goray.v1.GcsError
-	29, // 23: goray.v1.KillActorGcsReply.error:type_name -> goray.v1.GcsError
-	29, // 24: goray.v1.ActorExitedReply.error:type_name -> goray.v1.GcsError
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	25, // 4: goray.v1.ActorOptions.runtime_env:type_name -> goray.v1.RuntimeEnv
+	26, // 5: goray.v1.ActorSpec.args:type_name -> goray.v1.TaskArg
+	2,  // 6: goray.v1.ActorSpec.options:type_name -> goray.v1.ActorOptions
+	27, // 7: goray.v1.ActorSpec.owner:type_name -> goray.v1.Address
+	3,  // 8: goray.v1.ActorInfo.spec:type_name -> goray.v1.ActorSpec
+	0,  // 9: goray.v1.ActorInfo.state:type_name -> goray.v1.ActorState
+	27, // 10: goray.v1.ActorInfo.address:type_name -> goray.v1.Address
+	28, // 11: goray.v1.ActorInfo.creation_error:type_name -> goray.v1.TaskErrorProto
+	3,  // 12: goray.v1.CreateActorRequest.spec:type_name -> goray.v1.ActorSpec
+	28, // 13: goray.v1.CreateActorReply.error:type_name -> goray.v1.TaskErrorProto
+	26, // 14: goray.v1.ActorCallRequest.args:type_name -> goray.v1.TaskArg
+	27, // 15: goray.v1.ActorCallRequest.caller:type_name -> goray.v1.Address
+	29, // 16: goray.v1.ActorCallReply.result:type_name -> goray.v1.ObjectData
+	3,  // 17: goray.v1.RegisterActorRequest.spec:type_name -> goray.v1.ActorSpec
+	4,  // 18: goray.v1.RegisterActorReply.actor:type_name -> goray.v1.ActorInfo
+	30, // 19: goray.v1.RegisterActorReply.error:type_name -> goray.v1.GcsError
+	4,  // 20: goray.v1.GetActorReply.actor:type_name -> goray.v1.ActorInfo
+	30, // 21: goray.v1.GetActorReply.error:type_name -> goray.v1.GcsError
+	4,  // 22: goray.v1.ListActorsReply.actors:type_name -> goray.v1.ActorInfo
+	30, // 23: goray.v1.ListActorsReply.error:type_name -> goray.v1.GcsError
+	30, // 24: goray.v1.KillActorGcsReply.error:type_name -> goray.v1.GcsError
+	30, // 25: goray.v1.ActorExitedReply.error:type_name -> goray.v1.GcsError
+	26, // [26:26] is the sub-list for method output_type
+	26, // [26:26] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_goray_actor_proto_init() }

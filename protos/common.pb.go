@@ -58,6 +58,10 @@ const (
 	// The actor is restarting (or its node is unreachable) and the call may
 	// not be retried (max_task_retries 0): Ray's ActorUnavailableError.
 	ErrorKind_ERROR_KIND_ACTOR_UNAVAILABLE ErrorKind = 15
+	// The task's or actor's runtime env could not be set up: no binary of
+	// the job for the platform of the node it must run on, or its package
+	// could not be fetched (Ray's RuntimeEnvSetupError).
+	ErrorKind_ERROR_KIND_RUNTIME_ENV ErrorKind = 16
 )
 
 // Enum value maps for ErrorKind.
@@ -79,6 +83,7 @@ var (
 		13: "ERROR_KIND_PENDING_CALLS_EXCEEDED",
 		14: "ERROR_KIND_OUT_OF_MEMORY",
 		15: "ERROR_KIND_ACTOR_UNAVAILABLE",
+		16: "ERROR_KIND_RUNTIME_ENV",
 	}
 	ErrorKind_value = map[string]int32{
 		"ERROR_KIND_UNSPECIFIED":            0,
@@ -97,6 +102,7 @@ var (
 		"ERROR_KIND_PENDING_CALLS_EXCEEDED": 13,
 		"ERROR_KIND_OUT_OF_MEMORY":          14,
 		"ERROR_KIND_ACTOR_UNAVAILABLE":      15,
+		"ERROR_KIND_RUNTIME_ENV":            16,
 	}
 )
 
@@ -681,6 +687,147 @@ func (x *LabelValues) GetValues() []string {
 	return nil
 }
 
+// RuntimeEnv is what a worker process starts with besides its job's
+// binary (Ray's runtime_env): the user's environment variables and the
+// package (sdk.WorkingDir and sdk.Files) unpacked as its working
+// directory. Workers are reused only by leases with an equal RuntimeEnv.
+// It names the package by digest: no file content travels in it.
+type RuntimeEnv struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// KEY=VALUE, sorted by key.
+	EnvVars []string `protobuf:"bytes,1,rep,name=env_vars,json=envVars,proto3" json:"env_vars,omitempty"`
+	// Hex SHA-256 of the package (object "pkg/<digest>" of the JetStream
+	// object store goray_packages); empty: none.
+	PackageDigest string `protobuf:"bytes,2,opt,name=package_digest,json=packageDigest,proto3" json:"package_digest,omitempty"`
+	// The package's file content bytes, for the node's admission check.
+	PackageContent uint64 `protobuf:"varint,3,opt,name=package_content,json=packageContent,proto3" json:"package_content,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *RuntimeEnv) Reset() {
+	*x = RuntimeEnv{}
+	mi := &file_goray_common_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuntimeEnv) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuntimeEnv) ProtoMessage() {}
+
+func (x *RuntimeEnv) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_common_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuntimeEnv.ProtoReflect.Descriptor instead.
+func (*RuntimeEnv) Descriptor() ([]byte, []int) {
+	return file_goray_common_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RuntimeEnv) GetEnvVars() []string {
+	if x != nil {
+		return x.EnvVars
+	}
+	return nil
+}
+
+func (x *RuntimeEnv) GetPackageDigest() string {
+	if x != nil {
+		return x.PackageDigest
+	}
+	return ""
+}
+
+func (x *RuntimeEnv) GetPackageContent() uint64 {
+	if x != nil {
+		return x.PackageContent
+	}
+	return 0
+}
+
+// JobBinary is one build of a job's program: the driver's own, or one for
+// another platform given with sdk.Binaries. Stored as object
+// "bin/<digest>" in goray_packages.
+type JobBinary struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Goos   string                 `protobuf:"bytes,1,opt,name=goos,proto3" json:"goos,omitempty"`
+	Goarch string                 `protobuf:"bytes,2,opt,name=goarch,proto3" json:"goarch,omitempty"`
+	// Hex SHA-256 of the file.
+	Digest        string `protobuf:"bytes,3,opt,name=digest,proto3" json:"digest,omitempty"`
+	Size          uint64 `protobuf:"varint,4,opt,name=size,proto3" json:"size,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JobBinary) Reset() {
+	*x = JobBinary{}
+	mi := &file_goray_common_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JobBinary) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JobBinary) ProtoMessage() {}
+
+func (x *JobBinary) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_common_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JobBinary.ProtoReflect.Descriptor instead.
+func (*JobBinary) Descriptor() ([]byte, []int) {
+	return file_goray_common_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *JobBinary) GetGoos() string {
+	if x != nil {
+		return x.Goos
+	}
+	return ""
+}
+
+func (x *JobBinary) GetGoarch() string {
+	if x != nil {
+		return x.Goarch
+	}
+	return ""
+}
+
+func (x *JobBinary) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *JobBinary) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
 var File_goray_common_proto protoreflect.FileDescriptor
 
 const file_goray_common_proto_rawDesc = "" +
@@ -734,7 +881,17 @@ const file_goray_common_proto_rawDesc = "" +
 	"\rNODE_AFFINITY\x10\x02\x12\x13\n" +
 	"\x0fPLACEMENT_GROUP\x10\x03\"%\n" +
 	"\vLabelValues\x12\x16\n" +
-	"\x06values\x18\x01 \x03(\tR\x06values*\xdf\x03\n" +
+	"\x06values\x18\x01 \x03(\tR\x06values\"w\n" +
+	"\n" +
+	"RuntimeEnv\x12\x19\n" +
+	"\benv_vars\x18\x01 \x03(\tR\aenvVars\x12%\n" +
+	"\x0epackage_digest\x18\x02 \x01(\tR\rpackageDigest\x12'\n" +
+	"\x0fpackage_content\x18\x03 \x01(\x04R\x0epackageContent\"c\n" +
+	"\tJobBinary\x12\x12\n" +
+	"\x04goos\x18\x01 \x01(\tR\x04goos\x12\x16\n" +
+	"\x06goarch\x18\x02 \x01(\tR\x06goarch\x12\x16\n" +
+	"\x06digest\x18\x03 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04size\x18\x04 \x01(\x04R\x04size*\xfb\x03\n" +
 	"\tErrorKind\x12\x1a\n" +
 	"\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x13\n" +
 	"\x0fERROR_KIND_TASK\x10\x01\x12\x1d\n" +
@@ -752,7 +909,8 @@ const file_goray_common_proto_rawDesc = "" +
 	"\x15ERROR_KIND_ACTOR_DIED\x10\f\x12%\n" +
 	"!ERROR_KIND_PENDING_CALLS_EXCEEDED\x10\r\x12\x1c\n" +
 	"\x18ERROR_KIND_OUT_OF_MEMORY\x10\x0e\x12 \n" +
-	"\x1cERROR_KIND_ACTOR_UNAVAILABLE\x10\x0fB&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"\x1cERROR_KIND_ACTOR_UNAVAILABLE\x10\x0f\x12\x1a\n" +
+	"\x16ERROR_KIND_RUNTIME_ENV\x10\x10B&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_common_proto_rawDescOnce sync.Once
@@ -767,7 +925,7 @@ func file_goray_common_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_common_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_goray_common_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_goray_common_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_goray_common_proto_goTypes = []any{
 	(ErrorKind)(0),               // 0: goray.v1.ErrorKind
 	(SchedulingStrategy_Kind)(0), // 1: goray.v1.SchedulingStrategy.Kind
@@ -778,17 +936,19 @@ var file_goray_common_proto_goTypes = []any{
 	(*TaskErrorProto)(nil),       // 6: goray.v1.TaskErrorProto
 	(*SchedulingStrategy)(nil),   // 7: goray.v1.SchedulingStrategy
 	(*LabelValues)(nil),          // 8: goray.v1.LabelValues
-	nil,                          // 9: goray.v1.Resources.AmountsEntry
-	nil,                          // 10: goray.v1.SchedulingStrategy.LabelsEntry
+	(*RuntimeEnv)(nil),           // 9: goray.v1.RuntimeEnv
+	(*JobBinary)(nil),            // 10: goray.v1.JobBinary
+	nil,                          // 11: goray.v1.Resources.AmountsEntry
+	nil,                          // 12: goray.v1.SchedulingStrategy.LabelsEntry
 }
 var file_goray_common_proto_depIdxs = []int32{
-	9,  // 0: goray.v1.Resources.amounts:type_name -> goray.v1.Resources.AmountsEntry
+	11, // 0: goray.v1.Resources.amounts:type_name -> goray.v1.Resources.AmountsEntry
 	3,  // 1: goray.v1.ObjectRefProto.owner:type_name -> goray.v1.Address
 	6,  // 2: goray.v1.ErrorFrame.task_error:type_name -> goray.v1.TaskErrorProto
 	0,  // 3: goray.v1.TaskErrorProto.kind:type_name -> goray.v1.ErrorKind
 	5,  // 4: goray.v1.TaskErrorProto.chain:type_name -> goray.v1.ErrorFrame
 	1,  // 5: goray.v1.SchedulingStrategy.kind:type_name -> goray.v1.SchedulingStrategy.Kind
-	10, // 6: goray.v1.SchedulingStrategy.labels:type_name -> goray.v1.SchedulingStrategy.LabelsEntry
+	12, // 6: goray.v1.SchedulingStrategy.labels:type_name -> goray.v1.SchedulingStrategy.LabelsEntry
 	8,  // 7: goray.v1.SchedulingStrategy.LabelsEntry.value:type_name -> goray.v1.LabelValues
 	8,  // [8:8] is the sub-list for method output_type
 	8,  // [8:8] is the sub-list for method input_type
@@ -808,7 +968,7 @@ func file_goray_common_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_common_proto_rawDesc), len(file_goray_common_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -394,15 +394,23 @@ type JobInfo struct {
 	Finished        bool                   `protobuf:"varint,7,opt,name=finished,proto3" json:"finished,omitempty"`
 	FunctionDigest  string                 `protobuf:"bytes,8,opt,name=function_digest,json=functionDigest,proto3" json:"function_digest,omitempty"`
 	Namespace       string                 `protobuf:"bytes,9,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	// The environment workers of the job start with on every node, besides
-	// the node's own: the variables the driver named (sdk.RuntimeEnv with
-	// sdk.EnvVars) and its GORAY_* settings, never the driver's whole
-	// environment, and never a secret (GORAY_AUTH_TOKEN is left out).
+	// goray's settings for the job's workers (GORAY_* variables: the GCS
+	// address, namespace, log level), besides the node's own environment.
+	// Never the driver's whole environment, and never a secret
+	// (GORAY_AUTH_TOKEN is left out). The user's variables are in
+	// runtime_env.
 	Env        []string `protobuf:"bytes,10,rep,name=env,proto3" json:"env,omitempty"`
 	WorkingDir string   `protobuf:"bytes,11,opt,name=working_dir,json=workingDir,proto3" json:"working_dir,omitempty"`
 	// SHA-256 (hex) of the executable: a raylet starts a worker only from a
 	// file with this digest.
-	BinaryDigest  string `protobuf:"bytes,12,opt,name=binary_digest,json=binaryDigest,proto3" json:"binary_digest,omitempty"`
+	BinaryDigest string `protobuf:"bytes,12,opt,name=binary_digest,json=binaryDigest,proto3" json:"binary_digest,omitempty"`
+	// Every build of the job's program, the driver's first: a raylet runs
+	// the one for its platform, fetched by digest from goray_packages when
+	// it has no copy.
+	Binaries []*JobBinary `protobuf:"bytes,13,rep,name=binaries,proto3" json:"binaries,omitempty"`
+	// The job's runtime environment: what its tasks and actors get unless
+	// they set their own.
+	RuntimeEnv    *RuntimeEnv `protobuf:"bytes,14,opt,name=runtime_env,json=runtimeEnv,proto3" json:"runtime_env,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -519,6 +527,20 @@ func (x *JobInfo) GetBinaryDigest() string {
 		return x.BinaryDigest
 	}
 	return ""
+}
+
+func (x *JobInfo) GetBinaries() []*JobBinary {
+	if x != nil {
+		return x.Binaries
+	}
+	return nil
+}
+
+func (x *JobInfo) GetRuntimeEnv() *RuntimeEnv {
+	if x != nil {
+		return x.RuntimeEnv
+	}
+	return nil
 }
 
 type RegisterJobRequest struct {
@@ -1705,7 +1727,7 @@ var File_goray_gcs_proto protoreflect.FileDescriptor
 
 const file_goray_gcs_proto_rawDesc = "" +
 	"\n" +
-	"\x0fgoray/gcs.proto\x12\bgoray.v1\x1a\x12goray/raylet.proto\"8\n" +
+	"\x0fgoray/gcs.proto\x12\bgoray.v1\x1a\x12goray/common.proto\x1a\x12goray/raylet.proto\"8\n" +
 	"\bGcsError\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"=\n" +
@@ -1723,7 +1745,7 @@ const file_goray_gcs_proto_rawDesc = "" +
 	"\x15UnregisterNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\"?\n" +
 	"\x13UnregisterNodeReply\x12(\n" +
-	"\x05error\x18\x01 \x01(\v2\x12.goray.v1.GcsErrorR\x05error\"\x91\x03\n" +
+	"\x05error\x18\x01 \x01(\v2\x12.goray.v1.GcsErrorR\x05error\"\xf9\x03\n" +
 	"\aJobInfo\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\fR\x05jobId\x12\x1e\n" +
 	"\n" +
@@ -1742,7 +1764,10 @@ const file_goray_gcs_proto_rawDesc = "" +
 	" \x03(\tR\x03env\x12\x1f\n" +
 	"\vworking_dir\x18\v \x01(\tR\n" +
 	"workingDir\x12#\n" +
-	"\rbinary_digest\x18\f \x01(\tR\fbinaryDigest\"9\n" +
+	"\rbinary_digest\x18\f \x01(\tR\fbinaryDigest\x12/\n" +
+	"\bbinaries\x18\r \x03(\v2\x13.goray.v1.JobBinaryR\bbinaries\x125\n" +
+	"\vruntime_env\x18\x0e \x01(\v2\x14.goray.v1.RuntimeEnvR\n" +
+	"runtimeEnv\"9\n" +
 	"\x12RegisterJobRequest\x12#\n" +
 	"\x03job\x18\x01 \x01(\v2\x11.goray.v1.JobInfoR\x03job\"<\n" +
 	"\x10RegisterJobReply\x12(\n" +
@@ -1858,6 +1883,8 @@ var file_goray_gcs_proto_goTypes = []any{
 	(*ShutdownRequest)(nil),          // 31: goray.v1.ShutdownRequest
 	(*ShutdownReply)(nil),            // 32: goray.v1.ShutdownReply
 	(*NodeInfo)(nil),                 // 33: goray.v1.NodeInfo
+	(*JobBinary)(nil),                // 34: goray.v1.JobBinary
+	(*RuntimeEnv)(nil),               // 35: goray.v1.RuntimeEnv
 }
 var file_goray_gcs_proto_depIdxs = []int32{
 	33, // 0: goray.v1.RegisterNodeRequest.node:type_name -> goray.v1.NodeInfo
@@ -1866,28 +1893,30 @@ var file_goray_gcs_proto_depIdxs = []int32{
 	33, // 3: goray.v1.ListNodesReply.nodes:type_name -> goray.v1.NodeInfo
 	0,  // 4: goray.v1.ListNodesReply.error:type_name -> goray.v1.GcsError
 	0,  // 5: goray.v1.UnregisterNodeReply.error:type_name -> goray.v1.GcsError
-	8,  // 6: goray.v1.RegisterJobRequest.job:type_name -> goray.v1.JobInfo
-	0,  // 7: goray.v1.RegisterJobReply.error:type_name -> goray.v1.GcsError
-	0,  // 8: goray.v1.FinishJobReply.error:type_name -> goray.v1.GcsError
-	8,  // 9: goray.v1.ListJobsReply.jobs:type_name -> goray.v1.JobInfo
-	0,  // 10: goray.v1.ListJobsReply.error:type_name -> goray.v1.GcsError
-	16, // 11: goray.v1.FunctionTable.functions:type_name -> goray.v1.FunctionDescriptor
-	15, // 12: goray.v1.RegisterFunctionsRequest.table:type_name -> goray.v1.FunctionTable
-	0,  // 13: goray.v1.RegisterFunctionsReply.error:type_name -> goray.v1.GcsError
-	15, // 14: goray.v1.GetFunctionsReply.table:type_name -> goray.v1.FunctionTable
-	0,  // 15: goray.v1.GetFunctionsReply.error:type_name -> goray.v1.GcsError
-	0,  // 16: goray.v1.KVPutReply.error:type_name -> goray.v1.GcsError
-	0,  // 17: goray.v1.KVGetReply.error:type_name -> goray.v1.GcsError
-	0,  // 18: goray.v1.KVDeleteReply.error:type_name -> goray.v1.GcsError
-	0,  // 19: goray.v1.KVKeysReply.error:type_name -> goray.v1.GcsError
-	33, // 20: goray.v1.ClusterInfoReply.nodes:type_name -> goray.v1.NodeInfo
-	8,  // 21: goray.v1.ClusterInfoReply.jobs:type_name -> goray.v1.JobInfo
-	0,  // 22: goray.v1.ClusterInfoReply.error:type_name -> goray.v1.GcsError
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	34, // 6: goray.v1.JobInfo.binaries:type_name -> goray.v1.JobBinary
+	35, // 7: goray.v1.JobInfo.runtime_env:type_name -> goray.v1.RuntimeEnv
+	8,  // 8: goray.v1.RegisterJobRequest.job:type_name -> goray.v1.JobInfo
+	0,  // 9: goray.v1.RegisterJobReply.error:type_name -> goray.v1.GcsError
+	0,  // 10: goray.v1.FinishJobReply.error:type_name -> goray.v1.GcsError
+	8,  // 11: goray.v1.ListJobsReply.jobs:type_name -> goray.v1.JobInfo
+	0,  // 12: goray.v1.ListJobsReply.error:type_name -> goray.v1.GcsError
+	16, // 13: goray.v1.FunctionTable.functions:type_name -> goray.v1.FunctionDescriptor
+	15, // 14: goray.v1.RegisterFunctionsRequest.table:type_name -> goray.v1.FunctionTable
+	0,  // 15: goray.v1.RegisterFunctionsReply.error:type_name -> goray.v1.GcsError
+	15, // 16: goray.v1.GetFunctionsReply.table:type_name -> goray.v1.FunctionTable
+	0,  // 17: goray.v1.GetFunctionsReply.error:type_name -> goray.v1.GcsError
+	0,  // 18: goray.v1.KVPutReply.error:type_name -> goray.v1.GcsError
+	0,  // 19: goray.v1.KVGetReply.error:type_name -> goray.v1.GcsError
+	0,  // 20: goray.v1.KVDeleteReply.error:type_name -> goray.v1.GcsError
+	0,  // 21: goray.v1.KVKeysReply.error:type_name -> goray.v1.GcsError
+	33, // 22: goray.v1.ClusterInfoReply.nodes:type_name -> goray.v1.NodeInfo
+	8,  // 23: goray.v1.ClusterInfoReply.jobs:type_name -> goray.v1.JobInfo
+	0,  // 24: goray.v1.ClusterInfoReply.error:type_name -> goray.v1.GcsError
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_goray_gcs_proto_init() }
@@ -1895,6 +1924,7 @@ func file_goray_gcs_proto_init() {
 	if File_goray_gcs_proto != nil {
 		return
 	}
+	file_goray_common_proto_init()
 	file_goray_raylet_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -481,7 +481,10 @@ type RegisterClientRequest struct {
 	// disconnects.
 	WorkerId []byte `protobuf:"bytes,6,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	// SHA-256 (hex) of the executable (see JobInfo.binary_digest).
-	BinaryDigest  string `protobuf:"bytes,7,opt,name=binary_digest,json=binaryDigest,proto3" json:"binary_digest,omitempty"`
+	BinaryDigest string `protobuf:"bytes,7,opt,name=binary_digest,json=binaryDigest,proto3" json:"binary_digest,omitempty"`
+	// As JobInfo.binaries and JobInfo.runtime_env.
+	Binaries      []*JobBinary `protobuf:"bytes,8,rep,name=binaries,proto3" json:"binaries,omitempty"`
+	RuntimeEnv    *RuntimeEnv  `protobuf:"bytes,9,opt,name=runtime_env,json=runtimeEnv,proto3" json:"runtime_env,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -565,6 +568,20 @@ func (x *RegisterClientRequest) GetBinaryDigest() string {
 	return ""
 }
 
+func (x *RegisterClientRequest) GetBinaries() []*JobBinary {
+	if x != nil {
+		return x.Binaries
+	}
+	return nil
+}
+
+func (x *RegisterClientRequest) GetRuntimeEnv() *RuntimeEnv {
+	if x != nil {
+		return x.RuntimeEnv
+	}
+	return nil
+}
+
 type RegisterClientReply struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Node          *NodeInfo              `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
@@ -636,7 +653,9 @@ type RequestWorkerLeaseRequest struct {
 	// The lease's tasks may be retried (their MaxRetries is not 0): the
 	// memory monitor kills retriable tasks' workers first (Ray's
 	// LeaseSpecification.IsRetriable). Unset for actors' leases.
-	Retriable     bool `protobuf:"varint,10,opt,name=retriable,proto3" json:"retriable,omitempty"`
+	Retriable bool `protobuf:"varint,10,opt,name=retriable,proto3" json:"retriable,omitempty"`
+	// The runtime environment of the lease's worker; unset: the job's.
+	RuntimeEnv    *RuntimeEnv `protobuf:"bytes,11,opt,name=runtime_env,json=runtimeEnv,proto3" json:"runtime_env,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -739,6 +758,13 @@ func (x *RequestWorkerLeaseRequest) GetRetriable() bool {
 		return x.Retriable
 	}
 	return false
+}
+
+func (x *RequestWorkerLeaseRequest) GetRuntimeEnv() *RuntimeEnv {
+	if x != nil {
+		return x.RuntimeEnv
+	}
+	return nil
 }
 
 // GetWorkerFailureCauseRequest asks the raylet that granted a lease why
@@ -2303,6 +2329,211 @@ func (x *ObjectIDList) GetObjectIds() [][]byte {
 	return nil
 }
 
+// RuntimeEnvCacheRequest asks a raylet what its runtime env cache holds
+// (goray list runtime-envs).
+type RuntimeEnvCacheRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuntimeEnvCacheRequest) Reset() {
+	*x = RuntimeEnvCacheRequest{}
+	mi := &file_goray_raylet_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuntimeEnvCacheRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuntimeEnvCacheRequest) ProtoMessage() {}
+
+func (x *RuntimeEnvCacheRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuntimeEnvCacheRequest.ProtoReflect.Descriptor instead.
+func (*RuntimeEnvCacheRequest) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{35}
+}
+
+type RuntimeEnvCacheReply struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	NodeId []byte                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// The cache directory and its cap in bytes.
+	Dir           string                  `protobuf:"bytes,2,opt,name=dir,proto3" json:"dir,omitempty"`
+	CapBytes      uint64                  `protobuf:"varint,3,opt,name=cap_bytes,json=capBytes,proto3" json:"cap_bytes,omitempty"`
+	Entries       []*RuntimeEnvCacheEntry `protobuf:"bytes,4,rep,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuntimeEnvCacheReply) Reset() {
+	*x = RuntimeEnvCacheReply{}
+	mi := &file_goray_raylet_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuntimeEnvCacheReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuntimeEnvCacheReply) ProtoMessage() {}
+
+func (x *RuntimeEnvCacheReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuntimeEnvCacheReply.ProtoReflect.Descriptor instead.
+func (*RuntimeEnvCacheReply) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *RuntimeEnvCacheReply) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+func (x *RuntimeEnvCacheReply) GetDir() string {
+	if x != nil {
+		return x.Dir
+	}
+	return ""
+}
+
+func (x *RuntimeEnvCacheReply) GetCapBytes() uint64 {
+	if x != nil {
+		return x.CapBytes
+	}
+	return 0
+}
+
+func (x *RuntimeEnvCacheReply) GetEntries() []*RuntimeEnvCacheEntry {
+	if x != nil {
+		return x.Entries
+	}
+	return nil
+}
+
+type RuntimeEnvCacheEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "binary" or "package".
+	Kind   string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Digest string `protobuf:"bytes,2,opt,name=digest,proto3" json:"digest,omitempty"`
+	// Bytes on disk.
+	Size uint64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	// For a binary: its platform (goos/goarch).
+	Platform string `protobuf:"bytes,4,opt,name=platform,proto3" json:"platform,omitempty"`
+	// Jobs using it now.
+	JobIds         [][]byte `protobuf:"bytes,5,rep,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	LastUsedUnixMs int64    `protobuf:"varint,6,opt,name=last_used_unix_ms,json=lastUsedUnixMs,proto3" json:"last_used_unix_ms,omitempty"`
+	// Where it came from: "fetched" (from goray_packages) or "local" (the
+	// driver's file on this node).
+	Source        string `protobuf:"bytes,7,opt,name=source,proto3" json:"source,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RuntimeEnvCacheEntry) Reset() {
+	*x = RuntimeEnvCacheEntry{}
+	mi := &file_goray_raylet_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RuntimeEnvCacheEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RuntimeEnvCacheEntry) ProtoMessage() {}
+
+func (x *RuntimeEnvCacheEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RuntimeEnvCacheEntry.ProtoReflect.Descriptor instead.
+func (*RuntimeEnvCacheEntry) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *RuntimeEnvCacheEntry) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *RuntimeEnvCacheEntry) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
+}
+
+func (x *RuntimeEnvCacheEntry) GetSize() uint64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *RuntimeEnvCacheEntry) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+func (x *RuntimeEnvCacheEntry) GetJobIds() [][]byte {
+	if x != nil {
+		return x.JobIds
+	}
+	return nil
+}
+
+func (x *RuntimeEnvCacheEntry) GetLastUsedUnixMs() int64 {
+	if x != nil {
+		return x.LastUsedUnixMs
+	}
+	return 0
+}
+
+func (x *RuntimeEnvCacheEntry) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
 var File_goray_raylet_proto protoreflect.FileDescriptor
 
 const file_goray_raylet_proto_rawDesc = "" +
@@ -2359,7 +2590,7 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\x0ffunction_digest\x18\x05 \x01(\tR\x0efunctionDigest\x12!\n" +
 	"\ftcp_endpoint\x18\x06 \x01(\tR\vtcpEndpoint\"=\n" +
 	"\x13RegisterWorkerReply\x12&\n" +
-	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xec\x01\n" +
+	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xd4\x02\n" +
 	"\x15RegisterClientRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\fR\x05jobId\x12\x1e\n" +
 	"\n" +
@@ -2370,9 +2601,12 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\vworking_dir\x18\x05 \x01(\tR\n" +
 	"workingDir\x12\x1b\n" +
 	"\tworker_id\x18\x06 \x01(\fR\bworkerId\x12#\n" +
-	"\rbinary_digest\x18\a \x01(\tR\fbinaryDigest\"=\n" +
+	"\rbinary_digest\x18\a \x01(\tR\fbinaryDigest\x12/\n" +
+	"\bbinaries\x18\b \x03(\v2\x13.goray.v1.JobBinaryR\bbinaries\x125\n" +
+	"\vruntime_env\x18\t \x01(\v2\x14.goray.v1.RuntimeEnvR\n" +
+	"runtimeEnv\"=\n" +
 	"\x13RegisterClientReply\x12&\n" +
-	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xa4\x03\n" +
+	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"\xdb\x03\n" +
 	"\x19RequestWorkerLeaseRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\fR\x05jobId\x121\n" +
 	"\tresources\x18\x02 \x01(\v2\x13.goray.v1.ResourcesR\tresources\x12\x1a\n" +
@@ -2384,7 +2618,9 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\fno_spillback\x18\b \x01(\bR\vnoSpillback\x12*\n" +
 	"\x11preferred_node_id\x18\t \x01(\fR\x0fpreferredNodeId\x12\x1c\n" +
 	"\tretriable\x18\n" +
-	" \x01(\bR\tretriable\";\n" +
+	" \x01(\bR\tretriable\x125\n" +
+	"\vruntime_env\x18\v \x01(\v2\x14.goray.v1.RuntimeEnvR\n" +
+	"runtimeEnv\";\n" +
 	"\x1cGetWorkerFailureCauseRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\fR\bworkerId\"\xb1\x01\n" +
 	"\x1aGetWorkerFailureCauseReply\x12'\n" +
@@ -2488,7 +2724,21 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\x04node\x18\x01 \x01(\v2\x12.goray.v1.NodeInfoR\x04node\"-\n" +
 	"\fObjectIDList\x12\x1d\n" +
 	"\n" +
-	"object_ids\x18\x01 \x03(\fR\tobjectIdsB&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"object_ids\x18\x01 \x03(\fR\tobjectIds\"\x18\n" +
+	"\x16RuntimeEnvCacheRequest\"\x98\x01\n" +
+	"\x14RuntimeEnvCacheReply\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x10\n" +
+	"\x03dir\x18\x02 \x01(\tR\x03dir\x12\x1b\n" +
+	"\tcap_bytes\x18\x03 \x01(\x04R\bcapBytes\x128\n" +
+	"\aentries\x18\x04 \x03(\v2\x1e.goray.v1.RuntimeEnvCacheEntryR\aentries\"\xce\x01\n" +
+	"\x14RuntimeEnvCacheEntry\x12\x12\n" +
+	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
+	"\x06digest\x18\x02 \x01(\tR\x06digest\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x04R\x04size\x12\x1a\n" +
+	"\bplatform\x18\x04 \x01(\tR\bplatform\x12\x17\n" +
+	"\ajob_ids\x18\x05 \x03(\fR\x06jobIds\x12)\n" +
+	"\x11last_used_unix_ms\x18\x06 \x01(\x03R\x0elastUsedUnixMs\x12\x16\n" +
+	"\x06source\x18\a \x01(\tR\x06sourceB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_raylet_proto_rawDescOnce sync.Once
@@ -2503,7 +2753,7 @@ func file_goray_raylet_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_raylet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_goray_raylet_proto_goTypes = []any{
 	(NodeInfo_State)(0),                  // 0: goray.v1.NodeInfo.State
 	(*NodeInfo)(nil),                     // 1: goray.v1.NodeInfo
@@ -2541,44 +2791,53 @@ var file_goray_raylet_proto_goTypes = []any{
 	(*GetNodeInfoRequest)(nil),           // 33: goray.v1.GetNodeInfoRequest
 	(*GetNodeInfoReply)(nil),             // 34: goray.v1.GetNodeInfoReply
 	(*ObjectIDList)(nil),                 // 35: goray.v1.ObjectIDList
-	nil,                                  // 36: goray.v1.NodeInfo.LabelsEntry
-	nil,                                  // 37: goray.v1.ResourceDemand.LabelsEntry
-	(*Resources)(nil),                    // 38: goray.v1.Resources
-	(*SchedulingStrategy)(nil),           // 39: goray.v1.SchedulingStrategy
-	(ErrorKind)(0),                       // 40: goray.v1.ErrorKind
-	(*Address)(nil),                      // 41: goray.v1.Address
-	(*GetRefsReply)(nil),                 // 42: goray.v1.GetRefsReply
-	(*LabelValues)(nil),                  // 43: goray.v1.LabelValues
+	(*RuntimeEnvCacheRequest)(nil),       // 36: goray.v1.RuntimeEnvCacheRequest
+	(*RuntimeEnvCacheReply)(nil),         // 37: goray.v1.RuntimeEnvCacheReply
+	(*RuntimeEnvCacheEntry)(nil),         // 38: goray.v1.RuntimeEnvCacheEntry
+	nil,                                  // 39: goray.v1.NodeInfo.LabelsEntry
+	nil,                                  // 40: goray.v1.ResourceDemand.LabelsEntry
+	(*Resources)(nil),                    // 41: goray.v1.Resources
+	(*JobBinary)(nil),                    // 42: goray.v1.JobBinary
+	(*RuntimeEnv)(nil),                   // 43: goray.v1.RuntimeEnv
+	(*SchedulingStrategy)(nil),           // 44: goray.v1.SchedulingStrategy
+	(ErrorKind)(0),                       // 45: goray.v1.ErrorKind
+	(*Address)(nil),                      // 46: goray.v1.Address
+	(*GetRefsReply)(nil),                 // 47: goray.v1.GetRefsReply
+	(*LabelValues)(nil),                  // 48: goray.v1.LabelValues
 }
 var file_goray_raylet_proto_depIdxs = []int32{
-	38, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
-	38, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
+	41, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
+	41, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
 	0,  // 2: goray.v1.NodeInfo.state:type_name -> goray.v1.NodeInfo.State
 	2,  // 3: goray.v1.NodeInfo.pending:type_name -> goray.v1.ResourceDemand
 	2,  // 4: goray.v1.NodeInfo.infeasible:type_name -> goray.v1.ResourceDemand
-	36, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
+	39, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
 	31, // 6: goray.v1.NodeInfo.store_stats:type_name -> goray.v1.StoreStats
-	38, // 7: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
-	37, // 8: goray.v1.ResourceDemand.labels:type_name -> goray.v1.ResourceDemand.LabelsEntry
+	41, // 7: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
+	40, // 8: goray.v1.ResourceDemand.labels:type_name -> goray.v1.ResourceDemand.LabelsEntry
 	1,  // 9: goray.v1.RegisterWorkerReply.node:type_name -> goray.v1.NodeInfo
-	1,  // 10: goray.v1.RegisterClientReply.node:type_name -> goray.v1.NodeInfo
-	38, // 11: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
-	38, // 12: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
-	39, // 13: goray.v1.RequestWorkerLeaseRequest.strategy:type_name -> goray.v1.SchedulingStrategy
-	40, // 14: goray.v1.GetWorkerFailureCauseReply.kind:type_name -> goray.v1.ErrorKind
-	41, // 15: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
-	38, // 16: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
-	1,  // 17: goray.v1.RequestWorkerLeaseReply.retry_at:type_name -> goray.v1.NodeInfo
-	31, // 18: goray.v1.MemorySummaryReply.stats:type_name -> goray.v1.StoreStats
-	30, // 19: goray.v1.MemorySummaryReply.objects:type_name -> goray.v1.StoreObjectInfo
-	42, // 20: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
-	1,  // 21: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
-	43, // 22: goray.v1.ResourceDemand.LabelsEntry.value:type_name -> goray.v1.LabelValues
-	23, // [23:23] is the sub-list for method output_type
-	23, // [23:23] is the sub-list for method input_type
-	23, // [23:23] is the sub-list for extension type_name
-	23, // [23:23] is the sub-list for extension extendee
-	0,  // [0:23] is the sub-list for field type_name
+	42, // 10: goray.v1.RegisterClientRequest.binaries:type_name -> goray.v1.JobBinary
+	43, // 11: goray.v1.RegisterClientRequest.runtime_env:type_name -> goray.v1.RuntimeEnv
+	1,  // 12: goray.v1.RegisterClientReply.node:type_name -> goray.v1.NodeInfo
+	41, // 13: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
+	41, // 14: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
+	44, // 15: goray.v1.RequestWorkerLeaseRequest.strategy:type_name -> goray.v1.SchedulingStrategy
+	43, // 16: goray.v1.RequestWorkerLeaseRequest.runtime_env:type_name -> goray.v1.RuntimeEnv
+	45, // 17: goray.v1.GetWorkerFailureCauseReply.kind:type_name -> goray.v1.ErrorKind
+	46, // 18: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
+	41, // 19: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
+	1,  // 20: goray.v1.RequestWorkerLeaseReply.retry_at:type_name -> goray.v1.NodeInfo
+	31, // 21: goray.v1.MemorySummaryReply.stats:type_name -> goray.v1.StoreStats
+	30, // 22: goray.v1.MemorySummaryReply.objects:type_name -> goray.v1.StoreObjectInfo
+	47, // 23: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
+	1,  // 24: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
+	38, // 25: goray.v1.RuntimeEnvCacheReply.entries:type_name -> goray.v1.RuntimeEnvCacheEntry
+	48, // 26: goray.v1.ResourceDemand.LabelsEntry.value:type_name -> goray.v1.LabelValues
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_goray_raylet_proto_init() }
@@ -2594,7 +2853,7 @@ func file_goray_raylet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_raylet_proto_rawDesc), len(file_goray_raylet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -88,6 +88,9 @@ const (
 	// (GetWorkerFailureCauseRequest)? Asked only after a pushed task's
 	// worker connection failed.
 	Method_GET_WORKER_FAILURE_CAUSE Method = 33
+	// Client (goray list runtime-envs) -> raylet: what its runtime env
+	// cache holds.
+	Method_RUNTIME_ENV_CACHE Method = 34
 )
 
 // Enum value maps for Method.
@@ -127,6 +130,7 @@ var (
 		31: "ATTACH_ACTOR",
 		32: "SYNC",
 		33: "GET_WORKER_FAILURE_CAUSE",
+		34: "RUNTIME_ENV_CACHE",
 	}
 	Method_value = map[string]int32{
 		"METHOD_UNSPECIFIED":       0,
@@ -163,6 +167,7 @@ var (
 		"ATTACH_ACTOR":             31,
 		"SYNC":                     32,
 		"GET_WORKER_FAILURE_CAUSE": 33,
+		"RUNTIME_ENV_CACHE":        34,
 	}
 )
 
@@ -299,7 +304,7 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"%\n" +
 	"\vExitRequest\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\x97\x05\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason*\xae\x05\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tPUSH_TASK\x10\x01\x12\x0f\n" +
@@ -338,7 +343,8 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\x04EXIT\x10\x1e\x12\x10\n" +
 	"\fATTACH_ACTOR\x10\x1f\x12\b\n" +
 	"\x04SYNC\x10 \x12\x1c\n" +
-	"\x18GET_WORKER_FAILURE_CAUSE\x10!B&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"\x18GET_WORKER_FAILURE_CAUSE\x10!\x12\x15\n" +
+	"\x11RUNTIME_ENV_CACHE\x10\"B&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_wire_proto_rawDescOnce sync.Once

@@ -143,12 +143,17 @@ const (
 // place decides where a queued request goes. Requests forwarded by another
 // raylet (no_spillback) and plain requests on a node that knows no peer
 // stay on the fast path: local, or wait.
-func (s *state) place(lr *leaseRequest, avail ResourceSet) placement {
+func (s *state) place(j *jobState, lr *leaseRequest, avail ResourceSet) placement {
 	if g := s.removedGroupOf(lr.demand); g != "" {
 		_ = lr.conn.ReplyError(lr.req, wire.NewError("unschedulable", "%s: its placement group %s was removed", lr.function, g))
 		return placeFailed
 	}
-	if lr.noSpillback || len(s.peers) == 0 && lr.strategy == nil {
+	runsHere := j.binaryFor(s.r.cfg.Platform) != nil
+	if !runsHere && (lr.noSpillback || len(s.peers) == 0) {
+		_ = lr.conn.ReplyError(lr.req, platformError(j, s.r.cfg.NodeID, s.r.cfg.Platform))
+		return placeFailed
+	}
+	if runsHere && (lr.noSpillback || len(s.peers) == 0 && lr.strategy == nil) {
 		switch {
 		case !s.total.Fits(lr.demand):
 			return placeInfeasible
@@ -157,7 +162,18 @@ func (s *state) place(lr *leaseRequest, avail ResourceSet) placement {
 		}
 		return placeLocal
 	}
-	st, err := scheduling.StrategyFromProto(lr.strategy, s.spreadIndex)
+	strategy := lr.strategy
+	if len(s.peers) > 0 && !j.runsEverywhere(s) {
+		// Only nodes of a platform the job has a binary for.
+		if id, hard := hardAffinity(strategy); hard {
+			if p := s.platformOf(id); p != "" && j.binaryFor(p) == nil {
+				_ = lr.conn.ReplyError(lr.req, platformError(j, id, p))
+				return placeFailed
+			}
+		}
+		strategy = withPlatforms(strategy, j.platforms())
+	}
+	st, err := scheduling.StrategyFromProto(strategy, s.spreadIndex)
 	if err != nil {
 		_ = lr.conn.ReplyError(lr.req, wire.NewError("invalid", "%s: %v", lr.function, err))
 		return placeFailed
@@ -167,6 +183,9 @@ func (s *state) place(lr *leaseRequest, avail ResourceSet) placement {
 	}
 	d, err := scheduling.Pick(s.view(avail), scheduling.Resources(lr.demand), st)
 	switch {
+	case errors.Is(err, scheduling.ErrInfeasible) && !runsHere && !s.anyRuns(j):
+		_ = lr.conn.ReplyError(lr.req, platformError(j, s.r.cfg.NodeID, s.r.cfg.Platform))
+		return placeFailed
 	case errors.Is(err, scheduling.ErrInfeasible):
 		return placeInfeasible
 	case err != nil:
@@ -194,4 +213,52 @@ func (s *state) place(lr *leaseRequest, avail ResourceSet) placement {
 	s.r.cfg.Logger.Debug().Str("function", lr.function).Str("demand", lr.demand.String()).Str("to", id.Short()).Stringer("decision", d.Kind).Msg("lease spilled back")
 	_ = lr.conn.Reply(lr.req, &protos.RequestWorkerLeaseReply{RetryAt: p.info})
 	return placeSpilled
+}
+
+// runsEverywhere reports whether j has a binary for the platform of every
+// node s knows (the common case: one platform), so its requests need no
+// platform filter.
+func (j *jobState) runsEverywhere(s *state) bool {
+	if j.binaryFor(s.r.cfg.Platform) == nil {
+		return false
+	}
+	for _, p := range s.peers {
+		if j.binaryFor(p.info.GetLabels()[PlatformLabel]) == nil {
+			return false
+		}
+	}
+	return true
+}
+
+// anyRuns reports whether some node s knows can run j's binary.
+func (s *state) anyRuns(j *jobState) bool {
+	if j.binaryFor(s.r.cfg.Platform) != nil {
+		return true
+	}
+	for _, p := range s.peers {
+		if j.binaryFor(p.info.GetLabels()[PlatformLabel]) != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// platformOf is the platform of node id ("" if unknown).
+func (s *state) platformOf(id protos.NodeID) string {
+	if id == s.r.cfg.NodeID {
+		return s.r.cfg.Platform
+	}
+	if p := s.peers[id]; p != nil {
+		return p.info.GetLabels()[PlatformLabel]
+	}
+	return ""
+}
+
+// hardAffinity returns the node of a hard NODE_AFFINITY strategy.
+func hardAffinity(st *protos.SchedulingStrategy) (protos.NodeID, bool) {
+	if st.GetKind() != protos.SchedulingStrategy_NODE_AFFINITY || st.GetSoft() {
+		return protos.NodeID{}, false
+	}
+	id, err := protos.UniqueIDFromBytes(st.GetNodeId())
+	return id, err == nil
 }

@@ -2,7 +2,10 @@ package raylet
 
 import (
 	"context"
+	"io"
+	"maps"
 	"math"
+	"os"
 	"path/filepath"
 	"runtime"
 	"time"
@@ -108,7 +111,27 @@ type Config struct {
 	// test's hook); nil reads the memory cgroup or /proc/meminfo
 	// (ReadMemoryUsage).
 	ReadMemory func() (MemoryUsage, error)
+
+	// FetchPackage writes the content of a runtime env object (a job
+	// binary "bin/<sha256>" or working-directory package "pkg/<sha256>",
+	// gcs.BucketPackages) to w, waiting for an upload still under way
+	// until ctx ends. nil: jobs run only from binaries on this node.
+	FetchPackage func(ctx context.Context, name string, w io.Writer) error
+	// RuntimeEnvCacheBytes caps the node's runtime env cache
+	// (SessionDir/runtime_resources): unused binaries and packages are
+	// removed past it, least recently used first. 0 means
+	// DefaultRuntimeEnvCacheBytes.
+	RuntimeEnvCacheBytes int64
+	// Platform is the node's GOOS/GOARCH, which picks the job binary its
+	// workers run and is its PlatformLabel. "" means this process's
+	// (runtime.GOOS/runtime.GOARCH), or $GORAY_NODE_PLATFORM, which tests
+	// set to play a node of another platform.
+	Platform string
 }
+
+// EnvNodePlatform overrides a node's platform (Config.Platform); for
+// tests of clusters mixing platforms on one machine.
+const EnvNodePlatform = "GORAY_NODE_PLATFORM"
 
 // DefaultMemoryUsageThreshold is the memory monitor's threshold unless
 // set otherwise, Ray's memory_usage_threshold.
@@ -152,4 +175,16 @@ func (c *Config) setDefaults() {
 	if c.NodeID.IsZero() {
 		c.NodeID = protos.NewUniqueID()
 	}
+	if c.Platform == "" {
+		c.Platform = os.Getenv(EnvNodePlatform)
+	}
+	if c.Platform == "" {
+		c.Platform = runtime.GOOS + "/" + runtime.GOARCH
+	}
+	labels := maps.Clone(c.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[PlatformLabel] = c.Platform
+	c.Labels = labels
 }

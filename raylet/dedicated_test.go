@@ -71,12 +71,13 @@ func newBookkeeping(t *testing.T, cpus float64, nWorkers int) *bookkeeping {
 	// MaxWorkers 0: task requests that find no worker wait, since no
 	// process can start here (the state has no object store or session);
 	// tests must not leave an actor's request waiting for a process.
-	r := &Raylet{cfg: Config{Resources: res, MaxWorkers: 0, Logger: zerolog.Nop(), NodeID: protos.NewUniqueID()}}
+	r := &Raylet{cfg: Config{Resources: res, MaxWorkers: 0, Logger: zerolog.Nop(), NodeID: protos.NewUniqueID(), Platform: "linux/amd64"}}
 	s := newState(r)
-	j := &jobState{id: protos.NewUniqueID(), executable: "/nonexistent", workers: map[protos.WorkerID]*workerProc{}}
+	j := &jobState{id: protos.NewUniqueID(), executable: "/nonexistent", workers: map[protos.WorkerID]*workerProc{},
+		binaries: []*protos.JobBinary{{Goos: "linux", Goarch: "amd64"}}, binState: prepReady}
 	s.jobs[j.id] = j
 	for i := 0; i < nWorkers; i++ {
-		w := &workerProc{id: protos.NewUniqueID(), job: j, registered: true, leases: map[protos.LeaseID]*leaseState{},
+		w := &workerProc{id: protos.NewUniqueID(), job: j, env: j.envFor("", nil), registered: true, leases: map[protos.LeaseID]*leaseState{},
 			startedAt: time.Now().Add(time.Duration(i) * time.Millisecond), exited: make(chan struct{})}
 		s.workers[w.id] = w
 		j.workers[w.id] = w
@@ -238,7 +239,7 @@ func TestDedicatedWorkerIsolation(t *testing.T) {
 	// A worker blocked in Get holds a lease, so it is not fresh either.
 	// (Asked directly: dispatching would start a process for the actor.)
 	b.s.setBlocked(l.id, true)
-	if w := b.s.freshWorker(b.job); w != nil {
+	if w := b.s.freshWorker(b.job, b.job.envFor("", nil)); w != nil {
 		t.Fatalf("worker %s with a blocked lease is fresh for an actor", w.id.Short())
 	}
 }

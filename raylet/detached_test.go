@@ -112,7 +112,7 @@ func (b *bookkeeping) grantNew() *leaseState {
 }
 
 func (b *bookkeeping) addWorker(registered, reserved bool) *workerProc {
-	w := &workerProc{id: protos.NewUniqueID(), job: b.job, registered: registered, leases: map[protos.LeaseID]*leaseState{},
+	w := &workerProc{id: protos.NewUniqueID(), job: b.job, env: b.job.envFor("", nil), registered: registered, leases: map[protos.LeaseID]*leaseState{},
 		startedAt: time.Now(), exited: make(chan struct{})}
 	b.s.workers[w.id] = w
 	b.job.workers[w.id] = w

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,6 +31,8 @@ type Raylet struct {
 	server *wire.Server
 	store  *objstore.Store
 	seg    *objstore.Segment
+	// envCache holds job binaries and runtime env packages.
+	envCache *envCache
 	// metrics is the Prometheus endpoint; nil if Config.MetricsAddr is "".
 	metrics *metricsServer
 
@@ -140,6 +143,17 @@ func (r *Raylet) Start() error {
 	if err := MakeSocketDir(sockets); err != nil {
 		return fmt.Errorf("raylet: %w", err)
 	}
+	fetch := r.cfg.FetchPackage
+	if fetch == nil {
+		fetch = func(context.Context, string, io.Writer) error {
+			return errors.New("this node has no runtime env package store (Config.FetchPackage)")
+		}
+	}
+	cache, err := newEnvCache(filepath.Join(r.cfg.SessionDir, "runtime_resources"), r.cfg.RuntimeEnvCacheBytes, fetch, r.cfg.Logger)
+	if err != nil {
+		return fmt.Errorf("raylet: %w", err)
+	}
+	r.envCache = cache
 	r.removeStaleSegments()
 	seg, err := objstore.CreateSegment(StorePath(r.cfg.ShmDir, r.cfg.NodeID), r.cfg.ObjectStoreMemory)
 	if errors.Is(err, objstore.ErrShmTooSmall) {
@@ -476,6 +490,12 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 		_ = c.Reply(req, &protos.DeleteObjectsReply{})
 	case protos.Method_PULL_OBJECT:
 		r.servePull(c, req)
+	case protos.Method_RUNTIME_ENV_CACHE:
+		var m protos.RuntimeEnvCacheRequest
+		if !r.decode(c, req, &m) {
+			return
+		}
+		_ = c.Reply(req, r.runtimeEnvCache())
 	case protos.Method_MEMORY_SUMMARY:
 		var m protos.MemorySummaryRequest
 		if !r.decode(c, req, &m) {

@@ -10,8 +10,8 @@ import (
 
 // Jobs whose driver runs on another node. The first lease request for such
 // a job (spilled back here, or an actor the GCS places here) finds no
-// jobState: the raylet asks the GCS for the job's record (its executable,
-// environment and working directory, Config.LookupJob) and holds the job's
+// jobState: the raylet asks the GCS for the job's record (its binaries,
+// runtime env and settings, Config.LookupJob) and holds the job's
 // requests until the answer comes. The job ends here when the GCS says it
 // finished (JobFinished); the leases its driver holds end sooner, with the
 // driver's connection.
@@ -44,11 +44,8 @@ func (s *state) awaitJob(id protos.JobID, lr *leaseRequest) {
 func (s *state) jobLoaded(id protos.JobID, info *protos.JobInfo, err error) {
 	waits := s.jobWaits[id]
 	delete(s.jobWaits, id)
-	if err == nil && (info.GetExecutable() == "" || info.GetBinaryDigest() == "") {
-		err = wire.NewError("unknown_job", "the GCS's record of job %s names no executable or no binary digest", id.Short())
-	}
-	if err == nil {
-		err = checkExecutable(info.GetExecutable())
+	if err == nil && len(info.GetBinaries()) == 0 && info.GetBinaryDigest() == "" {
+		err = wire.NewError("unknown_job", "the GCS's record of job %s names no binary", id.Short())
 	}
 	if err != nil {
 		s.r.cfg.Logger.Warn().Err(err).Str("job", id.Short()).Msg("cannot learn a job from the GCS")
@@ -62,6 +59,7 @@ func (s *state) jobLoaded(id protos.JobID, info *protos.JobInfo, err error) {
 		j = &jobState{id: id, workers: map[protos.WorkerID]*workerProc{}, remote: true}
 		j.executable, j.env, j.dir, j.digest = info.GetExecutable(), info.GetEnv(), info.GetWorkingDir(), info.GetFunctionDigest()
 		j.binaryDigest = info.GetBinaryDigest()
+		j.setRuntime(info.GetBinaries(), info.GetRuntimeEnv(), "")
 		if info.GetFinished() {
 			j.driverGone = true
 		}

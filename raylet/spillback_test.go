@@ -3,7 +3,9 @@ package raylet
 import (
 	"context"
 	"errors"
+	"maps"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +17,14 @@ import (
 // peerInfo is another node as its reports describe it.
 func peerInfo(id protos.NodeID, cpus float64, labels map[string]string) *protos.NodeInfo {
 	amounts := map[string]float64{CPU: cpus}
+	// Every node carries its platform, as raylets report it.
+	labels = maps.Clone(labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	if _, ok := labels[PlatformLabel]; !ok {
+		labels[PlatformLabel] = runtime.GOOS + "/" + runtime.GOARCH
+	}
 	return &protos.NodeInfo{NodeId: id.Bytes(), RayletTcpEndpoint: "tcp:127.0.0.1:1", State: protos.NodeInfo_ALIVE, Labels: labels,
 		Total: &protos.Resources{Amounts: amounts}, Available: &protos.Resources{Amounts: amounts}}
 }

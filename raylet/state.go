@@ -77,6 +77,22 @@ type jobState struct {
 	// remote is set for a job whose driver runs on another node: the
 	// raylet learned it from the GCS when a lease was first asked for it.
 	remote bool
+	// binaries are the builds of the job's program (one per platform),
+	// runtimeEnv what its workers get unless a lease asks otherwise, and
+	// envs the runtime envs of its leases on this node (runtime_env.go).
+	binaries   []*protos.JobBinary
+	runtimeEnv *protos.RuntimeEnv
+	envs       map[string]*runtimeEnv
+	// defaultEnvKey is runtimeEnv's key: a lease asking for an equal env
+	// gets the job's workers (a worker's tasks carry its env).
+	defaultEnvKey string
+	// binState says whether binPath, the job's binary for this node in
+	// the runtime env cache, is ready (binErr when it failed).
+	binState prepState
+	binPath  string
+	binErr   error
+	// prestarts are workers to start once the job's own env is ready.
+	prestarts int
 }
 
 // CodeJobFinished is the error code of a lease request the raylet refuses
@@ -135,6 +151,10 @@ type leaseRequest struct {
 	// preferred is the node holding the task's large arguments (hex).
 	preferred string
 	retriable bool
+	// envKey and env are the runtime env the lease's worker must have
+	// (key "": the job's).
+	envKey string
+	env    *protos.RuntimeEnv
 }
 
 // state is the raylet actor.
@@ -222,6 +242,9 @@ func (s *state) Receive(ctx actor.Context) {
 		s.dispatch()
 	case jobLoaded:
 		s.jobLoaded(m.id, m.info, m.err)
+		s.dispatch()
+	case envPrepared:
+		s.envPrepared(m)
 		s.dispatch()
 	case groupRemovedMsg:
 		s.groupRemoved(m.id)
@@ -382,9 +405,6 @@ func (s *state) registerClient(c *wire.Conn, req *wire.Request, m *protos.Regist
 	if err == nil {
 		err = registeredAs(c)
 	}
-	if err == nil {
-		err = checkExecutable(m.GetExecutable())
-	}
 	if err != nil {
 		return RequestError(protos.Method_REGISTER_CLIENT, err)
 	}
@@ -406,6 +426,7 @@ func (s *state) registerClient(c *wire.Conn, req *wire.Request, m *protos.Regist
 	}
 	j.executable, j.env, j.dir, j.digest, j.driver = m.GetExecutable(), m.GetEnv(), m.GetWorkingDir(), m.GetFunctionDigest(), c
 	j.binaryDigest = m.GetBinaryDigest()
+	j.setRuntime(m.GetBinaries(), m.GetRuntimeEnv(), s.r.cfg.Platform)
 	if !driverID.IsZero() {
 		j.driverID = driverID
 	}
@@ -419,9 +440,8 @@ func (s *state) registerClient(c *wire.Conn, req *wire.Request, m *protos.Regist
 	if n > s.r.cfg.MaxWorkers {
 		n = s.r.cfg.MaxWorkers
 	}
-	for i := 0; i < n; i++ {
-		s.startWorker(j, false)
-	}
+	j.prestarts = n
+	s.prestart(j)
 	return nil
 }
 
@@ -486,7 +506,9 @@ func (s *state) requestLease(c *wire.Conn, req *wire.Request, m *protos.RequestW
 	job, demand := d.job, d.demand
 	lr := &leaseRequest{conn: c, req: req, job: job, demand: demand, function: m.GetFunction(), queuedAt: time.Now(),
 		dedicated: m.GetDedicated(), running: d.running, detached: m.GetDetached(),
-		strategy: m.GetStrategy(), noSpillback: m.GetNoSpillback(), retriable: m.GetRetriable() && !m.GetDedicated()}
+		strategy: m.GetStrategy(), noSpillback: m.GetNoSpillback(), retriable: m.GetRetriable() && !m.GetDedicated(),
+		env: m.GetRuntimeEnv()}
+	lr.envKey = runtimeEnvKey(lr.env)
 	if p := d.preferred; !p.IsZero() && p != s.r.cfg.NodeID {
 		lr.preferred = p.String()
 	}
@@ -524,8 +546,8 @@ func (s *state) dispatch() {
 	if len(s.queue) > 0 {
 		avail = s.available.Clone()
 	}
-	wantWorkers := map[*jobState]int{}
-	wantDedicated := map[*jobState]int{}
+	wantWorkers := map[poolKey]int{}
+	wantDedicated := map[poolKey]int{}
 	kept := s.queue[:0]
 	for _, lr := range s.queue {
 		if isClosed(lr.conn) {
@@ -544,7 +566,19 @@ func (s *state) dispatch() {
 			_ = lr.conn.ReplyError(lr.req, err)
 			continue
 		}
-		switch s.place(lr, avail) {
+		if lr.envKey != "" && lr.envKey == j.defaultEnvKey {
+			lr.envKey, lr.env = "", nil
+		}
+		e := j.envFor(lr.envKey, lr.env)
+		if j.binState == prepFailed {
+			_ = lr.conn.ReplyError(lr.req, j.binErr)
+			continue
+		}
+		if e.state == prepFailed {
+			_ = lr.conn.ReplyError(lr.req, e.err)
+			continue
+		}
+		switch s.place(j, lr, avail) {
 		case placeSpilled, placeFailed:
 			continue
 		case placeInfeasible:
@@ -563,15 +597,16 @@ func (s *state) dispatch() {
 		lr.infeasible = false
 		var w *workerProc
 		if lr.dedicated {
-			w = s.freshWorker(j)
+			w = s.freshWorker(j, e)
 		} else {
-			w = s.idleWorker(j)
+			w = s.idleWorker(j, e)
 		}
 		if w == nil {
 			avail.Sub(lr.demand)
-			wantWorkers[j]++
+			k := poolKey{j, e}
+			wantWorkers[k]++
 			if lr.dedicated {
-				wantDedicated[j]++
+				wantDedicated[k]++
 			}
 			kept = append(kept, lr)
 			continue
@@ -583,30 +618,10 @@ func (s *state) dispatch() {
 		s.queue[i] = nil
 	}
 	s.queue = kept
-	for j, n := range wantWorkers {
-		dedicated, actorsStarting := 0, 0
-		for _, w := range j.workers {
-			switch {
-			case w.dedicated:
-				dedicated++
-			case w.reserved && !w.registered:
-				actorsStarting++
-			}
-		}
-		pool := len(j.workers) - dedicated - j.reserved
-		forTasks, forActors := workersToStart(s.r.cfg.MaxWorkers, pool,
-			n-wantDedicated[j], j.starting-actorsStarting, wantDedicated[j], actorsStarting)
-		for ; forActors > 0; forActors-- {
-			if w := s.startWorker(j, true); w == nil {
-				break
-			}
-		}
-		for ; forTasks > 0; forTasks-- {
-			if w := s.startWorker(j, false); w == nil {
-				break
-			}
-		}
+	for k, n := range wantWorkers {
+		s.startWanted(k, n, wantDedicated[k])
 	}
+	s.resetFailedEnvs()
 	waiting := s.waitingJobs()
 	for _, j := range s.jobs {
 		if j.driverGone {
@@ -614,6 +629,68 @@ func (s *state) dispatch() {
 		}
 	}
 	s.sweepJobs(s.now(), waiting)
+}
+
+// poolKey names a job's pool of workers with one runtime env.
+type poolKey struct {
+	j *jobState
+	e *runtimeEnv
+}
+
+// startWanted starts workers of k for n waiting requests (dedicated of
+// them for actors), once the job's binary and the env's package are on
+// the node. Workers are capped per job (MaxWorkers, actors' aside): when
+// the cap is reached by idle workers of the job's other envs, those make
+// room.
+func (s *state) startWanted(k poolKey, n, dedicated int) {
+	j, e := k.j, k.e
+	ready, err := s.prepare(j, e)
+	if err != nil {
+		s.failJob(j, CodePlatformMismatch, err)
+		return
+	}
+	if !ready {
+		return
+	}
+	pool, tasksStarting, actorsStarting, stopping := 0, 0, 0, 0
+	var idleElsewhere []*workerProc
+	for _, w := range j.workers {
+		switch {
+		case w.dedicated:
+		case w.reserved:
+			if !w.registered && w.env == e {
+				actorsStarting++
+			}
+		default:
+			pool++
+			if !w.registered && w.env == e {
+				tasksStarting++
+			}
+			switch {
+			case w.killed:
+				stopping++
+			case w.env != e && w.registered && len(w.leases) == 0:
+				idleElsewhere = append(idleElsewhere, w)
+			}
+		}
+	}
+	forTasks, forActors := workersToStart(s.r.cfg.MaxWorkers, pool, n-dedicated, tasksStarting, dedicated, actorsStarting)
+	if short := min(n-dedicated-tasksStarting-stopping, len(idleElsewhere)) - forTasks; short > 0 {
+		for _, w := range idleElsewhere[:short] {
+			s.r.cfg.Logger.Debug().Str("job", j.id.Short()).Str("worker", w.id.Short()).Msg("stopping an idle worker of another runtime env to make room")
+			w.kill()
+		}
+	}
+	for ; forActors > 0; forActors-- {
+		if w := s.startWorker(j, e, true); w == nil {
+			break
+		}
+	}
+	for ; forTasks > 0; forTasks-- {
+		if w := s.startWorker(j, e, false); w == nil {
+			break
+		}
+	}
 }
 
 // jobWaiting is what a job's queued lease requests ask for.
@@ -698,6 +775,7 @@ func (s *state) sweepJobs(now time.Time, waiting map[protos.JobID]jobWaiting) {
 		if !keep {
 			s.r.cfg.Logger.Debug().Str("job", id.Short()).Msg("forgetting finished job")
 			delete(s.jobs, id)
+			go s.r.envCache.release(id)
 		}
 	}
 }
@@ -742,10 +820,10 @@ func (s *state) releaseReservations() {
 // dedicated already, and holding no lease at all (not even a blocked one),
 // so the actor gets the process to itself. A worker started for an actor
 // is preferred, then the longest-lived, as in idleWorker.
-func (s *state) freshWorker(j *jobState) *workerProc {
+func (s *state) freshWorker(j *jobState, e *runtimeEnv) *workerProc {
 	var best *workerProc
 	for _, w := range j.workers {
-		if !w.registered || w.dead || w.killed || w.dedicated || len(w.leases) > 0 {
+		if !w.registered || w.dead || w.killed || w.dedicated || len(w.leases) > 0 || w.env != e {
 			continue
 		}
 		// Workers started for actors first: the others are the tasks'.
@@ -759,10 +837,10 @@ func (s *state) freshWorker(j *jobState) *workerProc {
 // idleWorker picks a registered worker of the job with no running lease. A
 // worker whose leases are all blocked in Get counts as idle: its process
 // runs the new lease's tasks beside the blocked ones.
-func (s *state) idleWorker(j *jobState) *workerProc {
+func (s *state) idleWorker(j *jobState, e *runtimeEnv) *workerProc {
 	var best *workerProc
 	for _, w := range j.workers {
-		if !w.registered || w.dead || w.killed || w.dedicated || w.reserved || w.active > 0 {
+		if !w.registered || w.dead || w.killed || w.dedicated || w.reserved || w.active > 0 || w.env != e {
 			continue
 		}
 		// Prefer a worker with no leases at all, then the longest-lived.

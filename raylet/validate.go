@@ -6,6 +6,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/goray/goray/internal/runtimeenv"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 )
@@ -264,6 +265,13 @@ func checkRegisterClient(m *protos.RegisterClientRequest) (job protos.JobID, dri
 			return
 		}
 	}
+	if rerr := runtimeenv.CheckRuntimeEnv(m.GetRuntimeEnv()); rerr != nil {
+		err = invalidField("runtime_env", rerr)
+		return
+	}
+	if rerr := runtimeenv.CheckBinaries(m.GetBinaries()); rerr != nil {
+		err = invalidField("binaries", rerr)
+	}
 	return
 }
 
@@ -315,6 +323,10 @@ func checkLeaseRequest(m *protos.RequestWorkerLeaseRequest) (d leaseDemand, err 
 	}
 	if m.GetDetached() && !m.GetDedicated() {
 		err = invalidFieldf("detached", "only a dedicated (actor) lease can be detached")
+		return
+	}
+	if rerr := runtimeenv.CheckRuntimeEnv(m.GetRuntimeEnv()); rerr != nil {
+		err = invalidField("runtime_env", rerr)
 	}
 	return
 }

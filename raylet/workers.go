@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,7 +16,6 @@ import (
 	"time"
 
 	"github.com/goray/goray/internal/auth"
-	"github.com/goray/goray/internal/digest"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 )
@@ -40,6 +40,10 @@ const (
 	// EnvNodeIP is the address the worker listens on for processes on
 	// other nodes.
 	EnvNodeIP = "GORAY_NODE_IP"
+	// EnvRuntimeEnv is the runtime env a worker started with when it is
+	// not its job's (a base64 protos.RuntimeEnv): the tasks and actors it
+	// submits inherit it, as Ray's children inherit their parent's.
+	EnvRuntimeEnv = "GORAY_RUNTIME_ENV"
 )
 
 // LogMarker starts a line a worker writes before running a different
@@ -68,7 +72,10 @@ type workerProc struct {
 	// reserved workers were started for an actor waiting for a process:
 	// tasks do not get them while actors of the job wait.
 	reserved bool
-	leases   map[protos.LeaseID]*leaseState
+	// env is the runtime env the worker started with: it serves only
+	// leases asking for the same one.
+	env    *runtimeEnv
+	leases map[protos.LeaseID]*leaseState
 	// tcpEndpoint is where processes on other nodes reach the worker.
 	tcpEndpoint string
 	// active counts leases whose task is not blocked in Get.
@@ -81,16 +88,9 @@ type workerProc struct {
 // startWorker starts a worker process for j; reserved keeps it for an
 // actor (see workerProc.reserved). It returns nil if the process could not
 // start (the job is then failed).
-func (s *state) startWorker(j *jobState, reserved bool) *workerProc {
+func (s *state) startWorker(j *jobState, e *runtimeEnv, reserved bool) *workerProc {
 	id := protos.NewUniqueID()
-	w := &workerProc{id: id, job: j, leases: map[protos.LeaseID]*leaseState{}, startedAt: time.Now(), exited: make(chan struct{})}
-	// The job's record names the binary by its digest: a file at that
-	// path with other content (replaced since, or a record naming some
-	// other program) is not started.
-	if err := digest.Verify(j.executable, j.binaryDigest); err != nil {
-		s.failJob(j, "binary_mismatch", fmt.Errorf("refusing to start a worker for job %s: %w", j.id.Short(), err))
-		return nil
-	}
+	w := &workerProc{id: id, job: j, env: e, leases: map[protos.LeaseID]*leaseState{}, startedAt: time.Now(), exited: make(chan struct{})}
 	creds, err := s.r.cfg.Credentials.ForWorker()
 	if err != nil {
 		s.failJob(j, "worker_start_failed", err)
@@ -102,9 +102,14 @@ func (s *state) startWorker(j *jobState, reserved bool) *workerProc {
 		return nil
 	}
 	defer credFile.Close()
-	cmd := exec.Command(j.executable)
-	cmd.Dir = j.dir
-	env := workerEnv(os.Environ(), j.env)
+	// The binary is the cache's copy, checked against the job's digest
+	// when it was put there.
+	cmd := exec.Command(j.binPath)
+	cmd.Dir = s.workingDir(j, e)
+	env := workerEnv(os.Environ(), append(slices.Clip(j.env), e.proto.GetEnvVars()...))
+	if e.encoded != "" {
+		env = append(env, EnvRuntimeEnv+"="+e.encoded)
+	}
 	env = append(env,
 		EnvWorker+"=1",
 		EnvRaylet+"="+s.r.endpoint,
@@ -134,7 +139,7 @@ func (s *state) startWorker(j *jobState, reserved bool) *workerProc {
 	}
 	if err := cmd.Start(); err != nil {
 		logs.close()
-		s.failJob(j, "worker_start_failed", fmt.Errorf("start worker %s: %w", j.executable, err))
+		s.failJob(j, "worker_start_failed", fmt.Errorf("start worker %s (job binary %s): %w", j.binPath, j.executable, err))
 		return nil
 	}
 	w.cmd, w.pid, w.logs = cmd, cmd.Process.Pid, logs

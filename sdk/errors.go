@@ -60,6 +60,11 @@ var (
 	// call may not be retried (MaxTaskRetries 0); a later call may succeed
 	// (Ray's ActorUnavailableError).
 	ErrActorUnavailable = core.ErrActorUnavailable
+	// ErrRuntimeEnvSetup: the task's or actor's runtime env could not be
+	// set up on a node that had to run it: no build of the program for the
+	// node's platform (see Binaries), or its working directory could not
+	// be fetched (Ray's RuntimeEnvSetupError). The message says which.
+	ErrRuntimeEnvSetup = core.ErrRuntimeEnvSetup
 )
 
 // TaskError is how a failed task reaches the caller of Get: the function's

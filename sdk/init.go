@@ -142,26 +142,3 @@ func AuthNone() InitOption { return initOpt(core.AuthNone()) }
 // GORAY_TLS_KEY and GORAY_TLS_CA do the same. An embedded cluster then
 // uses TLS for its NATS and TCP connections too.
 func TLS(cert, key, ca string) InitOption { return initOpt(core.TLS(cert, key, ca)) }
-
-// EnvVars are environment variables a job's workers get, on every node
-// (Ray's runtime_env={"env_vars": ...}). Workers otherwise inherit their
-// node's environment, as Ray's do: never the driver's, which may hold
-// secrets the cluster's records would then keep.
-type EnvVars map[string]string
-
-func (e EnvVars) runtimeEnvPart() core.RuntimeEnvPart { return core.EnvVars(e) }
-
-// RuntimeEnvPart is one part of a runtime environment: EnvVars.
-type RuntimeEnvPart interface{ runtimeEnvPart() core.RuntimeEnvPart }
-
-// RuntimeEnv sets the runtime environment of the job Init starts: for now
-// environment variables for its workers (EnvVars).
-func RuntimeEnv(parts ...RuntimeEnvPart) InitOption {
-	cp := make([]core.RuntimeEnvPart, 0, len(parts))
-	for _, p := range parts {
-		if p != nil {
-			cp = append(cp, p.runtimeEnvPart())
-		}
-	}
-	return initOpt(core.RuntimeEnv(cp...))
-}

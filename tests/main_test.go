@@ -21,6 +21,9 @@ import (
 
 func TestMain(m *testing.M) {
 	goraytest.Serve()
+	if os.Getenv(envRuntimeEnvDriver) != "" {
+		os.Exit(runtimeEnvDriver())
+	}
 	code := m.Run()
 	if gorayDir != "" {
 		_ = os.RemoveAll(gorayDir)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -117,8 +118,13 @@ func startMultiNode(t *testing.T, headArgs []string, specs ...nodeSpec) (context
 
 // addNode starts a worker node that joins the cluster.
 func (c *testCluster) addNode(spec nodeSpec) *mnNode {
+	return c.addNodeEnv(spec)
+}
+
+// addNodeEnv is addNode with variables added to the node's environment.
+func (c *testCluster) addNodeEnv(spec nodeSpec, env ...string) *mnNode {
 	args := append([]string{"start", "--address", c.addr, "--block", "--object-store-memory", "512MiB"}, spec...)
-	n := c.spawn(fmt.Sprintf("node%d", len(c.nodes)+1), args, "goray node ")
+	n := c.spawnEnv(fmt.Sprintf("node%d", len(c.nodes)+1), args, "goray node ", env)
 	n.id = strings.Fields(n.id)[0]
 	c.nodes = append(c.nodes, n)
 	return n
@@ -128,10 +134,15 @@ func (c *testCluster) addNode(spec nodeSpec) *mnNode {
 // ready; the node's id field gets the rest of that line.
 func (c *testCluster) spawn(name string, args []string, ready string) *mnNode {
 	c.t.Helper()
+	return c.spawnEnv(name, args, ready, nil)
+}
+
+func (c *testCluster) spawnEnv(name string, args []string, ready string, env []string) *mnNode {
+	c.t.Helper()
 	dir := filepath.Join(c.root, name)
 	n := &mnNode{dir: dir, done: make(chan struct{}), log: &strings.Builder{}, mu: &sync.Mutex{}}
 	n.cmd = exec.Command(c.bin, append(args, "--session-dir", dir)...)
-	n.cmd.Env = c.env
+	n.cmd.Env = append(slices.Clip(c.env), env...)
 	stdout, err := n.cmd.StdoutPipe()
 	if err != nil {
 		c.t.Fatal(err)

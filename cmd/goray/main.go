@@ -54,6 +54,7 @@ func newRootCmd(log zerolog.Logger) *cobra.Command {
   goray start --head    start a head node (NATS, GCS, raylet) in the background
   goray status          show nodes, resources, demands and jobs
   goray memory          list objects (owner, size, where, why alive) and store usage
+  goray list runtime-envs  what each node's runtime env cache holds
   goray stop            stop the cluster
   goray nats-creds      NATS credentials (read-only by default) for the nats CLI
   goray tls generate    certificates for mutual TLS
@@ -73,7 +74,7 @@ or less of them (default warn).`,
 	sec := &securityOptions{}
 	sec.register(root.PersistentFlags())
 	root.AddCommand(newStartCmd(log, sec), newStatusCmd(log, sec), newStopCmd(log, sec))
-	root.AddCommand(newMemoryCmd(log, sec))
+	root.AddCommand(newMemoryCmd(log, sec), newListCmd(log, sec))
 	root.AddCommand(newNATSCredsCmd(sec), newMetricsTokenCmd(sec), newTLSCmd())
 	return root
 }

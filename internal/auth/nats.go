@@ -82,6 +82,9 @@ const (
 	inbox              = "_INBOX.>"
 
 	membersStream = "KV_goray_members"
+	// The runtime env packages object store (gcs.BucketPackages).
+	packagesBucket = "goray_packages"
+	packagesStream = "OBJ_" + packagesBucket
 )
 
 // Permissions returns what role may publish and subscribe to; nil (for
@@ -94,19 +97,19 @@ func Permissions(role Role) *server.Permissions {
 	case RoleNode:
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{
-				Allow: append([]string{subjGCS, subjReports, subjLogs, subjObjects}, membersAPI()...),
+				Allow: concat([]string{subjGCS, subjReports, subjLogs, subjObjects}, membersAPI(), packagesRead()),
 				Deny:  []string{subjShutdown},
 			},
 			Subscribe: sub,
 		}
 	case RoleAdmin:
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: []string{subjGCS}, Deny: []string{subjNodeRegister, subjNodeUnregister}},
+			Publish:   &server.SubjectPermission{Allow: concat([]string{subjGCS}, packagesRead(), packagesWrite()), Deny: []string{subjNodeRegister, subjNodeUnregister}},
 			Subscribe: sub,
 		}
 	case RoleDriver, RoleWorker:
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: []string{subjGCS}, Deny: []string{subjShutdown, subjNodeRegister, subjNodeUnregister}},
+			Publish:   &server.SubjectPermission{Allow: concat([]string{subjGCS}, packagesRead(), packagesWrite()), Deny: []string{subjShutdown, subjNodeRegister, subjNodeUnregister}},
 			Subscribe: sub,
 		}
 	case RoleOps:
@@ -150,4 +153,41 @@ func membersAPI() []string {
 		"$JS.FC." + membersStream + ".>",
 		"$KV.goray_members.>",
 	}
+}
+
+// packagesRead is what fetching from the packages object store takes:
+// bind to its stream, read an object's record, and read its chunks with an
+// ordered consumer (created, flow-controlled, deleted).
+func packagesRead() []string {
+	return []string{
+		"$JS.API.STREAM.INFO." + packagesStream,
+		"$JS.API.STREAM.MSG.GET." + packagesStream,
+		"$JS.API.DIRECT.GET." + packagesStream + ".>",
+		"$JS.API.CONSUMER.CREATE." + packagesStream,
+		"$JS.API.CONSUMER.CREATE." + packagesStream + ".>",
+		"$JS.API.CONSUMER.INFO." + packagesStream + ".>",
+		"$JS.API.CONSUMER.DELETE." + packagesStream + ".>",
+		"$JS.FC." + packagesStream + ".>",
+	}
+}
+
+// packagesWrite is what uploading takes: publish chunks and the object's
+// record, and purge the chunks of a failed upload (or of the copy a
+// concurrent upload of the same content replaced). Packages are named by
+// their content and every reader checks it, so a writer can spoil an
+// upload, never substitute one.
+func packagesWrite() []string {
+	return []string{
+		"$O." + packagesBucket + ".C.>",
+		"$O." + packagesBucket + ".M.>",
+		"$JS.API.STREAM.PURGE." + packagesStream,
+	}
+}
+
+func concat(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -214,6 +215,13 @@ func startNode(ctx context.Context, client *gcs.Client, cfg NodeConfig) (*Node, 
 			}
 		},
 		LookupJob: func(ctx context.Context, id protos.JobID) (*protos.JobInfo, error) { return lookupJob(ctx, client, id) },
+		FetchPackage: func(ctx context.Context, name string, w io.Writer) error {
+			store, err := client.Packages(ctx)
+			if err != nil {
+				return err
+			}
+			return store.Fetch(ctx, name, w)
+		},
 		PublishOwnerGone: func(owner protos.WorkerID) {
 			if data, err := proto.Marshal(&protos.Address{WorkerId: owner.Bytes()}); err == nil {
 				_ = nc.Publish(SubjectOwnersGone, data)

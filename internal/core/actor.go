@@ -54,6 +54,9 @@ func (cw *Worker) CreateActor(ctx context.Context, class *ActorClass, args []Arg
 	if opts.Namespace == "" {
 		opts.Namespace = cw.namespace
 	}
+	if opts.RuntimeEnv, err = cw.resolveEnv(ctx, o.env); err != nil {
+		return nil, fmt.Errorf("actor %s: %w", class.name, err)
+	}
 	if st := opts.GetStrategy(); st.GetKind() == protos.SchedulingStrategy_PLACEMENT_GROUP {
 		// The actor's resources come out of its bundle, placed and
 		// running alike.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 
 	"github.com/goray/goray/protos"
@@ -100,6 +101,8 @@ type ActorOptions struct {
 	p *protos.ActorOptions
 	// nameSet tells an empty Name option from none.
 	nameSet bool
+	// env is the actor's runtime env (ActorRuntimeEnv).
+	env []RuntimeEnvPart
 }
 
 func DefaultActorOptions() ActorOptions {
@@ -110,7 +113,7 @@ func DefaultActorOptions() ActorOptions {
 }
 
 func (o ActorOptions) clone() ActorOptions {
-	return ActorOptions{p: cloneProto(o.p), nameSet: o.nameSet}
+	return ActorOptions{p: cloneProto(o.p), nameSet: o.nameSet, env: slices.Clip(o.env)}
 }
 
 // With returns a copy of o with opts applied.

@@ -24,8 +24,18 @@ import (
 type Worker struct {
 	log      zerolog.Logger
 	isWorker bool
-	jobID    protos.JobID
-	workerID protos.WorkerID
+	// jobEnv is the job's runtime env (a driver's; nil in a worker), and
+	// ownEnv the one this process runs with when it is not the job's (a
+	// worker started for a task or actor with a runtime env of its own):
+	// what its tasks and actors get unless they set theirs.
+	jobEnv *protos.RuntimeEnv
+	ownEnv *protos.RuntimeEnv
+	// pkgUploads are the working-directory packages uploaded by this
+	// process (packages.go), by PackSpec key.
+	pkgMu      sync.Mutex
+	pkgUploads map[string]*pkgUpload
+	jobID      protos.JobID
+	workerID   protos.WorkerID
 	// bind is this process's node: read with node(). A driver's changes
 	// when its raylet restarts (rebind.go); a worker's never does.
 	bind atomic.Pointer[nodeBinding]

@@ -55,6 +55,9 @@ var (
 	// call may not be retried (MaxTaskRetries 0); it may succeed later
 	// (Ray's ActorUnavailableError).
 	ErrActorUnavailable = errors.New("goray: actor unavailable")
+	// ErrRuntimeEnvSetup: the task's or actor's runtime env could not be
+	// set up on a node that had to run it (Ray's RuntimeEnvSetupError).
+	ErrRuntimeEnvSetup = errors.New("goray: runtime env setup failed")
 )
 
 var kindSentinels = map[protos.ErrorKind]error{
@@ -72,6 +75,7 @@ var kindSentinels = map[protos.ErrorKind]error{
 	protos.ErrorKind_ERROR_KIND_PENDING_CALLS_EXCEEDED: ErrPendingCallsExceeded,
 	protos.ErrorKind_ERROR_KIND_OUT_OF_MEMORY:          ErrOutOfMemory,
 	protos.ErrorKind_ERROR_KIND_ACTOR_UNAVAILABLE:      ErrActorUnavailable,
+	protos.ErrorKind_ERROR_KIND_RUNTIME_ENV:            ErrRuntimeEnvSetup,
 }
 
 // TaskError is how a failed task reaches the caller of Get: the function's

@@ -158,6 +158,8 @@ type session struct {
 	register *protos.RegisterClientRequest
 	// rebindTimeout bounds the wait for a new raylet.
 	rebindTimeout time.Duration
+	// uploads ship the job's binaries to the packages store.
+	uploads *binaryUploads
 }
 
 type digestResult struct {
@@ -260,14 +262,26 @@ func Init(ctx context.Context, opts ...InitOption) error {
 
 // connect makes this process the job's driver on node.
 func (s *session) connect(ctx context.Context, log zerolog.Logger, node *protos.NodeInfo, o initOptions) error {
-	jobEnv, err := o.jobEnv(s.gcs.NATS().ConnectedUrl())
+	sp, err := buildEnvSpec(o.runtimeEnv)
 	if err != nil {
 		return err
 	}
+	jobEnv := o.jobEnv(s.gcs.NATS().ConnectedUrl(), sp)
 	jobID := protos.NewUniqueID()
 	cw := newWorker(log, false, jobID, protos.NewUniqueID(), s.creds)
 	s.cw = cw
 	cw.gcs = s.gcs
+	// The job's runtime env: its package is uploaded before any worker
+	// can need it.
+	var pkg *uploadedPackage
+	if sp.hasPackage() {
+		if pkg, err = cw.uploadPackage(ctx, sp.pack); err != nil {
+			return fmt.Errorf("goray: the job's runtime env: %w", err)
+		}
+	}
+	userSp := &envSpec{vars: sp.userVars()}
+	runtimeEnv := mergeEnv(nil, userSp, pkg)
+	cw.jobEnv = runtimeEnv
 	cw.namespace = o.namespace
 	if err := cw.listen(raylet.SocketDir(node.GetSessionDir()), endpointHost(node.GetRayletTcpEndpoint())); err != nil {
 		return fmt.Errorf("goray: %w", err)
@@ -282,10 +296,20 @@ func (s *session) connect(ctx context.Context, log zerolog.Logger, node *protos.
 	if bin.err != nil {
 		return fmt.Errorf("goray: this program's binary: %w", bin.err)
 	}
+	own := ownBinary(bin.digest)
+	extra, err := extraBinaries(own, sp.binaries)
+	if err != nil {
+		return fmt.Errorf("goray: the job's runtime env: %w", err)
+	}
+	bins := append([]jobBinary{own}, extra...)
+	binInfos := make([]*protos.JobBinary, len(bins))
+	for i, b := range bins {
+		binInfos[i] = b.info
+	}
 	var reply protos.RegisterClientReply
 	s.register = &protos.RegisterClientRequest{
 		JobId: jobID.Bytes(), WorkerId: cw.workerID.Bytes(), Executable: executable(), FunctionDigest: cw.digest, Env: jobEnv, WorkingDir: wd,
-		BinaryDigest: bin.digest,
+		BinaryDigest: bin.digest, Binaries: binInfos, RuntimeEnv: runtimeEnv,
 	}
 	if err := c.Call(ctx, protos.Method_REGISTER_CLIENT, s.register, &reply); err != nil {
 		return fmt.Errorf("goray: register driver with raylet: %w", err)
@@ -322,8 +346,11 @@ func (s *session) connect(ctx context.Context, log zerolog.Logger, node *protos.
 	host, _ := os.Hostname()
 	if err := s.gcs.RegisterJob(ctx, &protos.JobInfo{JobId: jobID.Bytes(), Executable: executable(), DriverPid: int32(os.Getpid()), DriverHost: host,
 		StartTimeUnixMs: time.Now().UnixMilli(), FunctionDigest: digest, Namespace: o.namespace, Env: jobEnv, WorkingDir: wd,
-		BinaryDigest: bin.digest}); err != nil {
+		BinaryDigest: bin.digest, Binaries: binInfos, RuntimeEnv: runtimeEnv}); err != nil {
 		return fmt.Errorf("goray: register job: %w", err)
+	}
+	if err := s.startBinaryUploads(bins, node.GetNodeId()); err != nil {
+		return fmt.Errorf("goray: %w", err)
 	}
 	if err := s.gcs.RegisterFunctions(ctx, table); err != nil {
 		return fmt.Errorf("goray: register functions: %w", err)
@@ -345,6 +372,8 @@ func Shutdown() {
 
 func (s *session) teardown() {
 	cur.CompareAndSwap(s.cw, nil)
+	// A node may be fetching the binary: let an upload under way finish.
+	s.uploads.stop(5 * time.Second)
 	if s.cw != nil {
 		if s.gcs != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)

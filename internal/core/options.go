@@ -1,8 +1,10 @@
 package core
 
 import (
+	"context"
 	"errors"
 	"maps"
+	"slices"
 	"sync"
 
 	"github.com/goray/goray/protos"
@@ -23,6 +25,9 @@ type CallOptions struct {
 	stream bool
 	// strategy says where the task may run.
 	strategy Strategy
+	// env is the task's runtime env (TaskRuntimeEnv), resolved once per
+	// options value into shape.
+	env []RuntimeEnvPart
 	// shape caches the resources in wire form and as a queue key: every
 	// call of a function handle shares them.
 	shape *shapeCache
@@ -33,6 +38,7 @@ type shapeCache struct {
 	proto *protos.Resources
 	key   string
 	err   error
+	env   resolvedEnv
 }
 
 func (o CallOptions) resourceShape() (*protos.Resources, string, error) {
@@ -85,6 +91,7 @@ func (o CallOptions) AsStream() CallOptions {
 
 func (o CallOptions) clone() CallOptions {
 	o.resources = maps.Clone(o.resources)
+	o.env = slices.Clip(o.env)
 	o.shape = &shapeCache{}
 	return o
 }
@@ -150,3 +157,18 @@ func RetryIf(pred func(error) bool) CallOption {
 
 // Name sets the task's display name (logs, state API).
 func Name(name string) CallOption { return func(o *CallOptions) { o.name = name } }
+
+// runtimeEnv resolves the task's runtime env once per options value
+// (packing and uploading a working directory the first time), and the
+// suffix of its queue key.
+func (o CallOptions) runtimeEnv(ctx context.Context, cw *Worker) (*protos.RuntimeEnv, string, error) {
+	r := &o.shape.env
+	if len(o.env) == 0 && cw.ownEnv == nil {
+		return nil, "", nil
+	}
+	r.once.Do(func() {
+		r.proto, r.err = cw.resolveEnv(ctx, o.env)
+		r.key = envQueueKey(r.proto)
+	})
+	return r.proto, r.key, r.err
+}

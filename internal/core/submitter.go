@@ -12,6 +12,7 @@ import (
 
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
+	"github.com/goray/goray/raylet"
 )
 
 // Task submission follows Ray's direct-call design: the owner asks its
@@ -59,6 +60,8 @@ type pendingTask struct {
 	// notSent is set when the push never reached the worker.
 	notSent  bool
 	strategy *protos.SchedulingStrategy
+	// env is the runtime env the task's worker must have (nil: the job's).
+	env *protos.RuntimeEnv
 	// parked: the task's worker died and the task is in neither a queue
 	// nor a lease, while its owner asks the raylet why the worker died or
 	// waits out the backoff before an OOM retry (failure path only).
@@ -73,6 +76,7 @@ type schedQueue struct {
 	retriable  bool
 	resources  *protos.Resources
 	strategy   *protos.SchedulingStrategy
+	env        *protos.RuntimeEnv
 	function   string
 	tasks      []*pendingTask
 	leases     []*lease
@@ -130,6 +134,11 @@ func (cw *Worker) SubmitTask(ctx context.Context, fn string, args []Arg, opts Ca
 	if err != nil {
 		return ObjectRef{}, fmt.Errorf("%w: task %s: %v", ErrArgument, fn, err)
 	}
+	env, envKey, err := opts.runtimeEnv(ctx, cw)
+	if err != nil {
+		return ObjectRef{}, fmt.Errorf("task %s: %w", fn, err)
+	}
+	key += envKey
 	taskID := protos.NewUniqueID()
 	name := opts.name
 	if name == "" {
@@ -152,7 +161,7 @@ func (cw *Worker) SubmitTask(ctx context.Context, fn string, args []Arg, opts Ca
 	if opts.maxRetries == 0 {
 		key += notRetriableKey
 	}
-	t := &pendingTask{spec: spec, key: key, returnID: protos.ObjectIDFor(taskID, 1), retriesLeft: opts.maxRetries, retryOn: opts.retryOn, strategy: opts.strategy.proto()}
+	t := &pendingTask{spec: spec, key: key, returnID: protos.ObjectIDFor(taskID, 1), retriesLeft: opts.maxRetries, retryOn: opts.retryOn, strategy: opts.strategy.proto(), env: env}
 	spec.Args, t.argRefs, err = cw.buildArgs(ctx, fn, args)
 	if err != nil {
 		return ObjectRef{}, err
@@ -200,7 +209,7 @@ func (s *submitter) enqueue(t *pendingTask) {
 	}
 	q, ok := s.queues[k]
 	if !ok {
-		q = &schedQueue{key: k, resources: t.spec.Resources, function: t.spec.Function, strategy: t.strategy, retriable: !strings.HasSuffix(k, notRetriableKey)}
+		q = &schedQueue{key: k, resources: t.spec.Resources, function: t.spec.Function, strategy: t.strategy, env: t.env, retriable: !strings.HasSuffix(k, notRetriableKey)}
 		s.queues[k] = q
 	}
 	t.queue = q
@@ -288,7 +297,7 @@ func (s *submitter) pushLocked(l *lease, t *pendingTask) {
 }
 
 func (s *submitter) requestLease(q *schedQueue) {
-	req := &protos.RequestWorkerLeaseRequest{JobId: s.cw.jobID.Bytes(), Resources: q.resources, Function: q.function, Strategy: q.strategy, Retriable: q.retriable}
+	req := &protos.RequestWorkerLeaseRequest{JobId: s.cw.jobID.Bytes(), Resources: q.resources, Function: q.function, Strategy: q.strategy, Retriable: q.retriable, RuntimeEnv: q.env}
 	if len(q.tasks) > 0 {
 		req.PreferredNodeId = argsNode(q.tasks[0].spec.GetArgs(), s.cw.node().id)
 	}
@@ -433,6 +442,8 @@ func (s *submitter) leaseFailed(q *schedQueue, err error) {
 			kind = protos.ErrorKind_ERROR_KIND_BINARY_MISMATCH
 		case "unschedulable":
 			kind = protos.ErrorKind_ERROR_KIND_UNSCHEDULABLE
+		case raylet.CodePlatformMismatch, raylet.CodeRuntimeEnvFailed:
+			kind = protos.ErrorKind_ERROR_KIND_RUNTIME_ENV
 		}
 	}
 	s.mu.Lock()

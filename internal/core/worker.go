@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/objstore"
@@ -56,6 +58,19 @@ func runWorker(log zerolog.Logger) error {
 	// has the registration, before its reply reaches us.
 	cw.setup(func(b *nodeBinding) { b.setNode(ids[raylet.EnvNodeID]) })
 	cw.gcsAddress = os.Getenv(raylet.EnvGCSAddress)
+	if enc := os.Getenv(raylet.EnvRuntimeEnv); enc != "" {
+		// The runtime env this worker runs with: its tasks' and actors'
+		// unless they set their own.
+		env := &protos.RuntimeEnv{}
+		data, err := base64.StdEncoding.DecodeString(enc)
+		if err == nil {
+			err = proto.Unmarshal(data, env)
+		}
+		if err != nil {
+			return fmt.Errorf("goray worker: %s: %w", raylet.EnvRuntimeEnv, err)
+		}
+		cw.ownEnv = env
+	}
 	cw.namespace = os.Getenv(raylet.EnvNamespace)
 	if cw.namespace == "" {
 		cw.namespace = "default"

@@ -37,9 +37,25 @@ type cached struct {
 	digest string
 }
 
+// errChanged: the file changed while it was hashed.
+var errChanged = errors.New("the file changed while it was read")
+
 // File returns the hex SHA-256 of the file at path, from the cache when
-// the file has not changed since it was last hashed.
+// the file has not changed since it was last hashed. A change while it is
+// read is retried: a hard link made meanwhile (a raylet caching the
+// binary) changes the file's ctime, not its content.
 func File(path string) (string, error) {
+	var err error
+	for range 3 {
+		var d string
+		if d, err = file(path); !errors.Is(err, errChanged) {
+			return d, err
+		}
+	}
+	return "", err
+}
+
+func file(path string) (string, error) {
 	// O_NONBLOCK: opening a FIFO named as a binary must not wait for a
 	// writer (it is then refused as not a regular file).
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
@@ -65,7 +81,7 @@ func File(path string) (string, error) {
 	// Hashing took a while: if the file changed meanwhile, the digest is
 	// of no one version, so it is not cached (and a Verify fails).
 	if v2, err := versionOf(f); err != nil || v2 != v {
-		return "", fmt.Errorf("digest %s: the file changed while it was read", path)
+		return "", fmt.Errorf("digest %s: %w", path, errChanged)
 	}
 	mu.Lock()
 	cache[path] = cached{v: v, digest: d}

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
 
+	"github.com/goray/goray/internal/nodecall"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 	"github.com/goray/goray/state"
@@ -26,57 +26,23 @@ func FetchMemoryReport(ctx context.Context, nodes []*protos.NodeInfo, log zerolo
 	return Fetch(ctx, nodes, log, a, nil, nil)
 }
 
-// memoryNodeTimeout bounds one node's answer when ctx has no deadline.
-const memoryNodeTimeout = 15 * time.Second
-
 // Fetch asks every alive node, in parallel; local, when set,
 // is a connection to the raylet of node localID.
 func Fetch(ctx context.Context, nodes []*protos.NodeInfo, log zerolog.Logger, a wire.Authenticator, localID []byte, local *wire.Conn) (*state.MemoryReport, error) {
-	var alive []*protos.NodeInfo
-	for _, n := range nodes {
-		if n.GetState() == protos.NodeInfo_ALIVE {
-			alive = append(alive, n)
+	answers := nodecall.Call(ctx, nodes, log, a, protos.Method_MEMORY_SUMMARY, &protos.MemorySummaryRequest{},
+		func() *protos.MemorySummaryReply { return &protos.MemorySummaryReply{} }, localID, local)
+	alive := make([]*protos.NodeInfo, len(answers))
+	replies := make([]*protos.MemorySummaryReply, len(answers))
+	errs := make([]error, len(answers))
+	for i, ans := range answers {
+		alive[i], errs[i] = ans.Node, ans.Err
+		if ans.Err == nil {
+			replies[i] = ans.Reply
+			if len(ans.Reply.GetNodeId()) == 0 {
+				ans.Reply.NodeId = ans.Node.GetNodeId()
+			}
 		}
 	}
-	replies := make([]*protos.MemorySummaryReply, len(alive))
-	errs := make([]error, len(alive))
-	var wg sync.WaitGroup
-	for i, n := range alive {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			ctx := ctx
-			if _, ok := ctx.Deadline(); !ok {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, memoryNodeTimeout)
-				defer cancel()
-			}
-			c := local
-			if c == nil || string(n.GetNodeId()) != string(localID) {
-				var err error
-				// Other nodes' raylets may be on other machines.
-				ep := n.GetRayletTcpEndpoint()
-				if ep == "" {
-					ep = n.GetRayletEndpoint()
-				}
-				if c, err = wire.Dial(ctx, ep, nil, wire.WithLogger(log), wire.WithAuthenticator(a)); err != nil {
-					errs[i] = err
-					return
-				}
-				defer c.Close()
-			}
-			var reply protos.MemorySummaryReply
-			if err := c.Call(ctx, protos.Method_MEMORY_SUMMARY, &protos.MemorySummaryRequest{}, &reply); err != nil {
-				errs[i] = err
-				return
-			}
-			if len(reply.GetNodeId()) == 0 {
-				reply.NodeId = n.GetNodeId()
-			}
-			replies[i] = &reply
-		}()
-	}
-	wg.Wait()
 
 	var got []*protos.MemorySummaryReply
 	var nodeErrs []state.NodeError
