@@ -133,7 +133,7 @@ func (p *Packages) Fetch(ctx context.Context, name string, w io.Writer) error {
 			return fmt.Errorf("%w: %s is not in %s (was it uploaded? its driver may have exited first): %w", ErrNotFound, name, BucketPackages, ctx.Err())
 		case <-time.After(wait):
 		}
-		wait = min(2*wait, 250*time.Millisecond)
+		wait = min(2*wait, 50*time.Millisecond)
 	}
 }
 

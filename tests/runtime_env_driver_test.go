@@ -43,12 +43,19 @@ func probeHere(ctx context.Context) (rtProbe, error) {
 	return p, nil
 }
 
+// probeNested runs a probe as a task of its own, from inside a task: it
+// inherits the runtime env of the worker it is submitted from.
+func probeNested(ctx context.Context) (rtProbe, error) {
+	return rtProbeTask.Options(sdk.Scheduling(sdk.NodeAffinity(sdk.GetRuntimeContext(ctx).NodeID, false))).Remote(ctx).Get(ctx)
+}
+
 type RTProbe struct{}
 
 func (RTProbe) Where(ctx context.Context) (rtProbe, error) { return probeHere(ctx) }
 
 var (
-	rtProbeTask  = sdk.Register0("tests.rtenv.Probe", probeHere)
+	rtProbeTask   = sdk.Register0("tests.rtenv.Probe", probeHere)
+	rtProbeNested = sdk.Register0("tests.rtenv.ProbeNested", probeNested)
 	rtProbeActor = sdk.RegisterActor0("tests.rtenv.ProbeActor", func(ctx context.Context) (*RTProbe, error) { return &RTProbe{}, nil })
 	rtProbeWhere = sdk.NewMethod0(rtProbeActor, "Where", (*RTProbe).Where)
 )
@@ -63,6 +70,8 @@ type rtReport struct {
 	WithEnv       []rtProbe // per node: a task with its own EnvVars
 	WithDir       []rtProbe // per node: a task with a WorkingDir
 	Actors        []rtProbe // per node: an actor
+	ActorsWithEnv []rtProbe // per node: an actor with its own EnvVars
+	Nested        []rtProbe // per node: a task submitted by a task with EnvVars and Files
 	Mismatch      string    // the error of a task on the node of another platform
 	MismatchIsEnv bool      // errors.Is(err, sdk.ErrRuntimeEnvSetup)
 }
@@ -107,31 +116,44 @@ func driveRuntimeEnv() error {
 	}
 	withEnv := sdk.RuntimeEnv(sdk.EnvVars{"RTENV_TASK": "task"})
 	withDir := sdk.RuntimeEnv(sdk.WorkingDir(os.Getenv("RTENV_DATA_DIR")))
+	nested := sdk.RuntimeEnv(sdk.EnvVars{"RTENV_TASK": "parent"}, sdk.Files(os.Getenv("RTENV_EXTRA_FILE")))
 	for _, n := range nodes {
+		// The task with a variable first: a worker it leaves idle must
+		// not serve the plain task after it.
 		for _, c := range []struct {
 			out  *[]rtProbe
+			fn   *sdk.Func0[rtProbe]
 			opts []sdk.TaskOption
 		}{
-			{&rep.Plain, []sdk.TaskOption{on(n)}},
-			{&rep.WithEnv, []sdk.TaskOption{on(n), withEnv}},
-			{&rep.WithDir, []sdk.TaskOption{on(n), withDir}},
+			{&rep.WithEnv, rtProbeTask, []sdk.TaskOption{on(n), withEnv}},
+			{&rep.Plain, rtProbeTask, []sdk.TaskOption{on(n)}},
+			{&rep.WithDir, rtProbeTask, []sdk.TaskOption{on(n), withDir}},
+			{&rep.Nested, rtProbeNested, []sdk.TaskOption{on(n), nested}},
 		} {
-			p, err := rtProbeTask.Options(c.opts...).Remote(ctx).Get(ctx)
+			p, err := c.fn.Options(c.opts...).Remote(ctx).Get(ctx)
 			if err != nil {
 				return fmt.Errorf("task on node %s: %w", n[:8], err)
 			}
 			*c.out = append(*c.out, p)
 		}
-		a, err := rtProbeActor.Options(on(n)).Remote(ctx)
-		if err != nil {
-			return fmt.Errorf("actor on node %s: %w", n[:8], err)
+		for _, c := range []struct {
+			out  *[]rtProbe
+			opts []sdk.ActorOption
+		}{
+			{&rep.Actors, []sdk.ActorOption{on(n)}},
+			{&rep.ActorsWithEnv, []sdk.ActorOption{on(n), sdk.RuntimeEnv(sdk.EnvVars{"RTENV_TASK": "actor"})}},
+		} {
+			a, err := rtProbeActor.Options(c.opts...).Remote(ctx)
+			if err != nil {
+				return fmt.Errorf("actor on node %s: %w", n[:8], err)
+			}
+			p, err := rtProbeWhere.Remote(ctx, a).Get(ctx)
+			if err != nil {
+				return fmt.Errorf("actor on node %s: %w", n[:8], err)
+			}
+			*c.out = append(*c.out, p)
+			_ = sdk.Kill(ctx, a, true)
 		}
-		p, err := rtProbeWhere.Remote(ctx, a).Get(ctx)
-		if err != nil {
-			return fmt.Errorf("actor on node %s: %w", n[:8], err)
-		}
-		rep.Actors = append(rep.Actors, p)
-		sdk.Kill(ctx, a, true)
 	}
 	if other := os.Getenv("RTENV_OTHER_NODE"); other != "" {
 		_, err := rtProbeTask.Options(on(other)).Remote(ctx).Get(ctx)

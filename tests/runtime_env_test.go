@@ -44,6 +44,8 @@ func TestRuntimeEnvShipsTheBinary(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "app")
 	mustWrite(t, filepath.Join(data, "data.txt"), "shipped data\n")
 	mustWrite(t, filepath.Join(data, ".git", "HEAD"), "ref: refs/heads/main\n")
+	extra := filepath.Join(t.TempDir(), "data.txt")
+	mustWrite(t, extra, "extra file\n")
 
 	// A copy of this binary with bytes appended: a program no node and no
 	// earlier job of this cluster has (the test process, a driver too,
@@ -64,6 +66,7 @@ func TestRuntimeEnvShipsTheBinary(t *testing.T) {
 		"RTENV_TOKEN_FILE="+tokenFile(c.head.dir),
 		"RTENV_NODES="+strings.Join(nodes, ","),
 		"RTENV_DATA_DIR="+data,
+		"RTENV_EXTRA_FILE="+extra,
 		"RTENV_OTHER_NODE="+other.id,
 	)
 	rep1, log1 := runRuntimeEnvDriver(t, bin1, env)
@@ -118,6 +121,12 @@ func TestRuntimeEnvShipsTheBinary(t *testing.T) {
 			t.Errorf("node %s caches binary %s as %v, want once, %s\n%s", n[:8], digest[:12], got, want, out)
 		}
 	}
+	// The table, as an operator reads it.
+	table, err := runGoray(c.bin, c.env, "list", "runtime-envs", "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir))
+	if err != nil || !strings.Contains(table, "NODE") || !strings.Contains(table, digest[:12]) || !strings.Contains(table, "fetched") {
+		t.Errorf("goray list runtime-envs: %v\n%s", err, table)
+	}
+	t.Logf("goray list runtime-envs:\n%s", table)
 	for _, r := range rows {
 		if r.NodeID == other.id && r.Digest == digest {
 			t.Errorf("the node of another platform cached the binary: %+v", r)
@@ -131,7 +140,8 @@ func checkRuntimeEnvReport(t *testing.T, rep rtReport, nodes []string, bin strin
 		for _, c := range []struct {
 			what string
 			ps   []rtProbe
-		}{{"task", rep.Plain}, {"task with EnvVars", rep.WithEnv}, {"task with WorkingDir", rep.WithDir}, {"actor", rep.Actors}} {
+		}{{"task", rep.Plain}, {"task with EnvVars", rep.WithEnv}, {"task with WorkingDir", rep.WithDir}, {"actor", rep.Actors},
+			{"actor with EnvVars", rep.ActorsWithEnv}, {"task submitted by a task with EnvVars and Files", rep.Nested}} {
 			if len(c.ps) != len(nodes) {
 				t.Fatalf("%s: %d results, want %d", c.what, len(c.ps), len(nodes))
 			}
@@ -148,6 +158,13 @@ func checkRuntimeEnvReport(t *testing.T, rep rtReport, nodes []string, bin strin
 		}
 		if got := rep.WithEnv[i].Task; got != "task" {
 			t.Errorf("task with EnvVars on node %s: RTENV_TASK=%q, want %q", n[:8], got, "task")
+		}
+		if got := rep.ActorsWithEnv[i].Task; got != "actor" {
+			t.Errorf("actor with EnvVars on node %s: RTENV_TASK=%q, want %q", n[:8], got, "actor")
+		}
+		// A task's children inherit its runtime env, Files included.
+		if got := rep.Nested[i]; got.Task != "parent" || got.Data != "extra file\n" {
+			t.Errorf("task submitted by a task with a runtime env on node %s: RTENV_TASK=%q, data.txt %q; want the parent's", n[:8], got.Task, got.Data)
 		}
 		for _, p := range []rtProbe{rep.Plain[i], rep.WithDir[i], rep.Actors[i]} {
 			if p.Task != "" {

@@ -90,6 +90,8 @@ func main() {
 	initChild := flag.Bool("init-child", false, "internal: measure sdk.Init to the first task result in this fresh process and exit")
 	spillChild := flag.String("spill-child", "", "internal: run the spill benchmark with a cluster of its own in this session directory and exit")
 	crossNodeChild := flag.String("cross-node-child", "", "internal: run the cross-node transfer benchmark with a two-node cluster of its own in this directory and exit")
+	shipChild := flag.String("ship-child", "", "internal: run the binary shipping benchmark with a two-node cluster of its own in this directory and exit")
+	shipDriver := flag.String("ship-driver", "", "internal: join the cluster at this address, run a task on the node given as the first argument, print the seconds taken and exit")
 	nodeChild := flag.String("node-child", "", "internal: join the cluster at this address as a node (session directory: the first argument) until stdin closes")
 	flag.Parse()
 	cfg.storeMemory = *storeMem
@@ -105,6 +107,12 @@ func main() {
 	}
 	if *crossNodeChild != "" {
 		os.Exit(runCrossNodeChild(*crossNodeChild))
+	}
+	if *shipChild != "" {
+		os.Exit(runShipChild(*shipChild))
+	}
+	if *shipDriver != "" {
+		os.Exit(runShipDriverChild(*shipDriver, flag.Arg(0)))
 	}
 	if *nodeChild != "" {
 		os.Exit(runNodeChild(*nodeChild, flag.Arg(0)))
@@ -178,6 +186,7 @@ func benchmarks() []benchmark {
 		{names: []string{"spill_GB_per_s", "restore_GB_per_s", "file_write_GB_per_s", "file_read_GB_per_s", "spill_vs_file_write", "restore_vs_file_read", "spill_end_to_end_GB_per_s", "restore_end_to_end_GB_per_s"}, beforeInit: true, run: benchSpill},
 		{names: []string{"raw_tcp_loopback_GB_per_s", "object_transfer_GB_per_s", "object_transfer_vs_raw_tcp", "object_transfer_tls_GB_per_s", "object_transfer_tls_vs_plain"}, beforeInit: true, run: benchTransfer},
 		{names: []string{"object_transfer_cross_node_GB_per_s", "remote_tasks_sync_per_s", "remote_tasks_async_per_s"}, beforeInit: true, run: benchCrossNode},
+		{names: []string{"ship_binary_40MB_first_remote_task_s", "first_remote_task_cached_binary_s"}, beforeInit: true, run: benchShipBinary},
 		{names: []string{"object_transfer_cross_node_tls_GB_per_s", "remote_tasks_sync_tls_per_s", "remote_tasks_async_tls_per_s"}, beforeInit: true, run: benchCrossNodeTLS},
 		{names: []string{"single_client_get_gigabytes", "get_1GB_object_latency_s", "get_1MB_object_latency_s", "get_view_1GB_object_latency_s", "get_view_1GB_object_latency_s_from_worker"}, run: benchGetGigabytes},
 		{names: []string{"multi_client_put_gigabytes"}, run: benchMultiClientPutGigabytes},
