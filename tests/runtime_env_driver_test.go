@@ -56,8 +56,8 @@ func (RTProbe) Where(ctx context.Context) (rtProbe, error) { return probeHere(ct
 var (
 	rtProbeTask   = sdk.Register0("tests.rtenv.Probe", probeHere)
 	rtProbeNested = sdk.Register0("tests.rtenv.ProbeNested", probeNested)
-	rtProbeActor = sdk.RegisterActor0("tests.rtenv.ProbeActor", func(ctx context.Context) (*RTProbe, error) { return &RTProbe{}, nil })
-	rtProbeWhere = sdk.NewMethod0(rtProbeActor, "Where", (*RTProbe).Where)
+	rtProbeActor  = sdk.RegisterActor0("tests.rtenv.ProbeActor", func(ctx context.Context) (*RTProbe, error) { return &RTProbe{}, nil })
+	rtProbeWhere  = sdk.NewMethod0(rtProbeActor, "Where", (*RTProbe).Where)
 )
 
 // rtReport is the driver's report to the test, one JSON line.
