@@ -16,6 +16,8 @@ type jobManager struct {
 	peers
 	env  *managerEnv
 	jobs map[protos.JobID]*protos.JobInfo
+	// packages cleans the packages store as jobs end.
+	packages *packagesCleaner
 }
 
 func newJobManager(env *managerEnv) actor.Producer {
@@ -27,6 +29,10 @@ func (m *jobManager) Receive(ctx actor.Context) {
 	case *actor.Started:
 		m.peers.started(ctx)
 		m.load()
+		if m.env.js != nil && m.env.packagesCap > 0 {
+			m.packages = &packagesCleaner{env: m.env, capBytes: m.env.packagesCap}
+			m.packages.clean(m.live())
+		}
 	case readyRequest:
 		m.respondReady(ctx)
 	case *protos.RegisterJobRequest:
@@ -109,7 +115,19 @@ func (m *jobManager) finish(rawID []byte) *protos.GcsError {
 	m.env.log.Info().Str("job", id.Short()).Msg("job finished")
 	m.env.publish(SubjectJobEvents, job)
 	m.tell(jobChanged{job: id, finished: true})
+	m.packages.clean(m.live())
 	return nil
+}
+
+// live lists the jobs not finished.
+func (m *jobManager) live() []*protos.JobInfo {
+	var out []*protos.JobInfo
+	for _, j := range m.jobs {
+		if !j.GetFinished() {
+			out = append(out, j)
+		}
+	}
+	return out
 }
 
 func (m *jobManager) list() ([]*protos.JobInfo, *protos.GcsError) {

@@ -24,6 +24,8 @@ type managerEnv struct {
 	// wireAuth authenticates the GCS's wire connections to raylets and
 	// workers.
 	wireAuth wire.Authenticator
+	// packagesCap is the packages store's cap (Options.PackagesMaxBytes).
+	packagesCap int64
 }
 
 // bucketState is embedded by managers: it opens their bucket on Started

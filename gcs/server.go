@@ -202,7 +202,11 @@ func (s *Server) startLocked() error {
 	}
 
 	s.system = actors.NewSystem(s.log)
-	env := &managerEnv{nc: s.nc, js: js, log: s.log, replicas: s.opts.Replicas, wireAuth: creds.Handshaker(auth.LabelWire)}
+	packagesCap := s.opts.PackagesMaxBytes
+	if packagesCap <= 0 {
+		packagesCap = DefaultPackagesMaxBytes
+	}
+	env := &managerEnv{nc: s.nc, js: js, log: s.log, replicas: s.opts.Replicas, wireAuth: creds.Handshaker(auth.LabelWire), packagesCap: packagesCap}
 	s.supervisor, err = s.system.Root.SpawnNamed(supervisorProps(env, s.opts.NodeTimeout, s.opts.placer), "gcs")
 	if err != nil {
 		return fmt.Errorf("%w: spawn supervisor: %w", ErrInternal, err)

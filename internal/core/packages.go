@@ -92,7 +92,12 @@ func (cw *Worker) packAndUpload(ctx context.Context, spec runtimeenv.PackSpec) (
 	if err != nil {
 		return nil, fmt.Errorf("runtime env: %w", err)
 	}
-	if !has {
+	if has {
+		// In use again: the GCS's cleaning must not take it now.
+		if err := store.Touch(ctx, name); err != nil {
+			return nil, fmt.Errorf("runtime env: %w", err)
+		}
+	} else {
 		f, err := os.Open(p.Path)
 		if err != nil {
 			return nil, fmt.Errorf("runtime env: %w", err)
@@ -239,6 +244,8 @@ func (u *binaryUploads) upload() error {
 		}
 		plat := b.info.GetGoos() + "/" + b.info.GetGoarch()
 		if has {
+			// The job's record names it, which keeps it from the GCS's
+			// cleaning while the job runs.
 			u.log.Info().Str("digest", b.info.GetDigest()[:12]).Str("platform", plat).Msg("goray: job binary already in the cluster's package store")
 			continue
 		}
