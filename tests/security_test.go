@@ -115,6 +115,26 @@ func TestSecurityNATS(t *testing.T) {
 	if out, err = ops("sub", "goray.node.*.report", "--count", "1"); err != nil || !strings.Contains(out, "Received on") {
 		t.Fatalf("ops sub: %v\n%s", err, out)
 	}
+	// The runtime env packages: this driver's binary, uploaded as it
+	// started.
+	var binary string
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		out, err := ops("obj", "ls", "goray_packages")
+		if err != nil {
+			return errorf("ops obj ls goray_packages: %v\n%s", err, out)
+		}
+		for _, f := range strings.Fields(out) {
+			if strings.HasPrefix(f, "bin/") {
+				binary = f
+				return nil
+			}
+		}
+		return errorf("no binary in goray_packages yet:\n%s", out)
+	})
+	junk := filepath.Join(t.TempDir(), "junk")
+	if err := os.WriteFile(junk, []byte("not a binary"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	// Writing does not.
 	for _, args := range [][]string{
@@ -125,6 +145,8 @@ func TestSecurityNATS(t *testing.T) {
 		{"pub", "goray.events.node", ""},
 		{"req", "goray.gcs.cluster.shutdown", ""},
 		{"req", "goray.gcs.kv.put", ""},
+		{"obj", "put", "goray_packages", junk, "--name", binary, "--force"},
+		{"obj", "del", "goray_packages", binary, "--force"},
 	} {
 		out, _ := ops(args...)
 		if !strings.Contains(out, "Permissions Violation") {
