@@ -94,7 +94,6 @@ func runCrossNodeChild(dir string) int {
 }
 
 func crossNode(ctx context.Context, dir string) ([]result, error) {
-	logger := zerolog.New(os.Stderr).Level(zerolog.WarnLevel)
 	creds, err := benchCredentials(true)
 	if err != nil {
 		return nil, err
@@ -103,43 +102,12 @@ func crossNode(ctx context.Context, dir string) ([]result, error) {
 	if creds.TLS() != nil {
 		suffix = "_tls"
 	}
-	head, err := cluster.StartHead(ctx, cluster.Config{SessionDir: filepath.Join(dir, "head"), Resources: map[string]float64{"CPU": 0},
-		ObjectStoreMemory: crossNodeStore, Logger: logger, Credentials: creds})
+	head, nodeID, stop, err := startTwoNodes(ctx, dir, creds, crossNodeStore)
 	if err != nil {
-		return nil, fmt.Errorf("start head: %w", err)
+		return nil, err
 	}
-	defer head.Shutdown()
+	defer stop()
 	tokenFile := cluster.TokenFile(head.SessionDir())
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	node := exec.Command(exe, "-node-child", head.Address(), filepath.Join(dir, "node"))
-	node.Env = append(os.Environ(), auth.EnvTokenFile+"="+tokenFile)
-	node.Stderr = os.Stderr
-	stdin, err := node.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := node.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := node.Start(); err != nil {
-		return nil, err
-	}
-	defer func() {
-		stdin.Close() // the node leaves the cluster and exits
-		_ = node.Wait()
-	}()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		return nil, fmt.Errorf("node child: %w", err)
-	}
-	nodeID, err := protos.UniqueIDFromHex(strings.TrimSpace(line))
-	if err != nil {
-		return nil, fmt.Errorf("node child said %q: %w", line, err)
-	}
 	if err := sdk.Init(ctx, sdk.Address(head.Address()), sdk.LogWriter(os.Stderr), sdk.AuthTokenFile(tokenFile)); err != nil {
 		return nil, err
 	}
@@ -171,6 +139,55 @@ func crossNode(ctx context.Context, dir string) ([]result, error) {
 	}
 	slices.Sort(rates)
 	return append(tasks, result{Name: "object_transfer_cross_node" + suffix + "_GB_per_s", Value: rates[len(rates)/2], Unit: "GB_per_s"}), nil
+}
+
+// startTwoNodes starts a head in this process (no CPUs, store bytes of
+// object store) and a second node in a child process (this binary, with
+// -node-child), and returns the second node's id. stop ends both.
+func startTwoNodes(ctx context.Context, dir string, creds *auth.Credentials, store uint64) (*cluster.Head, protos.NodeID, func(), error) {
+	head, err := cluster.StartHead(ctx, cluster.Config{SessionDir: filepath.Join(dir, "head"), Resources: map[string]float64{"CPU": 0},
+		ObjectStoreMemory: store, Logger: zerolog.New(os.Stderr).Level(zerolog.WarnLevel), Credentials: creds})
+	if err != nil {
+		return nil, protos.NodeID{}, nil, fmt.Errorf("start head: %w", err)
+	}
+	fail := func(err error) (*cluster.Head, protos.NodeID, func(), error) {
+		head.Shutdown()
+		return nil, protos.NodeID{}, nil, err
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fail(err)
+	}
+	node := exec.Command(exe, "-node-child", head.Address(), filepath.Join(dir, "node"))
+	node.Env = append(os.Environ(), auth.EnvTokenFile+"="+cluster.TokenFile(head.SessionDir()))
+	node.Stderr = os.Stderr
+	stdin, err := node.StdinPipe()
+	if err != nil {
+		return fail(err)
+	}
+	stdout, err := node.StdoutPipe()
+	if err != nil {
+		return fail(err)
+	}
+	if err := node.Start(); err != nil {
+		return fail(err)
+	}
+	stop := func() {
+		stdin.Close() // the node leaves the cluster and exits
+		_ = node.Wait()
+		head.Shutdown()
+	}
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		stop()
+		return nil, protos.NodeID{}, nil, fmt.Errorf("node child: %w", err)
+	}
+	nodeID, err := protos.UniqueIDFromHex(strings.TrimSpace(line))
+	if err != nil {
+		stop()
+		return nil, protos.NodeID{}, nil, fmt.Errorf("node child said %q: %w", line, err)
+	}
+	return head, nodeID, stop, nil
 }
 
 // remoteTasks measures no-op tasks on the other node: one at a time, then

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -15,8 +14,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/rs/zerolog"
 
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/cluster"
@@ -69,40 +66,16 @@ func shipBinary(ctx context.Context, dir string) ([]result, error) {
 	if err != nil {
 		return nil, err
 	}
-	head, err := cluster.StartHead(ctx, cluster.Config{SessionDir: filepath.Join(dir, "head"), Resources: map[string]float64{"CPU": 0},
-		ObjectStoreMemory: 256 << 20, Logger: zerolog.New(os.Stderr).Level(zerolog.WarnLevel), Credentials: creds})
+	head, nodeID, stop, err := startTwoNodes(ctx, dir, creds, 256<<20)
 	if err != nil {
-		return nil, fmt.Errorf("start head: %w", err)
+		return nil, err
 	}
-	defer head.Shutdown()
+	defer stop()
 	tokenFile := cluster.TokenFile(head.SessionDir())
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	node := exec.Command(exe, "-node-child", head.Address(), filepath.Join(dir, "node"))
-	node.Env = append(os.Environ(), auth.EnvTokenFile+"="+tokenFile)
-	node.Stderr = os.Stderr
-	stdin, err := node.StdinPipe()
-	if err != nil {
-		return nil, err
-	}
-	stdout, err := node.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := node.Start(); err != nil {
-		return nil, err
-	}
-	defer func() {
-		stdin.Close()
-		_ = node.Wait()
-	}()
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		return nil, fmt.Errorf("node child: %w", err)
-	}
-	nodeID := strings.TrimSpace(line)
 	var first, cached []float64
 	for i := range shipRounds {
 		bin := filepath.Join(dir, fmt.Sprintf("driver-%d", i))
@@ -110,7 +83,7 @@ func shipBinary(ctx context.Context, dir string) ([]result, error) {
 			return nil, err
 		}
 		for _, out := range []*[]float64{&first, &cached} {
-			s, err := runShipDriver(ctx, bin, head.Address(), tokenFile, nodeID)
+			s, err := runShipDriver(ctx, bin, head.Address(), tokenFile, nodeID.String())
 			if err != nil {
 				return nil, err
 			}
