@@ -78,16 +78,20 @@ func benchCrossNodeTLS(ctx context.Context, h *harness) ([]result, error) {
 }
 
 // runCrossNodeChild is the driver and head of the cross-node benchmark.
-func runCrossNodeChild(dir string) int {
+func runCrossNodeChild(dir string) int { return childMain("cross-node child", dir, crossNode) }
+
+// childMain runs a benchmark child's work with a deadline and prints its
+// results, one JSON object per line, for runChild.
+func childMain(what, dir string, work func(ctx context.Context, dir string) ([]result, error)) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	rs, err := crossNode(ctx, dir)
+	rs, err := work(ctx, dir)
 	for _, r := range rs {
 		b, _ := json.Marshal(r)
 		fmt.Printf("%s\n", b)
 	}
 	if err != nil {
-		log.Printf("cross-node child: %v", err)
+		log.Printf("%s: %v", what, err)
 		return 1
 	}
 	return 0

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -46,20 +45,7 @@ func benchShipBinary(ctx context.Context, h *harness) ([]result, error) {
 }
 
 // runShipChild is the head of the shipping benchmark.
-func runShipChild(dir string) int {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	rs, err := shipBinary(ctx, dir)
-	for _, r := range rs {
-		b, _ := json.Marshal(r)
-		fmt.Printf("%s\n", b)
-	}
-	if err != nil {
-		log.Printf("ship child: %v", err)
-		return 1
-	}
-	return 0
-}
+func runShipChild(dir string) int { return childMain("ship child", dir, shipBinary) }
 
 func shipBinary(ctx context.Context, dir string) ([]result, error) {
 	creds, err := benchCredentials(true)
