@@ -344,6 +344,9 @@ func checkActorOptions(prefix string, o *protos.ActorOptions) error {
 	if err := checkStrategy(fieldPath(prefix, "strategy"), o.GetStrategy()); err != nil {
 		return err
 	}
+	if err := runtimeenv.CheckRuntimeEnv(o.GetRuntimeEnv()); err != nil {
+		return invalidf(fieldPath(prefix, "runtime_env"), "%v", err)
+	}
 	return checkConcurrencyGroups(prefix, "concurrency_groups", o.GetConcurrencyGroups())
 }
 

@@ -114,6 +114,16 @@ func TestCheckJobsAndFunctions(t *testing.T) {
 		{"env with NUL", with(func(j *protos.JobInfo) { j.Env = []string{"A=\x00"} }), "job.env: entry 0 contains a NUL byte"},
 		{"long env entry", with(func(j *protos.JobInfo) { j.Env = []string{"A=" + strings.Repeat("v", maxEnvEntryBytes)} }), "job.env: entry 0 has"},
 		{"too many env entries", with(func(j *protos.JobInfo) { j.Env = make([]string, maxEnvEntries+1) }), "job.env: 16385 entries"},
+		{"runtime env", with(func(j *protos.JobInfo) {
+			j.RuntimeEnv = &protos.RuntimeEnv{EnvVars: []string{"A=1"}, PackageDigest: strings.Repeat("b", 64)}
+			j.Binaries = []*protos.JobBinary{{Goos: "linux", Goarch: "amd64", Digest: strings.Repeat("a", 64)}}
+		}), ""},
+		{"runtime env var without =", with(func(j *protos.JobInfo) { j.RuntimeEnv = &protos.RuntimeEnv{EnvVars: []string{"A"}} }), "job.runtime_env: env_vars"},
+		{"package digest not hex", with(func(j *protos.JobInfo) { j.RuntimeEnv = &protos.RuntimeEnv{PackageDigest: "../../etc"} }), "job.runtime_env: package_digest"},
+		{"binary digest not hex", with(func(j *protos.JobInfo) { j.Binaries = []*protos.JobBinary{{Goos: "linux", Goarch: "amd64", Digest: "x"}} }), "job.binaries"},
+		{"binary platform", with(func(j *protos.JobInfo) {
+			j.Binaries = []*protos.JobBinary{{Goos: "linux/../", Goarch: "amd64", Digest: strings.Repeat("a", 64)}}
+		}), "job.binaries: binaries: platform"},
 	})
 	runChecks(t, checkFinishJob, []checkCase[*protos.FinishJobRequest]{
 		{"valid", &protos.FinishJobRequest{JobId: protos.NewUniqueID().Bytes()}, ""},
