@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/core"
 	"github.com/goray/goray/protos"
@@ -115,6 +116,9 @@ func TestSecurityOversizedFrame(t *testing.T) {
 	}
 	_, addr, _ := strings.Cut(st.Nodes[0].GetRayletTcpEndpoint(), ":")
 	pid := c.head.cmd.Process.Pid
+	// This driver uploads its binary to the head's JetStream as it
+	// starts: that growth is not the frames'.
+	waitBinaryUploaded(t, ctx, st)
 	before := rssBytes(t, pid)
 	const conns = 16
 	for range conns {
@@ -146,6 +150,27 @@ func TestSecurityOversizedFrame(t *testing.T) {
 	}
 }
 
+// waitBinaryUploaded waits until the packages store holds the binary of
+// the job in st.
+func waitBinaryUploaded(t *testing.T, ctx context.Context, st *core.Status) {
+	t.Helper()
+	gc, err := core.Current().GCS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := gc.Packages(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := gcs.BinaryObject(st.Jobs[len(st.Jobs)-1].GetBinaryDigest())
+	checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		if has, err := store.Has(ctx, name); err != nil || !has {
+			return fmt.Errorf("%s is not stored yet (%v)", name, err)
+		}
+		return nil
+	})
+}
+
 // TestSecurityJobEnv: the job's record keeps the variables the driver
 // named and goray's settings, not the driver's environment; its workers
 // get the named ones.
@@ -160,7 +185,7 @@ func TestSecurityJobEnv(t *testing.T) {
 	if err != nil || len(st.Jobs) != 1 {
 		t.Fatalf("jobs: %v %v", st, err)
 	}
-	env := st.Jobs[0].GetEnv()
+	env := append(st.Jobs[0].GetEnv(), st.Jobs[0].GetRuntimeEnv().GetEnvVars()...)
 	allowed := map[string]bool{"MODEL_DIR": true, "GORAY_GCS_ADDRESS": true, "GORAY_NAMESPACE": true, "GORAY_LOG_LEVEL": true}
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
