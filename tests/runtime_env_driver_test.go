@@ -89,8 +89,13 @@ func driveRuntimeEnv() error {
 	defer cancel()
 	nodes := strings.Split(os.Getenv("RTENV_NODES"), ",")
 	start := time.Now()
+	parts := []sdk.RuntimeEnvPart{sdk.EnvVars{"RTENV_JOB": "job"}}
+	build := os.Getenv("RTENV_OTHER_BUILD")
+	if build != "" {
+		parts = append(parts, sdk.Binaries(build))
+	}
 	if err := sdk.Init(ctx, sdk.Address(os.Getenv("RTENV_ADDRESS")), sdk.AuthTokenFile(os.Getenv("RTENV_TOKEN_FILE")), sdk.LogToDriver(false),
-		sdk.RuntimeEnv(sdk.EnvVars{"RTENV_JOB": "job"})); err != nil {
+		sdk.RuntimeEnv(parts...)); err != nil {
 		return err
 	}
 	defer sdk.Shutdown()
@@ -101,6 +106,15 @@ func driveRuntimeEnv() error {
 			panic(err)
 		}
 		return sdk.Scheduling(sdk.NodeAffinity(id, false))
+	}
+	if build != "" {
+		// Only the node of the other platform, which runs that build.
+		_, err := rtProbeTask.Options(on(os.Getenv("RTENV_OTHER_NODE"))).Remote(ctx).Get(ctx)
+		if err == nil {
+			return errors.New("a task ran the other platform's build")
+		}
+		rep.Mismatch, rep.MismatchIsEnv = err.Error(), errors.Is(err, sdk.ErrRuntimeEnvSetup)
+		return json.NewEncoder(os.Stdout).Encode(rep)
 	}
 	// The first task on a node that never had the binary.
 	first, err := rtProbeTask.Options(on(nodes[len(nodes)-1])).Remote(ctx).Get(ctx)

@@ -4,12 +4,15 @@ import (
 	"bufio"
 	"crypto/rand"
 	"crypto/sha256"
+	"debug/elf"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -69,7 +72,7 @@ func TestRuntimeEnvShipsTheBinary(t *testing.T) {
 		"RTENV_EXTRA_FILE="+extra,
 		"RTENV_OTHER_NODE="+other.id,
 	)
-	rep1, log1 := runRuntimeEnvDriver(t, bin1, env)
+	rep1, log1 := runRuntimeEnvDriver(t, bin1, env, true)
 	t.Logf("job 1: Init to the first task's result on a node without the binary: %.0f ms", rep1.FirstRemoteMs)
 	if !strings.Contains(log1, "job binary uploaded") {
 		t.Errorf("job 1 did not say it uploaded its binary:\n%s", log1)
@@ -80,7 +83,7 @@ func TestRuntimeEnvShipsTheBinary(t *testing.T) {
 	// to upload, every node has it cached.
 	bin2 := filepath.Join(t.TempDir(), "driver-again")
 	copyWithSuffix(t, self, bin2, suffix)
-	rep2, log2 := runRuntimeEnvDriver(t, bin2, env)
+	rep2, log2 := runRuntimeEnvDriver(t, bin2, env, true)
 	t.Logf("job 2: Init to the first task's result on a node that cached the binary: %.0f ms", rep2.FirstRemoteMs)
 	if strings.Contains(log2, "job binary uploaded") || !strings.Contains(log2, "job binary already in the cluster") {
 		t.Errorf("job 2 uploaded the binary job 1 had uploaded:\n%s", log2)
@@ -131,6 +134,23 @@ func TestRuntimeEnvShipsTheBinary(t *testing.T) {
 		if r.NodeID == other.id && r.Digest == digest {
 			t.Errorf("the node of another platform cached the binary: %+v", r)
 		}
+	}
+
+	// A third job gives a build for the other platform (a copy of this
+	// binary marked riscv64 in its ELF header, which this machine cannot
+	// run): the node of that platform fetches that build and tries it.
+	riscv := filepath.Join(t.TempDir(), "driver-riscv64")
+	riscvDigest := copyWithSuffix(t, self, riscv, suffix, func(b []byte) { binary.LittleEndian.PutUint16(b[18:], uint16(elf.EM_RISCV)) })
+	bin3 := filepath.Join(t.TempDir(), "driver-3")
+	copyWithSuffix(t, self, bin3, suffix)
+	rep3, log3 := runRuntimeEnvDriver(t, bin3, append(slices.Clip(env), "RTENV_OTHER_BUILD="+riscv), false)
+	if rep3.MismatchIsEnv || strings.Contains(rep3.Mismatch, "has binaries for") || !strings.Contains(rep3.Mismatch, "exec format error") {
+		t.Errorf("a task on the riscv64 node with a riscv64 build: %q; want that build started (and refused by this machine's kernel)\n%s", rep3.Mismatch, log3)
+	}
+	t.Logf("a task on the riscv64 node with a riscv64 build: %s", rep3.Mismatch)
+	out, err = runGoray(c.bin, c.env, "list", "runtime-envs", "--json", "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir))
+	if err != nil || !strings.Contains(out, riscvDigest) || !strings.Contains(out, "linux/riscv64") {
+		t.Errorf("the riscv64 build is not in the riscv64 node's cache: %v\n%s", err, out)
 	}
 }
 
@@ -184,8 +204,9 @@ func checkRuntimeEnvReport(t *testing.T, rep rtReport, nodes []string, bin strin
 }
 
 // runRuntimeEnvDriver runs the driver from bin, deletes bin once the job
-// started, and returns its report and its log.
-func runRuntimeEnvDriver(t *testing.T, bin string, env []string) (rtReport, string) {
+// started (if the driver gets that far: waitStart), and returns its report
+// and its log.
+func runRuntimeEnvDriver(t *testing.T, bin string, env []string, waitStart bool) (rtReport, string) {
 	t.Helper()
 	cmd := exec.Command(bin)
 	cmd.Env = env
@@ -226,7 +247,7 @@ func runRuntimeEnvDriver(t *testing.T, bin string, env []string) (rtReport, stri
 		}
 	}
 	err = cmd.Wait()
-	if !started || !reported || err != nil {
+	if started != waitStart || !reported || err != nil {
 		t.Fatalf("driver (started %v, reported %v): %v\n%s", started, reported, err, log())
 	}
 	return rep, log()
@@ -234,13 +255,16 @@ func runRuntimeEnvDriver(t *testing.T, bin string, env []string) (rtReport, stri
 
 // copyWithSuffix copies src to dst (executable) with suffix appended and
 // returns the copy's SHA-256.
-func copyWithSuffix(t *testing.T, src, dst string, suffix []byte) string {
+func copyWithSuffix(t *testing.T, src, dst string, suffix []byte, edits ...func([]byte)) string {
 	t.Helper()
 	b, err := os.ReadFile(src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	b = append(b, suffix...)
+	for _, e := range edits {
+		e(b)
+	}
 	if err := os.WriteFile(dst, b, 0o755); err != nil {
 		t.Fatal(err)
 	}
