@@ -19,6 +19,25 @@ import (
 // meta leader.
 func startNATSCluster(t *testing.T, n int) ([]*server.Server, []string) {
 	t.Helper()
+	// The route ports are picked free and then given to the servers, so
+	// another process may take one in between (ephemeral ports of the
+	// suite's other connections): then a server does not come up, and
+	// the cluster is started again on other ports.
+	for attempt := 1; ; attempt++ {
+		servers, urls, err := tryNATSCluster(t, n)
+		if err == nil {
+			waitJetStream(t, urls)
+			return servers, urls
+		}
+		if attempt == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("NATS cluster, attempt %d: %v; again on other ports", attempt, err)
+	}
+}
+
+func tryNATSCluster(t *testing.T, n int) ([]*server.Server, []string, error) {
+	t.Helper()
 	ports := make([]int, n)
 	for i := range ports {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -58,15 +77,17 @@ func startNATSCluster(t *testing.T, n int) ([]*server.Server, []string) {
 			t.Fatal(err)
 		}
 		go s.Start()
-		t.Cleanup(s.Shutdown)
-		if !s.ReadyForConnections(10 * time.Second) {
-			t.Fatalf("nats-server %d not ready", i+1)
-		}
 		servers = append(servers, s)
+		if !s.ReadyForConnections(10 * time.Second) {
+			for _, s := range servers {
+				s.Shutdown()
+			}
+			return nil, nil, fmt.Errorf("nats-server %d not ready", i+1)
+		}
+		t.Cleanup(s.Shutdown)
 		urls = append(urls, s.ClientURL())
 	}
-	waitJetStream(t, urls)
-	return servers, urls
+	return servers, urls, nil
 }
 
 // waitJetStream waits until the NATS servers at urls serve JetStream (a
