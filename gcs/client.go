@@ -31,9 +31,16 @@ type Client struct {
 
 	// reconnected holds what runs after the NATS connection comes back
 	// (OnReconnect).
-	// packages is the runtime env object store, opened on first use.
+	// dropped is closed (and replaced) each time the connection drops: a
+	// read-only request in flight then is sent again (see request).
+	droppedMu sync.Mutex
+	dropped   chan struct{}
+
+	// packages is the runtime env object store, opened on first use on a
+	// connection of its own (packagesNC).
 	packagesMu sync.Mutex
 	packages   *Packages
+	packagesNC *nats.Conn
 
 	reconnectMu sync.Mutex
 	reconnected map[uint64]func()
@@ -152,10 +159,16 @@ func Dial(ctx context.Context, url string, logger zerolog.Logger, extra ...nats.
 		if r.err != nil {
 			return nil, fmt.Errorf("%w: dial %s: %w", ErrUnavailable, url, r.err)
 		}
-		c := &Client{nc: r.nc, log: log}
+		c := &Client{nc: r.nc, log: log, dropped: make(chan struct{})}
 		r.nc.SetReconnectHandler(func(nc *nats.Conn) {
 			log.Info().Str("url", nc.ConnectedUrlRedacted()).Msg("NATS reconnected")
 			c.runReconnected()
+		})
+		r.nc.SetDisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn().Err(err).Msg("NATS disconnected")
+			}
+			c.signalDropped()
 		})
 		return c, nil
 	case <-ctx.Done():
@@ -217,6 +230,11 @@ func (c *Client) Close() {
 			_ = c.nc.FlushTimeout(time.Second)
 		}
 		c.nc.Close()
+		c.packagesMu.Lock()
+		if c.packagesNC != nil {
+			c.packagesNC.Close()
+		}
+		c.packagesMu.Unlock()
 	})
 }
 
@@ -254,8 +272,11 @@ func (c *Client) request(ctx context.Context, subject string, data []byte) (*nat
 		m, err := c.requestOnce(ctx, subject, data)
 		// No responders: the request reached NATS but no GCS serves the
 		// subject (it is starting), so it was not handled; sending it
-		// again is safe.
-		if err == nil || !errors.Is(err, nats.ErrNoResponders) || !time.Now().Before(giveUp) {
+		// again is safe. A read-only request whose connection dropped
+		// while it waited may have been lost with the connection: it is
+		// sent again rather than waited for until ctx ends.
+		retry := errors.Is(err, nats.ErrNoResponders) || errors.Is(err, errDropped) && readOnly(subject)
+		if err == nil || !retry || !time.Now().Before(giveUp) {
 			return m, err
 		}
 		t := time.NewTimer(outageRetry)
@@ -274,7 +295,13 @@ func (c *Client) requestOnce(ctx context.Context, subject string, data []byte) (
 		ctx, cancel = context.WithTimeout(ctx, DefaultRequestTimeout)
 		defer cancel()
 	}
-	m, err := c.nc.RequestWithContext(ctx, subject, data)
+	var m *nats.Msg
+	var err error
+	if readOnly(subject) {
+		m, err = c.requestUnlessDropped(ctx, subject, data)
+	} else {
+		m, err = c.nc.RequestWithContext(ctx, subject, data)
+	}
 	if err != nil {
 		if errors.Is(err, nats.ErrConnectionClosed) {
 			return nil, fmt.Errorf("%w: %s: %w", ErrClosed, subject, err)
@@ -284,6 +311,53 @@ func (c *Client) requestOnce(ctx context.Context, subject string, data []byte) (
 		return nil, fmt.Errorf("%w: %s: %w", ErrUnavailable, subject, err)
 	}
 	return m, nil
+}
+
+// errDropped: the connection dropped while a request waited for its
+// answer.
+var errDropped = errors.New("the NATS connection dropped while the request waited")
+
+// requestUnlessDropped is a request that stops waiting when the
+// connection drops (errDropped).
+func (c *Client) requestUnlessDropped(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
+	c.droppedMu.Lock()
+	dropped := c.dropped
+	c.droppedMu.Unlock()
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-dropped:
+			cancel()
+		case <-actx.Done():
+		}
+	}()
+	m, err := c.nc.RequestWithContext(actx, subject, data)
+	if err != nil && ctx.Err() == nil && actx.Err() != nil {
+		return nil, errDropped
+	}
+	return m, err
+}
+
+// signalDropped wakes the requests waiting on the connection that dropped.
+func (c *Client) signalDropped() {
+	c.droppedMu.Lock()
+	defer c.droppedMu.Unlock()
+	if c.dropped != nil {
+		close(c.dropped)
+	}
+	c.dropped = make(chan struct{})
+}
+
+// readOnly reports whether a request on subject changes nothing, so
+// sending it twice is harmless.
+func readOnly(subject string) bool {
+	for _, suffix := range []string{".list", ".get", ".info", ".keys"} {
+		if strings.HasSuffix(subject, suffix) {
+			return true
+		}
+	}
+	return false
 }
 
 // RegisterNode adds (or re-adds) a node as ALIVE.
@@ -538,17 +612,36 @@ func watch[T proto.Message](c *Client, subject string, newT func() T, fn func(T)
 }
 
 // Packages returns the runtime env packages store (BucketPackages),
-// binding to it on first use.
+// binding to it on first use. It has a NATS connection of its own, with
+// the client's server, credentials and handlers: tens of megabytes of a
+// binary on the way must not queue the GCS's requests behind them, and
+// while the connection is down a publish fails at once instead of filling
+// a reconnect buffer (an upload is retried whole).
 func (c *Client) Packages(ctx context.Context) (*Packages, error) {
 	c.packagesMu.Lock()
 	defer c.packagesMu.Unlock()
 	if c.packages != nil {
 		return c.packages, nil
 	}
-	p, err := OpenPackages(ctx, c.nc)
+	opts := c.nc.Opts
+	opts.Name += " (packages)"
+	opts.ReconnectBufSize = -1
+	log := c.log
+	opts.ReconnectedCB = nil
+	opts.DisconnectedErrCB = func(_ *nats.Conn, err error) {
+		if err != nil {
+			log.Info().Err(err).Msg("NATS connection of the packages store lost")
+		}
+	}
+	nc, err := opts.Connect()
 	if err != nil {
+		return nil, fmt.Errorf("%w: connect for %s: %w", ErrUnavailable, BucketPackages, err)
+	}
+	p, err := OpenPackages(ctx, nc)
+	if err != nil {
+		nc.Close()
 		return nil, err
 	}
-	c.packages = p
+	c.packages, c.packagesNC = p, nc
 	return p, nil
 }

@@ -72,6 +72,7 @@ type rtReport struct {
 	Actors        []rtProbe // per node: an actor
 	ActorsWithEnv []rtProbe // per node: an actor with its own EnvVars
 	Nested        []rtProbe // per node: a task submitted by a task with EnvVars and Files
+	Spread        []rtProbe // actors and tasks spread over the cluster, the other platform's node too
 	Mismatch      string    // the error of a task on the node of another platform
 	MismatchIsEnv bool      // errors.Is(err, sdk.ErrRuntimeEnvSetup)
 }
@@ -169,6 +170,30 @@ func driveRuntimeEnv() error {
 			_ = sdk.Kill(ctx, a, true)
 		}
 	}
+	// Spread over all four nodes: the GCS and the raylets keep the job's
+	// actors and tasks off the node it has no build for.
+	spread := sdk.Scheduling(sdk.Spread())
+	for range 4 {
+		a, err := rtProbeActor.Options(spread).Remote(ctx)
+		if err != nil {
+			return fmt.Errorf("spread actor: %w", err)
+		}
+		p, err := rtProbeWhere.Remote(ctx, a).Get(ctx)
+		if err != nil {
+			return fmt.Errorf("spread actor: %w", err)
+		}
+		rep.Spread = append(rep.Spread, p)
+		defer sdk.Kill(ctx, a, true)
+	}
+	refs := make([]sdk.Ref[rtProbe], 8)
+	for i := range refs {
+		refs[i] = rtProbeTask.Options(spread).Remote(ctx)
+	}
+	ps, err := sdk.GetAll(ctx, refs)
+	if err != nil {
+		return fmt.Errorf("spread tasks: %w", err)
+	}
+	rep.Spread = append(rep.Spread, ps...)
 	if other := os.Getenv("RTENV_OTHER_NODE"); other != "" {
 		_, err := rtProbeTask.Options(on(other)).Remote(ctx).Get(ctx)
 		if err == nil {

@@ -198,6 +198,14 @@ func checkRuntimeEnvReport(t *testing.T, rep rtReport, nodes []string, bin strin
 			t.Errorf("task without WorkingDir on node %s found data.txt in %s", n[:8], d.Dir)
 		}
 	}
+	if len(rep.Spread) != 12 {
+		t.Errorf("%d spread actors and tasks answered, want 12", len(rep.Spread))
+	}
+	for _, p := range rep.Spread {
+		if !slices.Contains(nodes, p.Node) {
+			t.Errorf("an actor or task spread over the cluster ran on node %s, which has no build of the job", p.Node)
+		}
+	}
 	if !rep.MismatchIsEnv || !strings.Contains(rep.Mismatch, "linux/riscv64") || !strings.Contains(rep.Mismatch, "linux/amd64") {
 		t.Errorf("task on the node of another platform: %q (ErrRuntimeEnvSetup: %v), want an error naming both platforms", rep.Mismatch, rep.MismatchIsEnv)
 	}
