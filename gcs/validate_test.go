@@ -120,7 +120,9 @@ func TestCheckJobsAndFunctions(t *testing.T) {
 		}), ""},
 		{"runtime env var without =", with(func(j *protos.JobInfo) { j.RuntimeEnv = &protos.RuntimeEnv{EnvVars: []string{"A"}} }), "job.runtime_env: env_vars"},
 		{"package digest not hex", with(func(j *protos.JobInfo) { j.RuntimeEnv = &protos.RuntimeEnv{PackageDigest: "../../etc"} }), "job.runtime_env: package_digest"},
-		{"binary digest not hex", with(func(j *protos.JobInfo) { j.Binaries = []*protos.JobBinary{{Goos: "linux", Goarch: "amd64", Digest: "x"}} }), "job.binaries"},
+		{"binary digest not hex", with(func(j *protos.JobInfo) {
+			j.Binaries = []*protos.JobBinary{{Goos: "linux", Goarch: "amd64", Digest: "x"}}
+		}), "job.binaries"},
 		{"binary platform", with(func(j *protos.JobInfo) {
 			j.Binaries = []*protos.JobBinary{{Goos: "linux/../", Goarch: "amd64", Digest: strings.Repeat("a", 64)}}
 		}), "job.binaries: binaries: platform"},
