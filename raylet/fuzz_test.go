@@ -114,7 +114,7 @@ func rayletSeeds(tb testing.TB) []struct {
 		{method: protos.Method_REGISTER_CLIENT, msg: &protos.RegisterClientRequest{JobId: job, Executable: fifo, BinaryDigest: digest}},
 		{method: protos.Method_REGISTER_CLIENT, msg: &protos.RegisterClientRequest{JobId: job, Executable: exe, BinaryDigest: digest, Env: []string{"NOEQUALS"}}},
 		{method: protos.Method_REGISTER_CLIENT, msg: &protos.RegisterClientRequest{JobId: job, Executable: exe, BinaryDigest: digest,
-			Binaries: []*protos.JobBinary{{Goos: "linux", Goarch: "amd64", Digest: digest}, {Goos: "../x", Goarch: "", Digest: "zz"}},
+			Binaries:   []*protos.JobBinary{{Goos: "linux", Goarch: "amd64", Digest: digest}, {Goos: "../x", Goarch: "", Digest: "zz"}},
 			RuntimeEnv: &protos.RuntimeEnv{EnvVars: []string{"A=1"}, PackageDigest: digest, PackageContent: 1 << 62}}},
 		{method: protos.Method_REGISTER_WORKER, msg: &protos.RegisterWorkerRequest{WorkerId: worker, Pid: 1, JobId: job, Endpoint: "unix:/nonexistent/w.sock", TcpEndpoint: "tcp:127.0.0.1:1"}},
 		{method: protos.Method_REQUEST_WORKER_LEASE, msg: &protos.RequestWorkerLeaseRequest{JobId: job, Resources: cpu(1), Function: "f"}},
