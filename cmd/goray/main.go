@@ -4,6 +4,7 @@
 //	goray start --head [--num-cpus N] ...   start a head node (a daemon)
 //	goray status                            show nodes, resources and jobs
 //	goray memory                            list objects and object store usage
+//	goray list runtime-envs                 what each node's runtime env cache holds
 //	goray stop                              stop the cluster
 //
 // A Go program joins the cluster with sdk.Init(ctx, sdk.Address("auto")),
