@@ -151,6 +151,23 @@ func (s ResourceSet) Sub(d ResourceSet) {
 	}
 }
 
+// Free is s with what is oversubscribed (negative) as zero: what a
+// report says is available. Peers and the GCS refuse negative quantities.
+func (s ResourceSet) Free() ResourceSet {
+	for _, v := range s {
+		if v < 0 {
+			c := s.Clone()
+			for k, v := range c {
+				if v < 0 {
+					c[k] = 0
+				}
+			}
+			return c
+		}
+	}
+	return s
+}
+
 // Add adds in place.
 func (s ResourceSet) Add(d ResourceSet) {
 	for k, v := range d {

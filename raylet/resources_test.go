@@ -56,3 +56,22 @@ func TestResourceSetKeyAndProto(t *testing.T) {
 		t.Fatal("Missing found nothing")
 	}
 }
+
+// An oversubscribed node (a blocked worker resumed) reports zero free, not
+// a negative quantity its peers and the GCS would refuse.
+func TestResourceSetFree(t *testing.T) {
+	s := ResourceSet{CPU: -resourceUnit, "TPU": 2 * resourceUnit}
+	free := s.Free()
+	if free[CPU] != 0 || free["TPU"] != 2*resourceUnit {
+		t.Fatalf("Free of %v = %v", s, free)
+	}
+	if s[CPU] != -resourceUnit {
+		t.Fatalf("Free changed its receiver: %v", s)
+	}
+	if _, err := FromProto(free.Proto()); err != nil {
+		t.Fatalf("the report of an oversubscribed node is refused: %v", err)
+	}
+	if _, err := FromProto(s.Proto()); err == nil {
+		t.Fatal("a negative quantity was accepted")
+	}
+}

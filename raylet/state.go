@@ -1063,7 +1063,7 @@ func (s *state) nodeInfo() *protos.NodeInfo {
 		StorePath:         s.r.seg.Path(),
 		StoreCapacity:     s.r.seg.Capacity(),
 		Total:             s.total.Proto(),
-		Available:         s.available.Proto(),
+		Available:         s.available.Free().Proto(),
 		SessionDir:        s.r.cfg.SessionDir,
 		IsHead:            s.r.cfg.IsHead,
 		StartTimeUnixMs:   s.startTime.UnixMilli(),
