@@ -25,6 +25,7 @@ func newListCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
 		Short: "List the cluster's resources of one kind",
 		Args:  cobra.NoArgs,
 	}
+	addListKinds(cmd, log, sec)
 	cmd.AddCommand(newListRuntimeEnvsCmd(log, sec))
 	return cmd
 }

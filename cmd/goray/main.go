@@ -4,7 +4,8 @@
 //	goray start --head [--num-cpus N] ...   start a head node (a daemon)
 //	goray status                            show nodes, resources and jobs
 //	goray memory                            list objects and object store usage
-//	goray list runtime-envs                 what each node's runtime env cache holds
+//	goray list nodes|jobs|actors|...        the cluster's resources (Ray's state CLI)
+//	goray get actor ID                      one of them, every field
 //	goray stop                              stop the cluster
 //
 // A Go program joins the cluster with sdk.Init(ctx, sdk.Address("auto")),
@@ -55,7 +56,9 @@ func newRootCmd(log zerolog.Logger) *cobra.Command {
   goray start --head    start a head node (NATS, GCS, raylet) in the background
   goray status          show nodes, resources, demands and jobs
   goray memory          list objects (owner, size, where, why alive) and store usage
-  goray list runtime-envs  what each node's runtime env cache holds
+  goray list KIND       nodes, jobs, actors, placement-groups, runtime-envs
+                        (--filter k=v, --limit N, --format table|json|yaml)
+  goray get KIND ID     one node, job, actor or placement group, every field
   goray stop            stop the cluster
   goray nats-creds      NATS credentials (read-only by default) for the nats CLI
   goray tls generate    certificates for mutual TLS
@@ -75,7 +78,7 @@ or less of them (default warn).`,
 	sec := &securityOptions{}
 	sec.register(root.PersistentFlags())
 	root.AddCommand(newStartCmd(log, sec), newStatusCmd(log, sec), newStopCmd(log, sec))
-	root.AddCommand(newMemoryCmd(log, sec), newListCmd(log, sec))
+	root.AddCommand(newMemoryCmd(log, sec), newListCmd(log, sec), newGetCmd(log, sec))
 	root.AddCommand(newNATSCredsCmd(sec), newMetricsTokenCmd(sec), newTLSCmd())
 	return root
 }

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/internal/stateapi"
+	"github.com/goray/goray/state"
+)
+
+// goray list <kind> and goray get <kind> <id>: the cluster's resources as
+// Ray's state CLI shows them.
+
+// stateOptions are the flags of list and get.
+type stateOptions struct {
+	address string
+	filters []string
+	limit   int
+	detail  bool
+	format  string
+	timeout time.Duration
+}
+
+func (o *stateOptions) register(cmd *cobra.Command, list bool) {
+	f := cmd.Flags()
+	f.StringVar(&o.address, "address", "", "cluster address (default: $GORAY_ADDRESS, then the cluster started on this machine)")
+	f.StringVar(&o.format, "format", state.FormatTable, "table, json or yaml")
+	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for the GCS")
+	if list {
+		f.StringArrayVar(&o.filters, "filter", nil, "keep rows whose field equals (field=value) or differs from (field!=value) a value; repeatable; fields as in --format json")
+		f.IntVar(&o.limit, "limit", 100, "at most this many rows (0: all)")
+		f.BoolVar(&o.detail, "detail", false, "full ids in the table")
+	}
+}
+
+// withGCS runs f with a client of the cluster's GCS.
+func withGCS(cmd *cobra.Command, o *stateOptions, sec *securityOptions, log zerolog.Logger, f func(ctx context.Context, c *gcs.Client) error) error {
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.timeout)
+	defer cancel()
+	t, _, err := clusterInfo(ctx, o.address, sec, log)
+	if err != nil {
+		return err
+	}
+	c, _, err := dialCluster(ctx, t.address, t.creds, log)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return f(ctx, c)
+}
+
+// listed fetches, filters and prints one kind.
+func listed[T any](ctx context.Context, c *gcs.Client, o *stateOptions, fetch func(context.Context, *gcs.Client) ([]T, error)) error {
+	var filters []state.Filter
+	for _, s := range o.filters {
+		f, err := state.ParseFilter(s)
+		if err != nil {
+			return err
+		}
+		filters = append(filters, f)
+	}
+	rows, err := fetch(ctx, c)
+	if err != nil {
+		return err
+	}
+	if rows, err = state.Select(rows, filters, o.limit); err != nil {
+		return err
+	}
+	return state.Print(os.Stdout, rows, o.format, o.detail)
+}
+
+// got fetches one kind and prints the row whose id starts with prefix.
+func got[T any](ctx context.Context, c *gcs.Client, o *stateOptions, prefix string, fetch func(context.Context, *gcs.Client) ([]T, error), id func(T) string) error {
+	rows, err := fetch(ctx, c)
+	if err != nil {
+		return err
+	}
+	row, err := stateapi.ByIDPrefix(rows, prefix, id)
+	if err != nil {
+		return err
+	}
+	format := o.format
+	if format == state.FormatTable {
+		// One resource: every field, as Ray's `ray get` prints.
+		format = state.FormatYAML
+	}
+	if format == state.FormatYAML || format == state.FormatJSON {
+		return state.Print(os.Stdout, []T{row}, format, true)
+	}
+	return fmt.Errorf("format %q: want table, json or yaml", o.format)
+}
+
+// kindCommand is one kind's list and get.
+type kindCommand struct {
+	kind  string
+	short string
+	list  func(ctx context.Context, c *gcs.Client, o *stateOptions) error
+	get   func(ctx context.Context, c *gcs.Client, o *stateOptions, id string) error
+}
+
+func kindCommands() []kindCommand {
+	return []kindCommand{
+		{state.KindNodes, "nodes, alive and dead, with their resources",
+			func(ctx context.Context, c *gcs.Client, o *stateOptions) error { return listed(ctx, c, o, stateapi.Nodes) },
+			func(ctx context.Context, c *gcs.Client, o *stateOptions, id string) error {
+				return got(ctx, c, o, id, stateapi.Nodes, func(n state.Node) string { return n.NodeID })
+			}},
+		{state.KindJobs, "jobs (driver runs), running and finished",
+			func(ctx context.Context, c *gcs.Client, o *stateOptions) error { return listed(ctx, c, o, stateapi.Jobs) },
+			func(ctx context.Context, c *gcs.Client, o *stateOptions, id string) error {
+				return got(ctx, c, o, id, stateapi.Jobs, func(j state.Job) string { return j.JobID })
+			}},
+		{state.KindActors, "actors, alive and dead: class, state, name, node, pid, restarts",
+			func(ctx context.Context, c *gcs.Client, o *stateOptions) error { return listed(ctx, c, o, stateapi.Actors) },
+			func(ctx context.Context, c *gcs.Client, o *stateOptions, id string) error {
+				return got(ctx, c, o, id, stateapi.Actors, func(a state.Actor) string { return a.ActorID })
+			}},
+		{state.KindPlacementGroups, "live placement groups and where their bundles are",
+			func(ctx context.Context, c *gcs.Client, o *stateOptions) error {
+				return listed(ctx, c, o, stateapi.PlacementGroups)
+			},
+			func(ctx context.Context, c *gcs.Client, o *stateOptions, id string) error {
+				return got(ctx, c, o, id, stateapi.PlacementGroups, func(g state.PlacementGroup) string { return g.PlacementGroupID })
+			}},
+	}
+}
+
+// addListKinds adds `goray list <kind>` for every kind.
+func addListKinds(list *cobra.Command, log zerolog.Logger, sec *securityOptions) {
+	for _, k := range kindCommands() {
+		o := &stateOptions{}
+		cmd := &cobra.Command{
+			Use:   k.kind,
+			Short: "List " + k.short,
+			Long: "List " + k.short + `.
+
+--filter field=value (or field!=value) keeps matching rows, on any field
+--format json shows; ids print as hex. --format json|yaml prints every
+field. The cluster is --address, else $GORAY_ADDRESS, else the one goray
+start --head recorded on this machine.`,
+			Args: cobra.NoArgs,
+			RunE: func(cmd *cobra.Command, _ []string) error {
+				return withGCS(cmd, o, sec, log, func(ctx context.Context, c *gcs.Client) error { return k.list(ctx, c, o) })
+			},
+		}
+		o.register(cmd, true)
+		list.AddCommand(cmd)
+	}
+}
+
+func newGetCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
+	get := &cobra.Command{
+		Use:   "get",
+		Short: "Show one resource of the cluster, every field",
+		Args:  cobra.NoArgs,
+	}
+	for _, k := range kindCommands() {
+		o := &stateOptions{}
+		singular := strings.TrimSuffix(k.kind, "s")
+		cmd := &cobra.Command{
+			Use:   singular + " ID",
+			Short: "Show one of the " + k.short + " (the id may be a prefix of 4 or more hex digits)",
+			Args:  cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return withGCS(cmd, o, sec, log, func(ctx context.Context, c *gcs.Client) error { return k.get(ctx, c, o, args[0]) })
+			},
+		}
+		o.register(cmd, false)
+		get.AddCommand(cmd)
+	}
+	return get
+}

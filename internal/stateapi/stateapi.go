@@ -1,0 +1,211 @@
+// Package stateapi reads the cluster's resources from the GCS as the
+// public state types (package state): the goray CLI's `list` and `get`
+// and the sdk's List calls share it.
+package stateapi
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/protos"
+	"github.com/goray/goray/state"
+)
+
+// Nodes lists every node, alive and dead.
+func Nodes(ctx context.Context, c *gcs.Client) ([]state.Node, error) {
+	ns, err := c.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]state.Node, 0, len(ns))
+	for _, n := range ns {
+		out = append(out, node(n))
+	}
+	return out, nil
+}
+
+// Jobs lists every job, oldest first.
+func Jobs(ctx context.Context, c *gcs.Client) ([]state.Job, error) {
+	js, err := c.ListJobs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]state.Job, 0, len(js))
+	for _, j := range js {
+		out = append(out, job(j))
+	}
+	return out, nil
+}
+
+// Actors lists every actor of every job, alive and dead.
+func Actors(ctx context.Context, c *gcs.Client) ([]state.Actor, error) {
+	as, err := c.ListActors(ctx, protos.JobID{})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]state.Actor, 0, len(as))
+	for _, a := range as {
+		out = append(out, actor(a))
+	}
+	slices.SortStableFunc(out, func(a, b state.Actor) int { return a.StartTime.Compare(b.StartTime) })
+	return out, nil
+}
+
+// PlacementGroups lists the live placement groups.
+func PlacementGroups(ctx context.Context, c *gcs.Client) ([]state.PlacementGroup, error) {
+	gs, err := c.ListPlacementGroups(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]state.PlacementGroup, 0, len(gs))
+	for _, g := range gs {
+		out = append(out, placementGroup(g))
+	}
+	slices.SortStableFunc(out, func(a, b state.PlacementGroup) int { return a.CreateTime.Compare(b.CreateTime) })
+	return out, nil
+}
+
+// ErrNoMatch and ErrAmbiguous: an id prefix that names no row, or more
+// than one.
+var (
+	ErrNoMatch   = fmt.Errorf("no such id")
+	ErrAmbiguous = fmt.Errorf("ambiguous id prefix")
+)
+
+// ByIDPrefix returns the row whose id (as id gives it) starts with prefix
+// (hex, at least 4 digits), failing if none or several do.
+func ByIDPrefix[T any](rows []T, prefix string, id func(T) string) (T, error) {
+	var zero T
+	prefix = strings.ToLower(strings.TrimSpace(prefix))
+	if len(prefix) < 4 {
+		return zero, fmt.Errorf("id %q: give at least 4 hex digits", prefix)
+	}
+	if _, err := hex.DecodeString(prefix[:len(prefix)&^1]); err != nil {
+		return zero, fmt.Errorf("id %q: not hex", prefix)
+	}
+	var found []T
+	for _, r := range rows {
+		if strings.HasPrefix(id(r), prefix) {
+			found = append(found, r)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return zero, fmt.Errorf("%w: %s", ErrNoMatch, prefix)
+	case 1:
+		return found[0], nil
+	}
+	return zero, fmt.Errorf("%w: %s matches %d ids", ErrAmbiguous, prefix, len(found))
+}
+
+func hexID(b []byte) string { return hex.EncodeToString(b) }
+
+func millis(ms int64) time.Time {
+	if ms == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms).UTC()
+}
+
+func amounts(r *protos.Resources) map[string]float64 {
+	out := map[string]float64{}
+	for k, v := range r.GetAmounts() {
+		out[k] = v
+	}
+	return out
+}
+
+func node(n *protos.NodeInfo) state.Node {
+	return state.Node{
+		NodeID:             hexID(n.GetNodeId()),
+		State:              strings.TrimPrefix(n.GetState().String(), "STATE_"),
+		IsHead:             n.GetIsHead(),
+		Hostname:           n.GetHostname(),
+		RayletAddress:      n.GetRayletTcpEndpoint(),
+		ResourcesTotal:     amounts(n.GetTotal()),
+		ResourcesAvailable: amounts(n.GetAvailable()),
+		Labels:             n.GetLabels(),
+		NumWorkers:         int(n.GetNumWorkers()),
+		ObjectStoreUsed:    n.GetStoreUsed(),
+		ObjectStoreTotal:   n.GetStoreCapacity(),
+		StartTime:          millis(n.GetStartTimeUnixMs()),
+	}
+}
+
+func job(j *protos.JobInfo) state.Job {
+	out := state.Job{
+		JobID:             hexID(j.GetJobId()),
+		Status:            "RUNNING",
+		Namespace:         j.GetNamespace(),
+		DriverPID:         int(j.GetDriverPid()),
+		DriverHost:        j.GetDriverHost(),
+		Entrypoint:        j.GetExecutable(),
+		StartTime:         millis(j.GetStartTimeUnixMs()),
+		EndTime:           millis(j.GetEndTimeUnixMs()),
+		BinaryDigest:      j.GetBinaryDigest(),
+		RuntimeEnvPackage: j.GetRuntimeEnv().GetPackageDigest(),
+	}
+	if j.GetFinished() {
+		out.Status = "FINISHED"
+	}
+	for _, b := range j.GetBinaries() {
+		out.Platforms = append(out.Platforms, b.GetGoos()+"/"+b.GetGoarch())
+	}
+	// Names only: the values are the user's, and may be long.
+	for _, kv := range j.GetRuntimeEnv().GetEnvVars() {
+		k, _, _ := strings.Cut(kv, "=")
+		out.RuntimeEnvVars = append(out.RuntimeEnvVars, k)
+	}
+	return out
+}
+
+func actor(a *protos.ActorInfo) state.Actor {
+	spec := a.GetSpec()
+	out := state.Actor{
+		ActorID:     hexID(a.GetActorId()),
+		ClassName:   spec.GetClassName(),
+		State:       a.GetState().String(),
+		Name:        spec.GetOptions().GetName(),
+		Namespace:   spec.GetOptions().GetNamespace(),
+		JobID:       hexID(spec.GetJobId()),
+		NumRestarts: int(a.GetNumRestarts()),
+		Detached:    spec.GetOptions().GetDetached(),
+		DeathCause:  a.GetDeathCause(),
+		StartTime:   millis(a.GetStartTimeUnixMs()),
+		EndTime:     millis(a.GetEndTimeUnixMs()),
+	}
+	if a.GetState() == protos.ActorState_ALIVE {
+		out.NodeID, out.PID = hexID(a.GetAddress().GetNodeId()), int(a.GetAddress().GetPid())
+	} else if len(a.GetNodeId()) > 0 {
+		out.NodeID = hexID(a.GetNodeId())
+	}
+	return out
+}
+
+func placementGroup(g *protos.PlacementGroupInfo) state.PlacementGroup {
+	spec := g.GetSpec()
+	out := state.PlacementGroup{
+		PlacementGroupID: hexID(spec.GetPlacementGroupId()),
+		Name:             spec.GetName(),
+		Namespace:        spec.GetNamespace(),
+		JobID:            hexID(spec.GetJobId()),
+		State:            strings.TrimPrefix(g.GetState().String(), "PG_"),
+		Strategy:         spec.GetStrategy().String(),
+		Detached:         spec.GetDetached(),
+		PendingReason:    g.GetPendingReason(),
+		CreateTime:       millis(g.GetCreateTimeUnixMs()),
+	}
+	for i, b := range spec.GetBundles() {
+		bd := state.Bundle{Index: i, Resources: amounts(b)}
+		if i < len(g.GetBundleNodes()) && len(g.GetBundleNodes()[i]) > 0 {
+			bd.NodeID = hexID(g.GetBundleNodes()[i])
+		}
+		out.Bundles = append(out.Bundles, bd)
+	}
+	return out
+}

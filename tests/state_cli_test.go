@@ -1,0 +1,174 @@
+package tests
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/goray/goray/sdk"
+)
+
+// TestStateCLI: goray list and goray get, through the real binary, on a
+// cluster of two nodes: every kind lists, filters select, limits cut,
+// formats parse, and an id prefix finds one resource.
+func TestStateCLI(t *testing.T) {
+	ctx, c := startMultiNode(t, []string{"--num-cpus", "1"}, nodeSpec{"--num-cpus", "2"})
+	onNode := sdk.Scheduling(sdk.NodeAffinity(mustNodeID(t, c.nodes[0].id), false))
+	named, err := CounterActor.Options(onNode, sdk.Name("state-cli")).Remote(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := CounterPid.Remote(ctx, named).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doomed, err := CounterActor.Remote(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CounterInc.Remote(ctx, doomed, 1).Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := sdk.Kill(ctx, doomed, true); err != nil {
+		t.Fatal(err)
+	}
+	pg, err := sdk.CreatePlacementGroup(ctx, []map[string]float64{{"CPU": 1}, {"CPU": 1}}, sdk.PlacementSpread)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	goray := func(args ...string) string {
+		t.Helper()
+		out, err := runGoray(c.bin, c.env, append(args, "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir))...)
+		if err != nil {
+			t.Fatalf("goray %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	asJSON := func(out string, v any) {
+		t.Helper()
+		if err := json.Unmarshal([]byte(out[strings.Index(out, "["):]), v); err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+	}
+
+	// Nodes: both, the head first among them marked.
+	var nodes []struct {
+		NodeID string `json:"node_id"`
+		State  string `json:"state"`
+		IsHead bool   `json:"is_head"`
+	}
+	asJSON(goray("list", "nodes", "--format", "json"), &nodes)
+	if len(nodes) != 2 {
+		t.Fatalf("list nodes: %+v", nodes)
+	}
+	for _, n := range nodes {
+		if n.State != "ALIVE" || n.IsHead != (n.NodeID == c.head.id) {
+			t.Errorf("node %+v (head %s)", n, c.head.id)
+		}
+	}
+	if out := goray("list", "nodes"); !strings.Contains(out, "NODE_ID") || !strings.Contains(out, c.nodes[0].id[:12]) || !strings.Contains(out, "CPU 2/2") && !strings.Contains(out, "CPU 1/2") && !strings.Contains(out, "CPU 0/2") {
+		t.Errorf("list nodes table:\n%s", out)
+	}
+
+	// Actors: filters by state and name, limits, the killed one DEAD.
+	var actors []struct {
+		ActorID   string `json:"actor_id"`
+		ClassName string `json:"class_name"`
+		State     string `json:"state"`
+		Name      string `json:"name"`
+		NodeID    string `json:"node_id"`
+		PID       int    `json:"pid"`
+	}
+	asJSON(goray("list", "actors", "--filter", "name=state-cli", "--format", "json"), &actors)
+	if len(actors) != 1 || actors[0].State != "ALIVE" || actors[0].NodeID != c.nodes[0].id || actors[0].PID != pid || actors[0].ClassName != "tests.Counter" {
+		t.Fatalf("list actors --filter name=state-cli: %+v (node %s, pid %d)", actors, c.nodes[0].id, pid)
+	}
+	namedID := actors[0].ActorID
+	asJSON(goray("list", "actors", "--filter", "state=dead", "--format", "json"), &actors)
+	if len(actors) != 1 || actors[0].ActorID == namedID {
+		t.Errorf("list actors --filter state=dead: %+v", actors)
+	}
+	asJSON(goray("list", "actors", "--filter", "state!=DEAD", "--limit", "5", "--format", "json"), &actors)
+	if len(actors) != 1 || actors[0].ActorID != namedID {
+		t.Errorf("list actors --filter state!=DEAD: %+v", actors)
+	}
+	asJSON(goray("list", "actors", "--limit", "1", "--format", "json"), &actors)
+	if len(actors) != 1 {
+		t.Errorf("list actors --limit 1: %d rows", len(actors))
+	}
+	for _, kind := range []string{"nodes", "jobs", "actors", "placement-groups"} {
+		t.Logf("goray list %s:\n%s", kind, goray("list", kind))
+	}
+	if out := goray("list", "actors"); !strings.Contains(out, "ACTOR_ID") || !strings.Contains(out, namedID[:12]) || !strings.Contains(out, "state-cli") {
+		t.Errorf("list actors table:\n%s", out)
+	}
+	out, err := runGoray(c.bin, c.env, "list", "actors", "--filter", "colour=red", "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir))
+	if err == nil || !strings.Contains(out, `"colour": no such field`) || !strings.Contains(out, "class_name") {
+		t.Errorf("a filter on an unknown field: %v\n%s", err, out)
+	}
+
+	// get, by an id prefix: every field, as YAML by default.
+	var one []map[string]any
+	if err := yaml.Unmarshal([]byte(goray("get", "actor", namedID[:8])), &one); err != nil || len(one) != 1 || one[0]["actor_id"] != namedID || one[0]["name"] != "state-cli" {
+		t.Errorf("get actor %s: %v %v", namedID[:8], one, err)
+	}
+	got := goray("get", "actor", namedID[:8], "--format", "json")
+	if !strings.Contains(got, namedID) || !strings.Contains(got, `"namespace"`) {
+		t.Errorf("get actor %s:\n%s", namedID[:8], got)
+	}
+	if out, err := runGoray(c.bin, c.env, "get", "actor", "ffffffffff", "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir)); err == nil || !strings.Contains(out, "no such id") {
+		t.Errorf("get of an unknown id: %v\n%s", err, out)
+	}
+
+	// The same from Go.
+	alive, err := sdk.ListActors(ctx, sdk.StateFilter("name=state-cli"))
+	if err != nil || len(alive) != 1 || alive[0].ActorID != namedID || alive[0].PID != pid {
+		t.Errorf("sdk.ListActors(name=state-cli): %+v, %v", alive, err)
+	}
+	if ns, err := sdk.ListNodes(ctx, sdk.StateFilter("is_head=true")); err != nil || len(ns) != 1 || ns[0].NodeID != c.head.id {
+		t.Errorf("sdk.ListNodes(is_head=true): %+v, %v", ns, err)
+	}
+	if _, err := sdk.ListActors(ctx, sdk.StateFilter("nonsense")); !errors.Is(err, sdk.ErrArgument) {
+		t.Errorf("sdk.ListActors with a malformed filter: %v, want ErrArgument", err)
+	}
+
+	// Jobs: this driver's, running.
+	var jobs []struct {
+		JobID     string `json:"job_id"`
+		Status    string `json:"status"`
+		DriverPID int    `json:"driver_pid"`
+	}
+	asJSON(goray("list", "jobs", "--filter", fmt.Sprintf("driver_pid=%d", os.Getpid()), "--format", "json"), &jobs)
+	if len(jobs) != 1 || jobs[0].Status != "RUNNING" {
+		t.Errorf("list jobs of this driver: %+v", jobs)
+	}
+
+	// Placement groups: the group, each bundle on a node of the cluster.
+	var groups []struct {
+		ID      string `json:"placement_group_id"`
+		State   string `json:"state"`
+		Bundles []struct {
+			NodeID string `json:"node_id"`
+		} `json:"bundles"`
+	}
+	ys := goray("list", "placement-groups", "--format", "yaml")
+	if err := yaml.Unmarshal([]byte(ys), &groups); err != nil {
+		t.Fatalf("list placement-groups --format yaml: %v\n%s", err, ys)
+	}
+	if len(groups) != 1 || groups[0].ID != pg.ID().String() || groups[0].State != "CREATED" || len(groups[0].Bundles) != 2 {
+		t.Fatalf("list placement-groups: %+v\n%s", groups, ys)
+	}
+	for _, b := range groups[0].Bundles {
+		if b.NodeID != c.head.id && b.NodeID != c.nodes[0].id {
+			t.Errorf("a bundle on node %q, not one of the cluster's\n%s", b.NodeID, ys)
+		}
+	}
+}
