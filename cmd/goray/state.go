@@ -112,17 +112,23 @@ type kindCommand struct {
 func kindCommands() []kindCommand {
 	return []kindCommand{
 		{state.KindNodes, "nodes, alive and dead, with their resources",
-			func(ctx context.Context, c *gcs.Client, o *stateOptions) error { return listed(ctx, c, o, stateapi.Nodes) },
+			func(ctx context.Context, c *gcs.Client, o *stateOptions) error {
+				return listed(ctx, c, o, stateapi.Nodes)
+			},
 			func(ctx context.Context, c *gcs.Client, o *stateOptions, id string) error {
 				return got(ctx, c, o, id, stateapi.Nodes, func(n state.Node) string { return n.NodeID })
 			}},
 		{state.KindJobs, "jobs (driver runs), running and finished",
-			func(ctx context.Context, c *gcs.Client, o *stateOptions) error { return listed(ctx, c, o, stateapi.Jobs) },
+			func(ctx context.Context, c *gcs.Client, o *stateOptions) error {
+				return listed(ctx, c, o, stateapi.Jobs)
+			},
 			func(ctx context.Context, c *gcs.Client, o *stateOptions, id string) error {
 				return got(ctx, c, o, id, stateapi.Jobs, func(j state.Job) string { return j.JobID })
 			}},
 		{state.KindActors, "actors, alive and dead: class, state, name, node, pid, restarts",
-			func(ctx context.Context, c *gcs.Client, o *stateOptions) error { return listed(ctx, c, o, stateapi.Actors) },
+			func(ctx context.Context, c *gcs.Client, o *stateOptions) error {
+				return listed(ctx, c, o, stateapi.Actors)
+			},
 			func(ctx context.Context, c *gcs.Client, o *stateOptions, id string) error {
 				return got(ctx, c, o, id, stateapi.Actors, func(a state.Actor) string { return a.ActorID })
 			}},
