@@ -136,8 +136,8 @@ func TestMetricsEndpoint(t *testing.T) {
 		"goray_object_store_largest_free_bytes":     "gauge",
 		"goray_object_store_objects":                "gauge",
 		"goray_object_store_pinned_objects":         "gauge",
-		"goray_object_store_spilled_objects":        "gauge",
-		"goray_object_store_spilled_bytes":          "gauge",
+		"goray_object_store_spill_file_objects":     "gauge",
+		"goray_object_store_spill_file_bytes":       "gauge",
 		"goray_object_store_spill_files":            "gauge",
 		"goray_object_store_spilled_bytes_total":    "counter",
 		"goray_object_store_spilled_objects_total":  "counter",
@@ -160,6 +160,16 @@ func TestMetricsEndpoint(t *testing.T) {
 	} {
 		if types[name] != typ {
 			t.Errorf("TYPE of %s = %q, want %s", name, types[name], typ)
+		}
+	}
+	// No two of goray's families share a name: a counter's family is its
+	// name less _total (OpenMetrics), which no gauge may be named. (Go's
+	// own collector has such a pair, go_memstats_alloc_bytes.)
+	for name, typ := range types {
+		if stem, ok := strings.CutSuffix(name, "_total"); ok && typ == "counter" && strings.HasPrefix(name, "goray_") {
+			if other, clash := types[stem]; clash {
+				t.Errorf("counter %s and %s %s share the family %s", name, other, stem, stem)
+			}
 		}
 	}
 	// Go's collectors carry the node label too.
