@@ -297,7 +297,7 @@ func (c *Client) requestOnce(ctx context.Context, subject string, data []byte) (
 	}
 	var m *nats.Msg
 	var err error
-	if readOnly(subject) {
+	if readOnly(subject) && c.outageWait.Load() > 0 {
 		m, err = c.requestUnlessDropped(ctx, subject, data)
 	} else {
 		m, err = c.nc.RequestWithContext(ctx, subject, data)
@@ -318,7 +318,8 @@ func (c *Client) requestOnce(ctx context.Context, subject string, data []byte) (
 var errDropped = errors.New("the NATS connection dropped while the request waited")
 
 // requestUnlessDropped is a request that stops waiting when the
-// connection drops (errDropped).
+// connection drops (errDropped), for a client that waits out outages
+// (SetOutageWait): request sends it again.
 func (c *Client) requestUnlessDropped(ctx context.Context, subject string, data []byte) (*nats.Msg, error) {
 	c.droppedMu.Lock()
 	dropped := c.dropped

@@ -35,9 +35,12 @@ const (
 	SubjectClusterInfo     = "goray.gcs.cluster.info"     // ClusterInfoRequest -> ClusterInfoReply
 	SubjectClusterShutdown = "goray.gcs.cluster.shutdown" // ShutdownRequest -> ShutdownReply
 
-	// SubjectNodeReports is the wildcard the GCS listens on for the
-	// NodeReport each raylet publishes on NodeReportSubject(its id).
-	SubjectNodeReports = "goray.node.*.report"
+	// SubjectNodeReports is the wildcard the GCS (and every raylet)
+	// listens on for the NodeReport each raylet publishes on
+	// NodeReportSubject(its id), every second: the nodes' heartbeats. They
+	// are outside goray.> so that an operator's `nats sub 'goray.>'` shows
+	// the cluster's events and requests, not a heartbeat a second per node.
+	SubjectNodeReports = "goray_reports.node.*"
 
 	// Events the GCS publishes (plain publish, no reply): a NodeInfo when a
 	// node registers (ALIVE) or dies/unregisters (DEAD); a JobInfo when a
@@ -67,7 +70,7 @@ const (
 
 // NodeReportSubject is where the raylet of node id publishes its NodeReport.
 func NodeReportSubject(id protos.NodeID) string {
-	return "goray.node." + id.String() + ".report"
+	return "goray_reports.node." + id.String()
 }
 
 // ActorSubject is where the GCS publishes the ActorInfo of actor id on each

@@ -112,7 +112,7 @@ func TestSecurityNATS(t *testing.T) {
 	if out, err = ops("req", "goray.gcs.node.list", ""); err != nil {
 		t.Fatalf("ops req goray.gcs.node.list: %v\n%s", err, out)
 	}
-	if out, err = ops("sub", "goray.node.*.report", "--count", "1"); err != nil || !strings.Contains(out, "Received on") {
+	if out, err = ops("sub", "goray_reports.node.*", "--count", "1"); err != nil || !strings.Contains(out, "Received on") {
 		t.Fatalf("ops sub: %v\n%s", err, out)
 	}
 	// The runtime env packages: this driver's binary, uploaded as it

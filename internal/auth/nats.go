@@ -75,7 +75,8 @@ const (
 	subjShutdown       = "goray.gcs.cluster.shutdown"
 	subjNodeRegister   = "goray.gcs.node.register"
 	subjNodeUnregister = "goray.gcs.node.unregister"
-	subjReports        = "goray.node.*.report"
+	subjReports        = "goray_reports.node.*"
+	subjReportsAll     = "goray_reports.>"
 	subjLogs           = "goray.logs.>"
 	subjObjects        = "goray.objects.>"
 	subjAll            = "goray.>"
@@ -100,7 +101,8 @@ func Permissions(role Role) *server.Permissions {
 				Allow: concat([]string{subjGCS, subjReports, subjLogs, subjObjects}, membersAPI(), packagesRead()),
 				Deny:  []string{subjShutdown},
 			},
-			Subscribe: sub,
+			// Raylets keep their cluster view from each other's reports.
+			Subscribe: &server.SubjectPermission{Allow: []string{subjAll, inbox, subjReportsAll}},
 		}
 	case RoleAdmin:
 		return &server.Permissions{

@@ -49,14 +49,14 @@ func TestNATSRoles(t *testing.T) {
 		refuse []string
 	}{
 		{auth.RoleNode,
-			[]string{"goray.gcs.node.register", "goray.node.abc.report", "goray.logs.j", "goray.objects.freed", "$KV.goray_members.n1"},
+			[]string{"goray.gcs.node.register", "goray_reports.node.abc", "goray.logs.j", "goray.objects.freed", "$KV.goray_members.n1"},
 			[]string{"goray.gcs.cluster.shutdown", "goray.events.shutdown", "goray.events.node", "$KV.goray_kv.x", "$KV.goray_jobs.x", "$JS.API.STREAM.DELETE.KV_goray_jobs"}},
 		{auth.RoleAdmin,
 			[]string{"goray.gcs.cluster.shutdown", "goray.gcs.kv.put", "goray.gcs.node.list"},
 			[]string{"goray.gcs.node.register", "goray.events.shutdown", "goray.events.node", "$KV.goray_kv.x"}},
 		{auth.RoleDriver,
 			[]string{"goray.gcs.kv.put", "goray.gcs.actor.register", "goray.gcs.job.register"},
-			[]string{"goray.gcs.cluster.shutdown", "goray.gcs.node.unregister", "goray.events.node", "goray.node.abc.report", "$KV.goray_actors.x"}},
+			[]string{"goray.gcs.cluster.shutdown", "goray.gcs.node.unregister", "goray.events.node", "goray_reports.node.abc", "$KV.goray_actors.x"}},
 		{auth.RoleWorker,
 			[]string{"goray.gcs.actor.register", "goray.gcs.kv.get"},
 			[]string{"goray.gcs.cluster.shutdown", "goray.events.shutdown", "goray.events.node", "goray.objects.freed", "$KV.goray_kv.x"}},
