@@ -2534,6 +2534,226 @@ func (x *RuntimeEnvCacheEntry) GetSource() string {
 	return ""
 }
 
+// ListWorkersRequest asks a raylet for its worker processes (goray list
+// workers).
+type ListWorkersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersRequest) Reset() {
+	*x = ListWorkersRequest{}
+	mi := &file_goray_raylet_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersRequest) ProtoMessage() {}
+
+func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{38}
+}
+
+type ListWorkersReply struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        []byte                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Workers       []*WorkerState         `protobuf:"bytes,2,rep,name=workers,proto3" json:"workers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersReply) Reset() {
+	*x = ListWorkersReply{}
+	mi := &file_goray_raylet_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersReply) ProtoMessage() {}
+
+func (x *ListWorkersReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersReply.ProtoReflect.Descriptor instead.
+func (*ListWorkersReply) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *ListWorkersReply) GetNodeId() []byte {
+	if x != nil {
+		return x.NodeId
+	}
+	return nil
+}
+
+func (x *ListWorkersReply) GetWorkers() []*WorkerState {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+type WorkerState struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId []byte                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	JobId    []byte                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	Pid      int32                  `protobuf:"varint,3,opt,name=pid,proto3" json:"pid,omitempty"`
+	// STARTING (not registered yet), IDLE, LEASED (running tasks), ACTOR
+	// (hosting an actor), STOPPING (killed, not reaped yet).
+	State string `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	// Leases the worker holds (tasks running or blocked in Get).
+	Leases          int32 `protobuf:"varint,5,opt,name=leases,proto3" json:"leases,omitempty"`
+	Detached        bool  `protobuf:"varint,6,opt,name=detached,proto3" json:"detached,omitempty"`
+	StartTimeUnixMs int64 `protobuf:"varint,7,opt,name=start_time_unix_ms,json=startTimeUnixMs,proto3" json:"start_time_unix_ms,omitempty"`
+	// The worker's runtime env, when it is not its job's: its variables'
+	// names and its package's digest.
+	RuntimeEnvVars    []string `protobuf:"bytes,8,rep,name=runtime_env_vars,json=runtimeEnvVars,proto3" json:"runtime_env_vars,omitempty"`
+	RuntimeEnvPackage string   `protobuf:"bytes,9,opt,name=runtime_env_package,json=runtimeEnvPackage,proto3" json:"runtime_env_package,omitempty"`
+	// Its log files on the node.
+	StdoutPath    string `protobuf:"bytes,10,opt,name=stdout_path,json=stdoutPath,proto3" json:"stdout_path,omitempty"`
+	StderrPath    string `protobuf:"bytes,11,opt,name=stderr_path,json=stderrPath,proto3" json:"stderr_path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WorkerState) Reset() {
+	*x = WorkerState{}
+	mi := &file_goray_raylet_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WorkerState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WorkerState) ProtoMessage() {}
+
+func (x *WorkerState) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WorkerState.ProtoReflect.Descriptor instead.
+func (*WorkerState) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *WorkerState) GetWorkerId() []byte {
+	if x != nil {
+		return x.WorkerId
+	}
+	return nil
+}
+
+func (x *WorkerState) GetJobId() []byte {
+	if x != nil {
+		return x.JobId
+	}
+	return nil
+}
+
+func (x *WorkerState) GetPid() int32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *WorkerState) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *WorkerState) GetLeases() int32 {
+	if x != nil {
+		return x.Leases
+	}
+	return 0
+}
+
+func (x *WorkerState) GetDetached() bool {
+	if x != nil {
+		return x.Detached
+	}
+	return false
+}
+
+func (x *WorkerState) GetStartTimeUnixMs() int64 {
+	if x != nil {
+		return x.StartTimeUnixMs
+	}
+	return 0
+}
+
+func (x *WorkerState) GetRuntimeEnvVars() []string {
+	if x != nil {
+		return x.RuntimeEnvVars
+	}
+	return nil
+}
+
+func (x *WorkerState) GetRuntimeEnvPackage() string {
+	if x != nil {
+		return x.RuntimeEnvPackage
+	}
+	return ""
+}
+
+func (x *WorkerState) GetStdoutPath() string {
+	if x != nil {
+		return x.StdoutPath
+	}
+	return ""
+}
+
+func (x *WorkerState) GetStderrPath() string {
+	if x != nil {
+		return x.StderrPath
+	}
+	return ""
+}
+
 var File_goray_raylet_proto protoreflect.FileDescriptor
 
 const file_goray_raylet_proto_rawDesc = "" +
@@ -2738,7 +2958,26 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\bplatform\x18\x04 \x01(\tR\bplatform\x12\x17\n" +
 	"\ajob_ids\x18\x05 \x03(\fR\x06jobIds\x12)\n" +
 	"\x11last_used_unix_ms\x18\x06 \x01(\x03R\x0elastUsedUnixMs\x12\x16\n" +
-	"\x06source\x18\a \x01(\tR\x06sourceB&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"\x06source\x18\a \x01(\tR\x06source\"\x14\n" +
+	"\x12ListWorkersRequest\"\\\n" +
+	"\x10ListWorkersReply\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12/\n" +
+	"\aworkers\x18\x02 \x03(\v2\x15.goray.v1.WorkerStateR\aworkers\"\xe6\x02\n" +
+	"\vWorkerState\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\fR\bworkerId\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\fR\x05jobId\x12\x10\n" +
+	"\x03pid\x18\x03 \x01(\x05R\x03pid\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x16\n" +
+	"\x06leases\x18\x05 \x01(\x05R\x06leases\x12\x1a\n" +
+	"\bdetached\x18\x06 \x01(\bR\bdetached\x12+\n" +
+	"\x12start_time_unix_ms\x18\a \x01(\x03R\x0fstartTimeUnixMs\x12(\n" +
+	"\x10runtime_env_vars\x18\b \x03(\tR\x0eruntimeEnvVars\x12.\n" +
+	"\x13runtime_env_package\x18\t \x01(\tR\x11runtimeEnvPackage\x12\x1f\n" +
+	"\vstdout_path\x18\n" +
+	" \x01(\tR\n" +
+	"stdoutPath\x12\x1f\n" +
+	"\vstderr_path\x18\v \x01(\tR\n" +
+	"stderrPathB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_raylet_proto_rawDescOnce sync.Once
@@ -2753,7 +2992,7 @@ func file_goray_raylet_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_raylet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
 var file_goray_raylet_proto_goTypes = []any{
 	(NodeInfo_State)(0),                  // 0: goray.v1.NodeInfo.State
 	(*NodeInfo)(nil),                     // 1: goray.v1.NodeInfo
@@ -2794,50 +3033,54 @@ var file_goray_raylet_proto_goTypes = []any{
 	(*RuntimeEnvCacheRequest)(nil),       // 36: goray.v1.RuntimeEnvCacheRequest
 	(*RuntimeEnvCacheReply)(nil),         // 37: goray.v1.RuntimeEnvCacheReply
 	(*RuntimeEnvCacheEntry)(nil),         // 38: goray.v1.RuntimeEnvCacheEntry
-	nil,                                  // 39: goray.v1.NodeInfo.LabelsEntry
-	nil,                                  // 40: goray.v1.ResourceDemand.LabelsEntry
-	(*Resources)(nil),                    // 41: goray.v1.Resources
-	(*JobBinary)(nil),                    // 42: goray.v1.JobBinary
-	(*RuntimeEnv)(nil),                   // 43: goray.v1.RuntimeEnv
-	(*SchedulingStrategy)(nil),           // 44: goray.v1.SchedulingStrategy
-	(ErrorKind)(0),                       // 45: goray.v1.ErrorKind
-	(*Address)(nil),                      // 46: goray.v1.Address
-	(*GetRefsReply)(nil),                 // 47: goray.v1.GetRefsReply
-	(*LabelValues)(nil),                  // 48: goray.v1.LabelValues
+	(*ListWorkersRequest)(nil),           // 39: goray.v1.ListWorkersRequest
+	(*ListWorkersReply)(nil),             // 40: goray.v1.ListWorkersReply
+	(*WorkerState)(nil),                  // 41: goray.v1.WorkerState
+	nil,                                  // 42: goray.v1.NodeInfo.LabelsEntry
+	nil,                                  // 43: goray.v1.ResourceDemand.LabelsEntry
+	(*Resources)(nil),                    // 44: goray.v1.Resources
+	(*JobBinary)(nil),                    // 45: goray.v1.JobBinary
+	(*RuntimeEnv)(nil),                   // 46: goray.v1.RuntimeEnv
+	(*SchedulingStrategy)(nil),           // 47: goray.v1.SchedulingStrategy
+	(ErrorKind)(0),                       // 48: goray.v1.ErrorKind
+	(*Address)(nil),                      // 49: goray.v1.Address
+	(*GetRefsReply)(nil),                 // 50: goray.v1.GetRefsReply
+	(*LabelValues)(nil),                  // 51: goray.v1.LabelValues
 }
 var file_goray_raylet_proto_depIdxs = []int32{
-	41, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
-	41, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
+	44, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
+	44, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
 	0,  // 2: goray.v1.NodeInfo.state:type_name -> goray.v1.NodeInfo.State
 	2,  // 3: goray.v1.NodeInfo.pending:type_name -> goray.v1.ResourceDemand
 	2,  // 4: goray.v1.NodeInfo.infeasible:type_name -> goray.v1.ResourceDemand
-	39, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
+	42, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
 	31, // 6: goray.v1.NodeInfo.store_stats:type_name -> goray.v1.StoreStats
-	41, // 7: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
-	40, // 8: goray.v1.ResourceDemand.labels:type_name -> goray.v1.ResourceDemand.LabelsEntry
+	44, // 7: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
+	43, // 8: goray.v1.ResourceDemand.labels:type_name -> goray.v1.ResourceDemand.LabelsEntry
 	1,  // 9: goray.v1.RegisterWorkerReply.node:type_name -> goray.v1.NodeInfo
-	42, // 10: goray.v1.RegisterClientRequest.binaries:type_name -> goray.v1.JobBinary
-	43, // 11: goray.v1.RegisterClientRequest.runtime_env:type_name -> goray.v1.RuntimeEnv
+	45, // 10: goray.v1.RegisterClientRequest.binaries:type_name -> goray.v1.JobBinary
+	46, // 11: goray.v1.RegisterClientRequest.runtime_env:type_name -> goray.v1.RuntimeEnv
 	1,  // 12: goray.v1.RegisterClientReply.node:type_name -> goray.v1.NodeInfo
-	41, // 13: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
-	41, // 14: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
-	44, // 15: goray.v1.RequestWorkerLeaseRequest.strategy:type_name -> goray.v1.SchedulingStrategy
-	43, // 16: goray.v1.RequestWorkerLeaseRequest.runtime_env:type_name -> goray.v1.RuntimeEnv
-	45, // 17: goray.v1.GetWorkerFailureCauseReply.kind:type_name -> goray.v1.ErrorKind
-	46, // 18: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
-	41, // 19: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
+	44, // 13: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
+	44, // 14: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
+	47, // 15: goray.v1.RequestWorkerLeaseRequest.strategy:type_name -> goray.v1.SchedulingStrategy
+	46, // 16: goray.v1.RequestWorkerLeaseRequest.runtime_env:type_name -> goray.v1.RuntimeEnv
+	48, // 17: goray.v1.GetWorkerFailureCauseReply.kind:type_name -> goray.v1.ErrorKind
+	49, // 18: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
+	44, // 19: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
 	1,  // 20: goray.v1.RequestWorkerLeaseReply.retry_at:type_name -> goray.v1.NodeInfo
 	31, // 21: goray.v1.MemorySummaryReply.stats:type_name -> goray.v1.StoreStats
 	30, // 22: goray.v1.MemorySummaryReply.objects:type_name -> goray.v1.StoreObjectInfo
-	47, // 23: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
+	50, // 23: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
 	1,  // 24: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
 	38, // 25: goray.v1.RuntimeEnvCacheReply.entries:type_name -> goray.v1.RuntimeEnvCacheEntry
-	48, // 26: goray.v1.ResourceDemand.LabelsEntry.value:type_name -> goray.v1.LabelValues
-	27, // [27:27] is the sub-list for method output_type
-	27, // [27:27] is the sub-list for method input_type
-	27, // [27:27] is the sub-list for extension type_name
-	27, // [27:27] is the sub-list for extension extendee
-	0,  // [0:27] is the sub-list for field type_name
+	41, // 26: goray.v1.ListWorkersReply.workers:type_name -> goray.v1.WorkerState
+	51, // 27: goray.v1.ResourceDemand.LabelsEntry.value:type_name -> goray.v1.LabelValues
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_goray_raylet_proto_init() }
@@ -2853,7 +3096,7 @@ func file_goray_raylet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_raylet_proto_rawDesc), len(file_goray_raylet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   40,
+			NumMessages:   43,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

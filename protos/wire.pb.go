@@ -91,6 +91,8 @@ const (
 	// Client (goray list runtime-envs) -> raylet: what its runtime env
 	// cache holds.
 	Method_RUNTIME_ENV_CACHE Method = 34
+	// Client (goray list workers) -> raylet: its worker processes.
+	Method_LIST_WORKERS Method = 35
 )
 
 // Enum value maps for Method.
@@ -131,6 +133,7 @@ var (
 		32: "SYNC",
 		33: "GET_WORKER_FAILURE_CAUSE",
 		34: "RUNTIME_ENV_CACHE",
+		35: "LIST_WORKERS",
 	}
 	Method_value = map[string]int32{
 		"METHOD_UNSPECIFIED":       0,
@@ -168,6 +171,7 @@ var (
 		"SYNC":                     32,
 		"GET_WORKER_FAILURE_CAUSE": 33,
 		"RUNTIME_ENV_CACHE":        34,
+		"LIST_WORKERS":             35,
 	}
 )
 
@@ -304,7 +308,7 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"%\n" +
 	"\vExitRequest\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\xae\x05\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason*\xc0\x05\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tPUSH_TASK\x10\x01\x12\x0f\n" +
@@ -344,7 +348,8 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\fATTACH_ACTOR\x10\x1f\x12\b\n" +
 	"\x04SYNC\x10 \x12\x1c\n" +
 	"\x18GET_WORKER_FAILURE_CAUSE\x10!\x12\x15\n" +
-	"\x11RUNTIME_ENV_CACHE\x10\"B&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"\x11RUNTIME_ENV_CACHE\x10\"\x12\x10\n" +
+	"\fLIST_WORKERS\x10#B&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_wire_proto_rawDescOnce sync.Once

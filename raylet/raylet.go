@@ -490,6 +490,19 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 		_ = c.Reply(req, &protos.DeleteObjectsReply{})
 	case protos.Method_PULL_OBJECT:
 		r.servePull(c, req)
+	case protos.Method_LIST_WORKERS:
+		var m protos.ListWorkersRequest
+		if !r.decode(c, req, &m) {
+			return
+		}
+		go func() {
+			res, err := r.system.Root.RequestFuture(r.pid, workersQuery{}, 5*time.Second).Result()
+			if rep, ok := res.(*protos.ListWorkersReply); err == nil && ok {
+				_ = c.Reply(req, rep)
+				return
+			}
+			_ = c.ReplyError(req, wire.NewError("unavailable", "the raylet did not list its workers: %v", err))
+		}()
 	case protos.Method_RUNTIME_ENV_CACHE:
 		var m protos.RuntimeEnvCacheRequest
 		if !r.decode(c, req, &m) {

@@ -31,6 +31,9 @@ type (
 	}
 	reportTick    struct{}
 	nodeInfoQuery struct{}
+	// workersQuery asks for the node's worker processes (goray list
+	// workers).
+	workersQuery struct{}
 	// clientsQuery asks for the connections of the node's registered
 	// drivers and workers (goray memory asks each for its object table).
 	clientsQuery struct{}
@@ -229,6 +232,8 @@ func (s *state) Receive(ctx actor.Context) {
 		s.report()
 	case nodeInfoQuery:
 		ctx.Respond(s.nodeInfo())
+	case workersQuery:
+		ctx.Respond(s.listWorkers())
 	case clientsQuery:
 		ctx.Respond(s.clients())
 	case shutdownMsg:

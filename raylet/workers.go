@@ -3,6 +3,7 @@ package raylet
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"fmt"
 	"io"
 	"os"
@@ -354,4 +355,44 @@ func hasEnv(env []string, name string) bool {
 		}
 	}
 	return false
+}
+
+// listWorkers describes the node's worker processes, oldest first.
+func (s *state) listWorkers() *protos.ListWorkersReply {
+	rep := &protos.ListWorkersReply{NodeId: s.r.cfg.NodeID.Bytes()}
+	add := func(w *workerProc, dying bool) {
+		ws := &protos.WorkerState{WorkerId: w.id.Bytes(), JobId: w.job.id.Bytes(), Pid: int32(w.pid), Leases: int32(len(w.leases)),
+			Detached: w.detached, StartTimeUnixMs: w.startedAt.UnixMilli()}
+		switch {
+		case dying || w.killed:
+			ws.State = "STOPPING"
+		case !w.registered:
+			ws.State = "STARTING"
+		case w.dedicated:
+			ws.State = "ACTOR"
+		case len(w.leases) > 0:
+			ws.State = "LEASED"
+		default:
+			ws.State = "IDLE"
+		}
+		if e := w.env; e != nil && e.key != "" {
+			for _, kv := range e.proto.GetEnvVars() {
+				k, _, _ := strings.Cut(kv, "=")
+				ws.RuntimeEnvVars = append(ws.RuntimeEnvVars, k)
+			}
+			ws.RuntimeEnvPackage = e.proto.GetPackageDigest()
+		}
+		if w.logs != nil {
+			ws.StdoutPath, ws.StderrPath = w.logs.outPath, w.logs.errPath
+		}
+		rep.Workers = append(rep.Workers, ws)
+	}
+	for _, w := range s.workers {
+		add(w, false)
+	}
+	for _, w := range s.dying {
+		add(w, true)
+	}
+	slices.SortFunc(rep.Workers, func(a, b *protos.WorkerState) int { return cmp.Compare(a.GetStartTimeUnixMs(), b.GetStartTimeUnixMs()) })
+	return rep
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/internal/core"
 	"github.com/goray/goray/internal/stateapi"
 	"github.com/goray/goray/state"
@@ -68,22 +67,23 @@ func ListPlacementGroups(ctx context.Context, opts ...ListOption) ([]state.Place
 	return list(ctx, stateapi.PlacementGroups, opts)
 }
 
-func list[T any](ctx context.Context, fetch func(context.Context, *gcs.Client) ([]T, error), opts []ListOption) ([]T, error) {
+// ListWorkers lists the worker processes of every alive node.
+func ListWorkers(ctx context.Context, opts ...ListOption) ([]state.Worker, error) {
+	return list(ctx, stateapi.Workers, opts)
+}
+
+func list[T any](ctx context.Context, fetch func(context.Context, stateapi.Source) ([]T, error), opts []ListOption) ([]T, error) {
 	var o listOptions
 	for _, f := range opts {
 		if err := f(&o); err != nil {
 			return nil, err
 		}
 	}
-	cw := core.Current()
-	if cw == nil {
-		return nil, ErrNotInitialized
-	}
-	c, err := cw.GCS()
+	src, err := core.StateSource()
 	if err != nil {
 		return nil, err
 	}
-	rows, err := fetch(ctx, c)
+	rows, err := fetch(ctx, src)
 	if err != nil {
 		return nil, err
 	}

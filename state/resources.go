@@ -25,10 +25,11 @@ const (
 	KindJobs            = "jobs"
 	KindActors          = "actors"
 	KindPlacementGroups = "placement-groups"
+	KindWorkers         = "workers"
 )
 
 // Kinds lists every kind, in the order the CLI's help names them.
-var Kinds = []string{KindNodes, KindJobs, KindActors, KindPlacementGroups}
+var Kinds = []string{KindNodes, KindJobs, KindActors, KindPlacementGroups, KindWorkers}
 
 // Node is a node of the cluster.
 type Node struct {
@@ -94,6 +95,26 @@ type PlacementGroup struct {
 	Bundles          []Bundle  `json:"bundles"`
 	PendingReason    string    `json:"pending_reason,omitempty"`
 	CreateTime       time.Time `json:"create_time"`
+}
+
+// Worker is a worker process on a node.
+type Worker struct {
+	WorkerID string `json:"worker_id"`
+	NodeID   string `json:"node_id"`
+	JobID    string `json:"job_id"`
+	PID      int    `json:"pid"`
+	// State is STARTING, IDLE, LEASED (running tasks), ACTOR (hosting an
+	// actor) or STOPPING.
+	State     string    `json:"state"`
+	Leases    int       `json:"leases"`
+	Detached  bool      `json:"detached"`
+	StartTime time.Time `json:"start_time"`
+	// The worker's runtime env when it is not its job's: variable names
+	// and the working directory package's digest.
+	RuntimeEnvVars    []string `json:"runtime_env_vars,omitempty"`
+	RuntimeEnvPackage string   `json:"runtime_env_package,omitempty"`
+	StdoutPath        string   `json:"stdout_path"`
+	StderrPath        string   `json:"stderr_path"`
 }
 
 // Bundle is one bundle of a placement group.
@@ -302,6 +323,18 @@ func printTable[T any](w io.Writer, rows []T, detail bool) error {
 				nodes = append(nodes, dash(id(b.NodeID)))
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", id(v.PlacementGroupID), dash(v.Name), v.State, v.Strategy, len(v.Bundles), strings.Join(nodes, ","), when(v.CreateTime))
+		case Worker:
+			if i == 0 {
+				fmt.Fprintln(tw, "WORKER_ID\tNODE_ID\tJOB_ID\tPID\tSTATE\tLEASES\tRUNTIME_ENV\tSTARTED")
+			}
+			env := "-"
+			if len(v.RuntimeEnvVars) > 0 || v.RuntimeEnvPackage != "" {
+				env = strings.Join(v.RuntimeEnvVars, ",")
+				if v.RuntimeEnvPackage != "" {
+					env = strings.TrimPrefix(env+",pkg:"+id(v.RuntimeEnvPackage), ",")
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", id(v.WorkerID), id(v.NodeID), id(v.JobID), v.PID, v.State, v.Leases, env, when(v.StartTime))
 		default:
 			return fmt.Errorf("state: no table for %T", r)
 		}

@@ -104,7 +104,7 @@ func TestStateCLI(t *testing.T) {
 	if len(actors) != 1 {
 		t.Errorf("list actors --limit 1: %d rows", len(actors))
 	}
-	for _, kind := range []string{"nodes", "jobs", "actors", "placement-groups"} {
+	for _, kind := range []string{"nodes", "jobs", "actors", "placement-groups", "workers"} {
 		t.Logf("goray list %s:\n%s", kind, goray("list", kind))
 	}
 	if out := goray("list", "actors"); !strings.Contains(out, "ACTOR_ID") || !strings.Contains(out, namedID[:12]) || !strings.Contains(out, "state-cli") {
@@ -138,6 +138,26 @@ func TestStateCLI(t *testing.T) {
 	}
 	if _, err := sdk.ListActors(ctx, sdk.StateFilter("nonsense")); !errors.Is(err, sdk.ErrArgument) {
 		t.Errorf("sdk.ListActors with a malformed filter: %v, want ErrArgument", err)
+	}
+
+	// Workers: the named actor's process, on the other node, from that
+	// node's raylet.
+	var workers []struct {
+		WorkerID   string `json:"worker_id"`
+		NodeID     string `json:"node_id"`
+		PID        int    `json:"pid"`
+		State      string `json:"state"`
+		StdoutPath string `json:"stdout_path"`
+	}
+	asJSON(goray("list", "workers", "--filter", fmt.Sprintf("pid=%d", pid), "--format", "json"), &workers)
+	if len(workers) != 1 || workers[0].NodeID != c.nodes[0].id || workers[0].State != "ACTOR" || !strings.HasPrefix(workers[0].StdoutPath, c.nodes[0].dir) {
+		t.Fatalf("list workers --filter pid=%d: %+v", pid, workers)
+	}
+	if w := goray("get", "worker", workers[0].WorkerID[:10]); !strings.Contains(w, workers[0].WorkerID) || !strings.Contains(w, "state: ACTOR") {
+		t.Errorf("get worker:\n%s", w)
+	}
+	if ws, err := sdk.ListWorkers(ctx, sdk.StateFilter("state=ACTOR")); err != nil || len(ws) == 0 {
+		t.Errorf("sdk.ListWorkers(state=ACTOR): %+v, %v", ws, err)
 	}
 
 	// Jobs: this driver's, running.

@@ -10,7 +10,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
-	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/stateapi"
 	"github.com/goray/goray/state"
 )
@@ -40,8 +40,9 @@ func (o *stateOptions) register(cmd *cobra.Command, list bool) {
 	}
 }
 
-// withGCS runs f with a client of the cluster's GCS.
-func withGCS(cmd *cobra.Command, o *stateOptions, sec *securityOptions, log zerolog.Logger, f func(ctx context.Context, c *gcs.Client) error) error {
+// withSource runs f with the cluster's GCS (and the credentials to reach
+// its raylets).
+func withSource(cmd *cobra.Command, o *stateOptions, sec *securityOptions, log zerolog.Logger, f func(ctx context.Context, src stateapi.Source) error) error {
 	ctx := cmd.Context()
 	if ctx == nil {
 		ctx = context.Background()
@@ -57,11 +58,11 @@ func withGCS(cmd *cobra.Command, o *stateOptions, sec *securityOptions, log zero
 		return err
 	}
 	defer c.Close()
-	return f(ctx, c)
+	return f(ctx, stateapi.Source{GCS: c, Auth: t.creds.Handshaker(auth.LabelWire), Log: log})
 }
 
 // listed fetches, filters and prints one kind.
-func listed[T any](ctx context.Context, c *gcs.Client, o *stateOptions, fetch func(context.Context, *gcs.Client) ([]T, error)) error {
+func listed[T any](ctx context.Context, src stateapi.Source, o *stateOptions, fetch func(context.Context, stateapi.Source) ([]T, error)) error {
 	var filters []state.Filter
 	for _, s := range o.filters {
 		f, err := state.ParseFilter(s)
@@ -70,7 +71,7 @@ func listed[T any](ctx context.Context, c *gcs.Client, o *stateOptions, fetch fu
 		}
 		filters = append(filters, f)
 	}
-	rows, err := fetch(ctx, c)
+	rows, err := fetch(ctx, src)
 	if err != nil {
 		return err
 	}
@@ -81,8 +82,8 @@ func listed[T any](ctx context.Context, c *gcs.Client, o *stateOptions, fetch fu
 }
 
 // got fetches one kind and prints the row whose id starts with prefix.
-func got[T any](ctx context.Context, c *gcs.Client, o *stateOptions, prefix string, fetch func(context.Context, *gcs.Client) ([]T, error), id func(T) string) error {
-	rows, err := fetch(ctx, c)
+func got[T any](ctx context.Context, src stateapi.Source, o *stateOptions, prefix string, fetch func(context.Context, stateapi.Source) ([]T, error), id func(T) string) error {
+	rows, err := fetch(ctx, src)
 	if err != nil {
 		return err
 	}
@@ -105,39 +106,46 @@ func got[T any](ctx context.Context, c *gcs.Client, o *stateOptions, prefix stri
 type kindCommand struct {
 	kind  string
 	short string
-	list  func(ctx context.Context, c *gcs.Client, o *stateOptions) error
-	get   func(ctx context.Context, c *gcs.Client, o *stateOptions, id string) error
+	list  func(ctx context.Context, src stateapi.Source, o *stateOptions) error
+	get   func(ctx context.Context, src stateapi.Source, o *stateOptions, id string) error
 }
 
 func kindCommands() []kindCommand {
 	return []kindCommand{
 		{state.KindNodes, "nodes, alive and dead, with their resources",
-			func(ctx context.Context, c *gcs.Client, o *stateOptions) error {
-				return listed(ctx, c, o, stateapi.Nodes)
+			func(ctx context.Context, src stateapi.Source, o *stateOptions) error {
+				return listed(ctx, src, o, stateapi.Nodes)
 			},
-			func(ctx context.Context, c *gcs.Client, o *stateOptions, id string) error {
-				return got(ctx, c, o, id, stateapi.Nodes, func(n state.Node) string { return n.NodeID })
+			func(ctx context.Context, src stateapi.Source, o *stateOptions, id string) error {
+				return got(ctx, src, o, id, stateapi.Nodes, func(n state.Node) string { return n.NodeID })
 			}},
 		{state.KindJobs, "jobs (driver runs), running and finished",
-			func(ctx context.Context, c *gcs.Client, o *stateOptions) error {
-				return listed(ctx, c, o, stateapi.Jobs)
+			func(ctx context.Context, src stateapi.Source, o *stateOptions) error {
+				return listed(ctx, src, o, stateapi.Jobs)
 			},
-			func(ctx context.Context, c *gcs.Client, o *stateOptions, id string) error {
-				return got(ctx, c, o, id, stateapi.Jobs, func(j state.Job) string { return j.JobID })
+			func(ctx context.Context, src stateapi.Source, o *stateOptions, id string) error {
+				return got(ctx, src, o, id, stateapi.Jobs, func(j state.Job) string { return j.JobID })
 			}},
 		{state.KindActors, "actors, alive and dead: class, state, name, node, pid, restarts",
-			func(ctx context.Context, c *gcs.Client, o *stateOptions) error {
-				return listed(ctx, c, o, stateapi.Actors)
+			func(ctx context.Context, src stateapi.Source, o *stateOptions) error {
+				return listed(ctx, src, o, stateapi.Actors)
 			},
-			func(ctx context.Context, c *gcs.Client, o *stateOptions, id string) error {
-				return got(ctx, c, o, id, stateapi.Actors, func(a state.Actor) string { return a.ActorID })
+			func(ctx context.Context, src stateapi.Source, o *stateOptions, id string) error {
+				return got(ctx, src, o, id, stateapi.Actors, func(a state.Actor) string { return a.ActorID })
 			}},
 		{state.KindPlacementGroups, "live placement groups and where their bundles are",
-			func(ctx context.Context, c *gcs.Client, o *stateOptions) error {
-				return listed(ctx, c, o, stateapi.PlacementGroups)
+			func(ctx context.Context, src stateapi.Source, o *stateOptions) error {
+				return listed(ctx, src, o, stateapi.PlacementGroups)
 			},
-			func(ctx context.Context, c *gcs.Client, o *stateOptions, id string) error {
-				return got(ctx, c, o, id, stateapi.PlacementGroups, func(g state.PlacementGroup) string { return g.PlacementGroupID })
+			func(ctx context.Context, src stateapi.Source, o *stateOptions, id string) error {
+				return got(ctx, src, o, id, stateapi.PlacementGroups, func(g state.PlacementGroup) string { return g.PlacementGroupID })
+			}},
+		{state.KindWorkers, "worker processes of every alive node: job, pid, state, runtime env, log files",
+			func(ctx context.Context, src stateapi.Source, o *stateOptions) error {
+				return listed(ctx, src, o, stateapi.Workers)
+			},
+			func(ctx context.Context, src stateapi.Source, o *stateOptions, id string) error {
+				return got(ctx, src, o, id, stateapi.Workers, func(w state.Worker) string { return w.WorkerID })
 			}},
 	}
 }
@@ -157,7 +165,7 @@ field. The cluster is --address, else $GORAY_ADDRESS, else the one goray
 start --head recorded on this machine.`,
 			Args: cobra.NoArgs,
 			RunE: func(cmd *cobra.Command, _ []string) error {
-				return withGCS(cmd, o, sec, log, func(ctx context.Context, c *gcs.Client) error { return k.list(ctx, c, o) })
+				return withSource(cmd, o, sec, log, func(ctx context.Context, src stateapi.Source) error { return k.list(ctx, src, o) })
 			},
 		}
 		o.register(cmd, true)
@@ -179,7 +187,7 @@ func newGetCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
 			Short: "Show one of the " + k.short + " (the id may be a prefix of 4 or more hex digits)",
 			Args:  cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
-				return withGCS(cmd, o, sec, log, func(ctx context.Context, c *gcs.Client) error { return k.get(ctx, c, o, args[0]) })
+				return withSource(cmd, o, sec, log, func(ctx context.Context, src stateapi.Source) error { return k.get(ctx, src, o, args[0]) })
 			},
 		}
 		o.register(cmd, false)

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/goray/goray/internal/memreport"
+	"github.com/goray/goray/internal/stateapi"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/state"
 )
@@ -65,4 +66,18 @@ func MemorySummary(ctx context.Context) (*state.MemoryReport, error) {
 		return nil, err
 	}
 	return memreport.Fetch(ctx, info.GetNodes(), s.cw.log, s.cw.wireAuth, s.cw.node().id.Bytes(), s.cw.node().raylet)
+}
+
+// StateSource is where this process reads the state API from: its GCS
+// connection, and its credentials for the raylets.
+func StateSource() (stateapi.Source, error) {
+	cw := Current()
+	if cw == nil {
+		return stateapi.Source{}, ErrNotInitialized
+	}
+	c, err := cw.GCS()
+	if err != nil {
+		return stateapi.Source{}, err
+	}
+	return stateapi.Source{GCS: c, Auth: cw.wireAuth, Log: cw.log}, nil
 }

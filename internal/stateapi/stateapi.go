@@ -1,6 +1,7 @@
-// Package stateapi reads the cluster's resources from the GCS as the
-// public state types (package state): the goray CLI's `list` and `get`
-// and the sdk's List calls share it.
+// Package stateapi reads the cluster's resources from the GCS (and, for
+// workers, from every node's raylet) as the public state types (package
+// state): the goray CLI's `list` and `get` and the sdk's List calls share
+// it.
 package stateapi
 
 import (
@@ -11,14 +12,26 @@ import (
 	"strings"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/internal/nodecall"
 	"github.com/goray/goray/protos"
+	"github.com/goray/goray/protos/wire"
 	"github.com/goray/goray/state"
 )
 
+// Source is where the state comes from: the GCS, and the raylets, which
+// Auth authenticates to (*auth.Handshaker).
+type Source struct {
+	GCS  *gcs.Client
+	Auth wire.Authenticator
+	Log  zerolog.Logger
+}
+
 // Nodes lists every node, alive and dead.
-func Nodes(ctx context.Context, c *gcs.Client) ([]state.Node, error) {
-	ns, err := c.ListNodes(ctx)
+func Nodes(ctx context.Context, src Source) ([]state.Node, error) {
+	ns, err := src.GCS.ListNodes(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -30,8 +43,8 @@ func Nodes(ctx context.Context, c *gcs.Client) ([]state.Node, error) {
 }
 
 // Jobs lists every job, oldest first.
-func Jobs(ctx context.Context, c *gcs.Client) ([]state.Job, error) {
-	js, err := c.ListJobs(ctx)
+func Jobs(ctx context.Context, src Source) ([]state.Job, error) {
+	js, err := src.GCS.ListJobs(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -43,8 +56,8 @@ func Jobs(ctx context.Context, c *gcs.Client) ([]state.Job, error) {
 }
 
 // Actors lists every actor of every job, alive and dead.
-func Actors(ctx context.Context, c *gcs.Client) ([]state.Actor, error) {
-	as, err := c.ListActors(ctx, protos.JobID{})
+func Actors(ctx context.Context, src Source) ([]state.Actor, error) {
+	as, err := src.GCS.ListActors(ctx, protos.JobID{})
 	if err != nil {
 		return nil, err
 	}
@@ -57,8 +70,8 @@ func Actors(ctx context.Context, c *gcs.Client) ([]state.Actor, error) {
 }
 
 // PlacementGroups lists the live placement groups.
-func PlacementGroups(ctx context.Context, c *gcs.Client) ([]state.PlacementGroup, error) {
-	gs, err := c.ListPlacementGroups(ctx)
+func PlacementGroups(ctx context.Context, src Source) ([]state.PlacementGroup, error) {
+	gs, err := src.GCS.ListPlacementGroups(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +80,28 @@ func PlacementGroups(ctx context.Context, c *gcs.Client) ([]state.PlacementGroup
 		out = append(out, placementGroup(g))
 	}
 	slices.SortStableFunc(out, func(a, b state.PlacementGroup) int { return a.CreateTime.Compare(b.CreateTime) })
+	return out, nil
+}
+
+// Workers lists the worker processes of every alive node, asking each
+// node's raylet. A node that does not answer fails the listing, naming it.
+func Workers(ctx context.Context, src Source) ([]state.Worker, error) {
+	ns, err := src.GCS.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	answers := nodecall.Call(ctx, ns, src.Log, src.Auth, protos.Method_LIST_WORKERS, &protos.ListWorkersRequest{},
+		func() *protos.ListWorkersReply { return &protos.ListWorkersReply{} }, nil, nil)
+	var out []state.Worker
+	for _, a := range answers {
+		if a.Err != nil {
+			return nil, fmt.Errorf("node %s: %w", hexID(a.Node.GetNodeId())[:12], a.Err)
+		}
+		for _, w := range a.Reply.GetWorkers() {
+			out = append(out, worker(a.Node.GetNodeId(), w))
+		}
+	}
+	slices.SortStableFunc(out, func(a, b state.Worker) int { return a.StartTime.Compare(b.StartTime) })
 	return out, nil
 }
 
@@ -208,4 +243,21 @@ func placementGroup(g *protos.PlacementGroupInfo) state.PlacementGroup {
 		out.Bundles = append(out.Bundles, bd)
 	}
 	return out
+}
+
+func worker(node []byte, w *protos.WorkerState) state.Worker {
+	return state.Worker{
+		WorkerID:          hexID(w.GetWorkerId()),
+		NodeID:            hexID(node),
+		JobID:             hexID(w.GetJobId()),
+		PID:               int(w.GetPid()),
+		State:             w.GetState(),
+		Leases:            int(w.GetLeases()),
+		Detached:          w.GetDetached(),
+		StartTime:         millis(w.GetStartTimeUnixMs()),
+		RuntimeEnvVars:    w.GetRuntimeEnvVars(),
+		RuntimeEnvPackage: w.GetRuntimeEnvPackage(),
+		StdoutPath:        w.GetStdoutPath(),
+		StderrPath:        w.GetStderrPath(),
+	}
 }
