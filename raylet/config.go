@@ -122,11 +122,30 @@ type Config struct {
 	// removed past it, least recently used first. 0 means
 	// DefaultRuntimeEnvCacheBytes.
 	RuntimeEnvCacheBytes int64
+	// LogRotateBytes caps a worker's log file (stdout or stderr): past it
+	// the file is renamed with a timestamp and a new one begun, keeping
+	// LogRotateBackups old files. 0 means DefaultLogRotateBytes and
+	// DefaultLogRotateBackups (Ray's 512 MB and 5).
+	LogRotateBytes   int64
+	LogRotateBackups int
 	// Platform is the node's GOOS/GOARCH, which picks the job binary its
 	// workers run and is its PlatformLabel. "" means this process's
 	// (runtime.GOOS/runtime.GOARCH), or $GORAY_NODE_PLATFORM, which tests
 	// set to play a node of another platform.
 	Platform string
+}
+
+// Worker log rotation defaults (Ray's RAY_ROTATION_MAX_BYTES and
+// RAY_ROTATION_BACKUP_COUNT).
+const (
+	DefaultLogRotateBytes   = 512 << 20
+	DefaultLogRotateBackups = 5
+)
+
+// logRotateMB is LogRotateBytes in lumberjack's unit, megabytes (at least
+// one).
+func (c *Config) logRotateMB() int {
+	return int(max(1, (c.LogRotateBytes+(1<<20)-1)>>20))
 }
 
 // EnvNodePlatform overrides a node's platform (Config.Platform); for
@@ -174,6 +193,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.NodeID.IsZero() {
 		c.NodeID = protos.NewUniqueID()
+	}
+	if c.LogRotateBytes <= 0 {
+		c.LogRotateBytes, c.LogRotateBackups = DefaultLogRotateBytes, DefaultLogRotateBackups
 	}
 	if c.Platform == "" {
 		c.Platform = os.Getenv(EnvNodePlatform)

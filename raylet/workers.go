@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"gopkg.in/natefinch/lumberjack.v2"
+
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
@@ -243,13 +245,16 @@ func firstErr(errs ...error) error {
 // publishes the lines for the driver, tagged with the function that was
 // running when they were written.
 type workerLogs struct {
-	r        *Raylet
-	job      protos.JobID
-	worker   protos.WorkerID
-	pid      int
-	outPath  string
-	errPath  string
-	out, err *os.File
+	r       *Raylet
+	job     protos.JobID
+	worker  protos.WorkerID
+	pid     int
+	outPath string
+	errPath string
+	// out and err rotate: past Config.LogRotateBytes a file is renamed
+	// with its time and a new one begun; Config.LogRotateBackups old ones
+	// are kept.
+	out, err *lumberjack.Logger
 }
 
 func newWorkerLogs(r *Raylet, job protos.JobID, worker protos.WorkerID) (*workerLogs, error) {
@@ -257,13 +262,22 @@ func newWorkerLogs(r *Raylet, job protos.JobID, worker protos.WorkerID) (*worker
 	l := &workerLogs{r: r, job: job, worker: worker,
 		outPath: filepath.Join(dir, fmt.Sprintf("worker-%s.out", worker.Short())),
 		errPath: filepath.Join(dir, fmt.Sprintf("worker-%s.err", worker.Short()))}
-	var err error
-	if l.out, err = os.Create(l.outPath); err != nil {
-		return nil, fmt.Errorf("worker log: %w", err)
+	rotating := func(path string) (*lumberjack.Logger, error) {
+		// Created now, so a worker that writes nothing still has its
+		// (empty) files where goray logs and its errors point.
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+		if err != nil {
+			return nil, fmt.Errorf("worker log: %w", err)
+		}
+		f.Close()
+		return &lumberjack.Logger{Filename: path, MaxSize: r.cfg.logRotateMB(), MaxBackups: r.cfg.LogRotateBackups}, nil
 	}
-	if l.err, err = os.Create(l.errPath); err != nil {
-		l.out.Close()
-		return nil, fmt.Errorf("worker log: %w", err)
+	var err error
+	if l.out, err = rotating(l.outPath); err != nil {
+		return nil, err
+	}
+	if l.err, err = rotating(l.errPath); err != nil {
+		return nil, err
 	}
 	return l, nil
 }
@@ -290,7 +304,7 @@ func (l *workerLogs) pump(rd io.Reader, isErr bool) {
 				flush()
 				function = name
 			} else {
-				_, _ = f.WriteString(line)
+				_, _ = io.WriteString(f, line)
 				batch = append(batch, text)
 			}
 		}
