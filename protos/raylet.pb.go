@@ -2754,6 +2754,139 @@ func (x *WorkerState) GetStderrPath() string {
 	return ""
 }
 
+// ReadLogRequest asks a raylet for a part of one of its workers' log
+// files (goray logs): from offset, or the last tail_lines lines when
+// offset is negative. The raylet names the file from the worker id; no
+// path comes from the client.
+type ReadLogRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId      []byte                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Stderr        bool                   `protobuf:"varint,2,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	TailLines     int32                  `protobuf:"varint,4,opt,name=tail_lines,json=tailLines,proto3" json:"tail_lines,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadLogRequest) Reset() {
+	*x = ReadLogRequest{}
+	mi := &file_goray_raylet_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadLogRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadLogRequest) ProtoMessage() {}
+
+func (x *ReadLogRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadLogRequest.ProtoReflect.Descriptor instead.
+func (*ReadLogRequest) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ReadLogRequest) GetWorkerId() []byte {
+	if x != nil {
+		return x.WorkerId
+	}
+	return nil
+}
+
+func (x *ReadLogRequest) GetStderr() bool {
+	if x != nil {
+		return x.Stderr
+	}
+	return false
+}
+
+func (x *ReadLogRequest) GetOffset() int64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *ReadLogRequest) GetTailLines() int32 {
+	if x != nil {
+		return x.TailLines
+	}
+	return 0
+}
+
+type ReadLogReply struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// Where the next read starts (the file's size after this part).
+	NextOffset    int64  `protobuf:"varint,2,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	Path          string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadLogReply) Reset() {
+	*x = ReadLogReply{}
+	mi := &file_goray_raylet_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadLogReply) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadLogReply) ProtoMessage() {}
+
+func (x *ReadLogReply) ProtoReflect() protoreflect.Message {
+	mi := &file_goray_raylet_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadLogReply.ProtoReflect.Descriptor instead.
+func (*ReadLogReply) Descriptor() ([]byte, []int) {
+	return file_goray_raylet_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *ReadLogReply) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *ReadLogReply) GetNextOffset() int64 {
+	if x != nil {
+		return x.NextOffset
+	}
+	return 0
+}
+
+func (x *ReadLogReply) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
 var File_goray_raylet_proto protoreflect.FileDescriptor
 
 const file_goray_raylet_proto_rawDesc = "" +
@@ -2977,7 +3110,18 @@ const file_goray_raylet_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"stdoutPath\x12\x1f\n" +
 	"\vstderr_path\x18\v \x01(\tR\n" +
-	"stderrPathB&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"stderrPath\"|\n" +
+	"\x0eReadLogRequest\x12\x1b\n" +
+	"\tworker_id\x18\x01 \x01(\fR\bworkerId\x12\x16\n" +
+	"\x06stderr\x18\x02 \x01(\bR\x06stderr\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x1d\n" +
+	"\n" +
+	"tail_lines\x18\x04 \x01(\x05R\ttailLines\"W\n" +
+	"\fReadLogReply\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1f\n" +
+	"\vnext_offset\x18\x02 \x01(\x03R\n" +
+	"nextOffset\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04pathB&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_raylet_proto_rawDescOnce sync.Once
@@ -2992,7 +3136,7 @@ func file_goray_raylet_proto_rawDescGZIP() []byte {
 }
 
 var file_goray_raylet_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 43)
+var file_goray_raylet_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_goray_raylet_proto_goTypes = []any{
 	(NodeInfo_State)(0),                  // 0: goray.v1.NodeInfo.State
 	(*NodeInfo)(nil),                     // 1: goray.v1.NodeInfo
@@ -3036,46 +3180,48 @@ var file_goray_raylet_proto_goTypes = []any{
 	(*ListWorkersRequest)(nil),           // 39: goray.v1.ListWorkersRequest
 	(*ListWorkersReply)(nil),             // 40: goray.v1.ListWorkersReply
 	(*WorkerState)(nil),                  // 41: goray.v1.WorkerState
-	nil,                                  // 42: goray.v1.NodeInfo.LabelsEntry
-	nil,                                  // 43: goray.v1.ResourceDemand.LabelsEntry
-	(*Resources)(nil),                    // 44: goray.v1.Resources
-	(*JobBinary)(nil),                    // 45: goray.v1.JobBinary
-	(*RuntimeEnv)(nil),                   // 46: goray.v1.RuntimeEnv
-	(*SchedulingStrategy)(nil),           // 47: goray.v1.SchedulingStrategy
-	(ErrorKind)(0),                       // 48: goray.v1.ErrorKind
-	(*Address)(nil),                      // 49: goray.v1.Address
-	(*GetRefsReply)(nil),                 // 50: goray.v1.GetRefsReply
-	(*LabelValues)(nil),                  // 51: goray.v1.LabelValues
+	(*ReadLogRequest)(nil),               // 42: goray.v1.ReadLogRequest
+	(*ReadLogReply)(nil),                 // 43: goray.v1.ReadLogReply
+	nil,                                  // 44: goray.v1.NodeInfo.LabelsEntry
+	nil,                                  // 45: goray.v1.ResourceDemand.LabelsEntry
+	(*Resources)(nil),                    // 46: goray.v1.Resources
+	(*JobBinary)(nil),                    // 47: goray.v1.JobBinary
+	(*RuntimeEnv)(nil),                   // 48: goray.v1.RuntimeEnv
+	(*SchedulingStrategy)(nil),           // 49: goray.v1.SchedulingStrategy
+	(ErrorKind)(0),                       // 50: goray.v1.ErrorKind
+	(*Address)(nil),                      // 51: goray.v1.Address
+	(*GetRefsReply)(nil),                 // 52: goray.v1.GetRefsReply
+	(*LabelValues)(nil),                  // 53: goray.v1.LabelValues
 }
 var file_goray_raylet_proto_depIdxs = []int32{
-	44, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
-	44, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
+	46, // 0: goray.v1.NodeInfo.total:type_name -> goray.v1.Resources
+	46, // 1: goray.v1.NodeInfo.available:type_name -> goray.v1.Resources
 	0,  // 2: goray.v1.NodeInfo.state:type_name -> goray.v1.NodeInfo.State
 	2,  // 3: goray.v1.NodeInfo.pending:type_name -> goray.v1.ResourceDemand
 	2,  // 4: goray.v1.NodeInfo.infeasible:type_name -> goray.v1.ResourceDemand
-	42, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
+	44, // 5: goray.v1.NodeInfo.labels:type_name -> goray.v1.NodeInfo.LabelsEntry
 	31, // 6: goray.v1.NodeInfo.store_stats:type_name -> goray.v1.StoreStats
-	44, // 7: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
-	43, // 8: goray.v1.ResourceDemand.labels:type_name -> goray.v1.ResourceDemand.LabelsEntry
+	46, // 7: goray.v1.ResourceDemand.shape:type_name -> goray.v1.Resources
+	45, // 8: goray.v1.ResourceDemand.labels:type_name -> goray.v1.ResourceDemand.LabelsEntry
 	1,  // 9: goray.v1.RegisterWorkerReply.node:type_name -> goray.v1.NodeInfo
-	45, // 10: goray.v1.RegisterClientRequest.binaries:type_name -> goray.v1.JobBinary
-	46, // 11: goray.v1.RegisterClientRequest.runtime_env:type_name -> goray.v1.RuntimeEnv
+	47, // 10: goray.v1.RegisterClientRequest.binaries:type_name -> goray.v1.JobBinary
+	48, // 11: goray.v1.RegisterClientRequest.runtime_env:type_name -> goray.v1.RuntimeEnv
 	1,  // 12: goray.v1.RegisterClientReply.node:type_name -> goray.v1.NodeInfo
-	44, // 13: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
-	44, // 14: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
-	47, // 15: goray.v1.RequestWorkerLeaseRequest.strategy:type_name -> goray.v1.SchedulingStrategy
-	46, // 16: goray.v1.RequestWorkerLeaseRequest.runtime_env:type_name -> goray.v1.RuntimeEnv
-	48, // 17: goray.v1.GetWorkerFailureCauseReply.kind:type_name -> goray.v1.ErrorKind
-	49, // 18: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
-	44, // 19: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
+	46, // 13: goray.v1.RequestWorkerLeaseRequest.resources:type_name -> goray.v1.Resources
+	46, // 14: goray.v1.RequestWorkerLeaseRequest.running_resources:type_name -> goray.v1.Resources
+	49, // 15: goray.v1.RequestWorkerLeaseRequest.strategy:type_name -> goray.v1.SchedulingStrategy
+	48, // 16: goray.v1.RequestWorkerLeaseRequest.runtime_env:type_name -> goray.v1.RuntimeEnv
+	50, // 17: goray.v1.GetWorkerFailureCauseReply.kind:type_name -> goray.v1.ErrorKind
+	51, // 18: goray.v1.RequestWorkerLeaseReply.worker:type_name -> goray.v1.Address
+	46, // 19: goray.v1.RequestWorkerLeaseReply.assigned:type_name -> goray.v1.Resources
 	1,  // 20: goray.v1.RequestWorkerLeaseReply.retry_at:type_name -> goray.v1.NodeInfo
 	31, // 21: goray.v1.MemorySummaryReply.stats:type_name -> goray.v1.StoreStats
 	30, // 22: goray.v1.MemorySummaryReply.objects:type_name -> goray.v1.StoreObjectInfo
-	50, // 23: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
+	52, // 23: goray.v1.MemorySummaryReply.processes:type_name -> goray.v1.GetRefsReply
 	1,  // 24: goray.v1.GetNodeInfoReply.node:type_name -> goray.v1.NodeInfo
 	38, // 25: goray.v1.RuntimeEnvCacheReply.entries:type_name -> goray.v1.RuntimeEnvCacheEntry
 	41, // 26: goray.v1.ListWorkersReply.workers:type_name -> goray.v1.WorkerState
-	51, // 27: goray.v1.ResourceDemand.LabelsEntry.value:type_name -> goray.v1.LabelValues
+	53, // 27: goray.v1.ResourceDemand.LabelsEntry.value:type_name -> goray.v1.LabelValues
 	28, // [28:28] is the sub-list for method output_type
 	28, // [28:28] is the sub-list for method input_type
 	28, // [28:28] is the sub-list for extension type_name
@@ -3096,7 +3242,7 @@ func file_goray_raylet_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_goray_raylet_proto_rawDesc), len(file_goray_raylet_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   43,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

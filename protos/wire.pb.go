@@ -93,6 +93,8 @@ const (
 	Method_RUNTIME_ENV_CACHE Method = 34
 	// Client (goray list workers) -> raylet: its worker processes.
 	Method_LIST_WORKERS Method = 35
+	// Client (goray logs) -> raylet: a part of a worker's log file.
+	Method_READ_LOG Method = 36
 )
 
 // Enum value maps for Method.
@@ -134,6 +136,7 @@ var (
 		33: "GET_WORKER_FAILURE_CAUSE",
 		34: "RUNTIME_ENV_CACHE",
 		35: "LIST_WORKERS",
+		36: "READ_LOG",
 	}
 	Method_value = map[string]int32{
 		"METHOD_UNSPECIFIED":       0,
@@ -172,6 +175,7 @@ var (
 		"GET_WORKER_FAILURE_CAUSE": 33,
 		"RUNTIME_ENV_CACHE":        34,
 		"LIST_WORKERS":             35,
+		"READ_LOG":                 36,
 	}
 )
 
@@ -308,7 +312,7 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x12\n" +
 	"\x04code\x18\x02 \x01(\tR\x04code\"%\n" +
 	"\vExitRequest\x12\x16\n" +
-	"\x06reason\x18\x01 \x01(\tR\x06reason*\xc0\x05\n" +
+	"\x06reason\x18\x01 \x01(\tR\x06reason*\xce\x05\n" +
 	"\x06Method\x12\x16\n" +
 	"\x12METHOD_UNSPECIFIED\x10\x00\x12\r\n" +
 	"\tPUSH_TASK\x10\x01\x12\x0f\n" +
@@ -349,7 +353,8 @@ const file_goray_wire_proto_rawDesc = "" +
 	"\x04SYNC\x10 \x12\x1c\n" +
 	"\x18GET_WORKER_FAILURE_CAUSE\x10!\x12\x15\n" +
 	"\x11RUNTIME_ENV_CACHE\x10\"\x12\x10\n" +
-	"\fLIST_WORKERS\x10#B&Z$github.com/goray/goray/protos;protosb\x06proto3"
+	"\fLIST_WORKERS\x10#\x12\f\n" +
+	"\bREAD_LOG\x10$B&Z$github.com/goray/goray/protos;protosb\x06proto3"
 
 var (
 	file_goray_wire_proto_rawDescOnce sync.Once

@@ -490,6 +490,19 @@ func (r *Raylet) serve(c *wire.Conn, req *wire.Request) {
 		_ = c.Reply(req, &protos.DeleteObjectsReply{})
 	case protos.Method_PULL_OBJECT:
 		r.servePull(c, req)
+	case protos.Method_READ_LOG:
+		var m protos.ReadLogRequest
+		if !r.decode(c, req, &m) {
+			return
+		}
+		go func() {
+			rep, err := r.readLog(&m)
+			if err != nil {
+				_ = c.ReplyError(req, err)
+				return
+			}
+			_ = c.Reply(req, rep)
+		}()
 	case protos.Method_LIST_WORKERS:
 		var m protos.ListWorkersRequest
 		if !r.decode(c, req, &m) {

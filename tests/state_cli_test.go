@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"sigs.k8s.io/yaml"
 
@@ -160,6 +163,48 @@ func TestStateCLI(t *testing.T) {
 		t.Errorf("sdk.ListWorkers(state=ACTOR): %+v, %v", ws, err)
 	}
 
+	// Logs, read through the other node's raylet: the job's workers'
+	// output, each line tagged with its worker; an actor's worker.
+	// No CPU: the placement group may hold both of the node's.
+	if _, err := Echo.Options(onNode, sdk.NumCPUs(0)).Remote(ctx, "hello-logs").Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	jobID := workersJob(t, goray("list", "workers", "--format", "json"))
+	logs := goray("logs", "--job", jobID[:8])
+	if !strings.Contains(logs, "echo: hello-logs") || !strings.Contains(logs, "echo-err: hello-logs") || !strings.Contains(logs, "(worker ") {
+		t.Errorf("goray logs --job %s:\n%s", jobID[:8], logs)
+	}
+	if out := goray("logs", "--job", jobID[:8], "--err", "--tail", "1"); strings.Contains(out, "echo: hello") || !strings.Contains(out, "echo-err: hello-logs") {
+		t.Errorf("goray logs --err --tail 1:\n%s", out)
+	}
+	// --follow prints what the workers write next.
+	follow := exec.Command(c.bin, "logs", "--job", jobID[:8], "--follow", "--tail", "0", "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir))
+	follow.Env = c.env
+	var followed strings.Builder
+	var fmu sync.Mutex
+	follow.Stdout = lockedWriter{&fmu, &followed}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = follow.Process.Kill(); _ = follow.Wait() }()
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if _, err := Echo.Options(onNode, sdk.NumCPUs(0)).Remote(ctx, "followed").Get(ctx); err != nil {
+			return err
+		}
+		fmu.Lock()
+		defer fmu.Unlock()
+		if !strings.Contains(followed.String(), "echo: followed") {
+			return errorf("goray logs --follow printed %q", followed.String())
+		}
+		return nil
+	})
+	if out, err := runGoray(c.bin, c.env, "logs", "--actor", namedID[:8], "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir)); err != nil {
+		t.Errorf("goray logs --actor: %v\n%s", err, out)
+	}
+	if out, err := runGoray(c.bin, c.env, "logs", "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir)); err == nil || !strings.Contains(out, "one of --worker, --actor or --job") {
+		t.Errorf("goray logs with no worker named: %v\n%s", err, out)
+	}
+
 	// Jobs: this driver's, running.
 	var jobs []struct {
 		JobID     string `json:"job_id"`
@@ -191,4 +236,16 @@ func TestStateCLI(t *testing.T) {
 			t.Errorf("a bundle on node %q, not one of the cluster's\n%s", b.NodeID, ys)
 		}
 	}
+}
+
+// workersJob is the job of the workers in goray list workers --format json.
+func workersJob(t *testing.T, out string) string {
+	t.Helper()
+	var ws []struct {
+		JobID string `json:"job_id"`
+	}
+	if err := json.Unmarshal([]byte(out[strings.Index(out, "["):]), &ws); err != nil || len(ws) == 0 {
+		t.Fatalf("list workers: %v\n%s", err, out)
+	}
+	return ws[0].JobID
 }

@@ -47,8 +47,11 @@ func withSource(cmd *cobra.Command, o *stateOptions, sec *securityOptions, log z
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ctx, cancel := context.WithTimeout(ctx, o.timeout)
-	defer cancel()
+	if o.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	}
 	t, _, err := clusterInfo(ctx, o.address, sec, log)
 	if err != nil {
 		return err
