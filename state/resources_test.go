@@ -94,3 +94,23 @@ func TestPrint(t *testing.T) {
 		t.Error("format xml accepted")
 	}
 }
+
+func TestSummarizeActors(t *testing.T) {
+	sums := SummarizeActors([]Actor{
+		{ClassName: "main.B", State: "ALIVE"},
+		{ClassName: "main.A", State: "DEAD"},
+		{ClassName: "main.B", State: "ALIVE"},
+		{ClassName: "main.B", State: "RESTARTING"},
+	})
+	if len(sums) != 2 || sums[0].ClassName != "main.A" || sums[1].Total != 3 || sums[1].States["ALIVE"] != 2 || sums[1].States["RESTARTING"] != 1 {
+		t.Fatalf("%+v", sums)
+	}
+	var b bytes.Buffer
+	if err := PrintActorSummary(&b, sums, FormatTable); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "CLASS") || strings.Join(strings.Fields(lines[2]), " ") != "main.B 3 0 2 1 0" {
+		t.Errorf("table:\n%s", b.String())
+	}
+}

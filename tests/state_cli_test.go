@@ -205,6 +205,11 @@ func TestStateCLI(t *testing.T) {
 		t.Errorf("goray logs with no worker named: %v\n%s", err, out)
 	}
 
+	// Summary: tests.Counter, one alive and one dead.
+	if out := goray("summary", "actors"); !strings.Contains(strings.Join(strings.Fields(out), " "), "tests.Counter 2 0 1 0 1") {
+		t.Errorf("goray summary actors:\n%s", out)
+	}
+
 	// Jobs: this driver's, running.
 	var jobs []struct {
 		JobID     string `json:"job_id"`

@@ -60,6 +60,7 @@ func newRootCmd(log zerolog.Logger) *cobra.Command {
                         (--filter k=v, --limit N, --format table|json|yaml)
   goray get KIND ID     one node, job, actor or placement group, every field
   goray logs            a worker's, an actor's or a job's logs, from any node
+  goray summary actors  actors counted by class and state
   goray stop            stop the cluster
   goray nats-creds      NATS credentials (read-only by default) for the nats CLI
   goray tls generate    certificates for mutual TLS
@@ -79,7 +80,7 @@ or less of them (default warn).`,
 	sec := &securityOptions{}
 	sec.register(root.PersistentFlags())
 	root.AddCommand(newStartCmd(log, sec), newStatusCmd(log, sec), newStopCmd(log, sec))
-	root.AddCommand(newMemoryCmd(log, sec), newListCmd(log, sec), newGetCmd(log, sec), newLogsCmd(log, sec))
+	root.AddCommand(newMemoryCmd(log, sec), newListCmd(log, sec), newGetCmd(log, sec), newLogsCmd(log, sec), newSummaryCmd(log, sec))
 	root.AddCommand(newNATSCredsCmd(sec), newMetricsTokenCmd(sec), newTLSCmd())
 	return root
 }

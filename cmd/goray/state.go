@@ -198,3 +198,31 @@ func newGetCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
 	}
 	return get
 }
+
+// newSummaryCmd is `goray summary actors`: the cluster's actors counted by
+// class and state.
+func newSummaryCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
+	summary := &cobra.Command{
+		Use:   "summary",
+		Short: "Count the cluster's resources by kind and state",
+		Args:  cobra.NoArgs,
+	}
+	o := &stateOptions{}
+	actors := &cobra.Command{
+		Use:   "actors",
+		Short: "Count actors by class and state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withSource(cmd, o, sec, log, func(ctx context.Context, src stateapi.Source) error {
+				as, err := stateapi.Actors(ctx, src)
+				if err != nil {
+					return err
+				}
+				return state.PrintActorSummary(os.Stdout, state.SummarizeActors(as), o.format)
+			})
+		},
+	}
+	o.register(actors, false)
+	summary.AddCommand(actors)
+	return summary
+}
