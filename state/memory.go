@@ -1,6 +1,8 @@
 // Package state holds snapshots of a goray cluster's state as goray's own Go
-// types, shared by the sdk (sdk.MemorySummary) and the goray CLI (goray
-// memory): what they hold and how they print.
+// types, shared by the sdk and the goray CLI: the memory report
+// (sdk.MemorySummary, goray memory) and the state API's nodes, jobs,
+// actors, placement groups and workers (sdk.ListActors and the others,
+// goray list, get and summary), with their filters and how they print.
 package state
 
 import (
