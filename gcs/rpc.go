@@ -43,19 +43,25 @@ func serveActor[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, s
 // serveFunc is serveActor for handlers that are more than one actor ask.
 func serveFunc[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, subject string, check func(PReq) error, handle func(PReq) (PRep, error)) nats.MsgHandler {
 	return func(m *nats.Msg) {
+		start := time.Now()
 		req, e := decodeRequest[Req](subject, m.Data, check)
 		if e != nil {
 			rep := PRep(new(Rep))
 			setReplyError(rep, e)
 			s.respond(m, rep)
+			s.metrics.observe(subject, time.Since(start), e)
 			return
 		}
 		rep, err := handle(req)
 		if err != nil {
 			rep = PRep(new(Rep))
-			setReplyError(rep, toGcsError(err))
+			e = toGcsError(err)
+			setReplyError(rep, e)
+		} else if re, ok := any(rep).(interface{ GetError() *protos.GcsError }); ok {
+			e = re.GetError()
 		}
 		s.respond(m, rep)
+		s.metrics.observe(subject, time.Since(start), e)
 	}
 }
 

@@ -100,6 +100,8 @@ type Server struct {
 	shutdownOnce sync.Once
 	requestOnce  sync.Once
 	done         chan struct{}
+	// metrics count the requests the GCS answers (metrics.go).
+	metrics *requestMetrics
 }
 
 // NewServer validates opts and returns a Server ready to Start.
@@ -120,9 +122,10 @@ func NewServer(opts Options) (*Server, error) {
 		opts.RequestTimeout = defaultRequestTimeout
 	}
 	return &Server{
-		opts: opts,
-		log:  opts.Logger.With().Str("component", "gcs").Logger(),
-		done: make(chan struct{}),
+		opts:    opts,
+		log:     opts.Logger.With().Str("component", "gcs").Logger(),
+		done:    make(chan struct{}),
+		metrics: newRequestMetrics(),
 	}, nil
 }
 

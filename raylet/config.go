@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/goray/goray/internal/auth"
@@ -122,6 +123,9 @@ type Config struct {
 	// removed past it, least recently used first. 0 means
 	// DefaultRuntimeEnvCacheBytes.
 	RuntimeEnvCacheBytes int64
+	// ExtraCollectors are served by the node's metrics endpoint besides its
+	// own (the head's: the GCS's, gcs.Server.Collector).
+	ExtraCollectors []prometheus.Collector
 	// LogRotateBytes caps a worker's log file (stdout or stderr): past it
 	// the file is renamed with a timestamp and a new one begun, keeping
 	// LogRotateBackups old files. 0 means DefaultLogRotateBytes and

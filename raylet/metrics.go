@@ -39,11 +39,11 @@ type metricsServer struct {
 func newMetricsRegistry(r *Raylet) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
 	wrapped := prometheus.WrapRegistererWith(prometheus.Labels{"node_id": r.cfg.NodeID.Short()}, reg)
-	for _, c := range []prometheus.Collector{
+	for _, c := range append([]prometheus.Collector{
 		newRayletCollector(r),
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-	} {
+	}, r.cfg.ExtraCollectors...) {
 		if err := wrapped.Register(c); err != nil {
 			return nil, err
 		}

@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/goray/goray/gcs"
@@ -172,6 +173,7 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 		Logger:            cfg.Logger,
 		Credentials:       cfg.Credentials,
 		isHead:            true,
+		extraCollectors:   []prometheus.Collector{srv.Collector()},
 
 		MemoryUsageThreshold:  cfg.MemoryUsageThreshold,
 		MemoryMonitorInterval: cfg.MemoryMonitorInterval,

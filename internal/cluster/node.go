@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
 
@@ -53,7 +54,9 @@ type NodeConfig struct {
 	NodeIP string
 	// MetricsAddr: see raylet.Config.MetricsAddr.
 	MetricsAddr string
-	Logger      zerolog.Logger
+	// extraCollectors: see raylet.Config.ExtraCollectors.
+	extraCollectors []prometheus.Collector
+	Logger          zerolog.Logger
 	// ReportInterval is how often the raylet reports its state (its
 	// heartbeat and the other raylets' resource view); default 250 ms.
 	ReportInterval time.Duration
@@ -202,6 +205,7 @@ func startNode(ctx context.Context, client *gcs.Client, cfg NodeConfig) (*Node, 
 		Labels:            cfg.Labels,
 		NodeIP:            cfg.NodeIP,
 		MetricsAddr:       cfg.MetricsAddr,
+		ExtraCollectors:   cfg.extraCollectors,
 		ReportInterval:    cfg.ReportInterval,
 		Credentials:       cfg.Credentials,
 		Logger:            log,

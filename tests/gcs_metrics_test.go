@@ -1,0 +1,81 @@
+package tests
+
+import (
+	"bufio"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/goray/goray/sdk"
+)
+
+// TestGCSMetrics: the head's metrics endpoint shows the cluster's actors,
+// jobs and nodes by state, and the GCS's requests by subject.
+func TestGCSMetrics(t *testing.T) {
+	ctx := startCluster(t, sdk.MetricsAddress("127.0.0.1:0"))
+	alive, err := CounterActor.Remote(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := CounterActor.Remote(ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []sdk.Actor[Counter]{alive, dead} {
+		if _, err := CounterInc.Remote(ctx, a, 1).Get(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := sdk.Kill(ctx, dead, true); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
+		for _, want := range []struct {
+			name, label string
+			value       float64
+		}{
+			{"goray_actors", `state="ALIVE"`, 1},
+			{"goray_actors", `state="DEAD"`, 1},
+			{"goray_jobs", `state="RUNNING"`, 1},
+			{"goray_nodes", `state="ALIVE"`, 1},
+			{"goray_placement_groups", `state="CREATED"`, 0},
+		} {
+			if got := scrapeSample(t, sdk.MetricsURL(), want.name, want.label); got != want.value {
+				return errorf("%s{%s} = %v, want %v", want.name, want.label, got, want.value)
+			}
+		}
+		if n := scrapeSample(t, sdk.MetricsURL(), "goray_gcs_requests_total", `subject="goray.gcs.actor.register"`); n < 2 {
+			return errorf("goray_gcs_requests_total{subject=goray.gcs.actor.register} = %v, want at least 2", n)
+		}
+		if n := scrapeSample(t, sdk.MetricsURL(), "goray_gcs_request_seconds_count", `subject="goray.gcs.actor.kill"`); n < 1 {
+			return errorf("goray_gcs_request_seconds_count{subject=goray.gcs.actor.kill} = %v, want at least 1", n)
+		}
+		return nil
+	})
+}
+
+// scrapeSample is the value of the first sample of name whose labels
+// include label (-1 if there is none).
+func scrapeSample(t *testing.T, url, name, label string) float64 {
+	t.Helper()
+	resp, err := metricsClient(t).Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, name+"{") && strings.Contains(line, label) {
+			f := strings.Fields(line)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err != nil {
+				t.Fatalf("bad sample %q", line)
+			}
+			return v
+		}
+	}
+	return -1
+}
