@@ -8,11 +8,14 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/goray/goray/protos"
 )
 
 // MetricsPath is where the raylet's metrics endpoint serves the
@@ -146,6 +149,8 @@ type rayletCollector struct {
 
 	memoryUsed, memoryLimit, memoryThreshold *prometheus.Desc
 	monitorKills, kernelOOMKills             *prometheus.Desc
+	// Per worker process, from /proc.
+	workerCPU, workerMemory *prometheus.Desc
 }
 
 func newRayletCollector(r *Raylet) *rayletCollector {
@@ -184,6 +189,9 @@ func newRayletCollector(r *Raylet) *rayletCollector {
 		memoryThreshold: d("goray_node_memory_usage_threshold", "Fraction of the node's memory above which the memory monitor kills a worker (0: the monitor is off)."),
 		monitorKills:    d("goray_node_memory_monitor_kills_total", "Workers the memory monitor killed because the node ran low on memory, since the node started."),
 		kernelOOMKills:  d("goray_node_kernel_oom_kills_total", "Workers of the node the kernel's OOM killer killed, since the node started."),
+
+		workerCPU:    d("goray_worker_cpu_seconds_total", "CPU time (user and system) a worker process used.", "worker_id", "job_id", "pid"),
+		workerMemory: d("goray_worker_memory_bytes", "Resident memory of a worker process.", "worker_id", "job_id", "pid"),
 	}
 }
 
@@ -199,6 +207,7 @@ func (c *rayletCollector) Describe(ch chan<- *prometheus.Desc) {
 		c.resourceCapacity, c.resourceAvailable,
 		c.workers, c.pending, c.infeasible,
 		c.memoryUsed, c.memoryLimit, c.memoryThreshold, c.monitorKills, c.kernelOOMKills,
+		c.workerCPU, c.workerMemory,
 	} {
 		ch <- d
 	}
@@ -273,4 +282,22 @@ func (c *rayletCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.pending, float64(pending))
 	gauge(c.infeasible, float64(infeasible))
+
+	res, err := c.r.system.Root.RequestFuture(c.r.pid, workersQuery{}, metricsNodeInfoTimeout).Result()
+	rep, ok := res.(*protos.ListWorkersReply)
+	if err != nil || !ok {
+		return
+	}
+	for _, w := range rep.GetWorkers() {
+		if w.GetPid() <= 0 {
+			continue
+		}
+		st, err := readProcStats(int(w.GetPid()))
+		if err != nil {
+			continue // it exited meanwhile
+		}
+		labels := []string{protos.MustUniqueID(w.GetWorkerId()).Short(), protos.MustUniqueID(w.GetJobId()).Short(), strconv.Itoa(int(w.GetPid()))}
+		ch <- prometheus.MustNewConstMetric(c.workerCPU, prometheus.CounterValue, st.cpuSeconds, labels...)
+		ch <- prometheus.MustNewConstMetric(c.workerMemory, prometheus.GaugeValue, float64(st.rssBytes), labels...)
+	}
 }

@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bufio"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,7 +12,8 @@ import (
 )
 
 // TestGCSMetrics: the head's metrics endpoint shows the cluster's actors,
-// jobs and nodes by state, and the GCS's requests by subject.
+// jobs and nodes by state, the GCS's requests by subject, and each
+// worker's CPU and memory.
 func TestGCSMetrics(t *testing.T) {
 	ctx := startCluster(t, sdk.MetricsAddress("127.0.0.1:0"))
 	alive, err := CounterActor.Remote(ctx, 1)
@@ -29,6 +31,17 @@ func TestGCSMetrics(t *testing.T) {
 	}
 	if err := sdk.Kill(ctx, dead, true); err != nil {
 		t.Fatal(err)
+	}
+	pid, err := CounterPid.Remote(ctx, alive).Get(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The actor's worker process, from the raylet's /proc reading.
+	if rss := scrapeSample(t, sdk.MetricsURL(), "goray_worker_memory_bytes", fmt.Sprintf(`pid="%d"`, pid)); rss < 1<<20 {
+		t.Errorf("goray_worker_memory_bytes{pid=%d} = %v, want a process's resident memory", pid, rss)
+	}
+	if cpu := scrapeSample(t, sdk.MetricsURL(), "goray_worker_cpu_seconds_total", fmt.Sprintf(`pid="%d"`, pid)); cpu < 0 {
+		t.Errorf("goray_worker_cpu_seconds_total{pid=%d} missing", pid)
 	}
 	checkFor(t, 10*time.Second, 50*time.Millisecond, func() error {
 		for _, want := range []struct {
