@@ -3,6 +3,9 @@ package tests
 import (
 	"bufio"
 	"fmt"
+	"io"
+	"os"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -66,6 +69,38 @@ func TestGCSMetrics(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A request the GCS refuses: counted with its code.
+	if _, err := sdk.GetActor[Counter](ctx, "no-such-actor", ""); err == nil {
+		t.Fatal("GetActor of a name nobody has succeeded")
+	}
+	if n := scrapeSample(t, sdk.MetricsURL(), "goray_gcs_request_errors_total", `subject="goray.gcs.actor.get"`); n < 1 {
+		t.Errorf("goray_gcs_request_errors_total{subject=goray.gcs.actor.get} = %v, want at least 1", n)
+	}
+
+	// The Grafana dashboard in docs/ charts only metrics that exist.
+	dash, err := os.ReadFile("../docs/grafana/goray-cluster.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := metricsClient(t).Get(sdk.MetricsURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := regexp.MustCompile(`goray_[a-z_]+`).FindAllString(string(dash), -1)
+	if len(names) < 10 {
+		t.Fatalf("the dashboard names %d metrics", len(names))
+	}
+	for _, name := range names {
+		if !strings.Contains(string(body), "\n"+name) {
+			t.Errorf("the dashboard charts %s, which the head does not serve", name)
+		}
+	}
 }
 
 // scrapeSample is the value of the first sample of name whose labels
