@@ -48,8 +48,10 @@ func serveFunc[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, su
 		if e != nil {
 			rep := PRep(new(Rep))
 			setReplyError(rep, e)
-			s.respond(m, rep)
+			// Counted before the answer goes, so a caller that
+			// reads the metrics after its answer sees its request.
 			s.metrics.observe(subject, time.Since(start), e)
+			s.respond(m, rep)
 			return
 		}
 		rep, err := handle(req)
@@ -60,8 +62,8 @@ func serveFunc[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, su
 		} else if re, ok := any(rep).(interface{ GetError() *protos.GcsError }); ok {
 			e = re.GetError()
 		}
-		s.respond(m, rep)
 		s.metrics.observe(subject, time.Since(start), e)
+		s.respond(m, rep)
 	}
 }
 

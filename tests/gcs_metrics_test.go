@@ -104,7 +104,7 @@ func TestGCSMetrics(t *testing.T) {
 }
 
 // scrapeSample is the value of the first sample of name whose labels
-// include label (-1 if there is none).
+// include label ("": any sample of name), or -1 if there is none.
 func scrapeSample(t *testing.T, url, name, label string) float64 {
 	t.Helper()
 	resp, err := metricsClient(t).Get(url)
@@ -116,7 +116,7 @@ func scrapeSample(t *testing.T, url, name, label string) float64 {
 	sc.Buffer(make([]byte, 1<<16), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, name+"{") && strings.Contains(line, label) {
+		if (strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ")) && strings.Contains(line, label) {
 			f := strings.Fields(line)
 			v, err := strconv.ParseFloat(f[len(f)-1], 64)
 			if err != nil {

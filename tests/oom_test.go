@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"os"
@@ -178,26 +177,11 @@ func checkOOM(t *testing.T, err error, node string) {
 // scrapeCounter reads one sample of a metric from a metrics endpoint.
 func scrapeCounter(t *testing.T, url, name string) float64 {
 	t.Helper()
-	resp, err := metricsClient(t).Get(url)
-	if err != nil {
-		t.Fatal(err)
+	v := scrapeSample(t, url, name, "")
+	if v < 0 {
+		t.Fatalf("no %s at %s", name, url)
 	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<16), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ") {
-			f := strings.Fields(line)
-			v, err := strconv.ParseFloat(f[len(f)-1], 64)
-			if err != nil {
-				t.Fatalf("bad sample %q", line)
-			}
-			return v
-		}
-	}
-	t.Fatalf("no %s at %s", name, url)
-	return 0
+	return v
 }
 
 // TestKernelOOMKillIsReported puts a task's worker in a memory cgroup of
