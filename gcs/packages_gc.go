@@ -106,6 +106,11 @@ func (c *packagesCleaner) clean(live []*protos.JobInfo) {
 			c.env.log.Warn().Err(err).Msg("cleaning the packages store")
 			return
 		}
+		// The store's size is one request; listing it reads every
+		// object's record, which is only worth it past the low water.
+		if st, err := obs.Status(ctx); err == nil && float64(st.Size()) <= float64(c.capBytes)*packagesLowWater {
+			return
+		}
 		infos, err := obs.List(ctx)
 		if err != nil && err != jetstream.ErrNoObjectsFound {
 			c.env.log.Warn().Err(err).Msg("cleaning the packages store")

@@ -651,7 +651,12 @@ func (s *state) startWanted(k poolKey, n, dedicated int) {
 	j, e := k.j, k.e
 	ready, err := s.prepare(j, e)
 	if err != nil {
-		s.failJob(j, CodePlatformMismatch, err)
+		if j.binState == prepNone {
+			// No build for this node's platform: that will not change.
+			// (A failed fetch is answered to its requests by dispatch
+			// and tried again.)
+			s.failJob(j, CodePlatformMismatch, err)
+		}
 		return
 	}
 	if !ready {

@@ -14,8 +14,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
-	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/nodecall"
+	"github.com/goray/goray/internal/stateapi"
 	"github.com/goray/goray/protos"
 )
 
@@ -43,11 +43,8 @@ type runtimeEnvRow struct {
 }
 
 func newListRuntimeEnvsCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
-	var (
-		address string
-		asJSON  bool
-		timeout time.Duration
-	)
+	o := &stateOptions{}
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "runtime-envs",
 		Short: "List what each node's runtime env cache holds",
@@ -60,58 +57,58 @@ The cluster is --address, else $GORAY_ADDRESS, else the one goray start
 --head recorded on this machine.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			if ctx == nil {
-				ctx = context.Background()
-			}
-			t, info, err := clusterInfo(ctx, address, sec, log)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(ctx, timeout)
-			defer cancel()
-			answers := nodecall.Call(ctx, info.GetNodes(), log, t.creds.Handshaker(auth.LabelWire), protos.Method_RUNTIME_ENV_CACHE,
-				&protos.RuntimeEnvCacheRequest{}, func() *protos.RuntimeEnvCacheReply { return &protos.RuntimeEnvCacheReply{} }, nil, nil)
-			var rows []runtimeEnvRow
-			var failed []string
-			for _, a := range answers {
-				node := hex.EncodeToString(a.Node.GetNodeId())
-				if a.Err != nil {
-					failed = append(failed, fmt.Sprintf("node %s: %v", node[:12], a.Err))
-					continue
-				}
-				for _, e := range a.Reply.GetEntries() {
-					r := runtimeEnvRow{NodeID: node, Kind: e.GetKind(), Digest: e.GetDigest(), Platform: e.GetPlatform(), Bytes: e.GetSize(),
-						Source: e.GetSource(), Jobs: []string{}, LastUsedMs: e.GetLastUsedUnixMs()}
-					for _, j := range e.GetJobIds() {
-						r.Jobs = append(r.Jobs, hex.EncodeToString(j))
-					}
-					rows = append(rows, r)
-				}
-			}
-			if asJSON {
-				enc := json.NewEncoder(os.Stdout)
-				enc.SetIndent("", "  ")
-				if err := enc.Encode(rows); err != nil {
-					return err
-				}
-			} else {
-				printRuntimeEnvs(os.Stdout, rows)
-			}
-			for _, f := range failed {
-				fmt.Fprintln(os.Stderr, "no answer from", f)
-			}
-			if len(failed) > 0 && len(failed) == len(answers) {
-				return fmt.Errorf("no node answered")
-			}
-			return nil
+			return withSource(cmd, o, sec, log, func(ctx context.Context, src stateapi.Source) error { return listRuntimeEnvs(ctx, src, asJSON) })
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&address, "address", "", "cluster address (default: $GORAY_ADDRESS, then the cluster started on this machine)")
+	f.StringVar(&o.address, "address", "", "cluster address (default: $GORAY_ADDRESS, then the cluster started on this machine)")
 	f.BoolVar(&asJSON, "json", false, "print the entries as JSON (full ids)")
-	f.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the nodes' answers")
+	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for the nodes' answers")
 	return cmd
+}
+
+// listRuntimeEnvs asks every alive node's raylet for its cache and prints
+// the entries.
+func listRuntimeEnvs(ctx context.Context, src stateapi.Source, asJSON bool) error {
+	nodes, err := src.GCS.ListNodes(ctx)
+	if err != nil {
+		return err
+	}
+	answers := nodecall.Call(ctx, nodes, src.Log, src.Auth, protos.Method_RUNTIME_ENV_CACHE,
+		&protos.RuntimeEnvCacheRequest{}, func() *protos.RuntimeEnvCacheReply { return &protos.RuntimeEnvCacheReply{} }, nil, nil)
+	var rows []runtimeEnvRow
+	var failed []string
+	for _, a := range answers {
+		node := hex.EncodeToString(a.Node.GetNodeId())
+		if a.Err != nil {
+			failed = append(failed, fmt.Sprintf("node %s: %v", node[:12], a.Err))
+			continue
+		}
+		for _, e := range a.Reply.GetEntries() {
+			r := runtimeEnvRow{NodeID: node, Kind: e.GetKind(), Digest: e.GetDigest(), Platform: e.GetPlatform(), Bytes: e.GetSize(),
+				Source: e.GetSource(), Jobs: []string{}, LastUsedMs: e.GetLastUsedUnixMs()}
+			for _, j := range e.GetJobIds() {
+				r.Jobs = append(r.Jobs, hex.EncodeToString(j))
+			}
+			rows = append(rows, r)
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rows); err != nil {
+			return err
+		}
+	} else {
+		printRuntimeEnvs(os.Stdout, rows)
+	}
+	for _, f := range failed {
+		fmt.Fprintln(os.Stderr, "no answer from", f)
+	}
+	if len(failed) > 0 && len(failed) == len(answers) {
+		return fmt.Errorf("no node answered")
+	}
+	return nil
 }
 
 func printRuntimeEnvs(w io.Writer, rows []runtimeEnvRow) {

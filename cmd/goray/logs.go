@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -91,17 +92,9 @@ func runLogs(ctx context.Context, src stateapi.Source, o *logsOptions) error {
 	if err != nil {
 		return err
 	}
-	nodes, err := src.GCS.ListNodes(ctx)
+	endpoints, err := rayletEndpoints(ctx, src)
 	if err != nil {
 		return err
-	}
-	endpoints := map[string]string{}
-	for _, n := range nodes {
-		ep := n.GetRayletTcpEndpoint()
-		if ep == "" {
-			ep = n.GetRayletEndpoint()
-		}
-		endpoints[stateapiHex(n.GetNodeId())] = ep
 	}
 	conns := map[string]*wire.Conn{}
 	defer func() {
@@ -150,12 +143,8 @@ func runLogs(ctx context.Context, src stateapi.Source, o *logsOptions) error {
 			// A job's new workers (on new nodes too) join the follow,
 			// from their first line.
 			if more, err := pickWorkers(ctx, src, o); err == nil {
-				if ns, err := src.GCS.ListNodes(ctx); err == nil {
-					for _, n := range ns {
-						if ep := n.GetRayletTcpEndpoint(); ep != "" {
-							endpoints[stateapiHex(n.GetNodeId())] = ep
-						}
-					}
+				if eps, err := rayletEndpoints(ctx, src); err == nil {
+					endpoints = eps
 				}
 				for _, w := range more {
 					if !seen[w.WorkerID] {
@@ -259,4 +248,20 @@ func (t *logTarget) read(ctx context.Context, w io.Writer, tail int, prefix bool
 	}
 }
 
-func stateapiHex(b []byte) string { return fmt.Sprintf("%x", b) }
+// rayletEndpoints maps each node (hex id) to where its raylet is reached
+// from another machine.
+func rayletEndpoints(ctx context.Context, src stateapi.Source) (map[string]string, error) {
+	nodes, err := src.GCS.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	eps := make(map[string]string, len(nodes))
+	for _, n := range nodes {
+		ep := n.GetRayletTcpEndpoint()
+		if ep == "" {
+			ep = n.GetRayletEndpoint()
+		}
+		eps[hex.EncodeToString(n.GetNodeId())] = ep
+	}
+	return eps, nil
+}

@@ -113,43 +113,27 @@ type kindCommand struct {
 	get   func(ctx context.Context, src stateapi.Source, o *stateOptions, id string) error
 }
 
+// kindOf is the list and get of one kind, whose rows fetch reads and id
+// names.
+func kindOf[T any](kind, short string, fetch func(context.Context, stateapi.Source) ([]T, error), id func(T) string) kindCommand {
+	return kindCommand{kind: kind, short: short,
+		list: func(ctx context.Context, src stateapi.Source, o *stateOptions) error { return listed(ctx, src, o, fetch) },
+		get: func(ctx context.Context, src stateapi.Source, o *stateOptions, prefix string) error {
+			return got(ctx, src, o, prefix, fetch, id)
+		},
+	}
+}
+
 func kindCommands() []kindCommand {
 	return []kindCommand{
-		{state.KindNodes, "nodes, alive and dead, with their resources",
-			func(ctx context.Context, src stateapi.Source, o *stateOptions) error {
-				return listed(ctx, src, o, stateapi.Nodes)
-			},
-			func(ctx context.Context, src stateapi.Source, o *stateOptions, id string) error {
-				return got(ctx, src, o, id, stateapi.Nodes, func(n state.Node) string { return n.NodeID })
-			}},
-		{state.KindJobs, "jobs (driver runs), running and finished",
-			func(ctx context.Context, src stateapi.Source, o *stateOptions) error {
-				return listed(ctx, src, o, stateapi.Jobs)
-			},
-			func(ctx context.Context, src stateapi.Source, o *stateOptions, id string) error {
-				return got(ctx, src, o, id, stateapi.Jobs, func(j state.Job) string { return j.JobID })
-			}},
-		{state.KindActors, "actors, alive and dead: class, state, name, node, pid, restarts",
-			func(ctx context.Context, src stateapi.Source, o *stateOptions) error {
-				return listed(ctx, src, o, stateapi.Actors)
-			},
-			func(ctx context.Context, src stateapi.Source, o *stateOptions, id string) error {
-				return got(ctx, src, o, id, stateapi.Actors, func(a state.Actor) string { return a.ActorID })
-			}},
-		{state.KindPlacementGroups, "live placement groups and where their bundles are",
-			func(ctx context.Context, src stateapi.Source, o *stateOptions) error {
-				return listed(ctx, src, o, stateapi.PlacementGroups)
-			},
-			func(ctx context.Context, src stateapi.Source, o *stateOptions, id string) error {
-				return got(ctx, src, o, id, stateapi.PlacementGroups, func(g state.PlacementGroup) string { return g.PlacementGroupID })
-			}},
-		{state.KindWorkers, "worker processes of every alive node: job, pid, state, runtime env, log files",
-			func(ctx context.Context, src stateapi.Source, o *stateOptions) error {
-				return listed(ctx, src, o, stateapi.Workers)
-			},
-			func(ctx context.Context, src stateapi.Source, o *stateOptions, id string) error {
-				return got(ctx, src, o, id, stateapi.Workers, func(w state.Worker) string { return w.WorkerID })
-			}},
+		kindOf(state.KindNodes, "nodes, alive and dead, with their resources", stateapi.Nodes, func(n state.Node) string { return n.NodeID }),
+		kindOf(state.KindJobs, "jobs (driver runs), running and finished", stateapi.Jobs, func(j state.Job) string { return j.JobID }),
+		kindOf(state.KindActors, "actors, alive and dead: class, state, name, node, pid, restarts", stateapi.Actors,
+			func(a state.Actor) string { return a.ActorID }),
+		kindOf(state.KindPlacementGroups, "live placement groups and where their bundles are", stateapi.PlacementGroups,
+			func(g state.PlacementGroup) string { return g.PlacementGroupID }),
+		kindOf(state.KindWorkers, "worker processes of every alive node: job, pid, state, runtime env, log files", stateapi.Workers,
+			func(w state.Worker) string { return w.WorkerID }),
 	}
 }
 
