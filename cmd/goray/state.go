@@ -117,7 +117,9 @@ type kindCommand struct {
 // names.
 func kindOf[T any](kind, short string, fetch func(context.Context, stateapi.Source) ([]T, error), id func(T) string) kindCommand {
 	return kindCommand{kind: kind, short: short,
-		list: func(ctx context.Context, src stateapi.Source, o *stateOptions) error { return listed(ctx, src, o, fetch) },
+		list: func(ctx context.Context, src stateapi.Source, o *stateOptions) error {
+			return listed(ctx, src, o, fetch)
+		},
 		get: func(ctx context.Context, src stateapi.Source, o *stateOptions, prefix string) error {
 			return got(ctx, src, o, prefix, fetch, id)
 		},
