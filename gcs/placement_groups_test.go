@@ -112,9 +112,22 @@ func TestPlacementGroupAllOrNothing(t *testing.T) {
 	if has(seen, "commit", "n1") || has(seen, "commit", "n2") {
 		t.Fatalf("a bundle was committed although a prepare failed: %v", seen)
 	}
-	if got, err := c.GetPlacementGroup(ctx, id); err != nil || got.GetState() != protos.PlacementGroupState_PG_PENDING || got.GetPendingReason() == "" {
-		t.Fatalf("after a failed attempt: %v, %v; want PENDING with a reason", got, err)
-	}
+	// The attempt cancels its prepared bundles before the manager records
+	// why it failed: wait for the reason, and the group must stay PENDING
+	// all along.
+	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+		got, err := c.GetPlacementGroup(ctx, id)
+		if err != nil {
+			return err
+		}
+		if got.GetState() != protos.PlacementGroupState_PG_PENDING {
+			t.Fatalf("after a failed attempt: %v; want PENDING", got)
+		}
+		if got.GetPendingReason() == "" {
+			return errors.New("no pending reason yet")
+		}
+		return nil
+	})
 
 	p.setFail("n2", false)
 	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
