@@ -646,3 +646,26 @@ func (c *Client) Packages(ctx context.Context) (*Packages, error) {
 	c.packages, c.packagesNC = p, nc
 	return p, nil
 }
+
+// ListTasks asks the task manager for task attempts, folded from their
+// jobs' task events (req.JobId empty: every job whose events are kept).
+func (c *Client) ListTasks(ctx context.Context, req *protos.ListTasksRequest) (*protos.ListTasksReply, error) {
+	rep := &protos.ListTasksReply{}
+	if err := c.call(ctx, SubjectTaskList, req, rep); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// SummarizeTasks counts task attempts by function and state.
+func (c *Client) SummarizeTasks(ctx context.Context, job protos.JobID) (*protos.SummarizeTasksReply, error) {
+	req := &protos.SummarizeTasksRequest{}
+	if !job.IsZero() {
+		req.JobId = job.Bytes()
+	}
+	rep := &protos.SummarizeTasksReply{}
+	if err := c.call(ctx, SubjectTaskSummarize, req, rep); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}

@@ -246,6 +246,11 @@ func fuzzSubjects() []fuzzSubject {
 			decoder[protos.GetActorRequest](SubjectActorGet, checkGetActor), replyOf[protos.GetActorReply](), nil},
 		{SubjectActorList, []proto.Message{&protos.ListActorsRequest{}, &protos.ListActorsRequest{JobId: fuzzJob.Bytes()}},
 			decoder[protos.ListActorsRequest](SubjectActorList, checkListActors), replyOf[protos.ListActorsReply](), nil},
+		{SubjectTaskList, []proto.Message{&protos.ListTasksRequest{}, &protos.ListTasksRequest{JobId: fuzzJob.Bytes(), Limit: 10, Offset: 5,
+			Filters: []*protos.TaskFilter{{Field: "state", Value: "FAILED"}, {Field: "name", Value: "f", Not: true}}}},
+			decoder[protos.ListTasksRequest](SubjectTaskList, checkListTasks), replyOf[protos.ListTasksReply](), nil},
+		{SubjectTaskSummarize, []proto.Message{&protos.SummarizeTasksRequest{}, &protos.SummarizeTasksRequest{JobId: fuzzJob.Bytes()}},
+			decoder[protos.SummarizeTasksRequest](SubjectTaskSummarize, checkSummarizeTasks), replyOf[protos.SummarizeTasksReply](), nil},
 		{SubjectActorKill, []proto.Message{&protos.KillActorGcsRequest{ActorId: fuzzActor.Bytes()}},
 			decoder[protos.KillActorGcsRequest](SubjectActorKill, checkKillActor), replyOf[protos.KillActorGcsReply](), nil},
 

@@ -54,6 +54,7 @@ func (s *supervisor) route(ctx actor.Context, msg any) {
 		ctx.Send(s.children.pgs, pgNodeDead{node: msg.node})
 	case jobChanged:
 		ctx.Send(s.children.actors, jobEvent{job: msg.job, finished: msg.finished})
+		ctx.Send(s.children.tasks, taskJob{job: msg.job, finished: msg.finished})
 		if msg.finished {
 			ctx.Send(s.children.pgs, pgJobFinished{job: msg.job})
 		}

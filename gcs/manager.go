@@ -26,6 +26,8 @@ type managerEnv struct {
 	wireAuth wire.Authenticator
 	// packagesCap is the packages store's cap (Options.PackagesMaxBytes).
 	packagesCap int64
+	// taskOpts bound the task manager (Options.TaskEvents*).
+	taskOpts taskOptions
 }
 
 // bucketState is embedded by managers: it opens their bucket on Started

@@ -1,6 +1,7 @@
 package gcs
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -67,6 +68,14 @@ type Options struct {
 	// PackagesMaxBytes caps the runtime env packages object store
 	// (BucketPackages); 0 means DefaultPackagesMaxBytes.
 	PackagesMaxBytes int64
+	// TaskEventsMaxBytes bounds each job's task event stream (0:
+	// DefaultTaskEventsMaxBytes); TaskEventsJobs is how many jobs' streams
+	// are kept (0: DefaultTaskEventsJobs); TaskEventsMaxTasks bounds the
+	// task attempts the task manager folds per job (0:
+	// taskevents.DefaultMaxTasks).
+	TaskEventsMaxBytes int64
+	TaskEventsJobs     int
+	TaskEventsMaxTasks int
 	// placer replaces the wire transport of actor scheduling (tests).
 	placer placer
 }
@@ -209,7 +218,8 @@ func (s *Server) startLocked() error {
 	if packagesCap <= 0 {
 		packagesCap = DefaultPackagesMaxBytes
 	}
-	env := &managerEnv{nc: s.nc, js: js, log: s.log, replicas: s.opts.Replicas, wireAuth: creds.Handshaker(auth.LabelWire), packagesCap: packagesCap}
+	env := &managerEnv{nc: s.nc, js: js, log: s.log, replicas: s.opts.Replicas, wireAuth: creds.Handshaker(auth.LabelWire), packagesCap: packagesCap,
+		taskOpts: taskOptions{maxBytes: cmp.Or(s.opts.TaskEventsMaxBytes, DefaultTaskEventsMaxBytes), jobs: cmp.Or(s.opts.TaskEventsJobs, DefaultTaskEventsJobs), maxTasks: s.opts.TaskEventsMaxTasks}}
 	s.supervisor, err = s.system.Root.SpawnNamed(supervisorProps(env, s.opts.NodeTimeout, s.opts.placer), "gcs")
 	if err != nil {
 		return fmt.Errorf("%w: spawn supervisor: %w", ErrInternal, err)
@@ -295,6 +305,9 @@ func (s *Server) endpoints() []endpoint {
 		{SubjectPGGet, serveActor[protos.GetPlacementGroupRequest, protos.GetPlacementGroupReply](s, SubjectPGGet, m.pgs, checkGetPG)},
 		{SubjectPGRemove, serveActor[protos.RemovePlacementGroupRequest, protos.RemovePlacementGroupReply](s, SubjectPGRemove, m.pgs, checkRemovePG)},
 		{SubjectPGList, serveActor[protos.ListPlacementGroupsRequest, protos.ListPlacementGroupsReply](s, SubjectPGList, m.pgs, nil)},
+
+		{SubjectTaskList, serveActor[protos.ListTasksRequest, protos.ListTasksReply](s, SubjectTaskList, m.tasks, checkListTasks)},
+		{SubjectTaskSummarize, serveActor[protos.SummarizeTasksRequest, protos.SummarizeTasksReply](s, SubjectTaskSummarize, m.tasks, checkSummarizeTasks)},
 
 		{SubjectClusterInfo, serveFunc[protos.ClusterInfoRequest, protos.ClusterInfoReply](s, SubjectClusterInfo, nil, s.clusterInfo)},
 		{SubjectClusterShutdown, s.handleShutdownRequest},

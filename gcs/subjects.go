@@ -73,6 +73,27 @@ func NodeReportSubject(id protos.NodeID) string {
 	return "goray_reports.node." + id.String()
 }
 
+// Task events. Every process of a job publishes its TaskEventBatch
+// messages on TaskEventsSubject(job), outside goray.> like the heartbeats
+// (they are binary and frequent); the job's stream TaskEventsStream(job),
+// which the task manager creates when the job registers, keeps them.
+const (
+	taskEventsPrefix = "goray_tasks."
+	// SubjectTaskEvents matches every job's TaskEventsSubject.
+	SubjectTaskEvents = taskEventsPrefix + "*"
+	// TaskEventsStreamPrefix starts the name of every job's stream.
+	TaskEventsStreamPrefix = "goray_tasks_"
+
+	SubjectTaskList      = "goray.gcs.task.list"      // ListTasksRequest -> ListTasksReply
+	SubjectTaskSummarize = "goray.gcs.task.summarize" // SummarizeTasksRequest -> SummarizeTasksReply
+)
+
+// TaskEventsSubject is where job's processes publish their task events.
+func TaskEventsSubject(job protos.JobID) string { return taskEventsPrefix + job.String() }
+
+// TaskEventsStream names job's task event stream.
+func TaskEventsStream(job protos.JobID) string { return TaskEventsStreamPrefix + job.String() }
+
 // ActorSubject is where the GCS publishes the ActorInfo of actor id on each
 // of its state changes: callers watch it to learn the actor's address
 // (ALIVE), that it is RESTARTING, or DEAD.

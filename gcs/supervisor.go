@@ -8,11 +8,11 @@ import (
 
 // managers are the PIDs of the GCS's manager actors.
 type managers struct {
-	nodes, jobs, functions, kv, actors, pgs *actor.PID
+	nodes, jobs, functions, kv, actors, pgs, tasks *actor.PID
 }
 
 func (m managers) all() []*actor.PID {
-	return []*actor.PID{m.nodes, m.jobs, m.functions, m.kv, m.actors, m.pgs}
+	return []*actor.PID{m.nodes, m.jobs, m.functions, m.kv, m.actors, m.pgs, m.tasks}
 }
 
 // getManagers asks the supervisor for its children's PIDs.
@@ -46,6 +46,7 @@ func (s *supervisor) Receive(ctx actor.Context) {
 			jobs:      s.spawn(ctx, "jobs", newJobManager(s.env.with("jobs"))),
 			functions: s.spawn(ctx, "functions", newFunctionManager(s.env.with("functions"))),
 			kv:        s.spawn(ctx, "kv", newKVManager(s.env.with("kv"))),
+			tasks:     s.spawn(ctx, "tasks", newTaskManager(s.env.with("tasks"), s.env.taskOpts)),
 		}
 		// The actor manager asks the node manager where to place actors
 		// and the job manager which jobs finished.

@@ -248,6 +248,24 @@ func checkListActors(r *protos.ListActorsRequest) error {
 	return err
 }
 
+// maxTaskFilters bounds a task listing's filters.
+const maxTaskFilters = 32
+
+func checkListTasks(r *protos.ListTasksRequest) error {
+	if _, err := checkOptionalID("", "job_id", r.GetJobId()); err != nil {
+		return err
+	}
+	if n := len(r.GetFilters()); n > maxTaskFilters {
+		return invalidf("filters", "%d of them, at most %d", n, maxTaskFilters)
+	}
+	return nil
+}
+
+func checkSummarizeTasks(r *protos.SummarizeTasksRequest) error {
+	_, err := checkOptionalID("", "job_id", r.GetJobId())
+	return err
+}
+
 func checkKillActor(r *protos.KillActorGcsRequest) error {
 	_, err := checkID("", "actor_id", r.GetActorId())
 	return err

@@ -47,6 +47,9 @@ const (
 	// not its job's (a base64 protos.RuntimeEnv): the tasks and actors it
 	// submits inherit it, as Ray's children inherit their parent's.
 	EnvRuntimeEnv = "GORAY_RUNTIME_ENV"
+	// EnvTaskEvents set to 0 turns task events off in a job's processes
+	// (its driver's setting reaches its workers).
+	EnvTaskEvents = "GORAY_TASK_EVENTS"
 )
 
 // LogMarker starts a line a worker writes before running a different
@@ -348,7 +351,7 @@ func workerEnv(node, job []string) []string {
 		}
 	}
 	for _, kv := range job {
-		if !strings.HasPrefix(kv, "GORAY_") || strings.HasPrefix(kv, EnvLogLevel+"=") || strings.HasPrefix(kv, EnvGCSAddress+"=") || strings.HasPrefix(kv, EnvNamespace+"=") {
+		if !strings.HasPrefix(kv, "GORAY_") || strings.HasPrefix(kv, EnvLogLevel+"=") || strings.HasPrefix(kv, EnvGCSAddress+"=") || strings.HasPrefix(kv, EnvNamespace+"=") || strings.HasPrefix(kv, EnvTaskEvents+"=") {
 			add(kv)
 		}
 	}

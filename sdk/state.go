@@ -6,6 +6,7 @@ import (
 
 	"github.com/goray/goray/internal/core"
 	"github.com/goray/goray/internal/stateapi"
+	"github.com/goray/goray/protos"
 	"github.com/goray/goray/state"
 )
 
@@ -92,4 +93,36 @@ func list[T any](ctx context.Context, fetch func(context.Context, stateapi.Sourc
 		return nil, fmt.Errorf("%w: %v", ErrArgument, err)
 	}
 	return rows, nil
+}
+
+// ListTasks lists task and actor call attempts, newest first, as their
+// owners and executors reported them (task events). The filters may name
+// task_id, job_id, state, name, function, type, actor_id, parent_task_id,
+// node_id, worker_id and error_type; ids match by prefix.
+func ListTasks(ctx context.Context, opts ...ListOption) ([]state.Task, error) {
+	var o listOptions
+	for _, f := range opts {
+		if err := f(&o); err != nil {
+			return nil, err
+		}
+	}
+	src, err := core.StateSource()
+	if err != nil {
+		return nil, err
+	}
+	ts, err := stateapi.Tasks(ctx, src, o.filters, o.limit)
+	if err != nil {
+		return nil, err
+	}
+	return ts.Tasks, nil
+}
+
+// SummarizeTasks counts every job's task attempts by function and state.
+func SummarizeTasks(ctx context.Context) ([]state.TaskSummary, error) {
+	src, err := core.StateSource()
+	if err != nil {
+		return nil, err
+	}
+	sums, _, err := stateapi.TaskSummaries(ctx, src, protos.JobID{})
+	return sums, err
 }

@@ -29,7 +29,7 @@ const (
 )
 
 // Kinds lists every kind, in the order the CLI's help names them.
-var Kinds = []string{KindNodes, KindJobs, KindActors, KindPlacementGroups, KindWorkers}
+var Kinds = []string{KindNodes, KindJobs, KindActors, KindTasks, KindPlacementGroups, KindWorkers}
 
 // Node is a node of the cluster.
 type Node struct {
@@ -335,6 +335,19 @@ func printTable[T any](w io.Writer, rows []T, detail bool) error {
 				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", id(v.WorkerID), id(v.NodeID), id(v.JobID), v.PID, v.State, v.Leases, env, when(v.StartTime))
+		case Task:
+			if i == 0 {
+				fmt.Fprintln(tw, "TASK_ID\tATTEMPT\tNAME\tSTATE\tTYPE\tJOB_ID\tNODE_ID\tPID\tDURATION\tERROR")
+			}
+			pid, took := "-", "-"
+			if v.WorkerPID != 0 {
+				pid = fmt.Sprint(v.WorkerPID)
+			}
+			if !v.StartTime.IsZero() && !v.EndTime.IsZero() {
+				took = v.EndTime.Sub(v.StartTime).Round(time.Microsecond).String()
+			}
+			errType := dash(v.ErrorType)
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", id(v.TaskID), v.Attempt, v.Name, v.State, v.Type, id(v.JobID), dash(id(v.NodeID)), pid, took, errType)
 		default:
 			return fmt.Errorf("state: no table for %T", r)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -46,12 +47,29 @@ var actorStates = []string{"PENDING_CREATION", "ALIVE", "RESTARTING", "DEAD"}
 // PrintActorSummary writes summaries as a table (a column per state), or
 // as json or yaml.
 func PrintActorSummary(w io.Writer, sums []ActorSummary, format string) error {
+	rows := make([]countRow, len(sums))
+	for i, s := range sums {
+		rows[i] = countRow{name: s.ClassName, total: s.Total, states: s.States}
+	}
+	return printCounts(w, sums, rows, format, "CLASS", actorStates, "No actors.")
+}
+
+// countRow is one line of a summary table.
+type countRow struct {
+	name, kind string
+	total      int
+	states     map[string]int
+}
+
+// printCounts writes a summary: v (the summaries themselves) as json or
+// yaml, or rows as a table of a column per state. kinds adds a TYPE column.
+func printCounts(w io.Writer, v any, rows []countRow, format, nameColumn string, states []string, none string) error {
 	switch format {
 	case FormatJSON, FormatYAML:
-		if sums == nil {
-			sums = []ActorSummary{}
+		if reflect.ValueOf(v).IsNil() {
+			v = []struct{}{}
 		}
-		b, err := json.MarshalIndent(sums, "", "  ")
+		b, err := json.MarshalIndent(v, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -68,18 +86,30 @@ func PrintActorSummary(w io.Writer, sums []ActorSummary, format string) error {
 	default:
 		return fmt.Errorf("format %q: want table, json or yaml", format)
 	}
-	if len(sums) == 0 {
-		_, err := fmt.Fprintln(w, "No actors.")
+	if len(rows) == 0 {
+		_, err := fmt.Fprintln(w, none)
 		return err
 	}
+	kinds := false
+	for _, r := range rows {
+		kinds = kinds || r.kind != ""
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "CLASS\tTOTAL\t%s\n", strings.Join(actorStates, "\t"))
-	for _, s := range sums {
-		counts := make([]string, len(actorStates))
-		for i, st := range actorStates {
-			counts[i] = fmt.Sprint(s.States[st])
+	head := nameColumn
+	if kinds {
+		head += "\tTYPE"
+	}
+	fmt.Fprintf(tw, "%s\tTOTAL\t%s\n", head, strings.Join(states, "\t"))
+	for _, r := range rows {
+		counts := make([]string, len(states))
+		for i, st := range states {
+			counts[i] = fmt.Sprint(r.states[st])
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\n", s.ClassName, s.Total, strings.Join(counts, "\t"))
+		name := r.name
+		if kinds {
+			name += "\t" + r.kind
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\n", name, r.total, strings.Join(counts, "\t"))
 	}
 	return tw.Flush()
 }

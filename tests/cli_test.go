@@ -332,15 +332,26 @@ func cliEnv(tmpdir string) []string {
 
 // runGoray runs the goray command and returns its stdout and stderr.
 func runGoray(bin string, env []string, args ...string) (string, error) {
+	var out bytes.Buffer
+	err := runGorayTo(&out, &out, bin, env, args...)
+	return out.String(), err
+}
+
+// runGorayStreams is runGoray with stdout and stderr apart.
+func runGorayStreams(bin string, env []string, args ...string) (string, string, error) {
+	var out, errOut bytes.Buffer
+	err := runGorayTo(&out, &errOut, bin, env, args...)
+	return out.String(), errOut.String(), err
+}
+
+func runGorayTo(stdout, stderr io.Writer, bin string, env []string, args ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Env = env
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = stdout, stderr
 	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	return out.String(), err
+	return cmd.Run()
 }
 
 func isExitError(err error) bool {

@@ -56,11 +56,12 @@ func newRootCmd(log zerolog.Logger) *cobra.Command {
   goray start --head    start a head node (NATS, GCS, raylet) in the background
   goray status          show nodes, resources, demands and jobs
   goray memory          list objects (owner, size, where, why alive) and store usage
-  goray list KIND       nodes, jobs, actors, placement-groups, runtime-envs
-                        (--filter k=v, --limit N, --format table|json|yaml)
-  goray get KIND ID     one node, job, actor or placement group, every field
+  goray list KIND       nodes, jobs, actors, tasks, placement-groups, workers,
+                        runtime-envs (--filter k=v, --limit N, --format table|json|yaml)
+  goray get KIND ID     one node, job, actor, task or placement group, every field
   goray logs            a worker's, an actor's or a job's logs, from any node
-  goray summary actors  actors counted by class and state
+  goray summary KIND    actors or tasks counted by class or function and state
+  goray timeline        the tasks' spans as a Chrome trace (-o trace.json)
   goray stop            stop the cluster
   goray nats-creds      NATS credentials (read-only by default) for the nats CLI
   goray tls generate    certificates for mutual TLS
@@ -81,6 +82,7 @@ or less of them (default warn).`,
 	sec.register(root.PersistentFlags())
 	root.AddCommand(newStartCmd(log, sec), newStatusCmd(log, sec), newStopCmd(log, sec))
 	root.AddCommand(newMemoryCmd(log, sec), newListCmd(log, sec), newGetCmd(log, sec), newLogsCmd(log, sec), newSummaryCmd(log, sec))
+	root.AddCommand(newTimelineCmd(log, sec))
 	root.AddCommand(newNATSCredsCmd(sec), newMetricsTokenCmd(sec), newTLSCmd())
 	return root
 }

@@ -1,9 +1,12 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +15,7 @@ import (
 
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/stateapi"
+	"github.com/goray/goray/protos"
 	"github.com/goray/goray/state"
 )
 
@@ -66,13 +70,9 @@ func withSource(cmd *cobra.Command, o *stateOptions, sec *securityOptions, log z
 
 // listed fetches, filters and prints one kind.
 func listed[T any](ctx context.Context, src stateapi.Source, o *stateOptions, fetch func(context.Context, stateapi.Source) ([]T, error)) error {
-	var filters []state.Filter
-	for _, s := range o.filters {
-		f, err := state.ParseFilter(s)
-		if err != nil {
-			return err
-		}
-		filters = append(filters, f)
+	filters, err := parseFilters(o.filters)
+	if err != nil {
+		return err
 	}
 	rows, err := fetch(ctx, src)
 	if err != nil {
@@ -132,6 +132,8 @@ func kindCommands() []kindCommand {
 		kindOf(state.KindJobs, "jobs (driver runs), running and finished", stateapi.Jobs, func(j state.Job) string { return j.JobID }),
 		kindOf(state.KindActors, "actors, alive and dead: class, state, name, node, pid, restarts", stateapi.Actors,
 			func(a state.Actor) string { return a.ActorID }),
+		{kind: state.KindTasks, short: "task attempts (from their task events): name, state, job, node, worker, duration, error",
+			list: listTasks, get: getTask},
 		kindOf(state.KindPlacementGroups, "live placement groups and where their bundles are", stateapi.PlacementGroups,
 			func(g state.PlacementGroup) string { return g.PlacementGroupID }),
 		kindOf(state.KindWorkers, "worker processes of every alive node: job, pid, state, runtime env, log files", stateapi.Workers,
@@ -210,5 +212,110 @@ func newSummaryCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
 	}
 	o.register(actors, false)
 	summary.AddCommand(actors)
+
+	to := &stateOptions{}
+	var job string
+	tasks := &cobra.Command{
+		Use:   "tasks",
+		Short: "Count task attempts by function and state",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withSource(cmd, to, sec, log, func(ctx context.Context, src stateapi.Source) error {
+				var id protos.JobID
+				if job != "" {
+					jobs, err := stateapi.Jobs(ctx, src)
+					if err != nil {
+						return err
+					}
+					j, err := stateapi.ByIDPrefix(jobs, job, func(j state.Job) string { return j.JobID })
+					if err != nil {
+						return err
+					}
+					b, _ := hex.DecodeString(j.JobID)
+					id, _ = protos.UniqueIDFromBytes(b)
+				}
+				sums, info, err := stateapi.TaskSummaries(ctx, src, id)
+				if err != nil {
+					return err
+				}
+				if err := state.PrintTaskSummary(os.Stdout, sums, to.format); err != nil {
+					return err
+				}
+				warnIncomplete(info)
+				return nil
+			})
+		},
+	}
+	to.register(tasks, false)
+	tasks.Flags().StringVar(&job, "job", "", "only this job's tasks (a job id or its prefix)")
+	summary.AddCommand(tasks)
 	return summary
+}
+
+// listTasks is `goray list tasks`: the task manager filters and limits.
+func listTasks(ctx context.Context, src stateapi.Source, o *stateOptions) error {
+	filters, err := parseFilters(o.filters)
+	if err != nil {
+		return err
+	}
+	ts, err := stateapi.Tasks(ctx, src, filters, o.limit)
+	if err != nil {
+		return err
+	}
+	if err := state.Print(os.Stdout, ts.Tasks, o.format, o.detail); err != nil {
+		return err
+	}
+	if len(ts.Tasks) < ts.Total {
+		fmt.Fprintf(os.Stderr, "(%d of %d task attempts shown, the newest; --limit 0 shows all)\n", len(ts.Tasks), ts.Total)
+	}
+	warnIncomplete(ts)
+	return nil
+}
+
+// getTask is `goray get task ID`: every attempt of the task.
+func getTask(ctx context.Context, src stateapi.Source, o *stateOptions, prefix string) error {
+	if len(prefix) < 4 {
+		return fmt.Errorf("task id %q: give at least 4 hex digits", prefix)
+	}
+	ts, err := stateapi.Tasks(ctx, src, []state.Filter{{Field: "task_id", Value: prefix}}, 0)
+	if err != nil {
+		return err
+	}
+	if len(ts.Tasks) == 0 {
+		warnIncomplete(ts)
+		return fmt.Errorf("no task with an id starting %q", prefix)
+	}
+	for _, t := range ts.Tasks[1:] {
+		if t.TaskID != ts.Tasks[0].TaskID {
+			return fmt.Errorf("task id prefix %q is ambiguous: %s and %s", prefix, ts.Tasks[0].TaskID, t.TaskID)
+		}
+	}
+	slices.SortFunc(ts.Tasks, func(a, b state.Task) int { return cmp.Compare(a.Attempt, b.Attempt) })
+	format := o.format
+	if format == state.FormatTable {
+		format = state.FormatYAML
+	}
+	return state.Print(os.Stdout, ts.Tasks, format, true)
+}
+
+// warnIncomplete says on stderr what a task listing may lack.
+func warnIncomplete(ts state.Tasks) {
+	if ts.DroppedEvents > 0 {
+		fmt.Fprintf(os.Stderr, "warning: %d task events were dropped before they were kept (a process's buffer or a job's stream was full): some tasks are missing or show an earlier state\n", ts.DroppedEvents)
+	}
+	if ts.EvictedTasks > 0 {
+		fmt.Fprintf(os.Stderr, "warning: %d older task attempts were evicted by the task manager's bound\n", ts.EvictedTasks)
+	}
+}
+
+func parseFilters(exprs []string) ([]state.Filter, error) {
+	var filters []state.Filter
+	for _, s := range exprs {
+		f, err := state.ParseFilter(s)
+		if err != nil {
+			return nil, err
+		}
+		filters = append(filters, f)
+	}
+	return filters, nil
 }

@@ -79,6 +79,7 @@ const (
 	subjReportsAll     = "goray_reports.>"
 	subjLogs           = "goray.logs.>"
 	subjObjects        = "goray.objects.>"
+	subjTaskEvents     = "goray_tasks.*"
 	subjAll            = "goray.>"
 	inbox              = "_INBOX.>"
 
@@ -98,7 +99,9 @@ func Permissions(role Role) *server.Permissions {
 	case RoleNode:
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{
-				Allow: concat([]string{subjGCS, subjReports, subjLogs, subjObjects}, membersAPI(), packagesRead()),
+				// Task events: an embedded cluster's driver publishes
+				// them on its node's connection.
+				Allow: concat([]string{subjGCS, subjReports, subjLogs, subjObjects, subjTaskEvents}, membersAPI(), packagesRead()),
 				Deny:  []string{subjShutdown},
 			},
 			// Raylets keep their cluster view from each other's reports.
@@ -111,13 +114,14 @@ func Permissions(role Role) *server.Permissions {
 		}
 	case RoleDriver, RoleWorker:
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: concat([]string{subjGCS}, packagesRead(), packagesWrite()), Deny: []string{subjShutdown, subjNodeRegister, subjNodeUnregister}},
+			// Task events go straight into their job's stream.
+			Publish:   &server.SubjectPermission{Allow: concat([]string{subjGCS, subjTaskEvents}, packagesRead(), packagesWrite()), Deny: []string{subjShutdown, subjNodeRegister, subjNodeUnregister}},
 			Subscribe: sub,
 		}
 	case RoleOps:
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: []string{
-				"goray.gcs.*.list", "goray.gcs.*.get", "goray.gcs.kv.keys", "goray.gcs.cluster.info",
+				"goray.gcs.*.list", "goray.gcs.*.get", "goray.gcs.task.summarize", "goray.gcs.kv.keys", "goray.gcs.cluster.info",
 				// Reading JetStream: account and stream info, messages
 				// by sequence or subject, and ephemeral consumers (what
 				// `nats kv get|ls|history|watch` and `nats stream

@@ -10,6 +10,7 @@ import (
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/taskevents"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 )
@@ -53,6 +54,15 @@ type actorCall struct {
 	// conn is the connection the call was last sent on: only that
 	// connection's order says whether its reply can still come.
 	conn *wire.Conn
+	// runMicros is how long the call ran, from its reply, and ranOn the
+	// actor's process it ran in.
+	runMicros uint64
+	ranOn     *protos.Address
+	// event is the attempt's first task event (task_events.go).
+	event taskevents.Handle
+	// fn (Class.Method) and parent describe the call in its task events.
+	fn     string
+	parent protos.TaskID
 }
 
 // actorDeathReplyWait bounds how long calls in flight on an actor the GCS
@@ -351,6 +361,16 @@ func (cw *Worker) CallActor(ctx context.Context, h *ActorHandle, m Method, args 
 		returnID:    protos.ObjectIDFor(taskID, 1),
 		argRefs:     argRefs,
 		retriesLeft: opts.GetMaxTaskRetries(),
+		fn:          fn,
+	}
+	if ti := taskInfoFrom(ctx); ti != nil {
+		c.parent = ti.taskID
+	}
+	waits := len(argRefs) > 0
+	if waits {
+		c.event = cw.actorCallSubmitted(c.req, fn, c.parent, protos.TaskState_PENDING_ARGS)
+	} else {
+		c.event = cw.actorCallSubmitted(c.req, fn, c.parent, protos.TaskState_SUBMITTED)
 	}
 	cw.objects.addOwned(c.returnID)
 	ref := newObjectRef(cw, c.returnID, cw.node().addr)
@@ -382,6 +402,9 @@ func (cw *Worker) CallActor(ctx context.Context, h *ActorHandle, m Method, args 
 			st.mu.Unlock()
 			st.finish(c, nil, depErr)
 			return
+		}
+		if waits {
+			cw.taskState(c.req.GetTaskId(), c.req.GetAttempt(), protos.TaskState_SUBMITTED)
 		}
 		st.mu.Lock()
 		c.resolved = true
@@ -485,6 +508,7 @@ func (st *actorState) onReply(c *actorCall, epoch int, payload []byte, err error
 	}
 	delete(st.inflight, taskID)
 	if err == nil {
+		c.runMicros, c.ranOn = reply.GetRunMicros(), st.info.GetAddress()
 		st.mu.Unlock()
 		res := reply.GetResult()
 		if e := res.GetError(); e != nil {
@@ -503,7 +527,11 @@ func (st *actorState) onReply(c *actorCall, epoch int, payload []byte, err error
 		if c.retriesLeft > 0 {
 			c.retriesLeft--
 		}
+		cw := st.d.cw
+		cw.taskAttemptEnded(c.event, c.req.GetTaskId(), c.req.GetAttempt(), 0, st.info.GetAddress(), &TaskError{Kind: protos.ErrorKind_ERROR_KIND_ACTOR_DIED,
+			Message: fmt.Sprintf("the actor's worker died while running the call: %v", err)})
 		c.req.Attempt++
+		c.event = cw.actorCallSubmitted(c.req, c.fn, c.parent, protos.TaskState_SUBMITTED)
 		st.requeueLocked(c)
 		st.mu.Unlock()
 		return
@@ -537,8 +565,10 @@ func (st *actorState) finish(c *actorCall, data *protos.ObjectData, terr *TaskEr
 	}
 	c.done = true
 	st.pending--
+	attempt, runMicros, ranOn, event := c.req.GetAttempt(), c.runMicros, c.ranOn, c.event
 	st.mu.Unlock()
 	cw := st.d.cw
+	cw.taskAttemptEnded(event, c.req.GetTaskId(), attempt, runMicros, ranOn, terr)
 	cw.objects.completeResult(c.returnID, data, terr)
 	cw.objects.removeSubmitted(c.argRefs)
 }

@@ -234,7 +234,7 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// Registered with the executor, so CANCEL_TASK reaches actor calls too.
-	rt := h.cw.exec.track(taskID, cancel)
+	rt := h.cw.exec.track(taskID, m.GetAttempt(), cancel)
 	defer h.cw.exec.untrack(taskID)
 	if rt.wasCancelled() {
 		fail(protos.ErrorKind_ERROR_KIND_CANCELLED, errors.New("cancelled before it started"), "")
@@ -255,6 +255,7 @@ func (h *actorHost) run(ha *hostedActor, msg *actorCallMsg) {
 		return
 	}
 	started := time.Now()
+	rt.started.Store(started.UnixNano())
 	var value any
 	var stack string
 	if meth.invokeStreamMethod != nil {

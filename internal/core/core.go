@@ -13,6 +13,7 @@ import (
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/taskevents"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 )
@@ -81,6 +82,11 @@ type Worker struct {
 
 	closed      atomic.Bool
 	gcScheduled atomic.Bool
+
+	// events records task events (task_events.go); nil when they are off.
+	events     *taskevents.Recorder
+	eventsStop chan struct{}
+	eventsDone chan struct{}
 }
 
 var cur atomic.Pointer[Worker]
@@ -105,6 +111,7 @@ func newWorker(log zerolog.Logger, isWorker bool, jobID protos.JobID, workerID p
 	cw.actorDir = newActorDirectory(cw)
 	cw.host = newActorHost(cw)
 	_, cw.digest = functionTable()
+	cw.startTaskEvents()
 	return cw
 }
 
@@ -391,6 +398,7 @@ func (cw *Worker) close() {
 	}
 	cw.actorDir.close()
 	cw.host.close()
+	cw.stopTaskEvents()
 	cw.gcsMu.Lock()
 	if cw.ownGCS && cw.gcs != nil {
 		cw.gcs.Close()

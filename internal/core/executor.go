@@ -61,6 +61,11 @@ type queuedTask struct {
 
 type runningTask struct {
 	cancel context.CancelFunc
+	// attempt, and started (Unix nanoseconds, once the function runs),
+	// for its RUNNING event; reported once it is recorded (under e.mu).
+	attempt  int32
+	started  atomic.Int64
+	reported bool
 	// cancelled is set when the owner asked to cancel it.
 	cancelled     bool
 	cancelledFlag atomic.Bool
@@ -206,7 +211,7 @@ func (e *executor) run(leaseID protos.LeaseID, taskID protos.TaskID, conn *wire.
 		e.mu.Unlock()
 		return fail(protos.ErrorKind_ERROR_KIND_CANCELLED, errors.New("cancelled before it started"), "")
 	}
-	rt := &runningTask{cancel: cancel}
+	rt := &runningTask{cancel: cancel, attempt: spec.GetAttempt()}
 	e.running[taskID] = rt
 	e.mu.Unlock()
 	defer func() {
@@ -242,6 +247,7 @@ func (e *executor) run(leaseID protos.LeaseID, taskID protos.TaskID, conn *wire.
 	e.announce(spec.GetName())
 
 	started := time.Now()
+	rt.started.Store(started.UnixNano())
 	var value any
 	var stack string
 	if f.invokeStream != nil {
@@ -286,8 +292,8 @@ func ensureProcs(n float64) {
 
 // track registers a running call (an actor method) so CANCEL_TASK finds it.
 // A call cancelled before it started comes back already cancelled.
-func (e *executor) track(taskID protos.TaskID, cancel context.CancelFunc) *runningTask {
-	rt := &runningTask{cancel: cancel}
+func (e *executor) track(taskID protos.TaskID, attempt int32, cancel context.CancelFunc) *runningTask {
+	rt := &runningTask{cancel: cancel, attempt: attempt}
 	e.mu.Lock()
 	e.running[taskID] = rt
 	if e.cancelled[taskID] {

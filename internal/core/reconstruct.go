@@ -207,6 +207,7 @@ func (cw *Worker) rerun(lost func(protos.ObjectID, protos.NodeID) bool, dead pro
 		e.contains = nil
 		spec := proto.CloneOf(lin.spec)
 		spec.Attempt++
+		// Its new attempt is reported by resolve.
 		left := lin.retriesLeft
 		if left > 0 {
 			left--

@@ -175,15 +175,18 @@ func ActorRuntimeEnv(parts ...RuntimeEnvPart) ActorOption {
 }
 
 // jobEnv is goray's settings for the job's workers, in a stable order: the
-// GCS address, the namespace and the log level. It is an allowlist:
-// nothing else of the driver's environment goes into the cluster's
-// records.
+// GCS address, the namespace, the log level and whether task events are
+// off. It is an allowlist: nothing else of the driver's environment goes
+// into the cluster's records.
 func (o *initOptions) jobEnv(gcsAddress string, sp *envSpec) []string {
 	vars := map[string]string{raylet.EnvGCSAddress: gcsAddress, raylet.EnvNamespace: o.namespace}
 	if v, ok := sp.vars[raylet.EnvLogLevel]; ok {
 		vars[raylet.EnvLogLevel] = v
 	} else if v := os.Getenv(raylet.EnvLogLevel); v != "" {
 		vars[raylet.EnvLogLevel] = v
+	}
+	if os.Getenv(raylet.EnvTaskEvents) == "0" {
+		vars[raylet.EnvTaskEvents] = "0"
 	}
 	return sortedVars(vars)
 }

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/goray/goray/internal/taskevents"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 	"github.com/goray/goray/raylet"
@@ -62,6 +64,12 @@ type pendingTask struct {
 	strategy *protos.SchedulingStrategy
 	// env is the runtime env the task's worker must have (nil: the job's).
 	env *protos.RuntimeEnv
+	// runMicros is how long the attempt ran, from its reply, and ranOn
+	// the worker it ran on.
+	runMicros uint64
+	ranOn     *protos.Address
+	// event is the attempt's first task event (task_events.go).
+	event taskevents.Handle
 	// parked: the task's worker died and the task is in neither a queue
 	// nor a lease, while its owner asks the raylet why the worker died or
 	// waits out the backoff before an OOM retry (failure path only).
@@ -184,8 +192,14 @@ func (cw *Worker) SubmitTask(ctx context.Context, fn string, args []Arg, opts Ca
 
 // resolve waits for the task's ref arguments, then queues it.
 func (s *submitter) resolve(t *pendingTask) {
+	waits := len(t.argRefs) > 0
+	first := protos.TaskState_SUBMITTED
+	if waits {
+		first = protos.TaskState_PENDING_ARGS
+	}
+	event := s.cw.taskSubmitted(t.spec, first)
 	s.mu.Lock()
-	t.resolving = true
+	t.resolving, t.event = true, event
 	s.mu.Unlock()
 	s.cw.resolveArgs(t.spec.GetArgs(), func(depErr *TaskError) {
 		s.mu.Lock()
@@ -194,6 +208,9 @@ func (s *submitter) resolve(t *pendingTask) {
 		if depErr != nil {
 			s.finish(t, nil, depErr)
 			return
+		}
+		if waits {
+			s.cw.taskState(t.spec.GetTaskId(), t.spec.GetAttempt(), protos.TaskState_SUBMITTED)
 		}
 		s.enqueue(t)
 	})
@@ -598,10 +615,13 @@ func (s *submitter) onReply(l *lease, t *pendingTask, payload []byte, err error)
 				if x.retriesLeft > 0 {
 					x.retriesLeft--
 				}
+				s.cw.taskAttemptEnded(x.event, x.spec.GetTaskId(), x.spec.GetAttempt(), reply.GetRunMicros(), l.worker, terr)
 				x.spec.Attempt++
+				x.event = s.cw.taskSubmitted(x.spec, protos.TaskState_SUBMITTED)
 				retry = append(retry, x)
 				continue
 			}
+			x.runMicros, x.ranOn = reply.GetRunMicros(), l.worker
 			done = append(done, func() { s.finish(x, nil, terr) })
 			continue
 		}
@@ -609,6 +629,7 @@ func (s *submitter) onReply(l *lease, t *pendingTask, payload []byte, err error)
 			done = append(done, func() { s.finish(x, nil, s.cancelErr(x)) })
 			continue
 		}
+		x.runMicros, x.ranOn = reply.GetRunMicros(), l.worker
 		done = append(done, func() { s.finish(x, res, nil) })
 	}
 	for _, x := range retry {
@@ -717,7 +738,10 @@ func (s *submitter) workerLost(l *lease, x *pendingTask, connErr error, cause *p
 	}
 	if retry && !s.closed {
 		attempt := x.spec.Attempt
+		s.cw.taskAttemptEnded(x.event, x.spec.GetTaskId(), attempt, 0, l.worker, &TaskError{Kind: cmp.Or(cause.GetKind(), protos.ErrorKind_ERROR_KIND_WORKER_CRASHED),
+			Message: cmp.Or(cause.GetMessage(), fmt.Sprintf("the worker process died while running the task: %v", connErr))})
 		x.spec.Attempt++
+		x.event = s.cw.taskSubmitted(x.spec, protos.TaskState_SUBMITTED)
 		if delay == 0 {
 			x.queue.tasks = append(x.queue.tasks, x)
 			s.pumpLocked(x.queue)
@@ -804,7 +828,9 @@ func (s *submitter) finish(t *pendingTask, data *protos.ObjectData, terr *TaskEr
 	t.finished = true
 	delete(s.tasks, taskID)
 	delete(s.children, taskID)
+	attempt, runMicros, ranOn, event := t.spec.GetAttempt(), t.runMicros, t.ranOn, t.event
 	s.mu.Unlock()
+	s.cw.taskAttemptEnded(event, t.spec.GetTaskId(), attempt, runMicros, ranOn, terr)
 	lin := lineageOf(t, data)
 	if lin != nil && s.cw.isWorker {
 		if err := s.cw.watchNodes(); err != nil {
