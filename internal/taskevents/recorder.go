@@ -76,8 +76,15 @@ type Recorder struct {
 	// costs two atomic operations and no clock read or lock: a process
 	// running tasks faster than it may report them pays almost nothing
 	// for the ones it drops.
-	full    atomic.Bool
-	dropped atomic.Uint64
+	// Record and End run on different goroutines (a task's submitter and
+	// its reply's reader), so each counts its drops on a cache line of
+	// its own.
+	full        atomic.Bool
+	_           [56]byte
+	dropped     atomic.Uint64
+	_           [56]byte
+	droppedEnds atomic.Uint64
+	_           [56]byte
 
 	mu    sync.Mutex
 	buf   []Event
@@ -136,7 +143,7 @@ func (r *Recorder) End(h Handle, e Event) {
 		return
 	}
 	if h == (Handle{}) && r.full.Load() {
-		r.dropped.Add(1)
+		r.droppedEnds.Add(1)
 		return
 	}
 	if e.Time == 0 {
@@ -166,7 +173,7 @@ func (r *Recorder) Flush(node protos.UniqueID) [][]byte {
 	r.buf, r.spare = r.spare[:0], nil
 	r.gen++
 	r.full.Store(false)
-	dropped, sentBefore := r.dropped.Load(), r.sent
+	dropped, sentBefore := r.Dropped(), r.sent
 	r.mu.Unlock()
 	all := events
 	defer r.giveBack(all)
@@ -200,4 +207,4 @@ func (r *Recorder) giveBack(events []Event) {
 }
 
 // Dropped is how many events were dropped because the buffer was full.
-func (r *Recorder) Dropped() uint64 { return r.dropped.Load() }
+func (r *Recorder) Dropped() uint64 { return r.dropped.Load() + r.droppedEnds.Load() }
