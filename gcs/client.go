@@ -353,7 +353,7 @@ func (c *Client) signalDropped() {
 // readOnly reports whether a request on subject changes nothing, so
 // sending it twice is harmless.
 func readOnly(subject string) bool {
-	for _, suffix := range []string{".list", ".get", ".info", ".keys"} {
+	for _, suffix := range []string{".list", ".get", ".info", ".keys", ".logs"} {
 		if strings.HasSuffix(subject, suffix) {
 			return true
 		}
@@ -665,6 +665,56 @@ func (c *Client) SummarizeTasks(ctx context.Context, job protos.JobID) (*protos.
 	}
 	rep := &protos.SummarizeTasksReply{}
 	if err := c.call(ctx, SubjectTaskSummarize, req, rep); err != nil {
+		return nil, err
+	}
+	return rep, nil
+}
+
+// SubmitJob asks the head's job server to run a driver.
+func (c *Client) SubmitJob(ctx context.Context, req *protos.SubmitJobRequest) (*protos.Submission, error) {
+	rep := &protos.SubmitJobReply{}
+	if err := c.call(ctx, SubjectJobSubmit, req, rep); err != nil {
+		return nil, err
+	}
+	return rep.GetSubmission(), nil
+}
+
+// GetSubmission reads a submitted job's record.
+func (c *Client) GetSubmission(ctx context.Context, id string) (*protos.Submission, error) {
+	rep := &protos.GetSubmissionReply{}
+	if err := c.call(ctx, SubjectJobGet, &protos.GetSubmissionRequest{SubmissionId: id}, rep); err != nil {
+		return nil, err
+	}
+	return rep.GetSubmission(), nil
+}
+
+// ListSubmissions lists the submitted jobs, oldest first.
+func (c *Client) ListSubmissions(ctx context.Context) ([]*protos.Submission, error) {
+	rep := &protos.ListSubmissionsReply{}
+	if err := c.call(ctx, SubjectJobSubmissions, &protos.ListSubmissionsRequest{}, rep); err != nil {
+		return nil, err
+	}
+	return rep.GetSubmissions(), nil
+}
+
+// StopJob stops a submitted job's driver; false if it had already ended.
+func (c *Client) StopJob(ctx context.Context, id string) (bool, error) {
+	rep := &protos.StopJobReply{}
+	if err := c.call(ctx, SubjectJobStop, &protos.StopJobRequest{SubmissionId: id}, rep); err != nil {
+		return false, err
+	}
+	return rep.GetStopped(), nil
+}
+
+// DeleteSubmission forgets an ended job: its record and its output.
+func (c *Client) DeleteSubmission(ctx context.Context, id string) error {
+	return c.call(ctx, SubjectJobDelete, &protos.DeleteSubmissionRequest{SubmissionId: id}, &protos.DeleteSubmissionReply{})
+}
+
+// JobLogs reads a submitted job's output from stream sequence from.
+func (c *Client) JobLogs(ctx context.Context, id string, from uint64) (*protos.JobLogsReply, error) {
+	rep := &protos.JobLogsReply{}
+	if err := c.call(ctx, SubjectJobLogs, &protos.JobLogsRequest{SubmissionId: id, From: from}, rep); err != nil {
 		return nil, err
 	}
 	return rep, nil

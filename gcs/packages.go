@@ -5,10 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/goray/goray/internal/runtimeenv"
 )
 
 // Runtime env packages: the job binaries and working-directory packages
@@ -157,4 +161,27 @@ func (p *Packages) Delete(ctx context.Context, name string) error {
 		return fmt.Errorf("%w: delete %s from %s: %w", ErrUnavailable, name, BucketPackages, err)
 	}
 	return nil
+}
+
+// UploadPacked stores a packed working directory as PackageObject(its
+// digest) unless the store has it, in which case it is touched so that
+// the cleaning does not take it now. stored says which.
+func UploadPacked(ctx context.Context, store *Packages, p *runtimeenv.Package) (stored bool, err error) {
+	name := PackageObject(p.Digest)
+	has, err := store.Has(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	if has {
+		return false, store.Touch(ctx, name)
+	}
+	f, err := os.Open(p.Path)
+	if err != nil {
+		return false, err
+	}
+	defer f.Close()
+	if err := store.Put(ctx, name, f, map[string]string{"content": strconv.FormatInt(p.Content, 10), "files": strconv.Itoa(p.Files)}); err != nil {
+		return false, err
+	}
+	return true, nil
 }

@@ -88,6 +88,38 @@ const (
 	SubjectTaskSummarize = "goray.gcs.task.summarize" // SummarizeTasksRequest -> SummarizeTasksReply
 )
 
+// Job submission subjects, served by the head's job server
+// (internal/jobserver), not by the GCS: the head runs submitted drivers.
+const (
+	SubjectJobSubmit      = "goray.jobs.submit" // SubmitJobRequest -> SubmitJobReply
+	SubjectJobGet         = "goray.jobs.get"    // GetSubmissionRequest -> GetSubmissionReply
+	SubjectJobSubmissions = "goray.jobs.list"   // ListSubmissionsRequest -> ListSubmissionsReply
+	SubjectJobStop        = "goray.jobs.stop"   // StopJobRequest -> StopJobReply
+	SubjectJobDelete      = "goray.jobs.delete" // DeleteSubmissionRequest -> DeleteSubmissionReply
+	SubjectJobLogs        = "goray.jobs.logs"   // JobLogsRequest -> JobLogsReply
+
+	// BucketSubmissions holds the job server's records: submission id ->
+	// Submission.
+	BucketSubmissions = "goray_submissions"
+	// StreamJobLogs keeps submitted drivers' output on
+	// JobLogsSubject(submission id).
+	StreamJobLogs = "goray_job_logs"
+)
+
+// JobLogsSubject is where the job server stores a submitted driver's
+// output.
+func JobLogsSubject(submissionID string) string { return StreamJobLogs + "." + submissionID }
+
+// ReplyError is the wire form of an error made with this package's
+// sentinels, for servers beside the GCS (the job server) whose replies
+// the Client decodes the same way.
+func ReplyError(err error) *protos.GcsError {
+	if err == nil {
+		return nil
+	}
+	return toGcsError(err)
+}
+
 // TaskEventsSubject is where job's processes publish their task events.
 func TaskEventsSubject(job protos.JobID) string { return taskEventsPrefix + job.String() }
 

@@ -50,6 +50,9 @@ const (
 	// EnvTaskEvents set to 0 turns task events off in a job's processes
 	// (its driver's setting reaches its workers).
 	EnvTaskEvents = "GORAY_TASK_EVENTS"
+	// EnvJobPackage is set by the job server for a driver submitted with
+	// a working directory: "<package digest>:<content bytes>".
+	EnvJobPackage = "GORAY_JOB_PACKAGE"
 )
 
 // LogMarker starts a line a worker writes before running a different

@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(envRuntimeEnvDriver) != "" {
 		os.Exit(runtimeEnvDriver())
 	}
+	if os.Getenv(envJobDriver) != "" {
+		os.Exit(jobDriver())
+	}
 	code := m.Run()
 	if gorayDir != "" {
 		_ = os.RemoveAll(gorayDir)

@@ -38,6 +38,9 @@ func main() {
 	log := newLogger()
 	root := newRootCmd(log)
 	if err := root.Execute(); err != nil {
+		if errors.Is(err, errJobNotSucceeded) {
+			os.Exit(1) // its status was said
+		}
 		fmt.Fprintf(os.Stderr, "Error: %v\n", err)
 		var fe flagError
 		if errors.As(err, &fe) {
@@ -62,6 +65,8 @@ func newRootCmd(log zerolog.Logger) *cobra.Command {
   goray logs            a worker's, an actor's or a job's logs, from any node
   goray summary KIND    actors or tasks counted by class or function and state
   goray timeline        the tasks' spans as a Chrome trace (-o trace.json)
+  goray job submit      run a program as a driver on the head (-- CMD ARGS);
+                        goray job status|logs|stop|list|delete follow it
   goray stop            stop the cluster
   goray nats-creds      NATS credentials (read-only by default) for the nats CLI
   goray tls generate    certificates for mutual TLS
@@ -82,7 +87,7 @@ or less of them (default warn).`,
 	sec.register(root.PersistentFlags())
 	root.AddCommand(newStartCmd(log, sec), newStatusCmd(log, sec), newStopCmd(log, sec))
 	root.AddCommand(newMemoryCmd(log, sec), newListCmd(log, sec), newGetCmd(log, sec), newLogsCmd(log, sec), newSummaryCmd(log, sec))
-	root.AddCommand(newTimelineCmd(log, sec))
+	root.AddCommand(newTimelineCmd(log, sec), newJobCmd(log, sec))
 	root.AddCommand(newNATSCredsCmd(sec), newMetricsTokenCmd(sec), newTLSCmd())
 	return root
 }

@@ -834,6 +834,7 @@ func runHead(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 		Replicas:          o.replicas,
 		SyncInterval:      o.syncIntervalGCS(),
 		Logger:            log,
+		JobServer:         true,
 
 		MemoryUsageThreshold: o.memoryUsageThreshold(),
 	})

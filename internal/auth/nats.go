@@ -80,6 +80,7 @@ const (
 	subjLogs           = "goray.logs.>"
 	subjObjects        = "goray.objects.>"
 	subjTaskEvents     = "goray_tasks.*"
+	subjJobs           = "goray.jobs.>"
 	subjAll            = "goray.>"
 	inbox              = "_INBOX.>"
 
@@ -109,19 +110,20 @@ func Permissions(role Role) *server.Permissions {
 		}
 	case RoleAdmin:
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Allow: concat([]string{subjGCS}, packagesRead(), packagesWrite()), Deny: []string{subjNodeRegister, subjNodeUnregister}},
+			Publish:   &server.SubjectPermission{Allow: concat([]string{subjGCS, subjJobs}, packagesRead(), packagesWrite()), Deny: []string{subjNodeRegister, subjNodeUnregister}},
 			Subscribe: sub,
 		}
 	case RoleDriver, RoleWorker:
 		return &server.Permissions{
 			// Task events go straight into their job's stream.
-			Publish:   &server.SubjectPermission{Allow: concat([]string{subjGCS, subjTaskEvents}, packagesRead(), packagesWrite()), Deny: []string{subjShutdown, subjNodeRegister, subjNodeUnregister}},
+			Publish:   &server.SubjectPermission{Allow: concat([]string{subjGCS, subjTaskEvents, subjJobs}, packagesRead(), packagesWrite()), Deny: []string{subjShutdown, subjNodeRegister, subjNodeUnregister}},
 			Subscribe: sub,
 		}
 	case RoleOps:
 		return &server.Permissions{
 			Publish: &server.SubjectPermission{Allow: []string{
 				"goray.gcs.*.list", "goray.gcs.*.get", "goray.gcs.task.summarize", "goray.gcs.kv.keys", "goray.gcs.cluster.info",
+				"goray.jobs.list", "goray.jobs.get", "goray.jobs.logs",
 				// Reading JetStream: account and stream info, messages
 				// by sequence or subject, and ephemeral consumers (what
 				// `nats kv get|ls|history|watch` and `nats stream

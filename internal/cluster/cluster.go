@@ -18,10 +18,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/jobserver"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/raylet"
 )
@@ -75,6 +77,8 @@ type Config struct {
 	// writes the token, if they hold one, to SessionDir/auth_token (mode
 	// 0600), where goray commands on this machine find it.
 	Credentials *auth.Credentials
+	// JobServer runs the job server (goray job submit) in the head.
+	JobServer bool
 }
 
 // Head is a running head node.
@@ -87,6 +91,8 @@ type Head struct {
 	ownsDir    bool
 	log        zerolog.Logger
 	once       sync.Once
+	jobs       *jobserver.Server
+	jobsNC     *nats.Conn
 }
 
 // NewSessionDir creates a fresh session directory.
@@ -183,7 +189,44 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 		return nil, err
 	}
 	h.node, h.Raylet = node, node.Raylet
+	if cfg.JobServer {
+		if err := h.startJobServer(ctx, cfg); err != nil {
+			h.Shutdown()
+			return nil, err
+		}
+	}
 	return h, nil
+}
+
+// startJobServer runs the job server on a connection of its own, in the
+// GCS's role (it keeps its own bucket and stream). Drivers it starts find
+// the cluster's token in the head's token file.
+func (h *Head) startJobServer(ctx context.Context, cfg Config) error {
+	natsOpts, err := cfg.Credentials.NATSOptions(auth.RoleGCS)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(h.GCS.ClientURL(), append(natsOpts, nats.Name("goray-job-server"))...)
+	if err != nil {
+		return fmt.Errorf("job server: connect: %w", err)
+	}
+	var env []string
+	if _, ok := cfg.Credentials.Token(); ok {
+		env = append(env, auth.EnvTokenFile+"="+TokenFile(h.sessionDir))
+	} else if !cfg.Credentials.Enabled() {
+		env = append(env, auth.EnvAuth+"=none")
+	}
+	srv, err := jobserver.New(jobserver.Options{NATS: nc, Address: h.GCS.ClientURL(), Env: env, Dir: h.sessionDir,
+		Replicas: cfg.Replicas, Logger: cfg.Logger})
+	if err == nil {
+		err = srv.Start()
+	}
+	if err != nil {
+		nc.Close()
+		return fmt.Errorf("job server: %w", err)
+	}
+	h.jobs, h.jobsNC = srv, nc
+	return nil
 }
 
 // TokenFile is where a head keeps its cluster's token.
@@ -202,6 +245,10 @@ func (h *Head) Done() <-chan struct{} { return h.GCS.Done() }
 // removes the session's store and sockets (logs are kept). Idempotent.
 func (h *Head) Shutdown() {
 	h.once.Do(func() {
+		if h.jobs != nil {
+			h.jobs.Shutdown()
+			h.jobsNC.Close()
+		}
 		gcsGone := h.GCS == nil
 		if !gcsGone {
 			select {

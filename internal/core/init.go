@@ -278,6 +278,8 @@ func (s *session) connect(ctx context.Context, log zerolog.Logger, node *protos.
 		if pkg, err = cw.uploadPackage(ctx, sp.pack); err != nil {
 			return fmt.Errorf("goray: the job's runtime env: %w", err)
 		}
+	} else if pkg, err = submittedPackage(); err != nil {
+		return err
 	}
 	userSp := &envSpec{vars: sp.userVars()}
 	runtimeEnv := mergeEnv(nil, userSp, pkg)

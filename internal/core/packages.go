@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"strconv"
 	"sync"
 	"time"
 
@@ -87,26 +86,12 @@ func (cw *Worker) packAndUpload(ctx context.Context, spec runtimeenv.PackSpec) (
 	if err != nil {
 		return nil, fmt.Errorf("runtime env: %w", err)
 	}
-	name := gcs.PackageObject(p.Digest)
-	has, err := store.Has(ctx, name)
+	start := time.Now()
+	stored, err := gcs.UploadPacked(ctx, store, p)
 	if err != nil {
 		return nil, fmt.Errorf("runtime env: %w", err)
 	}
-	if has {
-		// In use again: the GCS's cleaning must not take it now.
-		if err := store.Touch(ctx, name); err != nil {
-			return nil, fmt.Errorf("runtime env: %w", err)
-		}
-	} else {
-		f, err := os.Open(p.Path)
-		if err != nil {
-			return nil, fmt.Errorf("runtime env: %w", err)
-		}
-		defer f.Close()
-		start := time.Now()
-		if err := store.Put(ctx, name, f, map[string]string{"content": strconv.FormatInt(p.Content, 10), "files": strconv.Itoa(p.Files)}); err != nil {
-			return nil, fmt.Errorf("runtime env: %w", err)
-		}
+	if stored {
 		cw.log.Debug().Str("package", p.Digest[:12]).Int64("bytes", p.Size).Int("files", p.Files).Dur("took", time.Since(start)).Msg("runtime env package uploaded")
 	}
 	return &uploadedPackage{digest: p.Digest, content: p.Content}, nil

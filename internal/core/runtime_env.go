@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -278,4 +279,21 @@ func (cw *Worker) resolveEnv(ctx context.Context, parts []RuntimeEnvPart) (*prot
 		base = cw.jobEnv
 	}
 	return mergeEnv(base, sp, pkg), nil
+}
+
+// submittedPackage is the job server's working directory package
+// (raylet.EnvJobPackage): unless the driver gives its own WorkingDir or
+// Files, the job's workers run in the package the driver was submitted
+// with, as Ray's `ray job submit --working-dir` does.
+func submittedPackage() (*uploadedPackage, error) {
+	v := os.Getenv(raylet.EnvJobPackage)
+	if v == "" {
+		return nil, nil
+	}
+	digest, content, ok := strings.Cut(v, ":")
+	n, err := strconv.ParseInt(content, 10, 64)
+	if !ok || err != nil || n < 0 || !runtimeenv.IsDigest(digest) {
+		return nil, fmt.Errorf("goray: %s=%q: want <sha256 hex>:<content bytes>", raylet.EnvJobPackage, v)
+	}
+	return &uploadedPackage{digest: digest, content: n}, nil
 }
