@@ -17,7 +17,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
@@ -92,7 +91,7 @@ type Head struct {
 	log        zerolog.Logger
 	once       sync.Once
 	jobs       *jobserver.Server
-	jobsNC     *nats.Conn
+	jobsConn   *gcs.Client
 }
 
 // NewSessionDir creates a fresh session directory.
@@ -206,10 +205,12 @@ func (h *Head) startJobServer(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(h.GCS.ClientURL(), append(natsOpts, nats.Name("goray-job-server"))...)
+	// gcs.Dial: an external NATS may take no credentials at all.
+	jc, err := gcs.Dial(ctx, h.GCS.ClientURL(), cfg.Logger.With().Str("component", "jobs").Logger(), natsOpts...)
 	if err != nil {
 		return fmt.Errorf("job server: connect: %w", err)
 	}
+	nc := jc.NATS()
 	var env []string
 	if _, ok := cfg.Credentials.Token(); ok {
 		env = append(env, auth.EnvTokenFile+"="+TokenFile(h.sessionDir))
@@ -222,10 +223,10 @@ func (h *Head) startJobServer(ctx context.Context, cfg Config) error {
 		err = srv.Start()
 	}
 	if err != nil {
-		nc.Close()
+		jc.Close()
 		return fmt.Errorf("job server: %w", err)
 	}
-	h.jobs, h.jobsNC = srv, nc
+	h.jobs, h.jobsConn = srv, jc
 	return nil
 }
 
@@ -247,7 +248,7 @@ func (h *Head) Shutdown() {
 	h.once.Do(func() {
 		if h.jobs != nil {
 			h.jobs.Shutdown()
-			h.jobsNC.Close()
+			h.jobsConn.Close()
 		}
 		gcsGone := h.GCS == nil
 		if !gcsGone {
