@@ -69,7 +69,12 @@ func (s *Server) handleShutdownRequest(m *nats.Msg) {
 		}
 		return
 	}
-	s.respond(m, &protos.ShutdownReply{})
+	if m.Reply != "" {
+		// ShutdownReply has no fields: its encoding is empty.
+		if err := m.Respond(nil); err != nil {
+			s.log.Debug().Err(err).Msg("answer the shutdown request")
+		}
+	}
 	if s.nc != nil {
 		if err := s.nc.Publish(SubjectShutdownEvents, nil); err != nil {
 			s.log.Debug().Err(err).Msg("announce shutdown")

@@ -8,6 +8,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/goray/goray/protos"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -16,10 +17,24 @@ import (
 // The NATS handler only decodes and encodes; the actor owns the state, so
 // every mutation is serialized in one mailbox without locks.
 
-// endpoint is one served subject.
+// endpoint is one served subject: a request/reply endpoint of a NATS
+// micro service (serve), or a plain subscription (handler: node reports,
+// which are published without a reply, and the shutdown request, whose
+// reply carries its error in headers).
 type endpoint struct {
 	subject string
+	serve   func(request)
 	handler nats.MsgHandler
+}
+
+// request is what a handler needs of a request: micro.Request, which
+// every served endpoint gets.
+type request interface {
+	Data() []byte
+	Subject() string
+	Reply() string
+	Respond([]byte, ...micro.RespondOpt) error
+	Error(code, description string, data []byte, opts ...micro.RespondOpt) error
 }
 
 // message constrains a type parameter to a pointer to a generated protobuf
@@ -34,24 +49,24 @@ type message[T any] interface {
 // the Rep it answers. Bad requests and actor timeouts are answered with a
 // Rep carrying a GcsError, so a client always hears back and never has to
 // wait for its own timeout.
-func serveActor[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, subject string, pid *actor.PID, check func(PReq) error) nats.MsgHandler {
+func serveActor[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, subject string, pid *actor.PID, check func(PReq) error) func(request) {
 	return serveFunc[Req, Rep, PReq, PRep](s, subject, check, func(req PReq) (PRep, error) {
 		return ask[PRep](s, pid, req)
 	})
 }
 
 // serveFunc is serveActor for handlers that are more than one actor ask.
-func serveFunc[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, subject string, check func(PReq) error, handle func(PReq) (PRep, error)) nats.MsgHandler {
-	return func(m *nats.Msg) {
+func serveFunc[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, subject string, check func(PReq) error, handle func(PReq) (PRep, error)) func(request) {
+	return func(m request) {
 		start := time.Now()
-		req, e := decodeRequest[Req](subject, m.Data, check)
+		req, e := decodeRequest[Req](subject, m.Data(), check)
 		if e != nil {
 			rep := PRep(new(Rep))
 			setReplyError(rep, e)
 			// Counted before the answer goes, so a caller that
 			// reads the metrics after its answer sees its request.
 			s.metrics.observe(subject, time.Since(start), e)
-			s.respond(m, rep)
+			s.respond(m, rep, e)
 			return
 		}
 		rep, err := handle(req)
@@ -63,7 +78,7 @@ func serveFunc[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, su
 			e = re.GetError()
 		}
 		s.metrics.observe(subject, time.Since(start), e)
-		s.respond(m, rep)
+		s.respond(m, rep, e)
 	}
 }
 
@@ -120,29 +135,52 @@ func await[Rep any](pid *actor.PID, f *actor.Future) (Rep, error) {
 }
 
 // respond encodes and sends a reply; requests published without a reply
-// subject are served but get no answer.
-func (s *Server) respond(m *nats.Msg, rep proto.Message) {
-	if m.Reply == "" {
+// subject are served but get no answer. A reply carrying an error goes
+// as a micro service error (the Nats-Service-Error headers, the reply in
+// the body), so `nats micro stats` counts it.
+func (s *Server) respond(m request, rep proto.Message, e *protos.GcsError) {
+	if m.Reply() == "" {
 		return
 	}
 	data, err := proto.Marshal(rep)
 	if err != nil {
-		s.log.Error().Err(err).Str("subject", m.Subject).Msg("encode reply")
+		s.log.Error().Err(err).Str("subject", m.Subject()).Msg("encode reply")
 		return
 	}
-	err = m.Respond(data)
-	if errors.Is(err, nats.ErrMaxPayload) {
-		// A listing of a large table: the requester still hears why,
-		// rather than waiting for its timeout.
-		e := rep.ProtoReflect().New().Interface()
-		setReplyError(e, gcsErrorf(ErrInternal, "%s: the reply of %d bytes does not fit the NATS server's max_payload", m.Subject, len(data)))
-		if data, err = proto.Marshal(e); err == nil {
-			err = m.Respond(data)
+	send := func(data []byte, e *protos.GcsError) error {
+		if e != nil {
+			return m.Error(e.GetCode(), e.GetMessage(), data)
+		}
+		return m.Respond(data)
+	}
+	// A listing of a large table may not fit: the requester then hears
+	// why, rather than waiting for its timeout. (micro's Respond does not
+	// wrap nats.ErrMaxPayload, so the size is checked first; the margin
+	// is for the error headers.)
+	if limit := s.maxPayload(); limit > 0 && int64(len(data)) > limit-replyHeaderMargin {
+		r := rep.ProtoReflect().New().Interface()
+		e = gcsErrorf(ErrInternal, "%s: the reply of %d bytes does not fit the NATS server's max_payload", m.Subject(), len(data))
+		setReplyError(r, e)
+		if data, err = proto.Marshal(r); err != nil {
+			s.log.Error().Err(err).Str("subject", m.Subject()).Msg("encode reply")
+			return
 		}
 	}
+	err = send(data, e)
 	if err != nil {
-		s.log.Debug().Err(err).Str("subject", m.Subject).Msg("send reply")
+		s.log.Debug().Err(err).Str("subject", m.Subject()).Msg("send reply")
 	}
+}
+
+// replyHeaderMargin is room left in a reply for micro's error headers.
+const replyHeaderMargin = 1024
+
+// maxPayload is the NATS server's max_payload (0: not connected).
+func (s *Server) maxPayload() int64 {
+	if s.nc == nil {
+		return 0
+	}
+	return s.nc.MaxPayload()
 }
 
 var gcsErrorName = (&protos.GcsError{}).ProtoReflect().Descriptor().FullName()

@@ -10,6 +10,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 
 	"github.com/goray/goray/actors"
@@ -100,6 +101,10 @@ type Server struct {
 	supervisor  *actor.PID
 	managers    managers
 	subs        []*nats.Subscription
+	// services are the micro services of the request subjects
+	// (services.go), serving serviceSubs endpoints.
+	services    []micro.Service
+	serviceSubs int
 
 	// handling is read-locked by every running NATS handler; Shutdown
 	// write-locks it once subscriptions are drained, to wait for handlers
@@ -237,12 +242,8 @@ func (s *Server) startLocked() error {
 		return err
 	}
 
-	for _, ep := range s.endpoints() {
-		sub, err := s.nc.Subscribe(ep.subject, s.track(ep.handler))
-		if err != nil {
-			return fmt.Errorf("%w: subscribe %s: %w", ErrUnavailable, ep.subject, err)
-		}
-		s.subs = append(s.subs, sub)
+	if err := s.serveEndpoints(); err != nil {
+		return err
 	}
 	// The round trip guarantees the server has the subscriptions, so a
 	// request sent right after Start returns cannot meet "no responders".
@@ -279,38 +280,38 @@ func (s *Server) endpoints() []endpoint {
 	// managers tell each other those facts directly (internal_events.go),
 	// so a forged event changes nothing in the GCS.
 	return []endpoint{
-		{SubjectNodeRegister, serveActor[protos.RegisterNodeRequest, protos.RegisterNodeReply](s, SubjectNodeRegister, m.nodes, checkRegisterNode)},
-		{SubjectNodeUnregister, serveActor[protos.UnregisterNodeRequest, protos.UnregisterNodeReply](s, SubjectNodeUnregister, m.nodes, checkUnregisterNode)},
-		{SubjectNodeList, serveActor[protos.ListNodesRequest, protos.ListNodesReply](s, SubjectNodeList, m.nodes, nil)},
-		{SubjectNodeReports, s.handleReport},
+		{subject: SubjectNodeRegister, serve: serveActor[protos.RegisterNodeRequest, protos.RegisterNodeReply](s, SubjectNodeRegister, m.nodes, checkRegisterNode)},
+		{subject: SubjectNodeUnregister, serve: serveActor[protos.UnregisterNodeRequest, protos.UnregisterNodeReply](s, SubjectNodeUnregister, m.nodes, checkUnregisterNode)},
+		{subject: SubjectNodeList, serve: serveActor[protos.ListNodesRequest, protos.ListNodesReply](s, SubjectNodeList, m.nodes, nil)},
+		{subject: SubjectNodeReports, handler: s.handleReport},
 
-		{SubjectJobRegister, serveActor[protos.RegisterJobRequest, protos.RegisterJobReply](s, SubjectJobRegister, m.jobs, checkRegisterJob)},
-		{SubjectJobFinish, serveActor[protos.FinishJobRequest, protos.FinishJobReply](s, SubjectJobFinish, m.jobs, checkFinishJob)},
-		{SubjectJobList, serveActor[protos.ListJobsRequest, protos.ListJobsReply](s, SubjectJobList, m.jobs, nil)},
+		{subject: SubjectJobRegister, serve: serveActor[protos.RegisterJobRequest, protos.RegisterJobReply](s, SubjectJobRegister, m.jobs, checkRegisterJob)},
+		{subject: SubjectJobFinish, serve: serveActor[protos.FinishJobRequest, protos.FinishJobReply](s, SubjectJobFinish, m.jobs, checkFinishJob)},
+		{subject: SubjectJobList, serve: serveActor[protos.ListJobsRequest, protos.ListJobsReply](s, SubjectJobList, m.jobs, nil)},
 
-		{SubjectFuncRegister, serveActor[protos.RegisterFunctionsRequest, protos.RegisterFunctionsReply](s, SubjectFuncRegister, m.functions, checkRegisterFunctions)},
-		{SubjectFuncGet, serveActor[protos.GetFunctionsRequest, protos.GetFunctionsReply](s, SubjectFuncGet, m.functions, checkGetFunctions)},
+		{subject: SubjectFuncRegister, serve: serveActor[protos.RegisterFunctionsRequest, protos.RegisterFunctionsReply](s, SubjectFuncRegister, m.functions, checkRegisterFunctions)},
+		{subject: SubjectFuncGet, serve: serveActor[protos.GetFunctionsRequest, protos.GetFunctionsReply](s, SubjectFuncGet, m.functions, checkGetFunctions)},
 
-		{SubjectKVPut, serveActor[protos.KVPutRequest, protos.KVPutReply](s, SubjectKVPut, m.kv, checkKVPut)},
-		{SubjectKVGet, serveActor[protos.KVGetRequest, protos.KVGetReply](s, SubjectKVGet, m.kv, checkKVGet)},
-		{SubjectKVDelete, serveActor[protos.KVDeleteRequest, protos.KVDeleteReply](s, SubjectKVDelete, m.kv, checkKVDelete)},
-		{SubjectKVKeys, serveActor[protos.KVKeysRequest, protos.KVKeysReply](s, SubjectKVKeys, m.kv, checkKVKeys)},
+		{subject: SubjectKVPut, serve: serveActor[protos.KVPutRequest, protos.KVPutReply](s, SubjectKVPut, m.kv, checkKVPut)},
+		{subject: SubjectKVGet, serve: serveActor[protos.KVGetRequest, protos.KVGetReply](s, SubjectKVGet, m.kv, checkKVGet)},
+		{subject: SubjectKVDelete, serve: serveActor[protos.KVDeleteRequest, protos.KVDeleteReply](s, SubjectKVDelete, m.kv, checkKVDelete)},
+		{subject: SubjectKVKeys, serve: serveActor[protos.KVKeysRequest, protos.KVKeysReply](s, SubjectKVKeys, m.kv, checkKVKeys)},
 
-		{SubjectActorRegister, serveActor[protos.RegisterActorRequest, protos.RegisterActorReply](s, SubjectActorRegister, m.actors, checkRegisterActor)},
-		{SubjectActorGet, serveActor[protos.GetActorRequest, protos.GetActorReply](s, SubjectActorGet, m.actors, checkGetActor)},
-		{SubjectActorList, serveActor[protos.ListActorsRequest, protos.ListActorsReply](s, SubjectActorList, m.actors, checkListActors)},
-		{SubjectActorKill, serveActor[protos.KillActorGcsRequest, protos.KillActorGcsReply](s, SubjectActorKill, m.actors, checkKillActor)},
+		{subject: SubjectActorRegister, serve: serveActor[protos.RegisterActorRequest, protos.RegisterActorReply](s, SubjectActorRegister, m.actors, checkRegisterActor)},
+		{subject: SubjectActorGet, serve: serveActor[protos.GetActorRequest, protos.GetActorReply](s, SubjectActorGet, m.actors, checkGetActor)},
+		{subject: SubjectActorList, serve: serveActor[protos.ListActorsRequest, protos.ListActorsReply](s, SubjectActorList, m.actors, checkListActors)},
+		{subject: SubjectActorKill, serve: serveActor[protos.KillActorGcsRequest, protos.KillActorGcsReply](s, SubjectActorKill, m.actors, checkKillActor)},
 
-		{SubjectPGCreate, serveActor[protos.CreatePlacementGroupRequest, protos.CreatePlacementGroupReply](s, SubjectPGCreate, m.pgs, checkCreatePG)},
-		{SubjectPGGet, serveActor[protos.GetPlacementGroupRequest, protos.GetPlacementGroupReply](s, SubjectPGGet, m.pgs, checkGetPG)},
-		{SubjectPGRemove, serveActor[protos.RemovePlacementGroupRequest, protos.RemovePlacementGroupReply](s, SubjectPGRemove, m.pgs, checkRemovePG)},
-		{SubjectPGList, serveActor[protos.ListPlacementGroupsRequest, protos.ListPlacementGroupsReply](s, SubjectPGList, m.pgs, nil)},
+		{subject: SubjectPGCreate, serve: serveActor[protos.CreatePlacementGroupRequest, protos.CreatePlacementGroupReply](s, SubjectPGCreate, m.pgs, checkCreatePG)},
+		{subject: SubjectPGGet, serve: serveActor[protos.GetPlacementGroupRequest, protos.GetPlacementGroupReply](s, SubjectPGGet, m.pgs, checkGetPG)},
+		{subject: SubjectPGRemove, serve: serveActor[protos.RemovePlacementGroupRequest, protos.RemovePlacementGroupReply](s, SubjectPGRemove, m.pgs, checkRemovePG)},
+		{subject: SubjectPGList, serve: serveActor[protos.ListPlacementGroupsRequest, protos.ListPlacementGroupsReply](s, SubjectPGList, m.pgs, nil)},
 
-		{SubjectTaskList, serveActor[protos.ListTasksRequest, protos.ListTasksReply](s, SubjectTaskList, m.tasks, checkListTasks)},
-		{SubjectTaskSummarize, serveActor[protos.SummarizeTasksRequest, protos.SummarizeTasksReply](s, SubjectTaskSummarize, m.tasks, checkSummarizeTasks)},
+		{subject: SubjectTaskList, serve: serveActor[protos.ListTasksRequest, protos.ListTasksReply](s, SubjectTaskList, m.tasks, checkListTasks)},
+		{subject: SubjectTaskSummarize, serve: serveActor[protos.SummarizeTasksRequest, protos.SummarizeTasksReply](s, SubjectTaskSummarize, m.tasks, checkSummarizeTasks)},
 
-		{SubjectClusterInfo, serveFunc[protos.ClusterInfoRequest, protos.ClusterInfoReply](s, SubjectClusterInfo, nil, s.clusterInfo)},
-		{SubjectClusterShutdown, s.handleShutdownRequest},
+		{subject: SubjectClusterInfo, serve: serveFunc[protos.ClusterInfoRequest, protos.ClusterInfoReply](s, SubjectClusterInfo, nil, s.clusterInfo)},
+		{subject: SubjectClusterShutdown, handler: s.handleShutdownRequest},
 	}
 }
 
@@ -355,6 +356,7 @@ func (s *Server) Shutdown() {
 const drainTimeout = 5 * time.Second
 
 func (s *Server) teardownLocked() {
+	s.stopServices()
 	if len(s.subs) > 0 {
 		closed := make([]<-chan nats.SubStatus, 0, len(s.subs))
 		for _, sub := range s.subs {

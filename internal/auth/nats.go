@@ -124,6 +124,8 @@ func Permissions(role Role) *server.Permissions {
 			Publish: &server.SubjectPermission{Allow: []string{
 				"goray.gcs.*.list", "goray.gcs.*.get", "goray.gcs.task.summarize", "goray.gcs.kv.keys", "goray.gcs.cluster.info",
 				"goray.jobs.list", "goray.jobs.get", "goray.jobs.logs",
+				// NATS micro discovery (`nats micro ls|info|stats`).
+				"$SRV.PING", "$SRV.PING.>", "$SRV.INFO", "$SRV.INFO.>", "$SRV.STATS", "$SRV.STATS.>",
 				// Reading JetStream: account and stream info, messages
 				// by sequence or subject, and ephemeral consumers (what
 				// `nats kv get|ls|history|watch` and `nats stream

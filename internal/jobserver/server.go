@@ -35,6 +35,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nats.go/micro"
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -93,7 +94,7 @@ type Server struct {
 	mu      sync.Mutex
 	jobs    map[string]*protos.Submission
 	running map[string]*driver
-	subs    []*nats.Subscription
+	svc     micro.Service
 	closed  bool
 	wg      sync.WaitGroup
 }
@@ -143,20 +144,29 @@ func (s *Server) Start() error {
 	if err := s.load(ctx); err != nil {
 		return err
 	}
-	for subject, h := range map[string]nats.MsgHandler{
-		gcs.SubjectJobSubmit:      handle(s, gcs.SubjectJobSubmit, s.submit),
-		gcs.SubjectJobGet:         handle(s, gcs.SubjectJobGet, s.get),
-		gcs.SubjectJobSubmissions: handle(s, gcs.SubjectJobSubmissions, s.list),
-		gcs.SubjectJobStop:        handle(s, gcs.SubjectJobStop, s.stop),
-		gcs.SubjectJobDelete:      handle(s, gcs.SubjectJobDelete, s.delete),
-		gcs.SubjectJobLogs:        handle(s, gcs.SubjectJobLogs, s.readLogs),
+	// A NATS micro service, as the GCS's managers: `nats micro info
+	// goray-jobs` shows its endpoints and their counts.
+	svc, err := micro.AddService(s.opts.NATS, micro.Config{Name: "goray-jobs", Version: gcs.ServiceVersion,
+		Description: "goray job server: protobuf requests and replies (docs/jobs.md)", QueueGroupDisabled: true})
+	if err != nil {
+		return fmt.Errorf("jobserver: micro service: %w", err)
+	}
+	s.svc = svc
+	for _, ep := range []struct {
+		subject string
+		h       micro.HandlerFunc
+	}{
+		{gcs.SubjectJobSubmit, handle(s, gcs.SubjectJobSubmit, s.submit)},
+		{gcs.SubjectJobGet, handle(s, gcs.SubjectJobGet, s.get)},
+		{gcs.SubjectJobSubmissions, handle(s, gcs.SubjectJobSubmissions, s.list)},
+		{gcs.SubjectJobStop, handle(s, gcs.SubjectJobStop, s.stop)},
+		{gcs.SubjectJobDelete, handle(s, gcs.SubjectJobDelete, s.delete)},
+		{gcs.SubjectJobLogs, handle(s, gcs.SubjectJobLogs, s.readLogs)},
 	} {
-		sub, err := s.opts.NATS.Subscribe(subject, h)
-		if err != nil {
+		if err := svc.AddEndpoint(ep.subject[strings.LastIndex(ep.subject, ".")+1:], ep.h, micro.WithEndpointSubject(ep.subject)); err != nil {
 			s.Shutdown()
-			return fmt.Errorf("jobserver: subscribe %s: %w", subject, err)
+			return fmt.Errorf("jobserver: endpoint %s: %w", ep.subject, err)
 		}
-		s.subs = append(s.subs, sub)
 	}
 	return s.opts.NATS.Flush()
 }
@@ -195,14 +205,13 @@ func (s *Server) Shutdown() {
 		return
 	}
 	s.closed = true
-	subs := s.subs
 	var running []*driver
 	for _, d := range s.running {
 		running = append(running, d)
 	}
 	s.mu.Unlock()
-	for _, sub := range subs {
-		_ = sub.Drain()
+	if s.svc != nil {
+		_ = s.svc.Stop()
 	}
 	for _, d := range running {
 		d.signal(syscall.SIGKILL)
@@ -211,26 +220,37 @@ func (s *Server) Shutdown() {
 }
 
 // handle decodes a request, runs f and answers, with errors in the reply's
-// GcsError as the GCS's.
+// GcsError as the GCS's (and as micro service errors, which `nats micro
+// stats` counts).
 func handle[Req any, PReq interface {
 	*Req
 	proto.Message
-}, Rep proto.Message](s *Server, subject string, f func(PReq) (Rep, error)) nats.MsgHandler {
-	return func(m *nats.Msg) {
+}, Rep proto.Message](s *Server, subject string, f func(PReq) (Rep, error)) micro.HandlerFunc {
+	return func(m micro.Request) {
 		req := PReq(new(Req))
+		var fail error
 		var rep proto.Message
-		if len(m.Data) > maxRequestStrings {
-			rep = errorReply[Rep](fmt.Errorf("%w: %s: request of %d bytes, more than %d", gcs.ErrInvalid, subject, len(m.Data), maxRequestStrings))
-		} else if err := proto.Unmarshal(m.Data, req); err != nil {
-			rep = errorReply[Rep](fmt.Errorf("%w: %s: cannot decode request: %v", gcs.ErrInvalid, subject, err))
+		if len(m.Data()) > maxRequestStrings {
+			fail = fmt.Errorf("%w: %s: request of %d bytes, more than %d", gcs.ErrInvalid, subject, len(m.Data()), maxRequestStrings)
+		} else if err := proto.Unmarshal(m.Data(), req); err != nil {
+			fail = fmt.Errorf("%w: %s: cannot decode request: %v", gcs.ErrInvalid, subject, err)
 		} else if r, err := f(req); err != nil {
-			rep = errorReply[Rep](err)
+			fail = err
 		} else {
 			rep = r
 		}
-		data, err := proto.Marshal(rep)
-		if err == nil {
-			err = m.Respond(data)
+		var err error
+		if fail != nil {
+			e := gcs.ReplyError(fail)
+			var data []byte
+			if data, err = proto.Marshal(errorReply[Rep](e)); err == nil {
+				err = m.Error(e.GetCode(), e.GetMessage(), data)
+			}
+		} else {
+			var data []byte
+			if data, err = proto.Marshal(rep); err == nil {
+				err = m.Respond(data)
+			}
 		}
 		if err != nil {
 			s.log.Debug().Err(err).Str("subject", subject).Msg("reply")
@@ -238,11 +258,11 @@ func handle[Req any, PReq interface {
 	}
 }
 
-func errorReply[Rep proto.Message](err error) proto.Message {
+func errorReply[Rep proto.Message](e *protos.GcsError) proto.Message {
 	var zero Rep
 	rep := zero.ProtoReflect().New().Interface()
 	f := rep.ProtoReflect().Descriptor().Fields().ByName("error")
-	rep.ProtoReflect().Set(f, protoreflect.ValueOfMessage(gcs.ReplyError(err).ProtoReflect()))
+	rep.ProtoReflect().Set(f, protoreflect.ValueOfMessage(e.ProtoReflect()))
 	return rep
 }
 
