@@ -593,7 +593,7 @@ func (c *Client) WatchActor(id protos.UniqueID, fn func(*protos.ActorInfo)) (uns
 func watch[T proto.Message](c *Client, subject string, newT func() T, fn func(T)) (unsubscribe func(), err error) {
 	sub, err := c.nc.Subscribe(subject, func(m *nats.Msg) {
 		v := newT()
-		if err := proto.Unmarshal(m.Data, v); err != nil {
+		if err := DecodeEvent(m.Data, v); err != nil {
 			c.log.Warn().Err(err).Str("subject", subject).Msgf("cannot decode %T", v)
 			return
 		}

@@ -14,7 +14,6 @@ import (
 	"github.com/goray/goray/protos"
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
-	"google.golang.org/protobuf/proto"
 )
 
 // testWriter sends log lines to t.Log until the test ends; goroutines that
@@ -153,7 +152,7 @@ func subscribeEvents[T any, PT message[T]](t testing.TB, nc *nats.Conn, subject 
 	out := make(chan PT, 64)
 	sub, err := nc.Subscribe(subject, func(m *nats.Msg) {
 		v := PT(new(T))
-		if err := proto.Unmarshal(m.Data, v); err != nil {
+		if err := DecodeEvent(m.Data, v); err != nil {
 			t.Errorf("bad event on %s: %v", subject, err)
 			return
 		}

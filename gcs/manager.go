@@ -3,9 +3,11 @@ package gcs
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/goray/goray/internal/recordjson"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
 	"github.com/nats-io/nats.go"
@@ -80,7 +82,7 @@ func skipRecord(log zerolog.Logger, err error) {
 // the write is a publish on the bucket's subject, ordered with this
 // connection's other writes, and a failed one is logged.
 func (b *bucketState) putProtoAsync(key string, m proto.Message) error {
-	data, err := proto.Marshal(m)
+	data, err := recordjson.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("%w: encode %s: %w", ErrInternal, key, err)
 	}
@@ -124,7 +126,7 @@ func (b *bucketState) respondReady(ctx actor.Context) {
 
 // putProto persists a message.
 func (b *bucketState) putProto(key string, m proto.Message) error {
-	data, err := proto.Marshal(m)
+	data, err := recordjson.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("%w: encode %s: %w", ErrInternal, key, err)
 	}
@@ -132,9 +134,16 @@ func (b *bucketState) putProto(key string, m proto.Message) error {
 }
 
 // publish sends an event; events are best effort (a subscriber that missed
-// one can always list), so failures are only logged.
+// one can always list), so failures are only logged. Events on
+// goray.events.> are JSON, for operators' `nats sub` (DecodeEvent reads
+// either form); the per-actor and per-group subjects, which callers
+// watch, stay binary.
 func (env *managerEnv) publish(subject string, m proto.Message) {
-	data, err := proto.Marshal(m)
+	encode := proto.Marshal
+	if strings.HasPrefix(subject, eventsPrefix) {
+		encode = recordjson.Marshal
+	}
+	data, err := encode(m)
 	if err == nil {
 		err = env.nc.Publish(subject, data)
 	}

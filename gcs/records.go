@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/goray/goray/internal/recordjson"
 	"github.com/goray/goray/protos"
 	"google.golang.org/protobuf/proto"
 )
@@ -28,7 +29,7 @@ func decodeRecord(bucket, key string, value []byte, m proto.Message) error {
 	if len(value) > maxMessageBytes {
 		return badRecord(bucket, key, fmt.Errorf("%d bytes, more than the limit of %d", len(value), maxMessageBytes))
 	}
-	if err := proto.Unmarshal(value, m); err != nil {
+	if err := recordjson.Unmarshal(value, m); err != nil {
 		return badRecord(bucket, key, err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/asynkron/protoactor-go/actor"
+	"github.com/goray/goray/internal/recordjson"
 	"github.com/goray/goray/protos"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -31,6 +32,7 @@ type endpoint struct {
 // every served endpoint gets.
 type request interface {
 	Data() []byte
+	Headers() micro.Headers
 	Subject() string
 	Reply() string
 	Respond([]byte, ...micro.RespondOpt) error
@@ -59,7 +61,11 @@ func serveActor[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, s
 func serveFunc[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, subject string, check func(PReq) error, handle func(PReq) (PRep, error)) func(request) {
 	return func(m request) {
 		start := time.Now()
-		req, e := decodeRequest[Req](subject, m.Data(), check)
+		decode := proto.Unmarshal
+		if wantsJSON(m) {
+			decode = recordjson.Unmarshal
+		}
+		req, e := decodeRequestWith[Req](subject, m.Data(), check, decode)
 		if e != nil {
 			rep := PRep(new(Rep))
 			setReplyError(rep, e)
@@ -86,11 +92,17 @@ func serveFunc[Req, Rep any, PReq message[Req], PRep message[Rep]](s *Server, su
 // error it answers is an ErrInvalid GcsError naming the subject and, for a
 // request that decodes, the field that was wrong.
 func decodeRequest[Req any, PReq message[Req]](subject string, data []byte, check func(PReq) error) (PReq, *protos.GcsError) {
+	return decodeRequestWith[Req](subject, data, check, proto.Unmarshal)
+}
+
+// decodeRequestWith is decodeRequest with the decoder of the request's
+// encoding (protobuf, or JSON: wantsJSON).
+func decodeRequestWith[Req any, PReq message[Req]](subject string, data []byte, check func(PReq) error, decode func([]byte, proto.Message) error) (PReq, *protos.GcsError) {
 	req := PReq(new(Req))
 	if len(data) > maxMessageBytes {
 		return nil, gcsErrorf(ErrInvalid, "%s: request of %d bytes, more than the limit of %d", subject, len(data), maxMessageBytes)
 	}
-	if err := proto.Unmarshal(data, req); err != nil {
+	if err := decode(data, req); err != nil {
 		return nil, decodeError(subject, req, err)
 	}
 	if check != nil {
@@ -142,7 +154,11 @@ func (s *Server) respond(m request, rep proto.Message, e *protos.GcsError) {
 	if m.Reply() == "" {
 		return
 	}
-	data, err := proto.Marshal(rep)
+	encode := proto.Marshal
+	if wantsJSON(m) {
+		encode = recordjson.Marshal
+	}
+	data, err := encode(rep)
 	if err != nil {
 		s.log.Error().Err(err).Str("subject", m.Subject()).Msg("encode reply")
 		return
@@ -161,7 +177,7 @@ func (s *Server) respond(m request, rep proto.Message, e *protos.GcsError) {
 		r := rep.ProtoReflect().New().Interface()
 		e = gcsErrorf(ErrInternal, "%s: the reply of %d bytes does not fit the NATS server's max_payload", m.Subject(), len(data))
 		setReplyError(r, e)
-		if data, err = proto.Marshal(r); err != nil {
+		if data, err = encode(r); err != nil {
 			s.log.Error().Err(err).Str("subject", m.Subject()).Msg("encode reply")
 			return
 		}
@@ -171,6 +187,13 @@ func (s *Server) respond(m request, rep proto.Message, e *protos.GcsError) {
 		s.log.Debug().Err(err).Str("subject", m.Subject()).Msg("send reply")
 	}
 }
+
+// HeaderEncoding set to "json" on a request makes the GCS read the request
+// as JSON and answer JSON (recordjson: ids as hex), for operators asking
+// with the nats CLI: nats req goray.gcs.node.list '{}' -H Goray-Encoding:json.
+const HeaderEncoding = "Goray-Encoding"
+
+func wantsJSON(m request) bool { return m.Headers().Get(HeaderEncoding) == "json" }
 
 // replyHeaderMargin is room left in a reply for micro's error headers.
 const replyHeaderMargin = 1024

@@ -1,6 +1,11 @@
 package gcs
 
-import "github.com/goray/goray/protos"
+import (
+	"google.golang.org/protobuf/proto"
+
+	"github.com/goray/goray/internal/recordjson"
+	"github.com/goray/goray/protos"
+)
 
 // NATS subjects served or used by the GCS. Requests and replies are
 // protobuf messages from package protos; docs/nats.md lists the message
@@ -132,6 +137,14 @@ func TaskEventsStream(job protos.JobID) string { return TaskEventsStreamPrefix +
 func ActorSubject(id protos.UniqueID) string {
 	return "goray.actor." + id.String()
 }
+
+// eventsPrefix starts the subjects of the events the GCS publishes as JSON.
+const eventsPrefix = "goray.events."
+
+// DecodeEvent reads an event or record the GCS published or stored: JSON
+// (goray.events.>, the KV buckets), or binary protobuf (the per-actor and
+// per-group subjects, and records stored before JSON).
+func DecodeEvent(data []byte, m proto.Message) error { return recordjson.Unmarshal(data, m) }
 
 // Header names used on replies whose protobuf type has no error field
 // (ShutdownReply): the error travels in headers instead.

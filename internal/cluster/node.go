@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/goray/goray/internal/recordjson"
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/gcs/membership"
 	"github.com/goray/goray/internal/auth"
@@ -288,7 +289,7 @@ func (n *Node) join(ctx context.Context, info *protos.NodeInfo, log zerolog.Logg
 	if err != nil {
 		return err
 	}
-	record, err := proto.Marshal(&protos.NodeInfo{NodeId: info.GetNodeId(), Hostname: info.GetHostname(), RayletTcpEndpoint: info.GetRayletTcpEndpoint(), IsHead: info.GetIsHead()})
+	record, err := recordjson.Marshal(&protos.NodeInfo{NodeId: info.GetNodeId(), Hostname: info.GetHostname(), RayletTcpEndpoint: info.GetRayletTcpEndpoint(), IsHead: info.GetIsHead()})
 	if err != nil {
 		_ = reg.Close()
 		return err
@@ -343,14 +344,14 @@ func (n *Node) watchCluster(ctx context.Context, log zerolog.Logger) error {
 		}),
 		sub(gcs.SubjectNodeEvents, func(m *nats.Msg) {
 			info := &protos.NodeInfo{}
-			if err := proto.Unmarshal(m.Data, info); err != nil {
+			if err := gcs.DecodeEvent(m.Data, info); err != nil {
 				return
 			}
 			r.UpdatePeer(info) // DEAD removes it
 		}),
 		sub(gcs.SubjectJobEvents, func(m *nats.Msg) {
 			job := &protos.JobInfo{}
-			if err := proto.Unmarshal(m.Data, job); err != nil || !job.GetFinished() {
+			if err := gcs.DecodeEvent(m.Data, job); err != nil || !job.GetFinished() {
 				return
 			}
 			r.JobFinished(protos.MustUniqueID(job.GetJobId()))

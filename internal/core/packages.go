@@ -10,7 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/internal/digest"
@@ -170,7 +169,7 @@ func (s *session) startBinaryUploads(bins []jobBinary, ownNode []byte) error {
 	}
 	sub, err := s.gcs.NATS().Subscribe(gcs.SubjectNodeEvents, func(m *nats.Msg) {
 		info := &protos.NodeInfo{}
-		if proto.Unmarshal(m.Data, info) == nil && info.GetState() == protos.NodeInfo_ALIVE && string(info.GetNodeId()) != string(ownNode) {
+		if gcs.DecodeEvent(m.Data, info) == nil && info.GetState() == protos.NodeInfo_ALIVE && string(info.GetNodeId()) != string(ownNode) {
 			u.start()
 		}
 	})

@@ -36,7 +36,7 @@ func (cw *Worker) watchNodes() error {
 		}
 		_, cw.nodeWatchErr = gc.NATS().Subscribe(gcs.SubjectNodeEvents, func(m *nats.Msg) {
 			info := &protos.NodeInfo{}
-			if proto.Unmarshal(m.Data, info) == nil && info.GetState() == protos.NodeInfo_DEAD {
+			if gcs.DecodeEvent(m.Data, info) == nil && info.GetState() == protos.NodeInfo_DEAD {
 				go cw.nodeDied(protos.MustUniqueID(info.GetNodeId()))
 			}
 		})

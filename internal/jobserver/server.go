@@ -42,6 +42,7 @@ import (
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/recordjson"
 	"github.com/goray/goray/internal/runtimeenv"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/raylet"
@@ -184,7 +185,7 @@ func (s *Server) load(ctx context.Context) error {
 			continue
 		}
 		sub := &protos.Submission{}
-		if err := proto.Unmarshal(e.Value(), sub); err != nil || sub.GetSubmissionId() != k {
+		if err := recordjson.Unmarshal(e.Value(), sub); err != nil || sub.GetSubmissionId() != k {
 			s.log.Warn().Str("key", k).Msg("skip a malformed submission record")
 			continue
 		}
@@ -333,7 +334,7 @@ func (s *Server) submit(req *protos.SubmitJobRequest) (*protos.SubmitJobReply, e
 
 // put stores a record (the caller owns sub until it returns).
 func (s *Server) put(sub *protos.Submission) error {
-	data, err := proto.Marshal(sub)
+	data, err := recordjson.Marshal(sub)
 	if err != nil {
 		return fmt.Errorf("%w: %v", gcs.ErrInternal, err)
 	}
