@@ -18,10 +18,10 @@ import (
 	"github.com/rs/zerolog"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/goray/goray/internal/recordjson"
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/gcs/membership"
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/recordjson"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/raylet"
 )
