@@ -15,6 +15,7 @@ import (
 	"github.com/asynkron/protoactor-go/actor"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/goray/goray/internal/recordjson"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/raylet/scheduling"
 )
@@ -559,13 +560,20 @@ func (m *actorManager) jobFinished(job protos.JobID) {
 // commit records a new ActorInfo: persisted, then announced. A store
 // failure cannot undo what happened to the actor, so it is only logged.
 func (m *actorManager) commit(a *actorEntry, info *protos.ActorInfo) {
+	// The record and the event are the same JSON, encoded once.
+	record, err := recordjson.Marshal(info)
+	if err != nil {
+		m.env.log.Error().Err(err).Str("actor", a.id.Short()).Msg("encode actor record")
+		return
+	}
 	if m.kv != nil {
-		if err := m.putProto(a.id.String(), info); err != nil {
+		if err := storePut(m.kv, a.id.String(), record); err != nil {
 			m.env.log.Error().Err(err).Str("actor", a.id.Short()).Str("state", info.GetState().String()).Msg("persist actor")
 		}
 	}
 	a.info = info
-	m.announce(a.id, info)
+	m.env.publish(ActorSubject(a.id), info)
+	m.env.publishData(SubjectActorEvents, record)
 }
 
 func (m *actorManager) announce(id protos.UniqueID, info *protos.ActorInfo) {

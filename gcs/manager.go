@@ -144,10 +144,16 @@ func (env *managerEnv) publish(subject string, m proto.Message) {
 		encode = recordjson.Marshal
 	}
 	data, err := encode(m)
-	if err == nil {
-		err = env.nc.Publish(subject, data)
-	}
 	if err != nil {
+		env.log.Debug().Err(err).Str("subject", subject).Msg("encode event")
+		return
+	}
+	env.publishData(subject, data)
+}
+
+// publishData sends an event already encoded.
+func (env *managerEnv) publishData(subject string, data []byte) {
+	if err := env.nc.Publish(subject, data); err != nil {
 		env.log.Debug().Err(err).Str("subject", subject).Msg("publish event")
 	}
 }

@@ -26,6 +26,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode/utf8"
 
 	"google.golang.org/protobuf/encoding/protojson"
@@ -44,11 +45,31 @@ func isID(fd protoreflect.FieldDescriptor) bool {
 
 // Marshal returns m as JSON.
 func Marshal(m proto.Message) ([]byte, error) {
-	var b bytes.Buffer
-	if err := writeMessage(&b, m.ProtoReflect()); err != nil {
+	b := bufPool.Get().(*bytes.Buffer)
+	b.Reset()
+	defer bufPool.Put(b)
+	if err := writeMessage(b, m.ProtoReflect()); err != nil {
 		return nil, err
 	}
-	return b.Bytes(), nil
+	return bytes.Clone(b.Bytes()), nil
+}
+
+var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// keys caches each field's quoted name and colon, written once per field
+// of every record.
+var keys sync.Map // protoreflect.FieldDescriptor -> []byte
+
+func keyOf(fd protoreflect.FieldDescriptor) []byte {
+	if k, ok := keys.Load(fd); ok {
+		return k.([]byte)
+	}
+	var b bytes.Buffer
+	writeString(&b, string(fd.Name()))
+	b.WriteByte(':')
+	k := b.Bytes()
+	keys.Store(fd, k)
+	return k
 }
 
 func writeMessage(b *bytes.Buffer, m protoreflect.Message) error {
@@ -67,8 +88,7 @@ func writeMessage(b *bytes.Buffer, m protoreflect.Message) error {
 			b.WriteByte(',')
 		}
 		first = false
-		writeString(b, string(fd.Name()))
-		b.WriteByte(':')
+		b.Write(keyOf(fd))
 		v := m.Get(fd)
 		switch {
 		case fd.IsList():
@@ -193,38 +213,42 @@ func writeFloat(b *bytes.Buffer, f float64, bits int) {
 // never holds it) is replaced.
 func writeString(b *bytes.Buffer, s string) {
 	b.WriteByte('"')
+	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			b.WriteByte(c)
 			i++
 			continue
 		}
-		if c < utf8.RuneSelf {
-			switch c {
-			case '"', '\\':
-				b.WriteByte('\\')
-				b.WriteByte(c)
-			case '\n':
-				b.WriteString(`\n`)
-			case '\r':
-				b.WriteString(`\r`)
-			case '\t':
-				b.WriteString(`\t`)
-			default:
+		if c >= utf8.RuneSelf {
+			r, size := utf8.DecodeRuneInString(s[i:])
+			if r != utf8.RuneError || size != 1 {
+				i += size
+				continue
+			}
+		}
+		b.WriteString(s[start:i])
+		switch c {
+		case '"', '\\':
+			b.WriteByte('\\')
+			b.WriteByte(c)
+		case '\n':
+			b.WriteString(`\n`)
+		case '\r':
+			b.WriteString(`\r`)
+		case '\t':
+			b.WriteString(`\t`)
+		default:
+			if c >= utf8.RuneSelf {
+				b.WriteString(`\ufffd`)
+			} else {
 				fmt.Fprintf(b, `\u%04x`, c)
 			}
-			i++
-			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b.WriteString(`\ufffd`)
-		} else {
-			b.WriteString(s[i : i+size])
-		}
-		i += size
+		i++
+		start = i
 	}
+	b.WriteString(s[start:])
 	b.WriteByte('"')
 }
 
