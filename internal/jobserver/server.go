@@ -229,11 +229,16 @@ func handle[Req any, PReq interface {
 }, Rep proto.Message](s *Server, subject string, f func(PReq) (Rep, error)) micro.HandlerFunc {
 	return func(m micro.Request) {
 		req := PReq(new(Req))
+		// Goray-Encoding: json, as the GCS's requests (gcs.HeaderEncoding).
+		decode, encode := proto.Unmarshal, proto.Marshal
+		if m.Headers().Get(gcs.HeaderEncoding) == "json" {
+			decode, encode = recordjson.Unmarshal, recordjson.Marshal
+		}
 		var fail error
 		var rep proto.Message
 		if len(m.Data()) > maxRequestStrings {
 			fail = fmt.Errorf("%w: %s: request of %d bytes, more than %d", gcs.ErrInvalid, subject, len(m.Data()), maxRequestStrings)
-		} else if err := proto.Unmarshal(m.Data(), req); err != nil {
+		} else if err := decode(m.Data(), req); err != nil {
 			fail = fmt.Errorf("%w: %s: cannot decode request: %v", gcs.ErrInvalid, subject, err)
 		} else if r, err := f(req); err != nil {
 			fail = err
@@ -244,12 +249,12 @@ func handle[Req any, PReq interface {
 		if fail != nil {
 			e := gcs.ReplyError(fail)
 			var data []byte
-			if data, err = proto.Marshal(errorReply[Rep](e)); err == nil {
+			if data, err = encode(errorReply[Rep](e)); err == nil {
 				err = m.Error(e.GetCode(), e.GetMessage(), data)
 			}
 		} else {
 			var data []byte
-			if data, err = proto.Marshal(rep); err == nil {
+			if data, err = encode(rep); err == nil {
 				err = m.Respond(data)
 			}
 		}
