@@ -201,7 +201,7 @@ func TestStateCLI(t *testing.T) {
 	if out, err := runGoray(c.bin, c.env, "logs", "--actor", namedID[:8], "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir)); err != nil {
 		t.Errorf("goray logs --actor: %v\n%s", err, out)
 	}
-	if out, err := runGoray(c.bin, c.env, "logs", "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir)); err == nil || !strings.Contains(out, "one of --worker, --actor or --job") {
+	if out, err := runGoray(c.bin, c.env, "logs", "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir)); err == nil || !strings.Contains(out, "one of --worker, --actor, --task or --job") {
 		t.Errorf("goray logs with no worker named: %v\n%s", err, out)
 	}
 

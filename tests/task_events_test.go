@@ -188,6 +188,30 @@ func TestTaskEventsCLI(t *testing.T) {
 		}
 	}
 
+	// The logs of the worker that ran a task, found from its task events.
+	echo := Echo.Remote(ctx, "task-logs")
+	if _, err := echo.Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var echoed state.Task
+	checkFor(t, 20*time.Second, 200*time.Millisecond, func() error {
+		out, _ := goray("list", "tasks", "--filter", "job_id="+job, "--filter", "function=tests.Echo", "--format", "json")
+		var ts []state.Task
+		if err := json.Unmarshal([]byte(out), &ts); err != nil || len(ts) != 1 || ts[0].WorkerID == "" {
+			return fmt.Errorf("the Echo task: %v %s", err, out)
+		}
+		echoed = ts[0]
+		return nil
+	})
+	byTask, errTask := goray("logs", "--task", echoed.TaskID[:10], "--tail", "20")
+	byWorker, errWorker := goray("logs", "--worker", echoed.WorkerID, "--tail", "20")
+	if !strings.Contains(byTask, "echo: task-logs") || !strings.Contains(byTask, "echo-err: task-logs") || byTask != byWorker || errTask != errWorker {
+		t.Fatalf("goray logs --task printed other than the logs of worker %s, which ran it:\n%s%s\n---\n%s%s", echoed.WorkerID[:12], byTask, errTask, byWorker, errWorker)
+	}
+	if _, errOut, err := runGorayStreams(c.bin, c.env, "logs", "--task", "ffffffff", "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir)); err == nil || !strings.Contains(errOut, "no task of that id") {
+		t.Fatalf("goray logs --task of an unknown task: %v %s", err, errOut)
+	}
+
 	// The same through the sdk.
 	mine, err := sdk.ListTasks(ctx, sdk.StateFilter("job_id="+job), sdk.StateFilter("function=tests.Counter.Inc"))
 	if err != nil || len(mine) != 3 {

@@ -25,7 +25,7 @@ import (
 
 type logsOptions struct {
 	stateOptions
-	worker, actor, job string
+	worker, actor, job, task string
 	tail               int
 	follow             bool
 	stderrOnly         bool
@@ -35,23 +35,24 @@ type logsOptions struct {
 func newLogsCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
 	o := &logsOptions{}
 	cmd := &cobra.Command{
-		Use:   "logs (--worker ID | --actor ID | --job ID)",
+		Use:   "logs (--worker ID | --actor ID | --task ID | --job ID)",
 		Short: "Print (and follow) workers' logs, from whichever node they run on",
-		Long: `Print the log files of a worker, of the worker hosting an actor, or of every
-live worker of a job: stdout, then stderr, the last --tail lines of each;
+		Long: `Print the log files of a worker, of the worker hosting an actor, of the
+worker that ran (or runs) a task's latest attempt (from its task events), or
+of every live worker of a job: stdout, then stderr, the last --tail lines of each;
 --follow keeps printing what they write. Ids may be prefixes of 4 or more hex
 digits. The files are read through each node's raylet, so this works from any
 machine of the cluster (goray list workers shows the files' paths).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n := 0
-			for _, s := range []string{o.worker, o.actor, o.job} {
+			for _, s := range []string{o.worker, o.actor, o.task, o.job} {
 				if s != "" {
 					n++
 				}
 			}
 			if n != 1 {
-				return flagError{err: errors.New("give one of --worker, --actor or --job"), cmd: cmd.CommandPath()}
+				return flagError{err: errors.New("give one of --worker, --actor, --task or --job"), cmd: cmd.CommandPath()}
 			}
 			if o.follow {
 				o.timeout = 0
@@ -66,6 +67,7 @@ machine of the cluster (goray list workers shows the files' paths).`,
 	f.DurationVar(&o.timeout, "timeout", 30*time.Second, "how long to wait for the cluster (without --follow)")
 	f.StringVar(&o.worker, "worker", "", "a worker's id")
 	f.StringVar(&o.actor, "actor", "", "an actor's id: the logs of the worker hosting it")
+	f.StringVar(&o.task, "task", "", "a task's id: the logs of the worker that ran its latest attempt")
 	f.StringVar(&o.job, "job", "", "a job's id: the logs of its live workers")
 	f.IntVar(&o.tail, "tail", 100, "print the last N lines of each file (0: none, only what --follow brings)")
 	f.BoolVarP(&o.follow, "follow", "f", false, "keep printing what the workers write, until interrupted")
@@ -202,6 +204,28 @@ func pickWorkers(ctx context.Context, src stateapi.Source, o *logsOptions) ([]st
 		}
 		if len(picked) == 0 {
 			return nil, fmt.Errorf("--actor %s: actor %s is %s and has no live worker", o.actor, a.ActorID[:12], a.State)
+		}
+	case o.task != "":
+		ts, err := stateapi.Tasks(ctx, src, []state.Filter{{Field: "task_id", Value: o.task}}, 0)
+		if err != nil {
+			return nil, err
+		}
+		var ran *state.Task
+		for i, t := range ts.Tasks {
+			if t.WorkerID != "" && (ran == nil || t.Attempt > ran.Attempt) {
+				ran = &ts.Tasks[i]
+			}
+		}
+		if ran == nil {
+			return nil, fmt.Errorf("--task %s: no task of that id has run on a worker (goray list tasks shows them)", o.task)
+		}
+		for _, w := range workers {
+			if w.WorkerID == ran.WorkerID {
+				picked = append(picked, w)
+			}
+		}
+		if len(picked) == 0 {
+			return nil, fmt.Errorf("--task %s: worker %s (pid %d on node %s), which ran attempt %d, has exited", o.task, ran.WorkerID[:12], ran.WorkerPID, ran.NodeID[:12], ran.Attempt)
 		}
 	default:
 		for _, w := range workers {
