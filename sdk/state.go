@@ -126,3 +126,9 @@ func SummarizeTasks(ctx context.Context) ([]state.TaskSummary, error) {
 	sums, _, err := stateapi.TaskSummaries(ctx, src, protos.JobID{})
 	return sums, err
 }
+
+// ListObjects lists the cluster's objects, as `goray memory` shows them:
+// owner, size, copies, pins and why each is alive.
+func ListObjects(ctx context.Context, opts ...ListOption) ([]state.ObjectMemory, error) {
+	return list(ctx, stateapi.Objects, opts)
+}

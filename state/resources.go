@@ -29,7 +29,7 @@ const (
 )
 
 // Kinds lists every kind, in the order the CLI's help names them.
-var Kinds = []string{KindNodes, KindJobs, KindActors, KindTasks, KindPlacementGroups, KindWorkers}
+var Kinds = []string{KindNodes, KindJobs, KindActors, KindTasks, KindObjects, KindPlacementGroups, KindWorkers}
 
 // Node is a node of the cluster.
 type Node struct {
@@ -335,6 +335,19 @@ func printTable[T any](w io.Writer, rows []T, detail bool) error {
 				}
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%d\t%s\t%s\n", id(v.WorkerID), id(v.NodeID), id(v.JobID), v.PID, v.State, v.Leases, env, when(v.StartTime))
+		case ObjectMemory:
+			if i == 0 {
+				fmt.Fprintln(tw, "OBJECT_ID\tSIZE\tSTATE\tOWNER\tWHERE\tPINS\tREFERENCE_TYPES")
+			}
+			var refs []string
+			for _, r := range v.RefTypes {
+				refs = append(refs, r.String())
+			}
+			id := v.ID
+			if !detail {
+				id = shortObjectID(v.ID)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%s\n", id, FormatBytes(v.Size), dash(v.State), ownerString(v.Owner, true), v.Where, v.Pins, dash(strings.Join(refs, " ")))
 		case Task:
 			if i == 0 {
 				fmt.Fprintln(tw, "TASK_ID\tATTEMPT\tNAME\tSTATE\tTYPE\tJOB_ID\tNODE_ID\tPID\tDURATION\tERROR")

@@ -163,6 +163,50 @@ func TestStateCLI(t *testing.T) {
 		t.Errorf("sdk.ListWorkers(state=ACTOR): %+v, %v", ws, err)
 	}
 
+	// Objects: one this driver put, in its node's store, by prefix and
+	// summarized by owner.
+	blob, err := sdk.Put(ctx, make([]byte, 2<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobID := blob.ID().String()
+	var objs []struct {
+		ObjectID string `json:"object_id"`
+		Size     uint64 `json:"size"`
+		InMemory bool   `json:"in_memory"`
+		Owner    struct {
+			PID int `json:"pid"`
+		} `json:"owner"`
+	}
+	asJSON(goray("list", "objects", "--filter", "object_id="+blobID, "--format", "json"), &objs)
+	if len(objs) != 1 || objs[0].Size < 2<<20 || !objs[0].InMemory || objs[0].Owner.PID != os.Getpid() {
+		t.Fatalf("list objects --filter object_id=%s: %+v", blobID, objs)
+	}
+	if o := goray("get", "object", blobID[:12]); !strings.Contains(o, blobID) || !strings.Contains(o, "LOCAL_REFERENCE") {
+		t.Errorf("get object:\n%s", o)
+	}
+	var sums []struct {
+		Owner struct {
+			PID int `json:"pid"`
+		} `json:"owner"`
+		Objects    int    `json:"objects"`
+		TotalBytes uint64 `json:"total_bytes"`
+	}
+	asJSON(goray("summary", "objects", "--format", "json"), &sums)
+	mine := false
+	for _, s := range sums {
+		mine = mine || s.Owner.PID == os.Getpid() && s.Objects >= 1 && s.TotalBytes >= 2<<20
+	}
+	if !mine {
+		t.Errorf("summary objects has no line for this driver's objects: %+v", sums)
+	}
+	if out := goray("summary", "objects"); !strings.Contains(out, "OWNER") || !strings.Contains(out, fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("summary objects:\n%s", out)
+	}
+	if listed, err := sdk.ListObjects(ctx, sdk.StateFilter("object_id="+blobID)); err != nil || len(listed) != 1 {
+		t.Errorf("sdk.ListObjects: %+v, %v", listed, err)
+	}
+
 	// Logs, read through the other node's raylet: the job's workers'
 	// output, each line tagged with its worker; an actor's worker.
 	// No CPU: the placement group may hold both of the node's.

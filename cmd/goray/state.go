@@ -134,6 +134,8 @@ func kindCommands() []kindCommand {
 			func(a state.Actor) string { return a.ActorID }),
 		{kind: state.KindTasks, short: "task attempts (from their task events): name, state, job, node, worker, duration, error",
 			list: listTasks, get: getTask},
+		kindOf(state.KindObjects, "objects: size, owner, where, pins, why alive (what goray memory shows)", stateapi.Objects,
+			func(o state.ObjectMemory) string { return o.ID }),
 		kindOf(state.KindPlacementGroups, "live placement groups and where their bundles are", stateapi.PlacementGroups,
 			func(g state.PlacementGroup) string { return g.PlacementGroupID }),
 		kindOf(state.KindWorkers, "worker processes of every alive node: job, pid, state, runtime env, log files", stateapi.Workers,
@@ -212,6 +214,24 @@ func newSummaryCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
 	}
 	o.register(actors, false)
 	summary.AddCommand(actors)
+
+	oo := &stateOptions{}
+	objects := &cobra.Command{
+		Use:   "objects",
+		Short: "Count objects and their bytes by owner",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withSource(cmd, oo, sec, log, func(ctx context.Context, src stateapi.Source) error {
+				objs, err := stateapi.Objects(ctx, src)
+				if err != nil {
+					return err
+				}
+				return state.PrintObjectSummary(os.Stdout, state.SummarizeObjects(objs), oo.format)
+			})
+		},
+	}
+	oo.register(objects, false)
+	summary.AddCommand(objects)
 
 	to := &stateOptions{}
 	var job string

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/goray/goray/gcs"
+	"github.com/goray/goray/internal/memreport"
 	"github.com/goray/goray/internal/nodecall"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/protos/wire"
@@ -260,4 +261,18 @@ func worker(node []byte, w *protos.WorkerState) state.Worker {
 		StdoutPath:        w.GetStdoutPath(),
 		StderrPath:        w.GetStderrPath(),
 	}
+}
+
+// Objects lists the cluster's objects, as goray memory reports them: from
+// every alive node's raylet and the processes on it.
+func Objects(ctx context.Context, src Source) ([]state.ObjectMemory, error) {
+	nodes, err := src.GCS.ListNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := memreport.FetchMemoryReport(ctx, nodes, src.Log, src.Auth)
+	if err != nil {
+		return nil, err
+	}
+	return r.Objects, nil
 }
