@@ -67,6 +67,21 @@ func TestGCSMetrics(t *testing.T) {
 		if n := scrapeSample(t, sdk.MetricsURL(), "goray_gcs_request_seconds_count", `subject="goray.gcs.actor.kill"`); n < 1 {
 			return errorf("goray_gcs_request_seconds_count{subject=goray.gcs.actor.kill} = %v, want at least 1", n)
 		}
+		// The three actor calls, from this job's task events (the only
+		// job of this embedded cluster).
+		job := sdk.GetRuntimeContext(ctx).JobID.String()[:8]
+		if n := scrapeSampleWith(t, sdk.MetricsURL(), "goray_tasks", `job_id="`+job+`"`, `state="FINISHED"`); n != 3 {
+			return errorf("goray_tasks{job_id=%s,state=FINISHED} = %v, want 3", job, n)
+		}
+		// The embedded NATS server: the GCS's connection and the node's
+		// (which this embedded driver shares); a stream per bucket and
+		// store.
+		if n := scrapeSample(t, sdk.MetricsURL(), "goray_nats_connections", ""); n < 2 {
+			return errorf("goray_nats_connections = %v, want at least 2", n)
+		}
+		if n := scrapeSample(t, sdk.MetricsURL(), "goray_jetstream_streams", ""); n < 7 {
+			return errorf("goray_jetstream_streams = %v, want at least 7", n)
+		}
 		return nil
 	})
 
@@ -107,6 +122,13 @@ func TestGCSMetrics(t *testing.T) {
 // include label ("": any sample of name), or -1 if there is none.
 func scrapeSample(t *testing.T, url, name, label string) float64 {
 	t.Helper()
+	return scrapeSampleWith(t, url, name, label)
+}
+
+// scrapeSampleWith is scrapeSample with several labels, all of which the
+// sample must have.
+func scrapeSampleWith(t *testing.T, url, name string, labels ...string) float64 {
+	t.Helper()
 	resp, err := metricsClient(t).Get(url)
 	if err != nil {
 		t.Fatal(err)
@@ -116,7 +138,11 @@ func scrapeSample(t *testing.T, url, name, label string) float64 {
 	sc.Buffer(make([]byte, 1<<16), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if (strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ")) && strings.Contains(line, label) {
+		has := true
+		for _, l := range labels {
+			has = has && strings.Contains(line, l)
+		}
+		if (strings.HasPrefix(line, name+"{") || strings.HasPrefix(line, name+" ")) && has {
 			f := strings.Fields(line)
 			v, err := strconv.ParseFloat(f[len(f)-1], 64)
 			if err != nil {
