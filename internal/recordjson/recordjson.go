@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,47 +57,82 @@ func Marshal(m proto.Message) ([]byte, error) {
 
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
-// keys caches each field's quoted name and colon, written once per field
-// of every record.
-var keys sync.Map // protoreflect.FieldDescriptor -> []byte
+// keys holds, per message type, each field's quoted name and colon,
+// indexed by the field's index: worked out once per type, not per record.
+var keys sync.Map // protoreflect.MessageDescriptor -> [][]byte
 
-func keyOf(fd protoreflect.FieldDescriptor) []byte {
-	if k, ok := keys.Load(fd); ok {
-		return k.([]byte)
+func keysOf(md protoreflect.MessageDescriptor) [][]byte {
+	if k, ok := keys.Load(md); ok {
+		return k.([][]byte)
 	}
-	var b bytes.Buffer
-	writeString(&b, string(fd.Name()))
-	b.WriteByte(':')
-	k := b.Bytes()
-	keys.Store(fd, k)
+	fields := md.Fields()
+	k := make([][]byte, fields.Len())
+	for i := range k {
+		var b bytes.Buffer
+		writeString(&b, string(fields.Get(i).Name()))
+		b.WriteByte(':')
+		k[i] = b.Bytes()
+	}
+	keys.Store(md, k)
 	return k
 }
 
+// collector gathers a message's populated fields. Range visits only those
+// (Has on every field of the type costs more than the writing), and a
+// pooled collector with its method value made once spares Range's
+// callback an allocation per message.
+type collector struct {
+	set []setField
+	fn  func(protoreflect.FieldDescriptor, protoreflect.Value) bool
+}
+
+type setField struct {
+	fd protoreflect.FieldDescriptor
+	v  protoreflect.Value
+}
+
+func (c *collector) add(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+	c.set = append(c.set, setField{fd, v})
+	return true
+}
+
+var collectors = sync.Pool{New: func() any {
+	c := &collector{}
+	c.fn = c.add
+	return c
+}}
+
 func writeMessage(b *bytes.Buffer, m protoreflect.Message) error {
-	b.WriteByte('{')
-	fields := m.Descriptor().Fields()
-	first := true
-	var err error
-	// Fields in number order, as protojson writes them, so that records
-	// read the same from one write to the next.
-	for i := 0; i < fields.Len(); i++ {
-		fd := fields.Get(i)
-		if !m.Has(fd) {
-			continue
+	c := collectors.Get().(*collector)
+	defer func() {
+		clear(c.set)
+		c.set = c.set[:0]
+		collectors.Put(c)
+	}()
+	m.Range(c.fn)
+	set := c.set
+	// In number order, as protojson writes them, so that records read the
+	// same from one write to the next.
+	for i := 1; i < len(set); i++ {
+		for j := i; j > 0 && set[j].fd.Number() < set[j-1].fd.Number(); j-- {
+			set[j], set[j-1] = set[j-1], set[j]
 		}
-		if !first {
+	}
+	k := keysOf(m.Descriptor())
+	b.WriteByte('{')
+	var err error
+	for i, f := range set {
+		if i > 0 {
 			b.WriteByte(',')
 		}
-		first = false
-		b.Write(keyOf(fd))
-		v := m.Get(fd)
+		b.Write(k[f.fd.Index()])
 		switch {
-		case fd.IsList():
-			err = writeList(b, fd, v.List())
-		case fd.IsMap():
-			err = writeMap(b, fd, v.Map())
+		case f.fd.IsList():
+			err = writeList(b, f.fd, f.v.List())
+		case f.fd.IsMap():
+			err = writeMap(b, f.fd, f.v.Map())
 		default:
-			err = writeValue(b, fd, v)
+			err = writeValue(b, f.fd, f.v)
 		}
 		if err != nil {
 			return err
@@ -121,14 +157,35 @@ func writeList(b *bytes.Buffer, fd protoreflect.FieldDescriptor, l protoreflect.
 }
 
 func writeMap(b *bytes.Buffer, fd protoreflect.FieldDescriptor, m protoreflect.Map) error {
-	// Keys sorted, as protojson's deterministic output.
+	b.WriteByte('{')
+	if fd.MapKey().Kind() == protoreflect.StringKind {
+		// The common case (resources, labels): string keys, sorted as
+		// protojson's deterministic output.
+		keys := make([]string, 0, m.Len())
+		m.Range(func(k protoreflect.MapKey, _ protoreflect.Value) bool {
+			keys = append(keys, k.String())
+			return true
+		})
+		slices.Sort(keys)
+		for i, k := range keys {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			writeString(b, k)
+			b.WriteByte(':')
+			if err := writeValue(b, fd.MapValue(), m.Get(protoreflect.ValueOfString(k).MapKey())); err != nil {
+				return err
+			}
+		}
+		b.WriteByte('}')
+		return nil
+	}
 	keys := make([]protoreflect.MapKey, 0, m.Len())
 	m.Range(func(k protoreflect.MapKey, _ protoreflect.Value) bool {
 		keys = append(keys, k)
 		return true
 	})
 	sortKeys(keys)
-	b.WriteByte('{')
 	for i, k := range keys {
 		if i > 0 {
 			b.WriteByte(',')

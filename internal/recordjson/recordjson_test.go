@@ -102,3 +102,34 @@ func BenchmarkProtoMarshalPlacementGroup(b *testing.B) {
 		}
 	}
 }
+
+func actorSample() *protos.ActorInfo {
+	id, job, node, w := protos.NewUniqueID(), protos.NewUniqueID(), protos.NewUniqueID(), protos.NewUniqueID()
+	return &protos.ActorInfo{ActorId: id.Bytes(), State: protos.ActorState_ALIVE, StartTimeUnixMs: 1796311012201, NodeId: node.Bytes(),
+		Address: &protos.Address{WorkerId: w.Bytes(), NodeId: node.Bytes(), Endpoint: "unix:/tmp/goray/session-1/sockets/w-0123abcd.sock", Pid: 4242, TcpEndpoint: "tcp:127.0.0.1:40000"},
+		Spec: &protos.ActorSpec{ActorId: id.Bytes(), JobId: job.Bytes(), ClassName: "tests.Counter", FunctionDigest: "78524fe156e5eaa4",
+			Args:  []*protos.TaskArg{{Value: &protos.ObjectData{Encoding: protos.Encoding_ENCODING_MSGPACK, Data: []byte{1, 2, 3, 4, 5, 6, 7, 8}, Size: 8}}},
+			Owner: &protos.Address{WorkerId: w.Bytes(), NodeId: node.Bytes(), Endpoint: "unix:/tmp/x.sock", Pid: 1},
+			Options: &protos.ActorOptions{PlacementResources: &protos.Resources{Amounts: map[string]float64{"CPU": 1}}, RunningResources: &protos.Resources{Amounts: map[string]float64{"CPU": 1}},
+				Name: "counter", Namespace: "default", MaxRestarts: -1, Packed: true}}}
+}
+
+func BenchmarkMarshalActor(b *testing.B) {
+	m := actorSample()
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := Marshal(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkProtoMarshalActor(b *testing.B) {
+	m := actorSample()
+	b.ReportAllocs()
+	for range b.N {
+		if _, err := proto.Marshal(m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
