@@ -117,6 +117,24 @@ func TestJobsCLI(t *testing.T) {
 		t.Fatalf("a variable's value is in the job's record:\n%s", out)
 	}
 
+	// The same from a runtime env file: its working_dir (relative to the
+	// file) and env_vars; a flag wins over the file.
+	envFile := filepath.Join(filepath.Dir(wd), "env.yaml")
+	if err := os.WriteFile(envFile, []byte("working_dir: "+filepath.Base(wd)+"\nenv_vars:\n  JOBVAR: from-file\n  "+envJobDriver+": \"1\"\nexcludes: [\"*.tmp\"]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err = goray("job", "submit", "--submission-id", "from-file", "--runtime-env", envFile, "--", exe)
+	if err != nil || strings.Count(out, `read "submitted data"`) != 2 || !strings.Contains(out, "JOBVAR=from-file") {
+		t.Fatalf("submit with --runtime-env: %v\n%s%s", err, out, errOut)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("workdir: .\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, err := goray("job", "submit", "--runtime-env", bad, "--", "true"); err == nil || !strings.Contains(errOut, "workdir") {
+		t.Fatalf("a runtime env file with an unknown field: %v %s", err, errOut)
+	}
+
 	// A failing command: goray exits non-zero, the status has the code.
 	if out, errOut, err := goray("job", "submit", "--submission-id", "fails", "--", "sh", "-c", "echo about to fail; exit 3"); err == nil ||
 		!strings.Contains(out, "about to fail") || !strings.Contains(errOut, "failed (exit code 3)") {
@@ -170,7 +188,7 @@ func TestJobsCLI(t *testing.T) {
 	for _, j := range list {
 		got[j.SubmissionID] = j.Status
 	}
-	want := map[string]jobs.Status{"driver-ok": jobs.Succeeded, "fails": jobs.Failed, "stopped": jobs.Stopped, "interrupted": jobs.Failed}
+	want := map[string]jobs.Status{"driver-ok": jobs.Succeeded, "from-file": jobs.Succeeded, "fails": jobs.Failed, "stopped": jobs.Stopped, "interrupted": jobs.Failed}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("after the head's restart: %v, want %v", got, want)
 	}

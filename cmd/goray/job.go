@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -60,6 +61,7 @@ func newJobSubmitCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
 	var so jobs.SubmitOptions
 	var env, meta []string
 	var noWait bool
+	var envFile string
 	cmd := &cobra.Command{
 		Use:   "submit [flags] -- COMMAND [ARGS...]",
 		Short: "Run a command as a driver on the head; follow its output until it ends",
@@ -78,6 +80,11 @@ exits non-zero if the job did not succeed.`,
 			}
 			if so.Metadata, err = keyValues("--metadata", meta); err != nil {
 				return flagError{err: err, cmd: cmd.CommandPath()}
+			}
+			if envFile != "" {
+				if err := applyRuntimeEnvFile(envFile, &so); err != nil {
+					return flagError{err: err, cmd: cmd.CommandPath()}
+				}
 			}
 			return withJobs(cmd, o, sec, log, func(ctx context.Context, c *jobs.Client) error {
 				j, err := c.Submit(ctx, so)
@@ -103,8 +110,46 @@ exits non-zero if the job did not succeed.`,
 	f.StringArrayVar(&env, "env", nil, "K=V added to the command's environment (repeatable; values are not recorded)")
 	f.StringArrayVar(&meta, "metadata", nil, "k=v kept with the job's record (repeatable)")
 	f.StringVar(&so.SubmissionID, "submission-id", "", "the job's id (default: goray_<random>)")
+	f.StringVar(&envFile, "runtime-env", "", "a YAML file of working_dir, env_vars and excludes (flags given as well win)")
 	f.BoolVar(&noWait, "no-wait", false, "print the id and return at once")
 	return cmd
+}
+
+// runtimeEnvFile is --runtime-env's YAML, Ray's runtime_env subset that
+// a submitted job uses.
+type runtimeEnvFile struct {
+	WorkingDir string            `json:"working_dir"`
+	EnvVars    map[string]string `json:"env_vars"`
+	Excludes   []string          `json:"excludes"`
+}
+
+// applyRuntimeEnvFile reads path into so, under what the flags set: a
+// relative working_dir is the file's directory's.
+func applyRuntimeEnvFile(path string, so *jobs.SubmitOptions) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("--runtime-env: %w", err)
+	}
+	var f runtimeEnvFile
+	if err := yaml.UnmarshalStrict(data, &f); err != nil {
+		return fmt.Errorf("--runtime-env %s: %w (fields: working_dir, env_vars, excludes)", path, err)
+	}
+	if so.WorkingDir == "" && f.WorkingDir != "" {
+		so.WorkingDir = f.WorkingDir
+		if !filepath.IsAbs(so.WorkingDir) {
+			so.WorkingDir = filepath.Join(filepath.Dir(path), so.WorkingDir)
+		}
+	}
+	so.Excludes = append(f.Excludes, so.Excludes...)
+	for k, v := range f.EnvVars {
+		if _, set := so.Env[k]; !set {
+			if so.Env == nil {
+				so.Env = map[string]string{}
+			}
+			so.Env[k] = v
+		}
+	}
+	return nil
 }
 
 // finalStatus waits for the job's end, says how it ended, and fails
