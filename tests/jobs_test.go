@@ -120,7 +120,7 @@ func TestJobsCLI(t *testing.T) {
 	// The same from a runtime env file: its working_dir (relative to the
 	// file) and env_vars; a flag wins over the file.
 	envFile := filepath.Join(filepath.Dir(wd), "env.yaml")
-	if err := os.WriteFile(envFile, []byte("working_dir: "+filepath.Base(wd)+"\nenv_vars:\n  JOBVAR: from-file\n  "+envJobDriver+": \"1\"\nexcludes: [\"*.tmp\"]\n"), 0o644); err != nil {
+	if err := os.WriteFile(envFile, []byte("working_dir: \""+filepath.Base(wd)+"\"\nenv_vars:\n  JOBVAR: from-file\n  "+envJobDriver+": \"1\"\nexcludes: [\"*.tmp\"]\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, errOut, err = goray("job", "submit", "--submission-id", "from-file", "--runtime-env", envFile, "--", exe)
