@@ -73,12 +73,20 @@ func ListWorkers(ctx context.Context, opts ...ListOption) ([]state.Worker, error
 	return list(ctx, stateapi.Workers, opts)
 }
 
-func list[T any](ctx context.Context, fetch func(context.Context, stateapi.Source) ([]T, error), opts []ListOption) ([]T, error) {
+func applyList(opts []ListOption) (listOptions, error) {
 	var o listOptions
 	for _, f := range opts {
 		if err := f(&o); err != nil {
-			return nil, err
+			return o, err
 		}
+	}
+	return o, nil
+}
+
+func list[T any](ctx context.Context, fetch func(context.Context, stateapi.Source) ([]T, error), opts []ListOption) ([]T, error) {
+	o, err := applyList(opts)
+	if err != nil {
+		return nil, err
 	}
 	src, err := core.StateSource()
 	if err != nil {
@@ -100,11 +108,9 @@ func list[T any](ctx context.Context, fetch func(context.Context, stateapi.Sourc
 // task_id, job_id, state, name, function, type, actor_id, parent_task_id,
 // node_id, worker_id and error_type; ids match by prefix.
 func ListTasks(ctx context.Context, opts ...ListOption) ([]state.Task, error) {
-	var o listOptions
-	for _, f := range opts {
-		if err := f(&o); err != nil {
-			return nil, err
-		}
+	o, err := applyList(opts)
+	if err != nil {
+		return nil, err
 	}
 	src, err := core.StateSource()
 	if err != nil {

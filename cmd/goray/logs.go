@@ -26,10 +26,10 @@ import (
 type logsOptions struct {
 	stateOptions
 	worker, actor, job, task string
-	tail               int
-	follow             bool
-	stderrOnly         bool
-	stdoutOnly         bool
+	tail                     int
+	follow                   bool
+	stderrOnly               bool
+	stdoutOnly               bool
 }
 
 func newLogsCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {

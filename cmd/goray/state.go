@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"slices"
@@ -243,16 +242,13 @@ func newSummaryCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
 			return withSource(cmd, to, sec, log, func(ctx context.Context, src stateapi.Source) error {
 				var id protos.JobID
 				if job != "" {
-					jobs, err := stateapi.Jobs(ctx, src)
+					j, err := stateapi.JobByPrefix(ctx, src, job)
 					if err != nil {
 						return err
 					}
-					j, err := stateapi.ByIDPrefix(jobs, job, func(j state.Job) string { return j.JobID })
-					if err != nil {
+					if id, err = protos.UniqueIDFromHex(j.JobID); err != nil {
 						return err
 					}
-					b, _ := hex.DecodeString(j.JobID)
-					id, _ = protos.UniqueIDFromBytes(b)
 				}
 				sums, info, err := stateapi.TaskSummaries(ctx, src, id)
 				if err != nil {

@@ -49,11 +49,7 @@ func timeline(ctx context.Context, src stateapi.Source, o *stateOptions, job, ou
 		return err
 	}
 	if job != "" {
-		jobs, err := stateapi.Jobs(ctx, src)
-		if err != nil {
-			return err
-		}
-		j, err := stateapi.ByIDPrefix(jobs, job, func(j state.Job) string { return j.JobID })
+		j, err := stateapi.JobByPrefix(ctx, src, job)
 		if err != nil {
 			return err
 		}

@@ -84,3 +84,12 @@ func task(t *protos.TaskInfo) state.Task {
 		CreationTime: nanos(t.GetCreationTimeUnixNanos()), StartTime: nanos(t.GetStartTimeUnixNanos()), EndTime: nanos(t.GetEndTimeUnixNanos()),
 	}
 }
+
+// JobByPrefix finds the job whose id starts with prefix.
+func JobByPrefix(ctx context.Context, src Source, prefix string) (state.Job, error) {
+	jobs, err := Jobs(ctx, src)
+	if err != nil {
+		return state.Job{}, err
+	}
+	return ByIDPrefix(jobs, prefix, func(j state.Job) string { return j.JobID })
+}
