@@ -190,4 +190,3 @@ func checkRecipe(t *testing.T, cmd, out string, ids map[string]string) {
 		}
 	}
 }
-
