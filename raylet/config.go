@@ -94,6 +94,10 @@ type Config struct {
 	// listen on, "127.0.0.1:0" for a free port (Raylet.MetricsAddr tells
 	// which), or "" for no endpoint.
 	MetricsAddr string
+	// SessionName labels every metric session_name, as Ray's SessionName:
+	// the cluster's session (the head's session directory's name), the
+	// same on every node. "" leaves the label out.
+	SessionName string
 
 	// defaultStore: ObjectStoreMemory was left to its default, which
 	// error messages say.

@@ -41,7 +41,11 @@ type metricsServer struct {
 // labelled node_id.
 func newMetricsRegistry(r *Raylet) (*prometheus.Registry, error) {
 	reg := prometheus.NewRegistry()
-	wrapped := prometheus.WrapRegistererWith(prometheus.Labels{"node_id": r.cfg.NodeID.Short()}, reg)
+	labels := prometheus.Labels{"node_id": r.cfg.NodeID.Short()}
+	if r.cfg.SessionName != "" {
+		labels["session_name"] = r.cfg.SessionName
+	}
+	wrapped := prometheus.WrapRegistererWith(labels, reg)
 	for _, c := range append([]prometheus.Collector{
 		newRayletCollector(r),
 		collectors.NewGoCollector(),

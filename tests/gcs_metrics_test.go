@@ -85,6 +85,14 @@ func TestGCSMetrics(t *testing.T) {
 		return nil
 	})
 
+	// Every metric, the node's and the GCS's, names the cluster's session
+	// (the head's session directory).
+	for _, name := range []string{"goray_nodes", "goray_object_store_capacity_bytes", "go_goroutines"} {
+		if v := scrapeSample(t, sdk.MetricsURL(), name, `session_name="`); v < 0 {
+			t.Errorf("%s has no session_name label", name)
+		}
+	}
+
 	// A request the GCS refuses: counted with its code.
 	if _, err := sdk.GetActor[Counter](ctx, "no-such-actor", ""); err == nil {
 		t.Fatal("GetActor of a name nobody has succeeded")

@@ -195,6 +195,16 @@ func startNode(ctx context.Context, client *gcs.Client, cfg NodeConfig) (*Node, 
 	}
 	nc := client.NATS()
 	log := cfg.Logger.With().Str("component", "raylet").Logger()
+	// The cluster's session name labels the node's metrics: the head's
+	// session directory's, which a joining node asks the GCS for.
+	var session string
+	if cfg.MetricsAddr != "" {
+		if cfg.isHead {
+			session = filepath.Base(n.sessionDir)
+		} else if info, err := client.ClusterInfo(ctx); err == nil && info.GetSessionDir() != "" {
+			session = filepath.Base(info.GetSessionDir())
+		}
+	}
 	threshold, interval := memoryMonitorSettings(cfg.MemoryUsageThreshold, cfg.MemoryMonitorInterval, log)
 	r, err := raylet.New(raylet.Config{
 		SessionDir:        n.sessionDir,
@@ -206,6 +216,7 @@ func startNode(ctx context.Context, client *gcs.Client, cfg NodeConfig) (*Node, 
 		Labels:            cfg.Labels,
 		NodeIP:            cfg.NodeIP,
 		MetricsAddr:       cfg.MetricsAddr,
+		SessionName:       session,
 		ExtraCollectors:   cfg.extraCollectors,
 		ReportInterval:    cfg.ReportInterval,
 		Credentials:       cfg.Credentials,
