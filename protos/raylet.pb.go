@@ -2759,11 +2759,14 @@ func (x *WorkerState) GetStderrPath() string {
 // offset is negative. The raylet names the file from the worker id; no
 // path comes from the client.
 type ReadLogRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	WorkerId      []byte                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
-	Stderr        bool                   `protobuf:"varint,2,opt,name=stderr,proto3" json:"stderr,omitempty"`
-	Offset        int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
-	TailLines     int32                  `protobuf:"varint,4,opt,name=tail_lines,json=tailLines,proto3" json:"tail_lines,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	WorkerId  []byte                 `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	Stderr    bool                   `protobuf:"varint,2,opt,name=stderr,proto3" json:"stderr,omitempty"`
+	Offset    int64                  `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	TailLines int32                  `protobuf:"varint,4,opt,name=tail_lines,json=tailLines,proto3" json:"tail_lines,omitempty"`
+	// The node daemon's own log (goray-head.log or goray-node.log under its
+	// session's logs/) instead of a worker's; worker_id and stderr unused.
+	Node          bool `protobuf:"varint,5,opt,name=node,proto3" json:"node,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2824,6 +2827,13 @@ func (x *ReadLogRequest) GetTailLines() int32 {
 		return x.TailLines
 	}
 	return 0
+}
+
+func (x *ReadLogRequest) GetNode() bool {
+	if x != nil {
+		return x.Node
+	}
+	return false
 }
 
 type ReadLogReply struct {
@@ -3110,13 +3120,14 @@ const file_goray_raylet_proto_rawDesc = "" +
 	" \x01(\tR\n" +
 	"stdoutPath\x12\x1f\n" +
 	"\vstderr_path\x18\v \x01(\tR\n" +
-	"stderrPath\"|\n" +
+	"stderrPath\"\x90\x01\n" +
 	"\x0eReadLogRequest\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\fR\bworkerId\x12\x16\n" +
 	"\x06stderr\x18\x02 \x01(\bR\x06stderr\x12\x16\n" +
 	"\x06offset\x18\x03 \x01(\x03R\x06offset\x12\x1d\n" +
 	"\n" +
-	"tail_lines\x18\x04 \x01(\x05R\ttailLines\"W\n" +
+	"tail_lines\x18\x04 \x01(\x05R\ttailLines\x12\x12\n" +
+	"\x04node\x18\x05 \x01(\bR\x04node\"W\n" +
 	"\fReadLogReply\x12\x12\n" +
 	"\x04data\x18\x01 \x01(\fR\x04data\x12\x1f\n" +
 	"\vnext_offset\x18\x02 \x01(\x03R\n" +

@@ -31,26 +31,43 @@ func (r *Raylet) workerLogPath(id protos.WorkerID, stderr bool) string {
 	return filepath.Join(r.cfg.SessionDir, "logs", "worker-"+id.Short()+ext)
 }
 
-func (r *Raylet) readLog(m *protos.ReadLogRequest) (*protos.ReadLogReply, error) {
-	id, err := parseID("worker_id", m.GetWorkerId())
-	if err != nil {
-		return nil, RequestError(protos.Method_READ_LOG, err)
+// nodeLogPath is where `goray start` writes this node daemon's own log.
+func (r *Raylet) nodeLogPath() string {
+	name := "goray-node.log"
+	if r.cfg.IsHead {
+		name = "goray-head.log"
 	}
+	return filepath.Join(r.cfg.SessionDir, "logs", name)
+}
+
+func (r *Raylet) readLog(m *protos.ReadLogRequest) (*protos.ReadLogReply, error) {
 	if n := m.GetTailLines(); n < 0 || n > maxTailLines {
 		return nil, RequestError(protos.Method_READ_LOG, invalidFieldf("tail_lines", "%d: want 0 to %d", n, maxTailLines))
 	}
-	path := r.workerLogPath(id, m.GetStderr())
+	var path, what string
+	if m.GetNode() {
+		path, what = r.nodeLogPath(), "node "+r.cfg.NodeID.Short()
+	} else {
+		id, err := parseID("worker_id", m.GetWorkerId())
+		if err != nil {
+			return nil, RequestError(protos.Method_READ_LOG, err)
+		}
+		path, what = r.workerLogPath(id, m.GetStderr()), "worker "+id.Short()
+	}
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, wire.NewError("not_found", "worker %s has no log on node %s", id.Short(), r.cfg.NodeID.Short())
+		if m.GetNode() {
+			return nil, wire.NewError("not_found", "node %s keeps no log of its own (a node started in the foreground writes to its terminal)", r.cfg.NodeID.Short())
+		}
+		return nil, wire.NewError("not_found", "%s has no log on node %s", what, r.cfg.NodeID.Short())
 	}
 	if err != nil {
-		return nil, wire.NewError("unavailable", "worker %s's log: %v", id.Short(), err)
+		return nil, wire.NewError("unavailable", "%s's log: %v", what, err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, wire.NewError("unavailable", "worker %s's log: %v", id.Short(), err)
+		return nil, wire.NewError("unavailable", "%s's log: %v", what, err)
 	}
 	size := fi.Size()
 	start := m.GetOffset()
@@ -64,7 +81,7 @@ func (r *Raylet) readLog(m *protos.ReadLogRequest) (*protos.ReadLogReply, error)
 	n := min(size-start, maxLogRead)
 	buf := make([]byte, n)
 	if _, err := f.ReadAt(buf, start); err != nil && !errors.Is(err, io.EOF) {
-		return nil, wire.NewError("unavailable", "worker %s's log: %v", id.Short(), err)
+		return nil, wire.NewError("unavailable", "%s's log: %v", what, err)
 	}
 	return &protos.ReadLogReply{Data: buf, NextOffset: start + n, Path: path}, nil
 }

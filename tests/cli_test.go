@@ -143,6 +143,11 @@ func TestCLIStartStatusStop(t *testing.T) {
 		t.Fatalf("node CPU total = %v; want 2 (--num-cpus 2)", got)
 	}
 
+	// The daemon's own log, read through its raylet by node id.
+	if out, err := runGoray(bin, env, "logs", "--node", node.ID.String()[:8], "--tail", "50"); err != nil || !strings.Contains(out, "goray head node running at "+addr) {
+		t.Errorf("goray logs --node: %v\n%s", err, out)
+	}
+
 	// A second goray start refuses while this cluster runs.
 	if out, err := runGoray(bin, env, "start", "--head", "--port", "0"); err == nil || !strings.Contains(out, "already running") {
 		t.Errorf("second goray start: err %v; want a failure saying a cluster is already running:\n%s", err, out)

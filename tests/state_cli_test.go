@@ -245,7 +245,11 @@ func TestStateCLI(t *testing.T) {
 	if out, err := runGoray(c.bin, c.env, "logs", "--actor", namedID[:8], "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir)); err != nil {
 		t.Errorf("goray logs --actor: %v\n%s", err, out)
 	}
-	if out, err := runGoray(c.bin, c.env, "logs", "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir)); err == nil || !strings.Contains(out, "one of --worker, --actor, --task or --job") {
+	// These nodes run in the foreground (--block): no daemon log, said so.
+	if out, err := runGoray(c.bin, c.env, "logs", "--node", c.nodes[0].id[:8], "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir)); err == nil || !strings.Contains(out, "keeps no log of its own") {
+		t.Errorf("goray logs --node of a node in the foreground: %v\n%s", err, out)
+	}
+	if out, err := runGoray(c.bin, c.env, "logs", "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir)); err == nil || !strings.Contains(out, "one of --worker, --actor, --task, --job or --node") {
 		t.Errorf("goray logs with no worker named: %v\n%s", err, out)
 	}
 

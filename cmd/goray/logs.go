@@ -26,6 +26,7 @@ import (
 type logsOptions struct {
 	stateOptions
 	worker, actor, job, task string
+	node                     string
 	tail                     int
 	follow                   bool
 	stderrOnly               bool
@@ -35,24 +36,25 @@ type logsOptions struct {
 func newLogsCmd(log zerolog.Logger, sec *securityOptions) *cobra.Command {
 	o := &logsOptions{}
 	cmd := &cobra.Command{
-		Use:   "logs (--worker ID | --actor ID | --task ID | --job ID)",
+		Use:   "logs (--worker ID | --actor ID | --task ID | --job ID | --node ID)",
 		Short: "Print (and follow) workers' logs, from whichever node they run on",
 		Long: `Print the log files of a worker, of the worker hosting an actor, of the
 worker that ran (or runs) a task's latest attempt (from its task events), or
-of every live worker of a job: stdout, then stderr, the last --tail lines of each;
+of every live worker of a job, or a node daemon's own log (--node): stdout,
+then stderr, the last --tail lines of each;
 --follow keeps printing what they write. Ids may be prefixes of 4 or more hex
 digits. The files are read through each node's raylet, so this works from any
 machine of the cluster (goray list workers shows the files' paths).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			n := 0
-			for _, s := range []string{o.worker, o.actor, o.task, o.job} {
+			for _, s := range []string{o.worker, o.actor, o.task, o.job, o.node} {
 				if s != "" {
 					n++
 				}
 			}
 			if n != 1 {
-				return flagError{err: errors.New("give one of --worker, --actor, --task or --job"), cmd: cmd.CommandPath()}
+				return flagError{err: errors.New("give one of --worker, --actor, --task, --job or --node"), cmd: cmd.CommandPath()}
 			}
 			if o.follow {
 				o.timeout = 0
@@ -69,6 +71,7 @@ machine of the cluster (goray list workers shows the files' paths).`,
 	f.StringVar(&o.actor, "actor", "", "an actor's id: the logs of the worker hosting it")
 	f.StringVar(&o.task, "task", "", "a task's id: the logs of the worker that ran its latest attempt")
 	f.StringVar(&o.job, "job", "", "a job's id: the logs of its live workers")
+	f.StringVar(&o.node, "node", "", "a node's id: the log of its daemon (goray-head.log or goray-node.log)")
 	f.IntVar(&o.tail, "tail", 100, "print the last N lines of each file (0: none, only what --follow brings)")
 	f.BoolVarP(&o.follow, "follow", "f", false, "keep printing what the workers write, until interrupted")
 	f.BoolVar(&o.stderrOnly, "err", false, "stderr only")
@@ -78,7 +81,9 @@ machine of the cluster (goray list workers shows the files' paths).`,
 
 // logTarget is one log file to read.
 type logTarget struct {
-	w      state.Worker
+	w state.Worker
+	// node: the node daemon's own log (w names only the node).
+	node   bool
 	stderr bool
 	conn   *wire.Conn
 	offset int64
@@ -90,8 +95,19 @@ func runLogs(ctx context.Context, src stateapi.Source, o *logsOptions) error {
 		ctx, stop = signal.NotifyContext(ctx, os.Interrupt)
 		defer stop()
 	}
-	picked, err := pickWorkers(ctx, src, o)
-	if err != nil {
+	var picked []state.Worker
+	var err error
+	if o.node != "" {
+		nodes, err := stateapi.Nodes(ctx, src)
+		if err != nil {
+			return err
+		}
+		n, err := stateapi.ByIDPrefix(nodes, o.node, func(n state.Node) string { return n.NodeID })
+		if err != nil {
+			return fmt.Errorf("--node: %w", err)
+		}
+		picked = []state.Worker{{NodeID: n.NodeID}}
+	} else if picked, err = pickWorkers(ctx, src, o); err != nil {
 		return err
 	}
 	endpoints, err := rayletEndpoints(ctx, src)
@@ -115,6 +131,10 @@ func runLogs(ctx context.Context, src stateapi.Source, o *logsOptions) error {
 				return fmt.Errorf("node %s: %w", w.NodeID[:12], err)
 			}
 			conns[w.NodeID] = c
+		}
+		if o.node != "" {
+			targets = append(targets, &logTarget{w: w, node: true, conn: c, offset: offset})
+			return nil
 		}
 		for _, stderr := range []bool{false, true} {
 			if stderr && o.stdoutOnly || !stderr && o.stderrOnly {
@@ -164,7 +184,7 @@ func runLogs(ctx context.Context, src stateapi.Source, o *logsOptions) error {
 					return nil
 				}
 				// Its node died or left: the others are followed on.
-				fmt.Fprintf(os.Stderr, "goray logs: no longer following worker %s: %v\n", t.w.WorkerID[:12], err)
+				fmt.Fprintf(os.Stderr, "goray logs: no longer following %s: %v\n", t.name(), err)
 				continue
 			}
 			kept = append(kept, t)
@@ -240,14 +260,26 @@ func pickWorkers(ctx context.Context, src stateapi.Source, o *logsOptions) ([]st
 	return picked, nil
 }
 
+// name says whose log t is.
+func (t *logTarget) name() string {
+	if t.node {
+		return "node " + t.w.NodeID[:12]
+	}
+	return "worker " + t.w.WorkerID[:12]
+}
+
 // read prints what the file holds from t.offset on (the last tail lines
 // the first time), a line prefix naming the worker when several are read.
 func (t *logTarget) read(ctx context.Context, w io.Writer, tail int, prefix bool) error {
 	for {
 		var rep protos.ReadLogReply
 		wid, _ := protos.UniqueIDFromHex(t.w.WorkerID)
-		if err := t.conn.Call(ctx, protos.Method_READ_LOG, &protos.ReadLogRequest{WorkerId: wid.Bytes(), Stderr: t.stderr, Offset: t.offset, TailLines: int32(tail)}, &rep); err != nil {
-			return fmt.Errorf("worker %s: %w", t.w.WorkerID[:12], err)
+		req := &protos.ReadLogRequest{Stderr: t.stderr, Offset: t.offset, TailLines: int32(tail), Node: t.node}
+		if !t.node {
+			req.WorkerId = wid.Bytes()
+		}
+		if err := t.conn.Call(ctx, protos.Method_READ_LOG, req, &rep); err != nil {
+			return fmt.Errorf("%s: %w", t.name(), err)
 		}
 		data := rep.GetData()
 		t.offset = rep.GetNextOffset()
