@@ -73,6 +73,10 @@ type actorName struct{ namespace, name string }
 type actorEntry struct {
 	id, job protos.UniqueID
 	info    *protos.ActorInfo // replaced, never mutated: replies share it
+	// specJSON is info's spec as JSON, which does not change: encoded once
+	// for every write of the record (nil for an actor loaded from the
+	// store, whose record is then encoded whole).
+	specJSON []byte
 	// epoch identifies the current scheduling attempt or incarnation.
 	epoch uint64
 	// inc is the current attempt's lease and worker connection, once a
@@ -421,16 +425,27 @@ func (m *actorManager) register(spec *protos.ActorSpec) (*protos.ActorInfo, *pro
 		Spec:    proto.CloneOf(spec),
 		State:   protos.ActorState_PENDING_CREATION,
 	}
-	if err := m.putProto(id.String(), info); err != nil {
+	// The spec, most of the record, never changes: encoded once, then
+	// spliced into every write of the record.
+	specJSON, err := recordjson.Marshal(info.GetSpec())
+	if err != nil {
+		return nil, toGcsError(fmt.Errorf("%w: encode actor spec: %w", ErrInternal, err))
+	}
+	record, err := recordjson.MarshalSpliced(info, "spec", specJSON)
+	if err != nil {
+		return nil, toGcsError(fmt.Errorf("%w: encode actor record: %w", ErrInternal, err))
+	}
+	if err := storePut(m.kv, id.String(), record); err != nil {
 		return nil, toGcsError(err)
 	}
-	e := &actorEntry{id: id, job: job, info: info}
+	e := &actorEntry{id: id, job: job, info: info, specJSON: specJSON}
 	m.actors[id] = e
 	if named {
 		m.names[n] = id
 	}
 	m.env.log.Info().Str("actor", id.Short()).Str("class", spec.GetClassName()).Str("name", n.name).Str("job", job.Short()).Msg("actor registered")
-	m.announce(id, info)
+	m.env.publish(ActorSubject(id), info)
+	m.env.publishData(SubjectActorEvents, record)
 	m.schedule(e)
 	return info, nil
 }
@@ -560,8 +575,15 @@ func (m *actorManager) jobFinished(job protos.JobID) {
 // commit records a new ActorInfo: persisted, then announced. A store
 // failure cannot undo what happened to the actor, so it is only logged.
 func (m *actorManager) commit(a *actorEntry, info *protos.ActorInfo) {
-	// The record and the event are the same JSON, encoded once.
-	record, err := recordjson.Marshal(info)
+	// The record and the event are the same JSON, encoded once, with the
+	// spec encoded at registration.
+	var record []byte
+	var err error
+	if a.specJSON != nil {
+		record, err = recordjson.MarshalSpliced(info, "spec", a.specJSON)
+	} else {
+		record, err = recordjson.Marshal(info)
+	}
 	if err != nil {
 		m.env.log.Error().Err(err).Str("actor", a.id.Short()).Msg("encode actor record")
 		return

@@ -55,6 +55,19 @@ func Marshal(m proto.Message) ([]byte, error) {
 	return bytes.Clone(b.Bytes()), nil
 }
 
+// MarshalSpliced is Marshal with the top-level field named field written
+// as raw, JSON the caller encoded before (a part of a record that does not
+// change between writes, such as an actor's spec).
+func MarshalSpliced(m proto.Message, field protoreflect.Name, raw []byte) ([]byte, error) {
+	b := bufPool.Get().(*bytes.Buffer)
+	b.Reset()
+	defer bufPool.Put(b)
+	if err := writeMessageSplicing(b, m.ProtoReflect(), field, raw); err != nil {
+		return nil, err
+	}
+	return bytes.Clone(b.Bytes()), nil
+}
+
 var bufPool = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 // keys holds, per message type, each field's quoted name and colon,
@@ -103,6 +116,10 @@ var collectors = sync.Pool{New: func() any {
 }}
 
 func writeMessage(b *bytes.Buffer, m protoreflect.Message) error {
+	return writeMessageSplicing(b, m, "", nil)
+}
+
+func writeMessageSplicing(b *bytes.Buffer, m protoreflect.Message, splice protoreflect.Name, raw []byte) error {
 	c := collectors.Get().(*collector)
 	defer func() {
 		clear(c.set)
@@ -127,6 +144,8 @@ func writeMessage(b *bytes.Buffer, m protoreflect.Message) error {
 		}
 		b.Write(k[f.fd.Index()])
 		switch {
+		case splice != "" && f.fd.Name() == splice:
+			b.Write(raw)
 		case f.fd.IsList():
 			err = writeList(b, f.fd, f.v.List())
 		case f.fd.IsMap():

@@ -133,3 +133,18 @@ func BenchmarkProtoMarshalActor(b *testing.B) {
 		}
 	}
 }
+
+// TestMarshalSpliced: a record written with a part encoded before is the
+// record Marshal writes.
+func TestMarshalSpliced(t *testing.T) {
+	a := actorSample()
+	spec, err := Marshal(a.GetSpec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	whole, _ := Marshal(a)
+	spliced, err := MarshalSpliced(a, "spec", spec)
+	if err != nil || string(spliced) != string(whole) {
+		t.Fatalf("spliced %s\nwhole   %s (%v)", spliced, whole, err)
+	}
+}
