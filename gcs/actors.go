@@ -598,11 +598,6 @@ func (m *actorManager) commit(a *actorEntry, info *protos.ActorInfo) {
 	m.env.publishData(SubjectActorEvents, record)
 }
 
-func (m *actorManager) announce(id protos.UniqueID, info *protos.ActorInfo) {
-	m.env.publish(ActorSubject(id), info)
-	m.env.publish(SubjectActorEvents, info)
-}
-
 func canRestart(info *protos.ActorInfo) bool {
 	limit := info.GetSpec().GetOptions().GetMaxRestarts()
 	return limit == -1 || info.GetNumRestarts() < limit

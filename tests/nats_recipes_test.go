@@ -138,7 +138,8 @@ func runRecipe(t *testing.T, ctx context.Context, env []string, cmd string, r re
 		_ = syscall.Kill(-c.Process.Pid, syscall.SIGINT)
 		_ = c.Wait()
 	}()
-	deadline := time.Now().Add(15 * time.Second)
+	start := time.Now()
+	deadline := start.Add(15 * time.Second)
 	poked := false
 	for time.Now().Before(deadline) {
 		if s := out.String(); strings.Contains(s, "Received on") || strings.Contains(s, "{") {
@@ -146,7 +147,9 @@ func runRecipe(t *testing.T, ctx context.Context, env []string, cmd string, r re
 			time.Sleep(200 * time.Millisecond)
 			return out.String()
 		}
-		if !poked && strings.Contains(out.String(), "Subscribing") || time.Until(deadline) < 12*time.Second && !poked {
+		// Once the command subscribed (or after 3 s if it does not say
+		// so), make something happen.
+		if !poked && (strings.Contains(out.String(), "Subscribing") || time.Since(start) > 3*time.Second) {
 			poked = true
 			poke()
 		}

@@ -363,7 +363,9 @@ func (cw *Worker) CallActor(ctx context.Context, h *ActorHandle, m Method, args 
 		retriesLeft: opts.GetMaxTaskRetries(),
 		fn:          fn,
 	}
-	if ti := taskInfoFrom(ctx); ti != nil {
+	// The parent is only for task events: no context lookup on every
+	// call when they are off.
+	if ti := taskInfoFrom(ctx); ti != nil && cw.events != nil {
 		c.parent = ti.taskID
 	}
 	waits := len(argRefs) > 0

@@ -79,9 +79,9 @@ const (
 	logChunk = 64 << 10
 	// logsReplyBytes bounds one logs reply.
 	logsReplyBytes = 512 << 10
-	// maxEntrypointBytes bounds a request's entrypoint and variables.
-	maxRequestStrings = 64 << 10
-	opTimeout         = 10 * time.Second
+	// maxRequestBytes bounds a request (its entrypoint and variables).
+	maxRequestBytes = 64 << 10
+	opTimeout       = 10 * time.Second
 )
 
 // Server is the job server.
@@ -236,8 +236,8 @@ func handle[Req any, PReq interface {
 		}
 		var fail error
 		var rep proto.Message
-		if len(m.Data()) > maxRequestStrings {
-			fail = fmt.Errorf("%w: %s: request of %d bytes, more than %d", gcs.ErrInvalid, subject, len(m.Data()), maxRequestStrings)
+		if len(m.Data()) > maxRequestBytes {
+			fail = fmt.Errorf("%w: %s: request of %d bytes, more than %d", gcs.ErrInvalid, subject, len(m.Data()), maxRequestBytes)
 		} else if err := decode(m.Data(), req); err != nil {
 			fail = fmt.Errorf("%w: %s: cannot decode request: %v", gcs.ErrInvalid, subject, err)
 		} else if r, err := f(req); err != nil {
