@@ -222,6 +222,16 @@ func checkKVKeys(r *protos.KVKeysRequest) error {
 
 // --- actors ---
 
+// CheckActorSpec applies the checks the GCS makes of an actor
+// registration, for a client that registers without waiting for the
+// answer.
+func CheckActorSpec(spec *protos.ActorSpec) error {
+	if spec == nil {
+		return invalidf("spec", "required")
+	}
+	return checkActorSpec("spec", spec)
+}
+
 func checkRegisterActor(r *protos.RegisterActorRequest) error {
 	if r.GetSpec() == nil {
 		return invalidf("spec", "required")

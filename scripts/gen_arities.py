@@ -105,7 +105,7 @@ def actors(maxn=3):
         vals = ", ".join(f"core.Arg{{Value: {P[i]}}}" for i in range(n))
         argv = ", ".join(f"{P[i]}.taskArg()" for i in range(n))
         word = ["takes no arguments","takes one argument","takes two arguments","takes three arguments"][n]
-        first = "Remote creates an actor and returns its handle once the GCS has\n// registered it; the constructor runs on a worker afterwards." if n==0 else "Remote creates an actor (see ActorClass0.Remote)."
+        first = "Remote creates an actor and returns its handle; the constructor runs\n// on a worker afterwards. A named actor is registered with the GCS before\n// Remote returns (so a taken name fails it); an unnamed one, as in Ray,\n// in the background: calls queue until the actor is alive, and handing the\n// handle to another process or Kill waits for the registration. If that\n// fails, calls fail with ErrActorDied and the reason." if n==0 else "Remote creates an actor (see ActorClass0.Remote)."
         out.append(f'''// ActorClass{n} is an actor class whose constructor {word}.
 type ActorClass{n}[{gen}] struct{{ ActorClass[T] }}
 

@@ -56,10 +56,14 @@ func (a Actor[T]) String() string {
 var _ msgpack.CustomEncoder = Actor[struct{}]{}
 
 // EncodeMsgpack implements msgpack.CustomEncoder: a handle travels as its
-// actor's id and class.
+// actor's id and class, once the GCS knows the actor (an unnamed actor
+// registers in the background), so that whoever decodes it finds it.
 func (a Actor[T]) EncodeMsgpack(enc *msgpack.Encoder) error {
 	if a.h == nil {
 		return enc.EncodeNil()
+	}
+	if w := core.Current(); w != nil {
+		w.AwaitActorRegistered(a.h)
 	}
 	return enc.Encode([]string{string(a.h.ID[:]), a.h.Class})
 }

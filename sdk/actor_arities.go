@@ -21,8 +21,12 @@ func RegisterActor0[T any](name string, ctor func(context.Context) (*T, error)) 
 	return &ActorClass0[T]{newActorClass[T](info)}
 }
 
-// Remote creates an actor and returns its handle once the GCS has
-// registered it; the constructor runs on a worker afterwards.
+// Remote creates an actor and returns its handle; the constructor runs
+// on a worker afterwards. A named actor is registered with the GCS before
+// Remote returns (so a taken name fails it); an unnamed one, as in Ray,
+// in the background: calls queue until the actor is alive, and handing the
+// handle to another process or Kill waits for the registration. If that
+// fails, calls fail with ErrActorDied and the reason.
 func (cls *ActorClass0[T]) Remote(ctx context.Context) (Actor[T], error) {
 	return createActor(ctx, &cls.ActorClass)
 }

@@ -689,3 +689,60 @@ func TestActorCallsWhileRestarting(t *testing.T) {
 		}
 	})
 }
+
+// TestActorsRegisterInBackground: Remote of an unnamed actor returns before
+// the GCS has the actor (Ray's asynchronous registration). A handle handed
+// to a task at once, while hundreds of registrations are still queued,
+// finds its actor there; a Kill right after Remote reaches the GCS after
+// the registration, so the actor ends dead for good rather than unknown.
+func TestActorsRegisterInBackground(t *testing.T) {
+	ctx := startCluster(t)
+	const n = 300
+	refs := make([]sdk.Ref[int], n)
+	for i := range refs {
+		c, err := CounterActor.Options(sdk.Packed()).Remote(ctx, i)
+		if err != nil {
+			t.Fatal(err)
+		}
+		refs[i] = UseCounter.Remote(ctx, c, 1)
+	}
+	vals, err := sdk.GetAll(ctx, refs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, v := range vals {
+		if v != i+1 {
+			t.Fatalf("actor %d answered %d in another process, want %d", i, v, i+1)
+		}
+	}
+
+	killed := make([]sdk.Actor[Counter], 20)
+	for i := range killed {
+		c, err := CounterActor.Options(sdk.Packed()).Remote(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sdk.Kill(ctx, c, true); err != nil {
+			t.Fatalf("Kill right after Remote: %v", err)
+		}
+		killed[i] = c
+	}
+	for _, c := range killed {
+		if _, err := CounterGet.Remote(ctx, c).Get(ctx); !errors.Is(err, sdk.ErrActorDied) {
+			t.Fatalf("call after Kill: %v, want ErrActorDied", err)
+		}
+	}
+	actors, err := sdk.ListActors(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	states := map[string]string{}
+	for _, a := range actors {
+		states[a.ActorID] = a.State
+	}
+	for _, c := range killed {
+		if st := states[c.ID().String()]; st != "DEAD" {
+			t.Errorf("killed actor %s is %q in the GCS, want DEAD", c.ID(), st)
+		}
+	}
+}

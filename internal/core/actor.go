@@ -23,8 +23,9 @@ type Method struct {
 }
 
 // CreateActor registers a new actor of class with the GCS and returns its
-// handle once the GCS has it; the constructor runs on a worker afterwards.
-// Ref arguments are resolved before the GCS hears of the actor.
+// handle: a named actor once the GCS has it, an unnamed one at once
+// (actorDirectory.createAsync); the constructor runs on a worker
+// afterwards. Ref arguments are resolved before the GCS hears of the actor.
 func (cw *Worker) CreateActor(ctx context.Context, class *ActorClass, args []Arg, o ActorOptions) (*ActorHandle, error) {
 	id := protos.NewUniqueID()
 	encoded, argRefs, err := cw.buildArgs(ctx, class.name, args)
@@ -113,6 +114,13 @@ func (cw *Worker) KillActor(ctx context.Context, h *ActorHandle, noRestart bool)
 	if err != nil {
 		return err
 	}
+	if err := cw.actorDir.awaitRegistered(ctx, h.ID); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		// Never registered: dead here already, and unknown to the GCS.
+		return nil
+	}
 	if err := g.KillActor(ctx, h.ID, noRestart); err != nil {
 		return err
 	}
@@ -139,3 +147,14 @@ func ExitActor(reason string) error { return &actorExit{reason: reason} }
 type actorExit struct{ reason string }
 
 func (e *actorExit) Error() string { return "actor exited: " + e.reason }
+
+// AwaitActorRegistered waits, for at most actorRegisterTimeout, until the
+// GCS knows the actor h names, so that another process handed h can find
+// it: an unnamed actor this process created registers in the background.
+// A registration that failed leaves the actor dead, which is what the
+// other process then finds.
+func (cw *Worker) AwaitActorRegistered(h *ActorHandle) {
+	ctx, cancel := context.WithTimeout(cw.actorDir.regCtx, actorRegisterTimeout)
+	defer cancel()
+	_ = cw.actorDir.awaitRegistered(ctx, h.ID)
+}

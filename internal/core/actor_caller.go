@@ -22,6 +22,13 @@ type actorDirectory struct {
 	mu     sync.Mutex
 	states map[protos.UniqueID]*actorState
 	seq    uint64
+	// registering holds a token per unnamed actor whose registration is
+	// in flight (createAsync), bounding them; regs counts their
+	// goroutines, which regCtx ends when the process closes.
+	registering chan struct{}
+	regs        sync.WaitGroup
+	regCtx      context.Context
+	regCancel   context.CancelFunc
 }
 
 // actorState queues this process's calls to one actor and sends them, in
@@ -42,6 +49,11 @@ type actorState struct {
 	unsub    func()
 	ready    chan struct{} // closed once the first state is known
 	seenInfo bool
+	// registered is closed once the GCS has answered the registration
+	// of an actor this process created without waiting (createAsync),
+	// with regErr set if it failed; nil for every other actor.
+	registered chan struct{}
+	regErr     error
 }
 
 type actorCall struct {
@@ -73,8 +85,18 @@ const actorDeathReplyWait = 5 * time.Second
 
 func (cw *Worker) actors() *actorDirectory { return cw.actorDir }
 
+// Unnamed actors register without their creator waiting (createAsync):
+// at most maxRegistering at once per process, each given up after
+// actorRegisterTimeout.
+const (
+	maxRegistering       = 1024
+	actorRegisterTimeout = 2 * time.Minute
+)
+
 func newActorDirectory(cw *Worker) *actorDirectory {
-	return &actorDirectory{cw: cw, states: map[protos.UniqueID]*actorState{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &actorDirectory{cw: cw, states: map[protos.UniqueID]*actorState{},
+		registering: make(chan struct{}, maxRegistering), regCtx: ctx, regCancel: cancel}
 }
 
 // rankOf orders actor records so older news never overwrites newer.
@@ -91,6 +113,12 @@ func rankOf(info *protos.ActorInfo) int {
 
 // state returns the actor's state, subscribing to its events the first time.
 func (d *actorDirectory) state(ctx context.Context, id protos.UniqueID, fetch bool) (*actorState, error) {
+	return d.stateOf(ctx, id, fetch, false)
+}
+
+// stateOf is state; registering marks a new actor whose registration
+// this process is about to send without waiting (createAsync).
+func (d *actorDirectory) stateOf(ctx context.Context, id protos.UniqueID, fetch, registering bool) (*actorState, error) {
 	d.mu.Lock()
 	st, ok := d.states[id]
 	if ok {
@@ -98,6 +126,9 @@ func (d *actorDirectory) state(ctx context.Context, id protos.UniqueID, fetch bo
 		return st, nil
 	}
 	st = &actorState{d: d, id: id, inflight: map[protos.TaskID]*actorCall{}, rank: -1, ready: make(chan struct{})}
+	if registering {
+		st.registered = make(chan struct{})
+	}
 	d.states[id] = st
 	d.mu.Unlock()
 	g, err := d.cw.GCS()
@@ -129,8 +160,13 @@ func (d *actorDirectory) drop(id protos.UniqueID) {
 	d.mu.Unlock()
 }
 
-// create registers a new actor with the GCS.
+// create registers a new actor with the GCS: a named actor before it
+// returns, since its name may be taken; an unnamed one in the background
+// (createAsync).
 func (d *actorDirectory) create(ctx context.Context, spec *protos.ActorSpec) (*protos.ActorInfo, error) {
+	if spec.GetOptions().GetName() == "" {
+		return d.createAsync(ctx, spec)
+	}
 	id := protos.MustUniqueID(spec.GetActorId())
 	st, err := d.state(ctx, id, false)
 	if err != nil {
@@ -157,6 +193,77 @@ func (d *actorDirectory) create(ctx context.Context, spec *protos.ActorSpec) (*p
 	}
 	st.update(info)
 	return info, nil
+}
+
+// createAsync registers an unnamed actor without waiting for the GCS, as
+// Ray does: creating many actors costs the creator a round trip to the GCS
+// for none of them. Nothing the GCS could refuse is left to find out later
+// but its own state (a finished job, an outage): the spec passes the
+// GCS's own checks first. Calls queue until the actor is alive, as for any
+// actor. What would let another process reach the actor (its handle
+// encoded, Kill) waits for the registration (awaitRegistered); if that
+// fails, the actor is dead here with the reason, and calls fail with it.
+func (d *actorDirectory) createAsync(ctx context.Context, spec *protos.ActorSpec) (*protos.ActorInfo, error) {
+	if err := gcs.CheckActorSpec(spec); err != nil {
+		return nil, fmt.Errorf("goray: create actor %s: %w", spec.GetClassName(), err)
+	}
+	select {
+	case d.registering <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("goray: create actor %s: %w", spec.GetClassName(), ctx.Err())
+	}
+	id := protos.MustUniqueID(spec.GetActorId())
+	st, err := d.stateOf(ctx, id, false, true)
+	if err != nil {
+		<-d.registering
+		return nil, err
+	}
+	g, _ := d.cw.GCS()
+	info := &protos.ActorInfo{ActorId: spec.GetActorId(), Spec: spec, State: protos.ActorState_PENDING_CREATION}
+	st.update(info)
+	d.regs.Go(func() {
+		defer func() { <-d.registering }()
+		rctx, cancel := context.WithTimeout(d.regCtx, actorRegisterTimeout)
+		got, err := g.RegisterActor(rctx, spec)
+		cancel()
+		if err == nil {
+			st.update(got)
+			close(st.registered)
+			return
+		}
+		st.regErr = fmt.Errorf("goray: create actor %s: %w", spec.GetClassName(), err)
+		st.update(&protos.ActorInfo{ActorId: spec.GetActorId(), Spec: spec, State: protos.ActorState_DEAD,
+			DeathCause: "its registration with the GCS failed: " + err.Error()})
+		close(st.registered)
+		if d.regCtx.Err() != nil {
+			return // this process is closing
+		}
+		d.cw.log.Warn().Err(err).Str("actor", id.Short()).Str("class", spec.GetClassName()).Msg("actor registration failed")
+		// A registration that timed out may have reached the GCS all
+		// the same: nothing here will use that actor.
+		kctx, kcancel := context.WithTimeout(d.regCtx, actorRegisterTimeout)
+		_ = g.KillActor(kctx, id, true)
+		kcancel()
+	})
+	return info, nil
+}
+
+// awaitRegistered waits until the GCS has answered the registration of
+// an actor this process created without waiting (at once for any other
+// actor), and returns its error.
+func (d *actorDirectory) awaitRegistered(ctx context.Context, id protos.UniqueID) error {
+	d.mu.Lock()
+	st := d.states[id]
+	d.mu.Unlock()
+	if st == nil || st.registered == nil {
+		return nil
+	}
+	select {
+	case <-st.registered:
+		return st.regErr
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // update applies news about the actor.
@@ -602,6 +709,8 @@ func (cw *Worker) GCS() (*gcs.Client, error) {
 }
 
 func (d *actorDirectory) close() {
+	d.regCancel()
+	d.regs.Wait()
 	d.mu.Lock()
 	states := d.states
 	d.states = map[protos.UniqueID]*actorState{}
