@@ -5,13 +5,13 @@ NATSCLI_VERSION   := v0.5.0
 BIN       := bin
 export PATH := $(shell $(GO) env GOPATH)/bin:$(PATH)
 
-.PHONY: generate all build install test test-tls nats-cli fuzz bench chaos demo proto vet fmt clean tools
+.PHONY: generate all build install test test-tls nats-cli chromium fuzz bench chaos demo proto vet fmt clean tools
 
 all: build
 
 # The whole suite, under the race detector: unit tests of each package and
 # the end-to-end tests in tests/ (real clusters, real worker processes).
-test: nats-cli
+test: nats-cli chromium
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
 	$(MAKE) test-tls
@@ -19,11 +19,17 @@ test: nats-cli
 # The suite again with mutual TLS on every connection (NATS, wire TCP,
 # object transfer, metrics): certificates from `goray tls generate` in a
 # temporary directory, handed to every process through GORAY_TLS_*.
-test-tls: nats-cli
+test-tls: nats-cli chromium
 	@set -e; dir=$$(mktemp -d); trap 'rm -rf "$$dir"' EXIT; \
 	$(GO) run ./cmd/goray tls generate "$$dir" --hosts localhost,127.0.0.1,::1 >/dev/null; \
 	GORAY_TLS_CERT=$$dir/node.pem GORAY_TLS_KEY=$$dir/node-key.pem GORAY_TLS_CA=$$dir/ca.pem \
 		$(GO) test -count=1 -timeout 20m ./tests/ ./sdk/... ./cmd/...
+
+# Debian's chromium: the dashboard's browser tests (tests/dashboard_test.go)
+# drive it headless, as a person's browser.
+chromium:
+	@test -x /usr/bin/chromium || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get install -y chromium >/dev/null 2>&1 || { $$SUDO apt-get update >/dev/null && $$SUDO apt-get install -y chromium >/dev/null; }; }
 
 # The stock nats CLI: the security tests drive it as an operator would.
 nats-cli:

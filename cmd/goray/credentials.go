@@ -127,6 +127,29 @@ grants nothing but scraping. See docs/metrics.md.`,
 	return cmd
 }
 
+func newDashboardKeyCmd(sec *securityOptions) *cobra.Command {
+	var address string
+	cmd := &cobra.Command{
+		Use:   "dashboard-key",
+		Short: "Print the key scripts send to the dashboard's API",
+		Long: `Print the key a script or a Grafana JSON data source sends to the
+dashboard's API, as the header "Authorization: Bearer <key>". It is derived
+from the cluster's token and opens the dashboard's API only. A browser logs
+in with the cluster token instead. See docs/dashboard.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, tok, err := clusterToken(address, sec)
+			if err != nil {
+				return err
+			}
+			fmt.Println(tok.DashboardBearer())
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&address, "address", "", "cluster address (default: $GORAY_ADDRESS, then the cluster started on this machine)")
+	return cmd
+}
+
 // clusterToken finds the cluster a command names and its token, from
 // which the command derives what it prints.
 func clusterToken(address string, sec *securityOptions) (target, auth.Token, error) {

@@ -25,6 +25,7 @@ import (
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/internal/auth"
 	"github.com/goray/goray/internal/cluster"
+	"github.com/goray/goray/internal/dashboard"
 	"github.com/goray/goray/internal/localcluster"
 	"github.com/goray/goray/raylet"
 )
@@ -51,8 +52,14 @@ type startOptions struct {
 	host              string
 	metricsHost       string
 	metricsPort       int
-	sessionDir        string
-	block             bool
+	// dashboardHost and dashboardPort (head only): where the dashboard
+	// listens; dashboardPortSet: --dashboard-port was given, so a port
+	// in use fails the start rather than moving to a free one.
+	dashboardHost    string
+	dashboardPort    int
+	dashboardPortSet bool
+	sessionDir       string
+	block            bool
 	// address is the cluster a worker node joins (instead of --head).
 	address string
 	// labels (--labels k=v,...) and nodeIP (--node-ip) describe the node.
@@ -125,6 +132,7 @@ GORAY_AUTH_TOKEN_FILE. --tls-cert, --tls-key and --tls-ca add mutual TLS.`,
 			o.cpusSet = cmd.Flags().Changed("num-cpus")
 			o.gpusSet = cmd.Flags().Changed("num-gpus")
 			o.memoryThresholdSet = cmd.Flags().Changed("memory-usage-threshold")
+			o.dashboardPortSet = cmd.Flags().Changed("dashboard-port")
 			if err := o.validate(); err != nil {
 				return err
 			}
@@ -158,6 +166,8 @@ GORAY_AUTH_TOKEN_FILE. --tls-cert, --tls-key and --tls-ca add mutual TLS.`,
 	f.StringVar(&o.host, "host", "127.0.0.1", "address NATS listens on (0.0.0.0 for all interfaces)")
 	f.StringVar(&o.metricsHost, "metrics-host", "127.0.0.1", "address the metrics endpoint listens on; beyond loopback, scrapers must send the bearer token goray metrics-token prints")
 	f.IntVar(&o.metricsPort, "metrics-port", 0, "port of the node's Prometheus metrics endpoint, http://HOST:PORT/metrics (see docs/metrics.md); -1 picks a free port, 0 serves none")
+	f.StringVar(&o.dashboardHost, "dashboard-host", "127.0.0.1", "head only: address the web dashboard listens on (0.0.0.0 for all interfaces; it asks for the cluster token)")
+	f.IntVar(&o.dashboardPort, "dashboard-port", dashboard.DefaultPort, "head only: port of the web dashboard (docs/dashboard.md); -1 picks a free port, 0 serves none; without the flag, a free port if 8265 is taken")
 	f.StringVar(&o.sessionDir, "session-dir", "", "directory for the cluster's state, sockets and logs (default: a new one under $TMPDIR/goray)")
 	f.BoolVar(&o.block, "block", false, "run in the foreground until interrupted instead of starting a daemon")
 	f.IntVar(&o.notifyFD, "notify-fd", 0, "")
@@ -254,6 +264,12 @@ func (o *startOptions) validate() error {
 	}
 	if o.metricsPort > 0 && o.metricsPort == o.port {
 		return fmt.Errorf("invalid --metrics-port %d: it is the NATS --port", o.metricsPort)
+	}
+	if o.dashboardPort < -1 || o.dashboardPort > 65535 {
+		return fmt.Errorf("invalid --dashboard-port %d: want 1-65535, -1 for a free port, or 0 for no dashboard", o.dashboardPort)
+	}
+	if o.dashboardPort > 0 && (o.dashboardPort == o.port || o.dashboardPort == o.metricsPort) {
+		return fmt.Errorf("invalid --dashboard-port %d: it is the NATS --port or the --metrics-port", o.dashboardPort)
 	}
 	if strings.TrimSpace(o.host) == "" {
 		return errors.New("invalid --host \"\": want an address to listen on, e.g. 127.0.0.1 or 0.0.0.0")
@@ -412,6 +428,17 @@ func checkPortFree(host string, port int) error {
 	return ln.Close()
 }
 
+// dashboardAddr is the dashboard's listen address ("" for none).
+func (o *startOptions) dashboardAddr() string {
+	switch {
+	case o.dashboardPort == 0:
+		return ""
+	case o.dashboardPort < 0:
+		return net.JoinHostPort(o.dashboardHost, "0")
+	}
+	return net.JoinHostPort(o.dashboardHost, strconv.Itoa(o.dashboardPort))
+}
+
 // metricsAddr is the raylet's metrics listen address for --metrics-port
 // ("" for none).
 func (o *startOptions) metricsAddr() string {
@@ -501,6 +528,10 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 	if o.metricsPort != 0 {
 		args = append(args, "--metrics-host", o.metricsHost, "--metrics-port", strconv.Itoa(o.metricsPort))
 	}
+	args = append(args, "--dashboard-host", o.dashboardHost)
+	if o.dashboardPortSet {
+		args = append(args, "--dashboard-port", strconv.Itoa(o.dashboardPort))
+	}
 	if o.nodeTimeout != 0 {
 		args = append(args, "--node-timeout", o.nodeTimeout.String())
 	}
@@ -510,16 +541,20 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 	if o.syncInterval != gcs.DefaultSyncInterval {
 		args = append(args, "--nats-sync-interval", o.syncInterval.String())
 	}
-	// The daemon writes its address, then its metrics URL if it serves
-	// metrics, a line each.
+	// The daemon writes its address, then "metrics=URL" and
+	// "dashboard=URL" for what it serves, a line each.
 	d, lines, err := runDaemon(filepath.Join(dir, "logs", headLogName), args, "head node")
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	addr, metrics := lines[0], ""
-	if len(lines) > 1 {
-		metrics = lines[1]
+	addr, metrics, dashURL := lines[0], "", ""
+	for _, l := range lines[1:] {
+		if v, ok := strings.CutPrefix(l, "metrics="); ok {
+			metrics = v
+		} else if v, ok := strings.CutPrefix(l, "dashboard="); ok {
+			dashURL = v
+		}
 	}
 	pid, logPath, stopChild, fail := d.pid, d.logPath, d.stop, d.fail
 	vctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -545,6 +580,9 @@ func startDaemon(ctx context.Context, o *startOptions, log zerolog.Logger) error
 	metricsLine := ""
 	if metrics != "" {
 		metricsLine = fmt.Sprintf("  Metrics:      %s\n", metrics)
+	}
+	if dashURL != "" {
+		metricsLine += fmt.Sprintf("  Dashboard:    %s (log in with the auth token)\n", dashURL)
 	}
 	authLine := fmt.Sprintf("  Auth token:   %s (mode 0600)\n", cluster.TokenFile(dir))
 	if !creds.Enabled() {
@@ -835,6 +873,8 @@ func runHead(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 		SyncInterval:      o.syncIntervalGCS(),
 		Logger:            log,
 		JobServer:         true,
+		DashboardAddr:     o.dashboardAddr(),
+		DashboardFallback: !o.dashboardPortSet,
 
 		MemoryUsageThreshold: o.memoryUsageThreshold(),
 	})
@@ -857,10 +897,17 @@ func runHead(ctx context.Context, o *startOptions, log zerolog.Logger) error {
 		metrics = metricsURL(m, creds.TLS() != nil)
 		fmt.Printf("Prometheus metrics at %s\n", metrics)
 	}
+	dashURL := h.DashboardURL()
+	if dashURL != "" {
+		fmt.Printf("Dashboard at %s\n", dashURL)
+	}
 	if notify != nil {
 		fmt.Fprintln(notify, addr)
 		if metrics != "" {
-			fmt.Fprintln(notify, metrics)
+			fmt.Fprintln(notify, "metrics="+metrics)
+		}
+		if dashURL != "" {
+			fmt.Fprintln(notify, "dashboard="+dashURL)
 		}
 		notify.Close()
 	} else {

@@ -83,6 +83,14 @@ func (t Token) MetricsBearer() string {
 	return hex.EncodeToString(k[:])
 }
 
+// DashboardBearer is the key a script presents to the dashboard's API
+// ("Authorization: Bearer <key>"): derived, so that a Grafana data source
+// or a script never holds the cluster token.
+func (t Token) DashboardBearer() string {
+	k := t.derive("dashboard")
+	return hex.EncodeToString(k[:])
+}
+
 // TokenFileName is the token's file name in a head's session directory.
 const TokenFileName = "auth_token"
 

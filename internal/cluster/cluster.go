@@ -12,9 +12,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,7 +24,10 @@ import (
 
 	"github.com/goray/goray/gcs"
 	"github.com/goray/goray/internal/auth"
+	"github.com/goray/goray/internal/dashboard"
 	"github.com/goray/goray/internal/jobserver"
+	"github.com/goray/goray/internal/stateapi"
+	"github.com/goray/goray/jobs"
 	"github.com/goray/goray/protos"
 	"github.com/goray/goray/raylet"
 )
@@ -78,6 +83,11 @@ type Config struct {
 	Credentials *auth.Credentials
 	// JobServer runs the job server (goray job submit) in the head.
 	JobServer bool
+	// DashboardAddr serves the web dashboard there (host:port, port 0
+	// for a free one; "" for none). With DashboardFallback, a port in use
+	// makes it take a free one instead of failing the head.
+	DashboardAddr     string
+	DashboardFallback bool
 }
 
 // Head is a running head node.
@@ -92,6 +102,8 @@ type Head struct {
 	once       sync.Once
 	jobs       *jobserver.Server
 	jobsConn   *gcs.Client
+	dashboard  *dashboard.Server
+	dashConn   *gcs.Client
 }
 
 // NewSessionDir creates a fresh session directory.
@@ -194,7 +206,58 @@ func StartHead(ctx context.Context, cfg Config) (*Head, error) {
 			return nil, err
 		}
 	}
+	if cfg.DashboardAddr != "" {
+		if err := h.startDashboard(ctx, cfg); err != nil {
+			h.Shutdown()
+			return nil, err
+		}
+	}
 	return h, nil
+}
+
+// startDashboard serves the dashboard on a connection of its own, as a
+// driver would (it reads the state, stops jobs and kills actors).
+func (h *Head) startDashboard(ctx context.Context, cfg Config) error {
+	natsOpts, err := cfg.Credentials.NATSOptions(auth.RoleDriver)
+	if err != nil {
+		return err
+	}
+	log := cfg.Logger.With().Str("component", "dashboard").Logger()
+	dc, err := gcs.Dial(ctx, h.GCS.ClientURL(), log, natsOpts...)
+	if err != nil {
+		return fmt.Errorf("dashboard: connect: %w", err)
+	}
+	opts := dashboard.Options{Addr: cfg.DashboardAddr, Credentials: cfg.Credentials, Logger: log,
+		State: stateapi.Source{GCS: dc, Auth: cfg.Credentials.Handshaker(auth.LabelWire), Log: log}}
+	if cfg.JobServer {
+		opts.Jobs = jobs.New(dc)
+	}
+	srv, err := dashboard.New(opts)
+	if err == nil {
+		err = srv.Start()
+		if err != nil && cfg.DashboardFallback && errors.Is(err, syscall.EADDRINUSE) {
+			host, _, _ := net.SplitHostPort(cfg.DashboardAddr)
+			log.Warn().Str("addr", cfg.DashboardAddr).Msg("the dashboard's port is in use; serving on a free one")
+			opts.Addr = net.JoinHostPort(host, "0")
+			if srv, err = dashboard.New(opts); err == nil {
+				err = srv.Start()
+			}
+		}
+	}
+	if err != nil {
+		dc.Close()
+		return err
+	}
+	h.dashboard, h.dashConn = srv, dc
+	return nil
+}
+
+// DashboardURL is where the head serves its dashboard ("" for none).
+func (h *Head) DashboardURL() string {
+	if h.dashboard == nil {
+		return ""
+	}
+	return h.dashboard.URL()
 }
 
 // startJobServer runs the job server on a connection of its own, in the
@@ -246,6 +309,10 @@ func (h *Head) Done() <-chan struct{} { return h.GCS.Done() }
 // removes the session's store and sockets (logs are kept). Idempotent.
 func (h *Head) Shutdown() {
 	h.once.Do(func() {
+		if h.dashboard != nil {
+			h.dashboard.Shutdown()
+			h.dashConn.Close()
+		}
 		if h.jobs != nil {
 			h.jobs.Shutdown()
 			h.jobsConn.Close()
