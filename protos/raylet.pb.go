@@ -101,8 +101,18 @@ type NodeInfo struct {
 	// ("host:port").
 	RayletTcpEndpoint string `protobuf:"bytes,19,opt,name=raylet_tcp_endpoint,json=rayletTcpEndpoint,proto3" json:"raylet_tcp_endpoint,omitempty"`
 	TransferAddress   string `protobuf:"bytes,20,opt,name=transfer_address,json=transferAddress,proto3" json:"transfer_address,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The node's memory as its memory monitor counts it (its memory
+	// cgroup's, or the machine's), and the fraction of the machine's CPU
+	// time that was busy since the node's previous report (0..1).
+	MemoryUsed  uint64  `protobuf:"varint,21,opt,name=memory_used,json=memoryUsed,proto3" json:"memory_used,omitempty"`
+	MemoryTotal uint64  `protobuf:"varint,22,opt,name=memory_total,json=memoryTotal,proto3" json:"memory_total,omitempty"`
+	CpuBusy     float64 `protobuf:"fixed64,23,opt,name=cpu_busy,json=cpuBusy,proto3" json:"cpu_busy,omitempty"`
+	// Object bytes this node received from and sent to other nodes since it
+	// started (object transfer).
+	TransferBytesReceived uint64 `protobuf:"varint,24,opt,name=transfer_bytes_received,json=transferBytesReceived,proto3" json:"transfer_bytes_received,omitempty"`
+	TransferBytesSent     uint64 `protobuf:"varint,25,opt,name=transfer_bytes_sent,json=transferBytesSent,proto3" json:"transfer_bytes_sent,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *NodeInfo) Reset() {
@@ -273,6 +283,41 @@ func (x *NodeInfo) GetTransferAddress() string {
 		return x.TransferAddress
 	}
 	return ""
+}
+
+func (x *NodeInfo) GetMemoryUsed() uint64 {
+	if x != nil {
+		return x.MemoryUsed
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetMemoryTotal() uint64 {
+	if x != nil {
+		return x.MemoryTotal
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetCpuBusy() float64 {
+	if x != nil {
+		return x.CpuBusy
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetTransferBytesReceived() uint64 {
+	if x != nil {
+		return x.TransferBytesReceived
+	}
+	return 0
+}
+
+func (x *NodeInfo) GetTransferBytesSent() uint64 {
+	if x != nil {
+		return x.TransferBytesSent
+	}
+	return 0
 }
 
 type ResourceDemand struct {
@@ -2901,7 +2946,7 @@ var File_goray_raylet_proto protoreflect.FileDescriptor
 
 const file_goray_raylet_proto_rawDesc = "" +
 	"\n" +
-	"\x12goray/raylet.proto\x12\bgoray.v1\x1a\x12goray/common.proto\x1a\x10goray/task.proto\"\xb0\a\n" +
+	"\x12goray/raylet.proto\x12\bgoray.v1\x1a\x12goray/common.proto\x1a\x10goray/task.proto\"\xf7\b\n" +
 	"\bNodeInfo\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\fR\x06nodeId\x12\x1a\n" +
 	"\bhostname\x18\x02 \x01(\tR\bhostname\x12'\n" +
@@ -2930,7 +2975,13 @@ const file_goray_raylet_proto_rawDesc = "" +
 	"\vstore_stats\x18\x12 \x01(\v2\x14.goray.v1.StoreStatsR\n" +
 	"storeStats\x12.\n" +
 	"\x13raylet_tcp_endpoint\x18\x13 \x01(\tR\x11rayletTcpEndpoint\x12)\n" +
-	"\x10transfer_address\x18\x14 \x01(\tR\x0ftransferAddress\x1a9\n" +
+	"\x10transfer_address\x18\x14 \x01(\tR\x0ftransferAddress\x12\x1f\n" +
+	"\vmemory_used\x18\x15 \x01(\x04R\n" +
+	"memoryUsed\x12!\n" +
+	"\fmemory_total\x18\x16 \x01(\x04R\vmemoryTotal\x12\x19\n" +
+	"\bcpu_busy\x18\x17 \x01(\x01R\acpuBusy\x126\n" +
+	"\x17transfer_bytes_received\x18\x18 \x01(\x04R\x15transferBytesReceived\x12.\n" +
+	"\x13transfer_bytes_sent\x18\x19 \x01(\x04R\x11transferBytesSent\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"3\n" +

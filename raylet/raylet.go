@@ -68,6 +68,7 @@ type Raylet struct {
 	// (memory_usage.go); the counters below are the memory monitor's
 	// (memory_monitor.go), for metrics.
 	mem            *memorySource
+	cpu            *cpuMeter
 	monitorKills   atomic.Uint64
 	kernelOOMKills atomic.Uint64
 
@@ -85,7 +86,7 @@ func New(cfg Config) (*Raylet, error) {
 		return nil, errors.New("raylet: Config.Credentials is required (auth.None(nil) serves anyone)")
 	}
 	return &Raylet{cfg: cfg, stopped: make(chan struct{}), holders: map[*wire.Conn]objstore.Holder{},
-		creating: map[*wire.Conn]map[protos.ObjectID]uint64{}, mem: detectMemorySource("/")}, nil
+		creating: map[*wire.Conn]map[protos.ObjectID]uint64{}, mem: detectMemorySource("/"), cpu: newCPUMeter()}, nil
 }
 
 // StorePath is the shm segment path of a node whose segments live in dir.

@@ -1083,6 +1083,13 @@ func (s *state) nodeInfo() *protos.NodeInfo {
 		StoreObjects:      uint32(st.NumObjects),
 		Labels:            s.r.cfg.Labels,
 		StoreStats:        storeStatsProto(st, s.r.store.SpillDir()),
+		CpuBusy:           s.r.cpu.busyFraction(time.Now()),
+	}
+	if u, err := s.r.readMemory(s.r.mem); err == nil {
+		info.MemoryUsed, info.MemoryTotal = u.Used, u.Total
+	}
+	if t := s.r.transfer; t != nil {
+		info.TransferBytesReceived, info.TransferBytesSent = t.puller.Stats().Bytes, t.server.Stats().Bytes
 	}
 	pending, infeasible := map[string]*protos.ResourceDemand{}, map[string]*protos.ResourceDemand{}
 	for _, lr := range s.queue {

@@ -45,6 +45,12 @@ type Node struct {
 	ObjectStoreUsed    uint64             `json:"object_store_used_bytes"`
 	ObjectStoreTotal   uint64             `json:"object_store_total_bytes"`
 	StartTime          time.Time          `json:"start_time"`
+	// MemoryUsed and MemoryTotal are the node's memory as its memory
+	// monitor counts it; CPUBusy the fraction of its machine's CPU time
+	// busy lately (0..1), as of its last report.
+	MemoryUsed  uint64  `json:"memory_used_bytes"`
+	MemoryTotal uint64  `json:"memory_total_bytes"`
+	CPUBusy     float64 `json:"cpu_busy"`
 }
 
 // Job is a driver run.

@@ -3,6 +3,7 @@ package tests
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -26,6 +27,12 @@ func (c *Counter) Inc(ctx context.Context, by int) (int, error) {
 func (c *Counter) Get(ctx context.Context) (int, error) { return c.n, nil }
 
 func (c *Counter) Pid(ctx context.Context) (int, error) { return os.Getpid(), nil }
+
+// Say writes msg to the worker's stdout (its log).
+func (c *Counter) Say(ctx context.Context, msg string) (string, error) {
+	fmt.Println("counter says:", msg)
+	return msg, nil
+}
 
 func (c *Counter) Restarted(ctx context.Context) (bool, error) {
 	return sdk.GetRuntimeContext(ctx).WasRestarted, nil
@@ -88,6 +95,7 @@ var (
 	CounterCrash     = sdk.NewMethod0(CounterActor, "Crash", (*Counter).Crash)
 	CounterExit      = sdk.NewMethod0(CounterActor, "Exit", (*Counter).Exit)
 	CounterIncUntil  = sdk.NewMethod2(CounterActor, "IncUntil", (*Counter).IncUntil)
+	CounterSay       = sdk.NewMethod1(CounterActor, "Say", (*Counter).Say)
 
 	// UseCounter receives an actor handle as an argument and calls it.
 	UseCounter = sdk.Register2("tests.UseCounter", func(ctx context.Context, c sdk.Actor[Counter], by int) (int, error) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -208,6 +209,14 @@ func TestDashboard(t *testing.T) {
 	waitText(t, b, `.restarts[data-name="dash-counter"]`, "restarts", func(s string) bool { return s == "1" })
 	waitText(t, b, `.actor-state[data-name="dash-counter"]`, "actor state", func(s string) bool { return s == "ALIVE" })
 	screenshot(t, b, shots, "actor-restarted")
+	// Its page shows what its (new) worker wrote, and its calls.
+	if _, err := CounterSay.Remote(ctx, a, "hello from the restarted actor").Get(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run(chromedp.Click(chromedp.CSS(`a[href="#/actors/` + a.ID().String() + `"]`)))
+	waitText(t, b, "#actor-log", "actor log", func(s string) bool { return strings.Contains(s, "counter says: hello from the restarted actor") })
+	waitText(t, b, "#calls", "actor calls", func(s string) bool { return strings.Contains(s, "tests.Counter.Say") })
+	screenshot(t, b, shots, "actor")
 
 	// A failed task: the overview lists it; its page shows the error.
 	if _, err := Fail.Remote(ctx, "plain").Get(ctx); err == nil {
@@ -218,6 +227,33 @@ func TestDashboard(t *testing.T) {
 	run(chromedp.Click(chromedp.CSS(`#failures a[href^="#/tasks/"]`)))
 	waitText(t, b, "#task-error", "task error", func(s string) bool { return strings.Contains(s, "plain failure") })
 	screenshot(t, b, shots, "task-failed")
+
+	// The task stream draws spans on the workers of both nodes while
+	// 1,000 tasks run.
+	run(chromedp.Click(chromedp.CSS(`a[data-view="tasks"]`)), chromedp.WaitVisible(chromedp.ID("#stream")))
+	refs := make([]sdk.Ref[string], 1000)
+	for i := range refs {
+		refs[i] = SleepThenNode.Remote(ctx, 5)
+	}
+	attr := func(name string) int {
+		v, err := chromedp.Run(b, chromedp.AttributeValue(chromedp.ID("#stream"), name))
+		if err != nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(v.Value)
+		return n
+	}
+	checkFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		if s, l := attr("data-spans"), attr("data-lanes"); s < 20 || l < 2 {
+			return fmt.Errorf("the task stream shows %d spans on %d lanes", s, l)
+		}
+		return nil
+	})
+	screenshot(t, b, shots, "task-stream")
+	if _, err := sdk.GetAll(ctx, refs); err != nil {
+		t.Fatal(err)
+	}
+
 	run(chromedp.Click(chromedp.CSS(`a[data-view="overview"]`)))
 	waitText(t, b, "#failures", "failures", func(s string) bool { return strings.Contains(s, "tests.Fail") })
 	screenshot(t, b, shots, "overview-after")

@@ -21,22 +21,30 @@ import (
 func TestTaskEventsCLI(t *testing.T) {
 	ctx, c := startMultiNode(t, []string{"--num-cpus", "2"}, nodeSpec{"--num-cpus", "2"})
 	job := sdk.GetRuntimeContext(ctx).JobID.String()
+	// Spread batches of tasks until both nodes ran some: the head's raylet
+	// may hear of the joining node a moment after the GCS has it.
 	const n = 40
 	var refs []sdk.Ref[string]
-	for range n {
-		refs = append(refs, SleepThenNode.Options(sdk.Scheduling(sdk.Spread())).Remote(ctx, 20))
-	}
 	ran := map[string]bool{}
-	for _, r := range refs {
-		node, err := r.Get(ctx)
-		if err != nil {
-			t.Fatal(err)
+	checkFor(t, 30*time.Second, 10*time.Millisecond, func() error {
+		batch := make([]sdk.Ref[string], n)
+		for i := range batch {
+			batch[i] = SleepThenNode.Options(sdk.Scheduling(sdk.Spread())).Remote(ctx, 20)
 		}
-		ran[node] = true
-	}
-	if len(ran) != 2 {
-		t.Fatalf("the tasks ran on %d nodes, want both", len(ran))
-	}
+		refs = append(refs, batch...)
+		for _, r := range batch {
+			node, err := r.Get(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ran[node] = true
+		}
+		if len(ran) != 2 {
+			return fmt.Errorf("the tasks ran on %d nodes, want both", len(ran))
+		}
+		return nil
+	})
+	spread := len(refs)
 	failed := Fail.Remote(ctx, "plain")
 	if _, err := failed.Get(ctx); err == nil {
 		t.Fatal("Fail did not fail")
@@ -62,9 +70,9 @@ func TestTaskEventsCLI(t *testing.T) {
 		}
 		return out, errOut
 	}
-	// n + Fail + Outer + the Fail it calls + 3 calls: the events arrive
+	// the spread tasks + Fail + Outer + the Fail it calls + 3 calls: the events arrive
 	// within about a second of each process's flush.
-	const want = n + 3 + 3
+	want := spread + 3 + 3
 	var tasks []state.Task
 	checkFor(t, 20*time.Second, 200*time.Millisecond, func() error {
 		out, _ := goray("list", "tasks", "--filter", "job_id="+job, "--filter", "state=FINISHED", "--limit", "0", "--format", "json")
@@ -96,7 +104,7 @@ func TestTaskEventsCLI(t *testing.T) {
 			inner = tk
 		}
 	}
-	if byFn["tests.SleepThenNode"] != n || byFn["tests.Counter.Inc"] != 3 || len(nodes) != 2 {
+	if byFn["tests.SleepThenNode"] != spread || byFn["tests.Counter.Inc"] != 3 || len(nodes) != 2 {
 		t.Fatalf("finished attempts by function %v on %d nodes", byFn, len(nodes))
 	}
 	if inner.ParentTaskID != outer.TaskID || outer.ParentTaskID != "" {
@@ -136,7 +144,7 @@ func TestTaskEventsCLI(t *testing.T) {
 	for _, s := range sums {
 		counts[s.Function] = s
 	}
-	if s := counts["tests.SleepThenNode"]; s.Total != n || s.States["FINISHED"] != n {
+	if s := counts["tests.SleepThenNode"]; s.Total != spread || s.States["FINISHED"] != spread {
 		t.Errorf("summary of SleepThenNode %+v", s)
 	}
 	if s := counts["tests.Fail"]; s.States["FAILED"] != 1 || s.States["FINISHED"] != 1 {

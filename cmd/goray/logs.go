@@ -209,22 +209,11 @@ func pickWorkers(ctx context.Context, src stateapi.Source, o *logsOptions) ([]st
 		}
 		picked = []state.Worker{w}
 	case o.actor != "":
-		actors, err := stateapi.Actors(ctx, src)
+		w, _, err := stateapi.ActorWorker(ctx, src, o.actor, workers)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("--actor %s: %w", o.actor, err)
 		}
-		a, err := stateapi.ByIDPrefix(actors, o.actor, func(a state.Actor) string { return a.ActorID })
-		if err != nil {
-			return nil, fmt.Errorf("--actor: %w", err)
-		}
-		for _, w := range workers {
-			if w.NodeID == a.NodeID && w.PID == a.PID && a.PID != 0 {
-				picked = append(picked, w)
-			}
-		}
-		if len(picked) == 0 {
-			return nil, fmt.Errorf("--actor %s: actor %s is %s and has no live worker", o.actor, a.ActorID[:12], a.State)
-		}
+		picked = []state.Worker{w}
 	case o.task != "":
 		ts, err := stateapi.Tasks(ctx, src, []state.Filter{{Field: "task_id", Value: o.task}}, 0)
 		if err != nil {

@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -43,17 +44,19 @@ func (s *Server) apiRoutes(mux *http.ServeMux) {
 	get("/api/actors/{id}", s.apiActor)
 	get("/api/tasks", s.apiTasks)
 	get("/api/tasks/summary", s.apiTaskSummary)
+	get("/api/tasks/stream", s.apiTaskStream)
 	get("/api/tasks/{id}", s.apiTask)
 	mux.HandleFunc("GET /api/jobs/{id}/logs", s.authed(s.apiJobLogs))
 	mux.HandleFunc("POST /api/jobs/{id}/stop", s.authed(s.apiJobStop))
 	mux.HandleFunc("POST /api/actors/{id}/kill", s.authed(s.apiActorKill))
+	get("/api/actors/{id}/logs", s.apiActorLogs)
 	mux.HandleFunc("GET /api/stream", s.authed(s.apiStream))
 }
 
 // statusOf maps an error to its HTTP status.
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, stateapi.ErrNoMatch), errors.Is(err, gcs.ErrNotFound), errors.Is(err, jobs.ErrNotFound):
+	case errors.Is(err, stateapi.ErrNoMatch), errors.Is(err, stateapi.ErrNoWorker), errors.Is(err, gcs.ErrNotFound), errors.Is(err, jobs.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, stateapi.ErrAmbiguous), errors.Is(err, errBadRequest), errors.Is(err, gcs.ErrInvalid):
 		return http.StatusBadRequest
@@ -187,6 +190,36 @@ func (s *Server) apiActor(ctx context.Context, r *http.Request) (any, error) {
 	return v, nil
 }
 
+// ActorLogsView is /api/actors/{id}/logs: the last lines of the actor's
+// worker's stdout and stderr.
+type ActorLogsView struct {
+	Worker state.Worker `json:"worker"`
+	Stdout string       `json:"stdout"`
+	Stderr string       `json:"stderr"`
+}
+
+// actorLogLines is how many lines of each file the actor's page shows.
+const actorLogLines = 200
+
+func (s *Server) apiActorLogs(ctx context.Context, r *http.Request) (any, error) {
+	workers, err := stateapi.Workers(ctx, s.opts.State)
+	if err != nil {
+		return nil, err
+	}
+	w, _, err := stateapi.ActorWorker(ctx, s.opts.State, r.PathValue("id"), workers)
+	if err != nil {
+		return nil, err
+	}
+	v := ActorLogsView{Worker: w}
+	if v.Stdout, err = stateapi.LogTail(ctx, s.opts.State, w, false, actorLogLines); err != nil {
+		return nil, err
+	}
+	if v.Stderr, err = stateapi.LogTail(ctx, s.opts.State, w, true, actorLogLines); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
 func (s *Server) apiActorKill(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), apiTimeout)
 	defer cancel()
@@ -254,6 +287,73 @@ func (s *Server) apiTasks(ctx context.Context, r *http.Request) (any, error) {
 		ts.Tasks = []state.Task{}
 	}
 	return TasksView{Tasks: ts.Tasks, Total: ts.Total, DroppedEvents: ts.DroppedEvents}, nil
+}
+
+// maxStreamSpans bounds the spans one task stream answer holds.
+const maxStreamSpans = 2000
+
+// TaskStreamView is /api/tasks/stream: the newest task attempts of a job
+// as spans on their workers, for the live task stream (Dask's): compact,
+// since a page asks every second.
+type TaskStreamView struct {
+	Job string `json:"job_id"`
+	// Now is the server's clock, in Unix milliseconds, so the page can
+	// place running spans.
+	Now int64 `json:"now"`
+	// Workers are the lanes: "node prefix/pid"; Functions the names.
+	Workers   []string `json:"workers"`
+	Functions []string `json:"functions"`
+	// Spans are [worker index, function index, start ms, end ms (0 while
+	// running), failed (0 or 1)].
+	Spans [][5]int64 `json:"spans"`
+	Total int        `json:"total"`
+}
+
+// apiTaskStream answers a job's newest attempts that started (?job= as
+// /api/tasks; &limit=, default and at most 2,000).
+func (s *Server) apiTaskStream(ctx context.Context, r *http.Request) (any, error) {
+	q := r.URL.Query()
+	job, err := s.jobOf(ctx, q.Get("job"))
+	if err != nil {
+		return nil, err
+	}
+	limit := maxStreamSpans
+	if l := q.Get("limit"); l != "" {
+		if limit, err = strconv.Atoi(l); err != nil || limit <= 0 {
+			return nil, errors.Join(errBadRequest, errors.New("limit: want a positive number"))
+		}
+		limit = min(limit, maxStreamSpans)
+	}
+	ts, err := stateapi.Tasks(ctx, s.opts.State, []state.Filter{{Field: "job_id", Value: job.JobID}, {Field: "worker_id", Value: ""}}, limit)
+	if err != nil {
+		return nil, err
+	}
+	v := TaskStreamView{Job: job.JobID, Now: time.Now().UnixMilli(), Workers: []string{}, Functions: []string{}, Spans: [][5]int64{}, Total: ts.Total}
+	workers, fns := map[string]int64{}, map[string]int64{}
+	index := func(m map[string]int64, list *[]string, k string) int64 {
+		i, ok := m[k]
+		if !ok {
+			i = int64(len(*list))
+			m[k] = i
+			*list = append(*list, k)
+		}
+		return i
+	}
+	for _, t := range ts.Tasks {
+		if t.StartTime.IsZero() {
+			continue
+		}
+		lane := fmt.Sprintf("%.8s/%d", t.NodeID, t.WorkerPID)
+		var end, failed int64
+		if !t.EndTime.IsZero() {
+			end = t.EndTime.UnixMilli()
+		}
+		if t.State == "FAILED" {
+			failed = 1
+		}
+		v.Spans = append(v.Spans, [5]int64{index(workers, &v.Workers, lane), index(fns, &v.Functions, t.Function), t.StartTime.UnixMilli(), end, failed})
+	}
+	return v, nil
 }
 
 // TaskSummaryView is /api/tasks/summary: a job's attempts by function and

@@ -36,6 +36,15 @@ type NodeSample struct {
 	SpilledTotal  uint64 `json:"spilled_bytes_total"`
 	RestoredTotal uint64 `json:"restored_bytes_total"`
 	Workers       int    `json:"workers"`
+	// CPUBusy is the fraction of the machine's CPU time busy (0..1);
+	// MemoryUsed and MemoryTotal the node's memory.
+	CPUBusy     float64 `json:"cpu_busy"`
+	MemoryUsed  uint64  `json:"memory_used_bytes"`
+	MemoryTotal uint64  `json:"memory_total_bytes"`
+	// TransferReceived and TransferSent count object bytes moved between
+	// nodes since the node started.
+	TransferReceived uint64 `json:"transfer_bytes_received"`
+	TransferSent     uint64 `json:"transfer_bytes_sent"`
 }
 
 // history is a bounded ring of samples.
@@ -115,7 +124,9 @@ func (s *Server) takeSample(ctx context.Context) {
 		smp.Nodes = append(smp.Nodes, NodeSample{NodeID: protos.MustUniqueID(n.GetNodeId()).String(),
 			CPUTotal: n.GetTotal().GetAmounts()["CPU"], CPUUsed: n.GetTotal().GetAmounts()["CPU"] - n.GetAvailable().GetAmounts()["CPU"],
 			StoreUsed: n.GetStoreUsed(), StoreCapacity: n.GetStoreCapacity(), SpilledTotal: st.GetSpilledBytesTotal(),
-			RestoredTotal: st.GetRestoredBytesTotal(), Workers: int(n.GetNumWorkers())})
+			RestoredTotal: st.GetRestoredBytesTotal(), Workers: int(n.GetNumWorkers()),
+			CPUBusy: n.GetCpuBusy(), MemoryUsed: n.GetMemoryUsed(), MemoryTotal: n.GetMemoryTotal(),
+			TransferReceived: n.GetTransferBytesReceived(), TransferSent: n.GetTransferBytesSent()})
 	}
 	jobs, err := s.opts.State.GCS.ListJobs(ctx)
 	if err != nil {

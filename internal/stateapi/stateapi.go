@@ -109,7 +109,9 @@ func Workers(ctx context.Context, src Source) ([]state.Worker, error) {
 // ErrNoMatch and ErrAmbiguous: an id prefix that names no row, or more
 // than one.
 var (
-	ErrNoMatch   = fmt.Errorf("no such id")
+	ErrNoMatch = fmt.Errorf("no such id")
+	// ErrNoWorker: an actor without a live worker (dead, or not placed).
+	ErrNoWorker  = fmt.Errorf("no live worker")
 	ErrAmbiguous = fmt.Errorf("ambiguous id prefix")
 )
 
@@ -170,6 +172,9 @@ func node(n *protos.NodeInfo) state.Node {
 		ObjectStoreUsed:    n.GetStoreUsed(),
 		ObjectStoreTotal:   n.GetStoreCapacity(),
 		StartTime:          millis(n.GetStartTimeUnixMs()),
+		MemoryUsed:         n.GetMemoryUsed(),
+		MemoryTotal:        n.GetMemoryTotal(),
+		CPUBusy:            n.GetCpuBusy(),
 	}
 }
 
@@ -275,4 +280,57 @@ func Objects(ctx context.Context, src Source) ([]state.ObjectMemory, error) {
 		return nil, err
 	}
 	return r.Objects, nil
+}
+
+// ActorWorker finds the live worker hosting the actor an id prefix names,
+// from workers (Workers' listing).
+func ActorWorker(ctx context.Context, src Source, prefix string, workers []state.Worker) (state.Worker, state.Actor, error) {
+	actors, err := Actors(ctx, src)
+	if err != nil {
+		return state.Worker{}, state.Actor{}, err
+	}
+	a, err := ByIDPrefix(actors, prefix, func(a state.Actor) string { return a.ActorID })
+	if err != nil {
+		return state.Worker{}, a, err
+	}
+	for _, w := range workers {
+		if w.NodeID == a.NodeID && w.PID == a.PID && a.PID != 0 {
+			return w, a, nil
+		}
+	}
+	return state.Worker{}, a, fmt.Errorf("actor %s is %s and has %w", a.ActorID[:12], a.State, ErrNoWorker)
+}
+
+// LogTail reads the last lines of a worker's stdout or stderr through its
+// node's raylet (at most 1 MiB).
+func LogTail(ctx context.Context, src Source, w state.Worker, stderr bool, lines int) (string, error) {
+	nodes, err := src.GCS.ListNodes(ctx)
+	if err != nil {
+		return "", err
+	}
+	var ep string
+	for _, n := range nodes {
+		if hexID(n.GetNodeId()) == w.NodeID {
+			if ep = n.GetRayletTcpEndpoint(); ep == "" {
+				ep = n.GetRayletEndpoint()
+			}
+		}
+	}
+	if ep == "" {
+		return "", fmt.Errorf("%w: node %s", ErrNoMatch, w.NodeID)
+	}
+	c, err := wire.Dial(ctx, ep, nil, wire.WithLogger(src.Log), wire.WithAuthenticator(src.Auth))
+	if err != nil {
+		return "", fmt.Errorf("node %s: %w", w.NodeID[:12], err)
+	}
+	defer c.Close()
+	wid, err := protos.UniqueIDFromHex(w.WorkerID)
+	if err != nil {
+		return "", err
+	}
+	var rep protos.ReadLogReply
+	if err := c.Call(ctx, protos.Method_READ_LOG, &protos.ReadLogRequest{WorkerId: wid.Bytes(), Stderr: stderr, Offset: -1, TailLines: int32(lines)}, &rep); err != nil {
+		return "", fmt.Errorf("worker %s: %w", w.WorkerID[:12], err)
+	}
+	return string(rep.GetData()), nil
 }

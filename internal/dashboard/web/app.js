@@ -57,11 +57,11 @@ function post(path) { return api(path, { method: "POST" }); }
 let source = null;
 let poller = null;
 let logSource = null;
-function stopLive() {
+let stopLive = function () {
   if (source) { source.close(); source = null; }
   if (poller) { clearInterval(poller); poller = null; }
   if (logSource) { logSource.close(); logSource = null; }
-}
+};
 function setLive(ok, text) {
   const el = $("#live");
   el.textContent = text;
@@ -105,13 +105,18 @@ function charts(history) {
   const ts = s => new Date(s.time).getTime();
   const nodes = [...new Set(history.flatMap(s => (s.nodes || []).map(n => n.node_id)))];
   const perNode = f => nodes.map(id => ({ name: id.slice(0, 8), points: history.flatMap(s => (s.nodes || []).filter(n => n.node_id === id).map(n => [ts(s), f(n)])) }));
+  // perNodeRate turns a counter into a rate between samples.
+  const perNodeRate = f => perNode(f).map(s => ({ name: s.name, points: s.points.slice(1).map((p, i) => [p[0], Math.max(0, p[1] - s.points[i][1]) / Math.max(1e-3, (p[0] - s.points[i][0]) / 1000)]) }));
   const rates = ["FINISHED", "FAILED"].map(st => ({ name: st.toLowerCase() + "/s", points: history.map(s => [ts(s), (s.task_rates || {})[st] || 0]) }));
   const running = [{ name: "running", points: history.map(s => [ts(s), (s.tasks || {}).RUNNING || 0]) }, { name: "waiting", points: history.map(s => [ts(s), ((s.tasks || {}).SUBMITTED || 0) + ((s.tasks || {}).PENDING_ARGS || 0)]) }];
   return `<div class="charts">` +
     lineChart("Tasks per second", rates, v => v.toFixed(v < 10 ? 1 : 0), 1) +
     lineChart("Tasks running and waiting", running, v => v.toFixed(v < 10 ? 1 : 0), 1) +
-    lineChart("CPUs in use per node", perNode(n => n.cpu_used), v => v.toFixed(1), 1) +
+    lineChart("CPU busy per node (machine)", perNode(n => 100 * (n.cpu_busy || 0)), v => v.toFixed(0) + "%", 100) +
+    lineChart("Memory per node", perNode(n => n.memory_used_bytes || 0), bytes, 1 << 30) +
+    lineChart("CPUs leased per node", perNode(n => n.cpu_used), v => v.toFixed(1), 1) +
     lineChart("Object store per node", perNode(n => n.store_used_bytes), bytes, 1 << 20) +
+    lineChart("Objects received per node (per second)", perNodeRate(n => n.transfer_bytes_received || 0), v => bytes(v) + "/s", 1 << 20) +
     `</div>`;
 }
 
@@ -150,10 +155,11 @@ views.nodes = main => {
   follow(["nodes", "workers"], {
     nodes: ns => {
       if (ns.error) { $("#nodes").innerHTML = `<p class="error">${esc(ns.error)}</p>`; return; }
-      $("#nodes").innerHTML = table(["node", "state", "host", "head", "labels", "resources (available / total)", "workers", "object store"], ns.map(n => [
+      $("#nodes").innerHTML = table(["node", "state", "host", "head", "labels", "resources (available / total)", "CPU busy", "memory", "workers", "object store"], ns.map(n => [
         `<code class="node-id">${short(n.node_id)}</code>`, badge(n.state), esc(n.hostname), n.is_head ? "head" : "",
         esc(Object.entries(n.labels || {}).map(([k, v]) => `${k}=${v}`).join(" ")),
         esc(Object.keys(n.resources_total || {}).sort().map(k => `${k} ${+(n.resources_available[k] || 0).toFixed(2)}/${+n.resources_total[k].toFixed(2)}`).join(", ")),
+        n.state === "ALIVE" ? `${(100 * (n.cpu_busy || 0)).toFixed(0)}%` : "", n.memory_total_bytes ? `${bytes(n.memory_used_bytes)} / ${bytes(n.memory_total_bytes)}` : "",
         n.num_workers, `${bytes(n.object_store_used_bytes)} / ${bytes(n.object_store_total_bytes)}`]), "No nodes.");
     },
     workers: ws => {
@@ -221,7 +227,7 @@ views.job = (main, id) => {
 function summaryTable(sums) {
   const states = ["PENDING_ARGS", "SUBMITTED", "RUNNING", "FINISHED", "FAILED"];
   return table(["function", "type", "total", ...states.map(s => s.toLowerCase().replace("_", " "))], sums.map(s => [
-    `<a href="#/tasks?function=${encodeURIComponent(s.function)}">${esc(s.function)}</a>`, esc(s.type === "ACTOR_TASK" ? "actor call" : "task"), s.total,
+    s.function ? `<a href="#/tasks?function=${encodeURIComponent(s.function)}">${esc(s.function)}</a>` : `<span class="hint" title="a worker reported the attempt running before its owner reported what it is">(not known yet)</span>`, esc(s.type === "ACTOR_TASK" ? "actor call" : "task"), s.total,
     ...states.map(st => s.states[st] ? (st === "FAILED" ? `<span class="bad">${s.states[st]}</span>` : s.states[st]) : "")]), "No tasks (task events may be off: GORAY_TASK_EVENTS=0).");
 }
 
@@ -250,7 +256,8 @@ views.actors = main => {
 };
 
 views.actor = (main, id) => {
-  main.innerHTML = `<p><a href="#/actors">Actors</a> / <code>${esc(id)}</code></p><div id="actor"></div><h2>Latest calls</h2><div id="calls"></div>`;
+  main.innerHTML = `<p><a href="#/actors">Actors</a> / <code>${esc(id)}</code></p><div id="actor"></div><h2>Latest calls</h2><div id="calls"></div>` +
+    `<h2>Log <span class="hint">(its worker's last 200 lines of stdout, then stderr)</span></h2><pre id="actor-log" class="log"></pre>`;
   every(2000, async () => {
     let v;
     try { v = await api(`/api/actors/${encodeURIComponent(id)}`); } catch (e) { $("#actor").innerHTML = `<p class="error">${esc(e.message)}</p>`; return; }
@@ -259,8 +266,12 @@ views.actor = (main, id) => {
       `<dt>Name</dt><dd>${esc(a.name ? a.namespace + "/" + a.name : "(unnamed)")}</dd><dt>Job</dt><dd><a href="#/jobs/${esc(a.job_id)}">${short(a.job_id)}</a></dd>` +
       `<dt>Node</dt><dd>${short(a.node_id)}</dd><dt>Pid</dt><dd>${a.pid || ""}</dd><dt>Restarts</dt><dd>${a.num_restarts}</dd>` +
       `<dt>Started</dt><dd>${esc(when(a.start_time))}</dd><dt>Death cause</dt><dd>${esc(a.death_cause)}</dd></dl>` +
-      `<p class="hint">Its worker's log: <code>goray logs --actor ${esc(a.actor_id.slice(0, 8))}</code></p>`;
+      `<p class="hint">To follow its log: <code>goray logs --actor ${esc(a.actor_id.slice(0, 8))} -f</code></p>`;
     $("#calls").innerHTML = taskTable(v.calls);
+    try {
+      const l = await api(`/api/actors/${encodeURIComponent(id)}/logs`);
+      $("#actor-log").textContent = (l.stdout || "") + (l.stderr ? "--- stderr ---\n" + l.stderr : "");
+    } catch (e) { $("#actor-log").textContent = "(" + e.message + ")"; }
   });
 };
 
@@ -270,9 +281,53 @@ function taskTable(ts) {
     esc(duration(t.start_time, t.end_time)), `<span class="msg">${esc(t.error_type ? t.error_type + ": " + t.error_message : "")}</span>`]), "No tasks.");
 }
 
+// drawStream draws the task stream (Dask's): a lane per worker, a span per
+// task attempt over the last windowMs, coloured by function (failed ones
+// red), running ones up to now.
+function drawStream(canvas, v, windowMs) {
+  const lanes = v.workers.length, laneH = 14, top = 4, axis = 16, left = 120;
+  const width = canvas.clientWidth || 1000, height = top + Math.max(lanes, 1) * laneH + axis;
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = width * dpr; canvas.height = height * dpr; canvas.style.height = height + "px";
+  const g = canvas.getContext("2d");
+  g.scale(dpr, dpr);
+  g.clearRect(0, 0, width, height);
+  const t1 = v.now, t0 = t1 - windowMs, x = t => left + (t - t0) / windowMs * (width - left - 4);
+  g.font = "10px ui-monospace, monospace";
+  g.fillStyle = "#6b7384";
+  v.workers.forEach((w, i) => g.fillText(w, 2, top + i * laneH + 10));
+  let drawn = 0;
+  for (const [w, f, start, end, failed] of v.spans) {
+    const e = end || t1;
+    if (e < t0) continue;
+    const x0 = x(Math.max(start, t0)), x1 = Math.max(x(e), x0 + 1);
+    g.fillStyle = failed ? "#d64545" : palette[f % palette.length];
+    g.fillRect(x0, top + w * laneH + 1, x1 - x0, laneH - 3);
+    drawn++;
+  }
+  g.fillStyle = "#6b7384";
+  g.fillText(`-${windowMs / 1000} s`, left, height - 3);
+  g.fillText("now", width - 26, height - 3);
+  canvas.dataset.spans = drawn;
+  canvas.dataset.lanes = lanes;
+  const legend = v.functions.map((f, i) => `<span><i class="sw c${i % palette.length}"></i>${esc(f)}</span>`).join("");
+  return legend;
+}
+
 views.tasks = (main, _, params) => {
   const fn = params.get("function") || "";
-  main.innerHTML = `<h1>Tasks</h1><p id="job-line"></p><div id="tsum"></div><h2>Latest failures</h2><div id="failed"></div>` + (fn ? `<h2>Latest of ${esc(fn)}</h2><div id="byfn"></div>` : "");
+  main.innerHTML = `<h1>Tasks</h1><p id="job-line"></p><div id="tsum"></div>` +
+    `<h2>Task stream <span class="hint">(the last 10 s, a lane per worker)</span></h2><canvas id="stream" class="stream" data-spans="0" data-lanes="0"></canvas><div id="stream-legend" class="legend"></div>` +
+    `<h2>Latest failures</h2><div id="failed"></div>` + (fn ? `<h2>Latest of ${esc(fn)}</h2><div id="byfn"></div>` : "");
+  const streamTimer = setInterval(async () => {
+    try {
+      const v = await api("/api/tasks/stream");
+      const c = $("#stream");
+      if (c) $("#stream-legend").innerHTML = drawStream(c, v, 10000);
+    } catch { /* the next tick tries again */ }
+  }, 1000);
+  const stop = stopLive;
+  stopLive = () => { clearInterval(streamTimer); stopLive = stop; stop(); };
   follow(["tasks:"], {
     "tasks:": v => {
       if (v.error) { $("#tsum").innerHTML = `<p class="error">${esc(v.error)}</p>`; return; }
