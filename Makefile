@@ -72,7 +72,7 @@ demo:
 	$(GO) run ./examples/quickstart
 
 # goray's version of Ray's microbenchmark; JSON lines on stdout.
-bench:
+bench: chromium
 	$(GO) build -o $(BIN)/goray-bench ./cmd/goray-bench
 	$(BIN)/goray-bench
 

@@ -227,6 +227,17 @@ func TestDashboard(t *testing.T) {
 	run(chromedp.Click(chromedp.CSS(`#failures a[href^="#/tasks/"]`)))
 	waitText(t, b, "#task-error", "task error", func(s string) bool { return strings.Contains(s, "plain failure") })
 	screenshot(t, b, shots, "task-failed")
+	// A panic's page shows its stack.
+	if _, err := Fail.Remote(ctx, "panic").Get(ctx); err == nil {
+		t.Fatal("tests.Fail panicked without an error")
+	}
+	run(chromedp.Click(chromedp.CSS(`a[data-view="tasks"]`)))
+	waitText(t, b, "#failed", "latest failures", func(s string) bool { return strings.Contains(s, "panic") })
+	run(chromedp.Click(chromedp.CSS(`#failed tbody tr:first-child a[href^="#/tasks/"]`)))
+	waitText(t, b, "#task-error", "panic's error", func(s string) bool {
+		return strings.Contains(s, "assignment to entry in nil map") && strings.Contains(s, "funcs_test.go")
+	})
+	screenshot(t, b, shots, "task-panicked")
 
 	// The task stream draws spans on the workers of both nodes while
 	// 1,000 tasks run.
@@ -253,6 +264,30 @@ func TestDashboard(t *testing.T) {
 	if _, err := sdk.GetAll(ctx, refs); err != nil {
 		t.Fatal(err)
 	}
+
+	// A placement group spread over both nodes, and an object in the
+	// driver's store.
+	pg, err := sdk.CreatePlacementGroup(ctx, []map[string]float64{{"CPU": 0.5}, {"CPU": 0.5}}, sdk.PlacementStrictSpread, sdk.PGName("dash-group"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sdk.RemovePlacementGroup(ctx, pg) }()
+	run(chromedp.Click(chromedp.CSS(`a[data-view="placement-groups"]`)))
+	waitText(t, b, `.pg-state[data-name="dash-group"]`, "group state", func(s string) bool { return s == "CREATED" })
+	waitText(t, b, "#pgs", "bundles", func(s string) bool {
+		return strings.Contains(s, "on "+c.head.id[:8]) && strings.Contains(s, "on "+c.nodes[0].id[:8])
+	})
+	screenshot(t, b, shots, "placement-groups")
+	blob, err := sdk.Put(ctx, make([]byte, 3<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(chromedp.Click(chromedp.CSS(`a[data-view="memory"]`)))
+	waitText(t, b, "#objs", "objects", func(s string) bool {
+		return strings.Contains(s, "3.0 MiB") && strings.Contains(s, fmt.Sprintf("pid %d", os.Getpid()))
+	})
+	screenshot(t, b, shots, "memory")
+	_ = blob
 
 	run(chromedp.Click(chromedp.CSS(`a[data-view="overview"]`)))
 	waitText(t, b, "#failures", "failures", func(s string) bool { return strings.Contains(s, "tests.Fail") })

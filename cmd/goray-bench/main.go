@@ -92,6 +92,8 @@ func main() {
 	crossNodeChild := flag.String("cross-node-child", "", "internal: run the cross-node transfer benchmark with a two-node cluster of its own in this directory and exit")
 	shipChild := flag.String("ship-child", "", "internal: run the binary shipping benchmark with a two-node cluster of its own in this directory and exit")
 	shipDriver := flag.String("ship-driver", "", "internal: join the cluster at this address, run a task on the node given as the first argument, print the seconds taken and exit")
+	dashboardChild := flag.String("dashboard-child", "", "internal: run the dashboard cost benchmark with a head of its own in this directory and exit")
+	loadChild := flag.String("load-child", "", "internal: join the cluster at this address and submit no-op tasks at the rate given as the first argument until stdin closes")
 	nodeChild := flag.String("node-child", "", "internal: join the cluster at this address as a node (session directory: the first argument) until stdin closes")
 	flag.Parse()
 	cfg.storeMemory = *storeMem
@@ -116,6 +118,12 @@ func main() {
 	}
 	if *nodeChild != "" {
 		os.Exit(runNodeChild(*nodeChild, flag.Arg(0)))
+	}
+	if *dashboardChild != "" {
+		os.Exit(runDashboardChild(*dashboardChild))
+	}
+	if *loadChild != "" {
+		os.Exit(runLoadChild(*loadChild, flag.Arg(0)))
 	}
 	if *only != "" {
 		re, err := regexp.Compile(*only)
@@ -187,6 +195,7 @@ func benchmarks() []benchmark {
 		{names: []string{"raw_tcp_loopback_GB_per_s", "object_transfer_GB_per_s", "object_transfer_vs_raw_tcp", "object_transfer_tls_GB_per_s", "object_transfer_tls_vs_plain"}, beforeInit: true, run: benchTransfer},
 		{names: []string{"object_transfer_cross_node_GB_per_s", "remote_tasks_sync_per_s", "remote_tasks_async_per_s"}, beforeInit: true, run: benchCrossNode},
 		{names: []string{"ship_binary_40MB_first_remote_task_s", "first_remote_task_cached_binary_s"}, beforeInit: true, run: benchShipBinary},
+		{names: []string{"dashboard_load_tasks_per_s", "head_cpu_percent_at_load", "dashboard_overview_head_cpu_percent", "dashboard_tasks_page_head_cpu_percent"}, beforeInit: true, run: benchDashboard},
 		{names: []string{"object_transfer_cross_node_tls_GB_per_s", "remote_tasks_sync_tls_per_s", "remote_tasks_async_tls_per_s"}, beforeInit: true, run: benchCrossNodeTLS},
 		{names: []string{"single_client_get_gigabytes", "get_1GB_object_latency_s", "get_1MB_object_latency_s", "get_view_1GB_object_latency_s", "get_view_1GB_object_latency_s_from_worker"}, run: benchGetGigabytes},
 		{names: []string{"multi_client_put_gigabytes"}, run: benchMultiClientPutGigabytes},

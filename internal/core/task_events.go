@@ -130,6 +130,10 @@ func (cw *Worker) taskAttemptEnded(h taskevents.Handle, id []byte, attempt int32
 	e := taskevents.Event{TaskID: eventID(id), Attempt: attempt, State: protos.TaskState_FINISHED, RunMicros: runMicros, Where: where}
 	if terr != nil {
 		e.State, e.ErrorKind, e.ErrorMsg = protos.TaskState_FAILED, terr.Kind, terr.Message
+		if terr.Stack != "" {
+			// A panic's stack, for `goray get task` and the dashboard.
+			e.ErrorMsg += "\n\n" + terr.Stack
+		}
 	}
 	cw.events.End(h, e)
 }

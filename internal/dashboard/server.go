@@ -131,6 +131,7 @@ func (s *Server) URL() string {
 // than once.
 func (s *Server) Shutdown() {
 	s.once.Do(func() {
+		s.hub.close()
 		s.cancel()
 		if s.http != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

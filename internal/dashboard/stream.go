@@ -47,7 +47,16 @@ type hub struct {
 	mu      sync.Mutex
 	subs    map[*subscriber]struct{}
 	polling bool
+	closed  bool // no poller starts after close
 	wake    chan struct{}
+}
+
+// close keeps pollers from starting, so Shutdown can wait for the one
+// running.
+func (h *hub) close() {
+	h.mu.Lock()
+	h.closed = true
+	h.mu.Unlock()
 }
 
 func newHub(s *Server, every time.Duration) *hub {
@@ -59,7 +68,7 @@ func (h *hub) join(topics []string) (*subscriber, error) {
 	sub := &subscriber{topics: topics, ch: make(chan event, streamBuffer), sent: map[string][32]byte{}, gone: make(chan struct{})}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.s.ctx.Err() != nil {
+	if h.closed {
 		return nil, fmt.Errorf("%w: the dashboard is shutting down", errBadRequest)
 	}
 	if len(h.subs) >= maxStreams {

@@ -49,9 +49,9 @@ const (
 	DefaultBufferEvents = 10_000
 	// DefaultBatchEvents bounds one published message.
 	DefaultBatchEvents = 10_000
-	// maxErrorMessage bounds an error message carried by an event; the
-	// whole error stays with the task's result.
-	maxErrorMessage = 1024
+	// maxErrorMessage bounds an error message (with its stack) carried by
+	// an event; the whole error stays with the task's result.
+	maxErrorMessage = 4096
 )
 
 // Config describes the producing process.

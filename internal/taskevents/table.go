@@ -43,10 +43,17 @@ type producer struct {
 type Table struct {
 	max       int
 	rows      map[rowKey]*row
-	order     []rowKey // oldest first; may hold keys already evicted
+	order     []orderEntry // oldest first; may name rows already evicted
 	seq       uint64
 	producers map[protos.UniqueID]*producer
 	evicted   uint64
+}
+
+// orderEntry names a row where it was added: a key evicted and added
+// again is a new row (a new seq) later in the order.
+type orderEntry struct {
+	k   rowKey
+	seq uint64
 }
 
 // NewTable returns an empty Table of at most max rows (<= 0: the default).
@@ -136,7 +143,7 @@ func (t *Table) add(k rowKey, job []byte) *row {
 	r.info.Attempt = k.attempt
 	r.info.JobId = job
 	t.rows[k] = r
-	t.order = append(t.order, k)
+	t.order = append(t.order, orderEntry{k, t.seq})
 	return r
 }
 
@@ -192,10 +199,10 @@ func (t *Table) fold(r *row, b *protos.TaskEventBatch, e *protos.TaskEvent, str 
 
 func (t *Table) evict() {
 	for len(t.rows) > t.max && len(t.order) > 0 {
-		k := t.order[0]
+		e := t.order[0]
 		t.order = t.order[1:]
-		if _, ok := t.rows[k]; ok {
-			delete(t.rows, k)
+		if r, ok := t.rows[e.k]; ok && r.seq == e.seq {
+			delete(t.rows, e.k)
 			t.evicted++
 		}
 	}
@@ -260,21 +267,23 @@ func hexPrefix(id []byte, prefix string) bool {
 
 // List returns the rows that pass every filter, the newest first, at most
 // limit of them (<= 0: all), and how many passed. The rows are copies.
+//
+// The order is walked from its newest end, so a listing of the newest few
+// of many rows (the dashboard's, every second) copies only those and
+// sorts nothing.
 func (t *Table) List(filters []*protos.TaskFilter, limit int) ([]*protos.TaskInfo, int) {
-	var hits []*row
-	for _, r := range t.rows {
-		if matches(&r.info, filters) {
-			hits = append(hits, r)
+	var out []*protos.TaskInfo
+	total := 0
+	for i := len(t.order) - 1; i >= 0; i-- {
+		e := t.order[i]
+		r := t.rows[e.k]
+		if r == nil || r.seq != e.seq || !matches(&r.info, filters) {
+			continue
 		}
-	}
-	slices.SortFunc(hits, func(a, b *row) int { return cmp.Compare(b.seq, a.seq) })
-	total := len(hits)
-	if limit > 0 && len(hits) > limit {
-		hits = hits[:limit]
-	}
-	out := make([]*protos.TaskInfo, len(hits))
-	for i, r := range hits {
-		out[i] = cloneInfo(&r.info)
+		total++
+		if limit <= 0 || len(out) < limit {
+			out = append(out, cloneInfo(&r.info))
+		}
 	}
 	return out, total
 }

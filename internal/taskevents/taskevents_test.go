@@ -29,7 +29,7 @@ func TestEncodeMatchesProto(t *testing.T) {
 	r.Record(Event{TaskID: task, Time: 10, Attempt: 1, State: protos.TaskState_SUBMITTED, Type: protos.TaskType_ACTOR_TASK,
 		Name: "n", Function: "C.m", Parent: parent, Actor: actor})
 	r.Record(Event{TaskID: task, Time: 20, Attempt: 1, State: protos.TaskState_FAILED, RunMicros: 7,
-		ErrorKind: protos.ErrorKind_ERROR_KIND_TASK, ErrorMsg: strings.Repeat("é", 1000)})
+		ErrorKind: protos.ErrorKind_ERROR_KIND_TASK, ErrorMsg: strings.Repeat("é", maxErrorMessage)})
 	got := decode(t, r.Flush(node))
 	if len(got) != 1 {
 		t.Fatalf("%d batches, want 1", len(got))
@@ -123,6 +123,19 @@ func TestTableEvictsOldest(t *testing.T) {
 	rows, _ := tab.List(nil, 0)
 	if tab.Evicted() != 2 || len(rows) != 3 || string(rows[0].GetTaskId()) != string(ids[4].Bytes()) || string(rows[2].GetTaskId()) != string(ids[2].Bytes()) {
 		t.Fatalf("evicted %d, kept %d rows, newest first %x", tab.Evicted(), len(rows), rows[0].GetTaskId())
+	}
+	// A late event of an evicted attempt makes it a new row, the newest;
+	// the bound then evicts the oldest row, not the new one.
+	r.Record(Event{TaskID: ids[0], State: protos.TaskState_FINISHED, Function: "f"})
+	for _, b := range decode(t, r.Flush(protos.UniqueID{})) {
+		tab.Apply(b)
+	}
+	rows, total := tab.List(nil, 2)
+	if total != 3 || len(rows) != 2 || string(rows[0].GetTaskId()) != string(ids[0].Bytes()) || string(rows[1].GetTaskId()) != string(ids[4].Bytes()) {
+		t.Fatalf("after a late event: %d of %d rows, newest %x", len(rows), total, rows[0].GetTaskId())
+	}
+	if all, _ := tab.List(nil, 0); string(all[2].GetTaskId()) != string(ids[3].Bytes()) {
+		t.Fatalf("the oldest kept row is %x, want the 4th task's", all[2].GetTaskId())
 	}
 }
 

@@ -37,6 +37,9 @@ function table(cols, rows, empty) {
   return `<table><thead><tr>${cols.map(c => `<th>${esc(c)}</th>`).join("")}</tr></thead><tbody>` +
     rows.map(r => `<tr>${r.map(c => `<td>${c}</td>`).join("")}</tr>`).join("") + "</tbody></table>";
 }
+// isGroupResource: the resources a placement group's bundles make
+// (CPU_group_<id>, bundle_group_<i>_<id>), which only its tasks use.
+const isGroupResource = k => /_group_/.test(k);
 function resources(m) {
   return Object.keys(m || {}).sort().map(k => `${esc(k)} ${+Number(m[k]).toFixed(3)}`).join(", ");
 }
@@ -87,7 +90,7 @@ const palette = ["#2f7ed8", "#e4572e", "#29a36a", "#a05cd6", "#f2a541", "#17becf
 function lineChart(title, series, fmt, floor) {
   // series: [{name, points: [[t, v], ...]}]; floor: the least top of the
   // value axis, so an idle cluster's chart is flat at the bottom.
-  const W = 460, H = 170, L = 56, B = 22, T = 20;
+  const W = 460, H = 170, L = 66, B = 22, T = 20;
   const all = series.flatMap(s => s.points);
   if (!all.length) return `<figure class="chart"><figcaption>${esc(title)}</figcaption><p class="empty">No samples yet.</p></figure>`;
   const t0 = Math.min(...all.map(p => p[0])), t1 = Math.max(...all.map(p => p[0]), t0 + 1);
@@ -136,7 +139,7 @@ views.overview = main => {
       const card = (k, v, sub) => `<div class="card"><div class="k">${esc(k)}</div><div class="v">${v}</div><div class="sub">${sub || ""}</div></div>`;
       $("#cards").innerHTML =
         card("Nodes", `<span id="nodes-alive">${o.nodes.alive}</span> alive`, o.nodes.dead ? `${o.nodes.dead} dead` : "none dead") +
-        card("CPUs in use", `${+cpu.used.toFixed(2)} / ${+cpu.total.toFixed(2)}`, resources(Object.fromEntries(Object.entries(o.resources).filter(([k]) => k !== "CPU").map(([k, u]) => [k, u.total])))) +
+        card("CPUs in use", `${+cpu.used.toFixed(2)} / ${+cpu.total.toFixed(2)}`, resources(Object.fromEntries(Object.entries(o.resources).filter(([k]) => k !== "CPU" && !isGroupResource(k)).map(([k, u]) => [k, u.total])))) +
         card("Object store", `${bytes(o.object_store.used_bytes)} / ${bytes(o.object_store.capacity_bytes)}`, `${o.object_store.objects} objects; ${bytes(o.object_store.spilled_bytes)} spilled`) +
         card("Jobs", `${o.jobs.RUNNING || 0} running`, `${o.jobs.FINISHED || 0} finished`) +
         card("Actors", `${o.actors.ALIVE || 0} alive`, Object.entries(o.actors).filter(([k]) => k !== "ALIVE").map(([k, n]) => `${n} ${k.toLowerCase()}`).join(", "));
@@ -144,7 +147,7 @@ views.overview = main => {
       $("#demands").innerHTML = `<h2>Pending demands</h2>${d(o.pending)}<h2>Infeasible demands</h2>${d(o.infeasible)}`;
       $("#failures").innerHTML = `<h2>Recent failures</h2>` + table(["when", "what", "name", "error"], o.failures.map(f => [
         esc(when(f.time)), f.kind === "task" ? `<a href="#/tasks/${esc(f.id)}">task ${short(f.id)}</a>` : f.kind === "actor" ? `<a href="#/actors/${esc(f.id)}">actor ${short(f.id)}</a>` : `<a href="#/jobs/${esc(f.id)}">job ${esc(f.id)}</a>`,
-        esc(f.name), `<span class="msg">${esc(f.message)}</span>`]), "No failures.");
+        esc(f.name), `<span class="msg" title="${esc(f.message)}">${esc(f.message.split("\n")[0])}</span>`]), "No failures.");
     },
     history: s => { if (s.time && !s.time.startsWith("0001") && (!history.length || history[history.length - 1].time !== s.time)) { history.push(s); if (history.length > 720) history.shift(); draw(); } },
   });
@@ -265,7 +268,7 @@ views.actor = (main, id) => {
     $("#actor").innerHTML = `<h1>${esc(a.class_name)} ${badge(a.state)}</h1><dl class="facts"><dt>Actor</dt><dd><code>${esc(a.actor_id)}</code></dd>` +
       `<dt>Name</dt><dd>${esc(a.name ? a.namespace + "/" + a.name : "(unnamed)")}</dd><dt>Job</dt><dd><a href="#/jobs/${esc(a.job_id)}">${short(a.job_id)}</a></dd>` +
       `<dt>Node</dt><dd>${short(a.node_id)}</dd><dt>Pid</dt><dd>${a.pid || ""}</dd><dt>Restarts</dt><dd>${a.num_restarts}</dd>` +
-      `<dt>Started</dt><dd>${esc(when(a.start_time))}</dd><dt>Death cause</dt><dd>${esc(a.death_cause)}</dd></dl>` +
+      `<dt>Started</dt><dd>${esc(when(a.start_time))}</dd><dt>${a.state === "DEAD" ? "Death cause" : "Last death"}</dt><dd>${esc(a.death_cause)}</dd></dl>` +
       `<p class="hint">To follow its log: <code>goray logs --actor ${esc(a.actor_id.slice(0, 8))} -f</code></p>`;
     $("#calls").innerHTML = taskTable(v.calls);
     try {
@@ -278,7 +281,7 @@ views.actor = (main, id) => {
 function taskTable(ts) {
   return table(["task", "attempt", "function", "state", "node", "worker pid", "ran", "error"], ts.map(t => [
     `<a href="#/tasks/${esc(t.task_id)}">${short(t.task_id)}</a>`, t.attempt, esc(t.function), badge(t.state), short(t.node_id), t.worker_pid || "",
-    esc(duration(t.start_time, t.end_time)), `<span class="msg">${esc(t.error_type ? t.error_type + ": " + t.error_message : "")}</span>`]), "No tasks.");
+    esc(duration(t.start_time, t.end_time)), `<span class="msg">${esc(t.error_type ? t.error_type + ": " + t.error_message.split("\n")[0] : "")}</span>`]), "No tasks.");
 }
 
 // drawStream draws the task stream (Dask's): a lane per worker, a span per
@@ -352,11 +355,15 @@ views.task = (main, id) => {
     const a = v.attempts, last = a[a.length - 1];
     const t0 = Math.min(...a.map(t => new Date(t.creation_time || t.start_time).getTime()));
     const t1 = Math.max(...a.map(t => t.end_time && !t.end_time.startsWith("0001") ? new Date(t.end_time).getTime() : Date.now()), t0 + 1);
+    // An attempt: waiting (submitted to started) in grey, running in its
+    // state's colour.
+    const ms = v => v && !v.startsWith("0001") ? new Date(v).getTime() : 0;
     const bar = t => {
-      const s = new Date(t.start_time && !t.start_time.startsWith("0001") ? t.start_time : t.creation_time).getTime();
-      const e = t.end_time && !t.end_time.startsWith("0001") ? new Date(t.end_time).getTime() : Date.now();
-      const x = 4 + (s - t0) / (t1 - t0) * 592, w = Math.max(2, (e - s) / (t1 - t0) * 592);
-      return `<rect x="${x.toFixed(1)}" width="${w.toFixed(1)}" y="${6 + 26 * t.attempt}" height="18" class="span st-${esc(t.state.toLowerCase())}"><title>attempt ${t.attempt}: ${esc(t.state)}</title></rect><text x="4" y="${20 + 26 * t.attempt}">#${t.attempt}</text>`;
+      const c = ms(t.creation_time) || ms(t.start_time), s = ms(t.start_time) || c, e = ms(t.end_time) || Date.now();
+      const X = v => 40 + (v - t0) / (t1 - t0) * 552, y = 6 + 26 * t.attempt;
+      const wait = s > c ? `<rect x="${X(c).toFixed(1)}" width="${Math.max(1, X(s) - X(c)).toFixed(1)}" y="${y + 6}" height="6" class="wait"><title>waited ${esc(duration(t.creation_time, t.start_time))}</title></rect>` : "";
+      return wait + `<rect x="${X(s).toFixed(1)}" width="${Math.max(2, X(e) - X(s)).toFixed(1)}" y="${y}" height="18" class="span st-${esc(t.state.toLowerCase())}"><title>attempt ${t.attempt}: ${esc(t.state)}, ran ${esc(duration(t.start_time, t.end_time))}</title></rect>` +
+        `<text x="4" y="${y + 14}">#${t.attempt}</text>`;
     };
     $("#task").innerHTML = `<h1>${esc(last.function)} ${badge(last.state)}</h1><dl class="facts"><dt>Task</dt><dd><code>${esc(last.task_id)}</code></dd>` +
       `<dt>Job</dt><dd><a href="#/jobs/${esc(last.job_id)}">${short(last.job_id)}</a></dd><dt>Type</dt><dd>${esc(last.type)}</dd>` +
@@ -374,7 +381,7 @@ views["placement-groups"] = main => {
     "placement-groups": gs => {
       if (gs.error) { $("#pgs").innerHTML = `<p class="error">${esc(gs.error)}</p>`; return; }
       $("#pgs").innerHTML = table(["group", "name", "state", "strategy", "bundles (resources on node)", "job"], gs.map(g => [
-        short(g.placement_group_id), esc(g.name), badge(g.state), esc(g.strategy),
+        short(g.placement_group_id), `<span class="pg-name">${esc(g.name)}</span>`, `<span class="pg-state" data-name="${esc(g.name)}">${badge(g.state)}</span>`, esc(g.strategy),
         (g.bundles || []).map((b, i) => `${i}: ${esc(resources(b.resources || b))}${b.node_id ? " on " + short(b.node_id) : ""}`).join("<br>"), short(g.job_id)]), "No placement groups.");
     },
   });
@@ -388,12 +395,12 @@ views.memory = main => {
       const groups = {};
       for (const o of os) {
         const node = (o.locations && o.locations.length) ? o.locations.map(l => (l.node_id || "").slice(0, 8)).join(",") : "(inline)";
-        const owner = o.owner ? `${o.owner.kind || ""} pid ${o.owner.pid || ""}` : "";
+        const owner = o.owner && o.owner.pid ? `pid ${o.owner.pid} on ${(o.owner.node_id || "").slice(0, 8)}` : "(unknown)";
         const k = node + " | " + owner;
         (groups[k] = groups[k] || { node, owner, n: 0, size: 0, pins: 0, spilled: 0 });
         groups[k].n++; groups[k].size += o.size || 0; groups[k].pins += o.pins || 0; if (o.spilled) groups[k].spilled++;
       }
-      $("#objs").innerHTML = table(["node", "owner", "objects", "bytes", "pins", "spilled"], Object.values(groups).map(g => [esc(g.node), esc(g.owner), g.n, bytes(g.size), g.pins, g.spilled]), "No objects.") +
+      $("#objs").innerHTML = table(["node (copies)", "owner", "objects", "bytes", "pins", "spilled"], Object.values(groups).map(g => [esc(g.node), `<span class="owner">${esc(g.owner)}</span>`, g.n, bytes(g.size), g.pins, g.spilled]), "No objects.") +
         `<h2>Largest objects</h2>` + table(["object", "size", "where", "state", "pins"], os.slice().sort((a, b) => (b.size || 0) - (a.size || 0)).slice(0, 50).map(o => [short(o.object_id), bytes(o.size), esc(o.where), esc(o.state), o.pins]), "No objects.");
     },
   });
