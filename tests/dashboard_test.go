@@ -191,6 +191,17 @@ func TestDashboard(t *testing.T) {
 	waitText(t, b, "#exit-code", "exit code", func(s string) bool { return s == "0" })
 	screenshot(t, b, shots, "job")
 
+	// A job that would run for minutes, stopped with its Stop button.
+	out, err = runGoray(c.bin, c.env, "job", "submit", "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir),
+		"--submission-id", "dash-long", "--no-wait", "--", "sleep", "300")
+	if err != nil {
+		t.Fatalf("job submit: %v\n%s", err, out)
+	}
+	run(chromedp.Click(chromedp.CSS(`a[data-view="jobs"]`)))
+	waitText(t, b, `.job-status[data-id="dash-long"]`, "job status", func(s string) bool { return s == "RUNNING" })
+	run(chromedp.Click(chromedp.CSS(`button[data-stop="dash-long"]`)))
+	waitText(t, b, `.job-status[data-id="dash-long"]`, "stopped job's status", func(s string) bool { return s == "STOPPED" })
+
 	// A named actor appears; killing its process restarts it.
 	a, err := CounterActor.Options(sdk.Name("dash-counter"), sdk.MaxRestarts(1)).Remote(ctx, 0)
 	if err != nil {
@@ -202,7 +213,14 @@ func TestDashboard(t *testing.T) {
 	}
 	run(chromedp.Click(chromedp.CSS(`a[data-view="actors"]`)))
 	waitText(t, b, `.actor-state[data-name="dash-counter"]`, "actor state", func(s string) bool { return s == "ALIVE" })
+	// The filter box: the name matches, more letters match nothing; the
+	// filter goes (the view is opened again) before the restart below.
+	run(chromedp.SendKeys(chromedp.ID("q"), "dash-count"))
+	waitText(t, b, "#actors", "filtered actors", func(s string) bool { return strings.Contains(s, "default/dash-counter") })
 	screenshot(t, b, shots, "actors")
+	run(chromedp.SendKeys(chromedp.ID("q"), "-no-such"))
+	waitText(t, b, "#actors", "filtered actors", func(s string) bool { return strings.Contains(s, "No actor matches") })
+	run(chromedp.Click(chromedp.CSS(`a[data-view="jobs"]`)), chromedp.Click(chromedp.CSS(`a[data-view="actors"]`)))
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
