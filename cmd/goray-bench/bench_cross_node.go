@@ -52,19 +52,11 @@ var blob = sdk.Register1("bench.Blob", func(ctx context.Context, n int) ([]byte,
 })
 
 func benchCrossNode(ctx context.Context, h *harness) ([]result, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	return runChild(ctx, "cross-node child", exe, "-cross-node-child", filepath.Join(h.cfg.sessions, "cross-node"))
+	return runSelfChild(ctx, "cross-node child", "-cross-node-child", filepath.Join(h.cfg.sessions, "cross-node"))
 }
 
 // benchCrossNodeTLS is benchCrossNode with mutual TLS.
 func benchCrossNodeTLS(ctx context.Context, h *harness) ([]result, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
 	dir := filepath.Join(h.cfg.sessions, "cross-node-tls")
 	g, err := auth.GenerateCert(filepath.Join(dir, "certs"), "node", []string{"127.0.0.1", "localhost"})
 	if err != nil {
@@ -74,7 +66,7 @@ func benchCrossNodeTLS(ctx context.Context, h *harness) ([]result, error) {
 		os.Setenv(k, v)
 		defer os.Unsetenv(k)
 	}
-	return runChild(ctx, "cross-node TLS child", exe, "-cross-node-child", dir)
+	return runSelfChild(ctx, "cross-node TLS child", "-cross-node-child", dir)
 }
 
 // runCrossNodeChild is the driver and head of the cross-node benchmark.

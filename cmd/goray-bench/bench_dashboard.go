@@ -39,11 +39,7 @@ const (
 )
 
 func benchDashboard(ctx context.Context, h *harness) ([]result, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	return runChild(ctx, "dashboard child", exe, "-dashboard-child", filepath.Join(h.cfg.sessions, "dashboard"))
+	return runSelfChild(ctx, "dashboard child", "-dashboard-child", filepath.Join(h.cfg.sessions, "dashboard"))
 }
 
 func runDashboardChild(dir string) int { return childMain("dashboard child", dir, dashboardCost) }

@@ -284,12 +284,8 @@ func benchMultiClientPutGigabytes(ctx context.Context, h *harness) ([]result, er
 // cluster's 4 GiB would take too long to fill), which prints its results as
 // JSON lines.
 func benchSpill(ctx context.Context, h *harness) ([]result, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
 	dir := filepath.Join(h.cfg.sessions, "spill")
-	out, err := runChild(ctx, "spill child", exe, "-spill-child", dir)
+	out, err := runSelfChild(ctx, "spill child", "-spill-child", dir)
 	if err != nil {
 		return out, err
 	}
@@ -305,6 +301,15 @@ func benchSpill(ctx context.Context, h *harness) ([]result, error) {
 		return out, fmt.Errorf("spill child left %d spill file(s), e.g. %s", len(left), left[0])
 	}
 	return out, nil
+}
+
+// runSelfChild is runChild of this binary with flag set to dir.
+func runSelfChild(ctx context.Context, what, flag, dir string) ([]result, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return runChild(ctx, what, exe, flag, dir)
 }
 
 // runChild runs this binary with args and reads the JSON results it

@@ -37,11 +37,7 @@ const (
 )
 
 func benchShipBinary(ctx context.Context, h *harness) ([]result, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	return runChild(ctx, "ship child", exe, "-ship-child", filepath.Join(h.cfg.sessions, "ship"))
+	return runSelfChild(ctx, "ship child", "-ship-child", filepath.Join(h.cfg.sessions, "ship"))
 }
 
 // runShipChild is the head of the shipping benchmark.

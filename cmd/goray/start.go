@@ -429,26 +429,22 @@ func checkPortFree(host string, port int) error {
 }
 
 // dashboardAddr is the dashboard's listen address ("" for none).
-func (o *startOptions) dashboardAddr() string {
-	switch {
-	case o.dashboardPort == 0:
-		return ""
-	case o.dashboardPort < 0:
-		return net.JoinHostPort(o.dashboardHost, "0")
-	}
-	return net.JoinHostPort(o.dashboardHost, strconv.Itoa(o.dashboardPort))
-}
+func (o *startOptions) dashboardAddr() string { return listenAddr(o.dashboardHost, o.dashboardPort) }
 
 // metricsAddr is the raylet's metrics listen address for --metrics-port
 // ("" for none).
-func (o *startOptions) metricsAddr() string {
+func (o *startOptions) metricsAddr() string { return listenAddr(o.metricsHost, o.metricsPort) }
+
+// listenAddr is the address a --*-port flag asks for: none for 0, a free
+// port for -1.
+func listenAddr(host string, port int) string {
 	switch {
-	case o.metricsPort == 0:
+	case port == 0:
 		return ""
-	case o.metricsPort < 0:
-		return net.JoinHostPort(o.metricsHost, "0")
+	case port < 0:
+		return net.JoinHostPort(host, "0")
 	}
-	return net.JoinHostPort(o.metricsHost, strconv.Itoa(o.metricsPort))
+	return net.JoinHostPort(host, strconv.Itoa(port))
 }
 
 // metricsURL is the URL to scrape the metrics endpoint listening on addr
