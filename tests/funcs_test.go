@@ -66,6 +66,11 @@ var (
 		return fmt.Sprintf("%s=%d", h.Name, v), nil
 	})
 
+	// KVRead reads a key of namespace kvtest.
+	KVRead = sdk.Register1("tests.KVRead", func(ctx context.Context, key string) (string, error) {
+		v, _, err := sdk.KVGet(ctx, "kvtest", key)
+		return string(v), err
+	})
 	Fail = sdk.Register1("tests.Fail", func(ctx context.Context, how string) (int, error) {
 		switch how {
 		case "sentinel":
