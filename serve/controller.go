@@ -34,6 +34,12 @@ const (
 	healthEvery    = 2 * time.Second
 	healthTimeout  = 10 * time.Second
 	startTimeout   = 2 * time.Minute
+	// A replica leaving stops being handed out at once, and is stopped
+	// after drainWait, once every process has refreshed its replicas
+	// (replicaRefresh) and its calls in flight have ended, or after
+	// gracefulTimeout.
+	drainWait       = 3 * replicaRefresh
+	gracefulTimeout = 20 * time.Second
 )
 
 // AppSpec is an application's target, as serve.Run sends it.
@@ -123,8 +129,11 @@ type replicaState struct {
 	ref     replicaRef
 	ready   bool
 	probing bool
-	stop    bool
 	err     string
+	// leaving is when the replica stopped being handed out (zero while
+	// it serves); ongoing its calls in flight at its last probe.
+	leaving time.Time
+	ongoing int
 }
 
 var (
@@ -273,7 +282,7 @@ func (c *controller) replicas(ctx context.Context, key string) ([][]byte, error)
 	var current, older [][]byte
 	for _, r := range st.replicas {
 		switch {
-		case !r.ready:
+		case !r.ready || !r.leaving.IsZero():
 		case r.version == st.version:
 			current = append(current, r.ref)
 		default:
@@ -320,7 +329,7 @@ func (c *controller) status(ctx context.Context) (Status, error) {
 			for _, r := range st.replicas {
 				rs := ReplicaStatus{Name: r.name, State: "STARTING"}
 				switch {
-				case r.stop || r.version != st.version:
+				case !r.leaving.IsZero():
 					rs.State = "STOPPING"
 				case r.ready:
 					rs.State = "RUNNING"
@@ -378,7 +387,7 @@ func (c *controller) reconcile(health bool) {
 		want := st.spec.Options.NumReplicas
 		current, ready := 0, 0
 		for _, r := range st.replicas {
-			if r.version == st.version && !r.stop {
+			if r.version == st.version && r.leaving.IsZero() {
 				current++
 				if r.ready {
 					ready++
@@ -407,20 +416,21 @@ func (c *controller) reconcile(health bool) {
 			st.replicas = append(st.replicas, r)
 			current++
 		}
+		now := time.Now()
 		for _, r := range st.replicas {
 			// Once the current version's replicas are all ready, the
-			// others (an older version, or more than the target) stop.
-			if r.version != st.version && ready >= want {
-				r.stop = true
+			// others (an older version, or more than the target) leave.
+			if r.leaving.IsZero() && (r.version != st.version && ready >= want || want == 0) {
+				r.leaving = now
 			}
-			if (!r.ready || health) && !r.probing && !r.stop {
+			if (!r.ready || health || !r.leaving.IsZero()) && !r.probing {
 				r.probing = true
 				go c.probe(key, r, ops)
 			}
 		}
 		kept := st.replicas[:0]
 		for _, r := range st.replicas {
-			if r.stop {
+			if gone := now.Sub(r.leaving); !r.leaving.IsZero() && gone > drainWait && (r.ongoing == 0 || !r.ready || gone > gracefulTimeout) {
 				go func(ref replicaRef) {
 					ctx, cancel := context.WithTimeout(c.ctx, healthTimeout)
 					defer cancel()
@@ -445,11 +455,11 @@ func (c *controller) probe(key string, r *replicaState, ops deploymentOps) {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, timeout)
 	defer cancel()
-	_, err := ops.pingReplica(ctx, r.ref)
+	ongoing, err := ops.pingReplica(ctx, r.ref)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r.probing = false
-	r.ready = err == nil
+	r.ready, r.ongoing = err == nil, ongoing
 	r.err = ""
 	if err != nil && !errors.Is(err, context.Canceled) {
 		r.err = err.Error()

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -66,7 +67,7 @@ func NewMethod[T, D, A, R any](d *Deployment[T, D], name string, fn func(*T, con
 type Response[R any] struct {
 	ref  sdk.Ref[R]
 	err  error
-	done func()
+	done func(missing bool)
 }
 
 // Get waits for the call's result.
@@ -77,7 +78,7 @@ func (r Response[R]) Get(ctx context.Context) (R, error) {
 	}
 	v, err := r.ref.Get(ctx)
 	if r.done != nil {
-		r.done()
+		r.done(missingReplica(err))
 	}
 	return v, err
 }
@@ -101,7 +102,7 @@ func (m *Method[T, A, R]) Remote(ctx context.Context, h Handle[T], a A) Response
 	}
 	var actor sdk.Actor[replica[T]]
 	if err := msgpack.Unmarshal(ref, &actor); err != nil {
-		done()
+		done(false)
 		return Response[R]{err: fmt.Errorf("serve: decode a replica handle of %s: %w", h.Deployment, err)}
 	}
 	return Response[R]{ref: m.m.Remote(ctx, actor, a), done: done}
@@ -123,13 +124,22 @@ type replicaSet struct {
 	mu       sync.Mutex
 	refs     []replicaRef
 	inflight []*atomic.Int64
-	fetched  time.Time
+	// failed is when a call to each replica last failed for want of the
+	// replica (it died or restarts): it is passed over for replicaPenalty.
+	failed  []time.Time
+	fetched time.Time
 }
+
+// replicaPenalty is how long a replica a call found dead is passed over,
+// while others are ready.
+const replicaPenalty = 2 * time.Second
 
 func deploymentKey(app, dep string) string { return app + "/" + dep }
 
-// pick chooses a replica; done must be called when its call ends.
-func (r *router) pick(ctx context.Context, app, dep string) (replicaRef, func(), error) {
+// pick chooses a replica; done must be called when its call ends, with
+// whether the replica was missing (died, restarting), so that the next
+// picks pass it over for a while.
+func (r *router) pick(ctx context.Context, app, dep string) (replicaRef, func(missing bool), error) {
 	key := deploymentKey(app, dep)
 	r.mu.Lock()
 	set := r.sets[key]
@@ -146,23 +156,68 @@ func (r *router) pick(ctx context.Context, app, dep string) (replicaRef, func(),
 			return nil, nil, err
 		}
 		if err == nil {
-			set.refs, set.fetched = refs, time.Now()
-			set.inflight = make([]*atomic.Int64, len(refs))
-			for i := range set.inflight {
-				set.inflight[i] = new(atomic.Int64)
-			}
+			set.update(refs)
 		}
 	}
 	if len(set.refs) == 0 {
 		return nil, nil, fmt.Errorf("serve: deployment %s of application %s has no replica ready", dep, app)
 	}
-	i := rand.IntN(len(set.refs))
-	if j := rand.IntN(len(set.refs)); set.inflight[j].Load() < set.inflight[i].Load() {
+	// Two at random, among those no call found missing lately (all, if
+	// none is left), the one with fewer calls in flight.
+	now := time.Now()
+	ok := make([]int, 0, len(set.refs))
+	for i := range set.refs {
+		if now.Sub(set.failed[i]) > replicaPenalty {
+			ok = append(ok, i)
+		}
+	}
+	if len(ok) == 0 {
+		for i := range set.refs {
+			ok = append(ok, i)
+		}
+	}
+	i, j := ok[rand.IntN(len(ok))], ok[rand.IntN(len(ok))]
+	if set.inflight[j].Load() < set.inflight[i].Load() {
 		i = j
 	}
-	c := set.inflight[i]
+	c, ref := set.inflight[i], set.refs[i]
 	c.Add(1)
-	return set.refs[i], func() { c.Add(-1) }, nil
+	return ref, func(missing bool) {
+		c.Add(-1)
+		if missing {
+			set.mu.Lock()
+			for k := range set.refs {
+				if string(set.refs[k]) == string(ref) {
+					set.failed[k] = time.Now()
+				}
+			}
+			set.mu.Unlock()
+		}
+	}, nil
+}
+
+// update takes a fresh list of replicas, keeping what it knew of those it
+// had (calls in flight, failures).
+func (s *replicaSet) update(refs []replicaRef) {
+	old := map[string]int{}
+	for i, r := range s.refs {
+		old[string(r)] = i
+	}
+	inflight, failed := make([]*atomic.Int64, len(refs)), make([]time.Time, len(refs))
+	for i, r := range refs {
+		if k, ok := old[string(r)]; ok {
+			inflight[i], failed[i] = s.inflight[k], s.failed[k]
+		} else {
+			inflight[i] = new(atomic.Int64)
+		}
+	}
+	s.refs, s.inflight, s.failed, s.fetched = refs, inflight, failed, time.Now()
+}
+
+// missingReplica reports whether a call failed because its replica was
+// gone (died, or restarting), not because of what it ran.
+func missingReplica(err error) bool {
+	return errors.Is(err, sdk.ErrActorDied) || errors.Is(err, sdk.ErrActorUnavailable)
 }
 
 // fetchReplicas asks the controller for a deployment's ready replicas.

@@ -2,7 +2,6 @@ package serve
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -123,12 +122,14 @@ func (p *proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var rep HTTPResponse
 	for try := 1; ; try++ {
 		var ref replicaRef
-		var done func()
+		var done func(bool)
 		if ref, done, err = routes.pick(r.Context(), rt.App, rt.Ingress); err == nil {
 			rep, err = ops.callHTTP(r.Context(), ref, req)
-			done()
+			done(missingReplica(err))
 		}
-		if err == nil || try >= tries || !errors.Is(err, sdk.ErrActorDied) && !errors.Is(err, sdk.ErrActorUnavailable) {
+		// A replica that died under the request: an idempotent one goes
+		// to another (the failed one is passed over a while).
+		if err == nil || try >= tries || !missingReplica(err) {
 			break
 		}
 	}

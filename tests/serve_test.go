@@ -3,11 +3,17 @@ package tests
 import (
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/goray/goray/sdk"
 	"github.com/goray/goray/serve"
 )
 
@@ -85,4 +91,177 @@ func TestServeComposedApp(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestServeSurvives: under constant HTTP load, a rolling update of the
+// inner deployment, a SIGKILLed front replica and a SIGKILLed controller
+// fail no request; the update completes, the replica is back, and the
+// restarted controller finds the same replicas.
+func TestServeSurvives(t *testing.T) {
+	ctx, _ := startMultiNode(t, nil, nodeSpec{"--num-cpus", "2"})
+	t.Cleanup(func() {
+		if err := serve.Shutdown(ctx); err != nil {
+			t.Errorf("serve.Shutdown: %v", err)
+		}
+	})
+	run := func(factor int) {
+		t.Helper()
+		app := FrontDep.Bind(FrontArgs{Doubler: serve.HandleOf(DoublerDep.Bind(factor))})
+		if _, err := serve.Run(ctx, app, serve.AppName("robust"), serve.RoutePrefix("/robust"), serve.HTTPPort(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(3)
+	st, err := serve.GetStatus(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := st.Proxies[0].Addr
+
+	// The load: GETs one after another, each answer checked.
+	type answer struct {
+		factor int
+		pid    string
+	}
+	var mu sync.Mutex
+	var failures []string
+	answers := map[int]int{} // factor -> answers seen
+	pids := map[string]bool{}
+	stop := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		client := &http.Client{Timeout: 30 * time.Second}
+		for i := 1; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			rep, err := client.Get(fmt.Sprintf("http://%s/robust?x=%d", addr, i))
+			var body []byte
+			if err == nil {
+				body, _ = io.ReadAll(rep.Body)
+				rep.Body.Close()
+			}
+			var v int
+			var pid string
+			ok := err == nil && rep.StatusCode == http.StatusOK
+			if ok {
+				_, serr := fmt.Sscanf(string(body), "%d from pid %s", &v, &pid)
+				ok = serr == nil && v%i == 0
+			}
+			mu.Lock()
+			if !ok {
+				failures = append(failures, fmt.Sprintf("x=%d: %v %q", i, err, body))
+			} else {
+				answers[v/i]++
+				pids[pid] = true
+			}
+			mu.Unlock()
+		}
+	}()
+	seen := func(factor, n int) func() error {
+		return func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if answers[factor] < n {
+				return fmt.Errorf("%d answers doubled by %d, want %d (failures: %d)", answers[factor], factor, n, len(failures))
+			}
+			return nil
+		}
+	}
+	checkFor(t, 30*time.Second, 10*time.Millisecond, seen(3, 20))
+
+	// A rolling update: the inner deployment's new version replaces the
+	// old once ready.
+	run(4)
+	checkFor(t, 60*time.Second, 10*time.Millisecond, seen(4, 20))
+	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		st, err := serve.GetStatus(ctx)
+		if err != nil {
+			return err
+		}
+		for _, d := range st.Apps[0].Deployments {
+			if d.State != "RUNNING" || len(d.Replicas) != 2 {
+				return fmt.Errorf("deployment %s: %+v", d.Name, d)
+			}
+		}
+		return nil
+	})
+
+	// A front replica SIGKILLed: goray restarts it; GETs in flight go to
+	// the other.
+	mu.Lock()
+	var victim string
+	for p := range pids {
+		victim = p
+	}
+	mu.Unlock()
+	pid, err := strconv.Atoi(victim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := func() int { mu.Lock(); defer mu.Unlock(); return answers[4] }()
+	known := func() map[string]bool { mu.Lock(); defer mu.Unlock(); return maps.Clone(pids) }()
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	checkFor(t, 60*time.Second, 10*time.Millisecond, seen(4, before+50))
+	// Its replacement (a new process) answers too.
+	checkFor(t, 60*time.Second, 10*time.Millisecond, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		for p := range pids {
+			if !known[p] {
+				return nil
+			}
+		}
+		return fmt.Errorf("no answer yet from a new front process (known: %v)", known)
+	})
+
+	// The controller SIGKILLed: traffic goes on; the restarted controller
+	// reads its targets back and finds the same replicas.
+	names := func() []string {
+		st, err := serve.GetStatus(ctx)
+		if err != nil {
+			return nil
+		}
+		var out []string
+		for _, a := range st.Apps {
+			for _, d := range a.Deployments {
+				for _, r := range d.Replicas {
+					if r.State == "RUNNING" {
+						out = append(out, r.Name)
+					}
+				}
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := names()
+	actors, err := sdk.ListActors(ctx, sdk.StateFilter("name=serve-controller"))
+	if err != nil || len(actors) != 1 || actors[0].PID == 0 {
+		t.Fatalf("the controller: %v %v", actors, err)
+	}
+	if err := syscall.Kill(actors[0].PID, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	before = func() int { mu.Lock(); defer mu.Unlock(); return answers[4] }()
+	checkFor(t, 60*time.Second, 10*time.Millisecond, seen(4, before+50))
+	checkFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		if got := names(); !slices.Equal(got, want) {
+			return fmt.Errorf("replicas after the controller's restart: %v, want %v", got, want)
+		}
+		return nil
+	})
+	close(stop)
+	<-loadDone
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failures) > 0 {
+		t.Fatalf("%d requests failed, the first: %v", len(failures), failures[:min(len(failures), 5)])
+	}
+	t.Logf("answers: %v from %d front processes", answers, len(pids))
 }
