@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -57,9 +58,10 @@ type DeploymentSpec struct {
 	Options DeploymentOptions
 }
 
-// version names what a replica runs: its argument and options.
+// version names what a replica runs: its argument and the options a
+// running replica cannot change (the number of replicas is not one).
 func (d DeploymentSpec) version() string {
-	b, _ := msgpack.Marshal(d)
+	b, _ := msgpack.Marshal([]any{d.Name, d.Args, d.Options.MaxOngoingRequests, d.Options.CPUs})
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:4])
 }
@@ -98,6 +100,8 @@ type DeploymentStatus struct {
 	State    string
 	Target   int
 	Replicas []ReplicaStatus
+	// Decisions are the autoscaler's latest decisions.
+	Decisions []string
 }
 
 // ReplicaStatus is one replica's state: STARTING, RUNNING, UNHEALTHY or
@@ -121,6 +125,14 @@ type depState struct {
 	spec     DeploymentSpec
 	version  string
 	replicas []*replicaState
+	// want is the number of replicas wanted now: NumReplicas, or the
+	// autoscaler's; wantSince is when the autoscaler's desire first
+	// differed from want, and desire what it was then.
+	want      int
+	desire    int
+	wantSince time.Time
+	// scaling logs the autoscaler's decisions, newest last (at most 20).
+	decisions []string
 }
 
 type replicaState struct {
@@ -187,10 +199,16 @@ func (c *controller) setTarget(spec AppSpec) {
 			c.deps[key] = st
 		}
 		st.spec, st.version = d, d.version()
+		switch a := d.Options.Autoscaling; {
+		case a == nil:
+			st.want = d.Options.NumReplicas
+		case st.want < a.MinReplicas || st.want > a.MaxReplicas || st.want == 0:
+			st.want = a.InitialReplicas
+		}
 	}
 	for key, st := range c.deps {
 		if st.app == spec.Name && !want[key] {
-			st.spec.Options.NumReplicas = 0 // its replicas stop
+			st.stopAll() // its replicas stop
 		}
 	}
 }
@@ -263,11 +281,16 @@ func (c *controller) delete(ctx context.Context, app string) (bool, error) {
 	delete(c.apps, app)
 	for _, st := range c.deps {
 		if st.app == app {
-			st.spec.Options.NumReplicas = 0
+			st.stopAll()
 		}
 	}
 	c.mu.Unlock()
 	return true, nil
+}
+
+// stopAll retires every replica of the deployment.
+func (st *depState) stopAll() {
+	st.spec.Options.NumReplicas, st.spec.Options.Autoscaling, st.want = 0, nil, 0
 }
 
 // replicas answers a deployment's ready replicas of its current version,
@@ -276,7 +299,7 @@ func (c *controller) replicas(ctx context.Context, key string) ([][]byte, error)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	st := c.deps[key]
-	if st == nil || st.spec.Options.NumReplicas == 0 {
+	if st == nil || st.want == 0 {
 		return nil, fmt.Errorf("serve: no deployment %s is running", key)
 	}
 	var current, older [][]byte
@@ -324,7 +347,7 @@ func (c *controller) status(ctx context.Context) (Status, error) {
 		as := AppStatus{Name: a.Name, RoutePrefix: a.RoutePrefix, Ingress: a.Ingress}
 		for _, d := range a.Deployments {
 			st := c.deps[deploymentKey(a.Name, d.Name)]
-			ds := DeploymentStatus{Name: d.Name, Target: st.spec.Options.NumReplicas, State: "RUNNING"}
+			ds := DeploymentStatus{Name: d.Name, Target: st.want, State: "RUNNING", Decisions: slices.Clone(st.decisions)}
 			ready := 0
 			for _, r := range st.replicas {
 				rs := ReplicaStatus{Name: r.name, State: "STARTING"}
@@ -384,7 +407,10 @@ func (c *controller) reconcile(health bool) {
 		if err != nil {
 			continue
 		}
-		want := st.spec.Options.NumReplicas
+		if health || st.spec.Options.Autoscaling != nil {
+			st.autoscale(time.Now())
+		}
+		want := st.want
 		current, ready := 0, 0
 		for _, r := range st.replicas {
 			if r.version == st.version && r.leaving.IsZero() {
@@ -417,13 +443,23 @@ func (c *controller) reconcile(health bool) {
 			current++
 		}
 		now := time.Now()
+		// Beyond the target, the newest replicas of the current version
+		// leave (scaling down).
+		extra := current - want
+		for i := len(st.replicas) - 1; i >= 0 && extra > 0; i-- {
+			if r := st.replicas[i]; r.version == st.version && r.leaving.IsZero() {
+				r.leaving = now
+				extra--
+			}
+		}
 		for _, r := range st.replicas {
 			// Once the current version's replicas are all ready, the
-			// others (an older version, or more than the target) leave.
+			// others (an older version) leave.
 			if r.leaving.IsZero() && (r.version != st.version && ready >= want || want == 0) {
 				r.leaving = now
 			}
-			if (!r.ready || health || !r.leaving.IsZero()) && !r.probing {
+			// Autoscaled deployments' load is sampled every round.
+			if (!r.ready || health || !r.leaving.IsZero() || st.spec.Options.Autoscaling != nil) && !r.probing {
 				r.probing = true
 				go c.probe(key, r, ops)
 			}
@@ -445,6 +481,49 @@ func (c *controller) reconcile(health bool) {
 			delete(c.deps, key)
 		}
 	}
+}
+
+// autoscale moves want towards what the load asks, after the delays.
+func (st *depState) autoscale(now time.Time) {
+	a := st.spec.Options.Autoscaling
+	if a == nil {
+		return
+	}
+	ongoing, ready := 0, 0
+	for _, r := range st.replicas {
+		if r.version == st.version && r.leaving.IsZero() && r.ready {
+			ongoing += r.ongoing
+			ready++
+		}
+	}
+	if ready == 0 {
+		return // nothing to judge by yet
+	}
+	desire := int(math.Ceil(float64(ongoing) / a.TargetOngoingRequests))
+	desire = min(max(desire, a.MinReplicas, 1), a.MaxReplicas)
+	if desire == st.want {
+		st.wantSince = time.Time{}
+		return
+	}
+	if st.wantSince.IsZero() || (desire > st.want) != (st.desire > st.want) {
+		st.wantSince, st.desire = now, desire
+		return
+	}
+	st.desire = desire
+	delay := a.DownscaleDelay
+	if desire > st.want {
+		delay = a.UpscaleDelay
+	}
+	if now.Sub(st.wantSince) < delay {
+		return
+	}
+	msg := fmt.Sprintf("%s: %d -> %d replicas (%d requests in flight, target %g per replica)", now.Format(time.TimeOnly), st.want, desire, ongoing, a.TargetOngoingRequests)
+	log.Printf("serve autoscaler: %s/%s %s", st.app, st.spec.Name, msg)
+	st.decisions = append(st.decisions, msg)
+	if len(st.decisions) > 20 {
+		st.decisions = st.decisions[1:]
+	}
+	st.want, st.wantSince = desire, time.Time{}
 }
 
 // probe pings a replica: ready once it answers.

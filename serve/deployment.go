@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 
@@ -29,6 +30,40 @@ type DeploymentOptions struct {
 	// CPUs each replica holds while it lives (default 0: replicas are
 	// placed by memory, as Ray Serve's default num_cpus).
 	CPUs float64
+	// Autoscaling, if set, sizes the deployment by its load instead of
+	// NumReplicas.
+	Autoscaling *AutoscalingConfig
+}
+
+// AutoscalingConfig sizes a deployment by its load, as Ray Serve's
+// autoscaling_config: the controller samples the requests each replica
+// has in flight and wants ceil(total / TargetOngoingRequests) replicas,
+// within [MinReplicas, MaxReplicas]; it adds replicas once that want has
+// stood above the current number for UpscaleDelay, and removes them once
+// it has stood below for DownscaleDelay.
+type AutoscalingConfig struct {
+	MinReplicas, MaxReplicas, InitialReplicas int
+	TargetOngoingRequests                     float64
+	UpscaleDelay, DownscaleDelay              time.Duration
+}
+
+// Autoscaling sizes the deployment by its load.
+func Autoscaling(c AutoscalingConfig) Option {
+	return func(o *DeploymentOptions) {
+		if c.TargetOngoingRequests == 0 {
+			c.TargetOngoingRequests = 2 // Ray Serve's default
+		}
+		if c.MaxReplicas == 0 {
+			c.MaxReplicas = max(c.MinReplicas, 1)
+		}
+		if c.InitialReplicas == 0 {
+			c.InitialReplicas = max(c.MinReplicas, 1)
+		}
+		if c.DownscaleDelay == 0 {
+			c.DownscaleDelay = time.Minute // Ray Serve's is 10 min
+		}
+		o.Autoscaling = &c
+	}
 }
 
 // NumReplicas sets how many replicas serve the deployment.
@@ -52,6 +87,16 @@ func (o DeploymentOptions) check(name string) error {
 		return fmt.Errorf("serve: deployment %s: MaxOngoingRequests %d: want at least 1", name, o.MaxOngoingRequests)
 	case o.CPUs < 0:
 		return fmt.Errorf("serve: deployment %s: ReplicaCPUs %g: want 0 or more", name, o.CPUs)
+	}
+	if a := o.Autoscaling; a != nil {
+		switch {
+		case a.MinReplicas < 0 || a.MaxReplicas < max(a.MinReplicas, 1):
+			return fmt.Errorf("serve: deployment %s: autoscaling between %d and %d replicas: want 0 <= min <= max, max >= 1", name, a.MinReplicas, a.MaxReplicas)
+		case a.InitialReplicas < a.MinReplicas || a.InitialReplicas > a.MaxReplicas:
+			return fmt.Errorf("serve: deployment %s: autoscaling starts with %d replicas, outside [%d, %d]", name, a.InitialReplicas, a.MinReplicas, a.MaxReplicas)
+		case a.TargetOngoingRequests <= 0:
+			return fmt.Errorf("serve: deployment %s: autoscaling target of %g requests per replica: want more than 0", name, a.TargetOngoingRequests)
+		}
 	}
 	return nil
 }

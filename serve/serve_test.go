@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 type unitInner struct{}
@@ -74,9 +75,59 @@ func TestVersionFollowsArgsAndOptions(t *testing.T) {
 	}
 	b.Args = []byte{2}
 	c := a
-	c.Options.NumReplicas = 5
+	c.Options.MaxOngoingRequests = 5
 	if a.version() == b.version() || a.version() == c.version() {
 		t.Fatal("a changed argument or option keeps the version")
+	}
+	// Scaling is no new version: the replicas stay.
+	d := a
+	d.Options.NumReplicas = 7
+	d.Options.Autoscaling = &AutoscalingConfig{MaxReplicas: 3}
+	if a.version() != d.version() {
+		t.Fatal("a new number of replicas makes a new version")
+	}
+}
+
+func TestAutoscaleDecisions(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	st := &depState{app: "a", want: 1, version: "v1", spec: DeploymentSpec{Name: "d", Options: DeploymentOptions{
+		Autoscaling: &AutoscalingConfig{MinReplicas: 1, MaxReplicas: 4, TargetOngoingRequests: 2, UpscaleDelay: time.Second, DownscaleDelay: 3 * time.Second}}}}
+	load := func(ongoing ...int) {
+		st.replicas = nil
+		for _, n := range ongoing {
+			st.replicas = append(st.replicas, &replicaState{version: "v1", ready: true, ongoing: n})
+		}
+	}
+	load(9) // wants ceil(9/2) = 5, capped at 4
+	st.autoscale(t0)
+	if st.want != 1 {
+		t.Fatal("scaled up before the delay")
+	}
+	st.autoscale(t0.Add(500 * time.Millisecond))
+	if st.want != 1 {
+		t.Fatal("scaled up before the delay")
+	}
+	st.autoscale(t0.Add(1100 * time.Millisecond))
+	if st.want != 4 || len(st.decisions) != 1 {
+		t.Fatalf("after the delay: want %d, decisions %v", st.want, st.decisions)
+	}
+	load(0, 0, 0, 0) // idle: wants the minimum, after the longer delay
+	st.autoscale(t0.Add(2 * time.Second))
+	st.autoscale(t0.Add(4 * time.Second))
+	if st.want != 4 {
+		t.Fatal("scaled down before the delay")
+	}
+	load(4, 4, 0, 0) // busy again (8 in flight: 4 replicas): the idle spell is over
+	st.autoscale(t0.Add(4500 * time.Millisecond))
+	load(0, 0, 0, 0)
+	st.autoscale(t0.Add(5 * time.Second))
+	st.autoscale(t0.Add(7 * time.Second))
+	if st.want != 4 {
+		t.Fatal("an interrupted idle spell counted")
+	}
+	st.autoscale(t0.Add(8100 * time.Millisecond))
+	if st.want != 1 {
+		t.Fatalf("after the delay: want %d", st.want)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/goray/goray/serve"
 )
@@ -44,4 +45,19 @@ var (
 	FrontDep      = serve.Register("tests-front", func(ctx context.Context, a FrontArgs) (*Front, error) {
 		return &Front{doubler: a.Doubler}, nil
 	}, serve.NumReplicas(2))
+)
+
+// Sleeper is an autoscaled deployment whose calls take a while.
+type Sleeper struct{}
+
+func (*Sleeper) Sleep(ctx context.Context, d time.Duration) (int, error) {
+	time.Sleep(d)
+	return os.Getpid(), nil
+}
+
+var (
+	SleeperDep = serve.Register("tests-sleeper", func(ctx context.Context, _ struct{}) (*Sleeper, error) { return &Sleeper{}, nil },
+		serve.Autoscaling(serve.AutoscalingConfig{MinReplicas: 1, MaxReplicas: 3, TargetOngoingRequests: 2,
+			UpscaleDelay: 300 * time.Millisecond, DownscaleDelay: time.Second}))
+	SleeperSleep = serve.NewMethod(SleeperDep, "Sleep", (*Sleeper).Sleep)
 )

@@ -265,3 +265,98 @@ func TestServeSurvives(t *testing.T) {
 	}
 	t.Logf("answers: %v from %d front processes", answers, len(pids))
 }
+
+// TestServeAutoscaling: load adds replicas up to the maximum, and they go
+// once the load does.
+func TestServeAutoscaling(t *testing.T) {
+	ctx, _ := startMultiNode(t, nil, nodeSpec{"--num-cpus", "2"})
+	t.Cleanup(func() {
+		if err := serve.Shutdown(ctx); err != nil {
+			t.Errorf("serve.Shutdown: %v", err)
+		}
+	})
+	h, err := serve.Run(ctx, SleeperDep.Bind(struct{}{}), serve.AppName("scaled"), serve.NoRoute())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployment := func() (serve.DeploymentStatus, error) {
+		st, err := serve.GetStatus(ctx)
+		if err != nil {
+			return serve.DeploymentStatus{}, err
+		}
+		for _, a := range st.Apps {
+			if a.Name == "scaled" {
+				return a.Deployments[0], nil
+			}
+		}
+		return serve.DeploymentStatus{}, fmt.Errorf("no application scaled in %+v", st)
+	}
+	running := func(d serve.DeploymentStatus) int {
+		n := 0
+		for _, r := range d.Replicas {
+			if r.State == "RUNNING" {
+				n++
+			}
+		}
+		return n
+	}
+	if d, err := deployment(); err != nil || d.Target != 1 || running(d) != 1 {
+		t.Fatalf("before the load: %+v %v", d, err)
+	}
+	// 12 callers, each call 100 ms: about 12 in flight, 2 wanted per
+	// replica: the maximum of 3.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	pids := sync.Map{}
+	for range 12 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				pid, err := SleeperSleep.Remote(ctx, h, 100*time.Millisecond).Get(ctx)
+				if err != nil {
+					t.Errorf("call under load: %v", err)
+					return
+				}
+				pids.Store(pid, true)
+			}
+		})
+	}
+	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		d, err := deployment()
+		if err != nil {
+			return err
+		}
+		if d.Target != 3 || running(d) != 3 {
+			return fmt.Errorf("under load: target %d, %d running", d.Target, running(d))
+		}
+		return nil
+	})
+	// The new replicas get calls (the callers refresh their replicas).
+	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+		n := 0
+		pids.Range(func(_, _ any) bool { n++; return true })
+		if n < 3 {
+			return fmt.Errorf("calls reached %d replicas", n)
+		}
+		return nil
+	})
+	close(stop)
+	wg.Wait()
+	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+		d, err := deployment()
+		if err != nil {
+			return err
+		}
+		if d.Target != 1 || len(d.Replicas) != 1 {
+			return fmt.Errorf("after the load: target %d, replicas %+v", d.Target, d.Replicas)
+		}
+		if len(d.Decisions) < 2 {
+			return fmt.Errorf("decisions: %v", d.Decisions)
+		}
+		return nil
+	})
+}

@@ -195,6 +195,7 @@ func benchmarks() []benchmark {
 		{names: []string{"raw_tcp_loopback_GB_per_s", "object_transfer_GB_per_s", "object_transfer_vs_raw_tcp", "object_transfer_tls_GB_per_s", "object_transfer_tls_vs_plain"}, beforeInit: true, run: benchTransfer},
 		{names: []string{"object_transfer_cross_node_GB_per_s", "remote_tasks_sync_per_s", "remote_tasks_async_per_s"}, beforeInit: true, run: benchCrossNode},
 		{names: []string{"ship_binary_40MB_first_remote_task_s", "first_remote_task_cached_binary_s"}, beforeInit: true, run: benchShipBinary},
+		{names: []string{"serve_http_noop_qps", "serve_http_noop_qps_vs_net_http", "net_http_noop_qps", "serve_http_p50_ms", "serve_http_p99_ms", "serve_http_p50_added_ms", "serve_handle_calls_per_s"}, run: benchServe},
 		{names: []string{"dashboard_load_tasks_per_s", "head_cpu_percent_at_load", "dashboard_overview_head_cpu_percent", "dashboard_tasks_page_head_cpu_percent"}, beforeInit: true, run: benchDashboard},
 		{names: []string{"object_transfer_cross_node_tls_GB_per_s", "remote_tasks_sync_tls_per_s", "remote_tasks_async_tls_per_s"}, beforeInit: true, run: benchCrossNodeTLS},
 		{names: []string{"single_client_get_gigabytes", "get_1GB_object_latency_s", "get_1MB_object_latency_s", "get_view_1GB_object_latency_s", "get_view_1GB_object_latency_s_from_worker"}, run: benchGetGigabytes},
