@@ -34,11 +34,11 @@ var (
 )
 
 const (
-	serveLoadWorkers = 64               // vegeta's connections at saturation
-	serveModerateQPS = 1000             // the fixed rate of the latency figures
-	serveWarmup      = 2 * time.Second  // before each measured attack
-	serveHandleBatch = 1000             // handle calls in flight per round
-	serveAttackMin   = 3 * time.Second  // each attack lasts at least this
+	serveLoadWorkers = 64              // vegeta's connections at saturation
+	serveModerateQPS = 1000            // the fixed rate of the latency figures
+	serveWarmup      = 2 * time.Second // before each measured attack
+	serveHandleBatch = 1000            // handle calls in flight per round
+	serveAttackMin   = 3 * time.Second // each attack lasts at least this
 )
 
 func benchServe(ctx context.Context, h *harness) ([]result, error) {
