@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
@@ -220,12 +221,29 @@ type deploymentOps interface {
 type replicaRef []byte
 
 func (d *Deployment[T, A]) actor(r replicaRef) (sdk.Actor[replica[T]], error) {
+	if a, ok := decodedActors.Load(string(r)); ok {
+		return a.(sdk.Actor[replica[T]]), nil
+	}
 	var a sdk.Actor[replica[T]]
 	if err := msgpack.Unmarshal(r, &a); err != nil {
 		return a, fmt.Errorf("serve: deployment %s: decode a replica handle: %w", d.name, err)
 	}
+	if decodedCount.Add(1) > maxDecodedActors {
+		decodedActors.Clear() // replicas come and go: start over now and then
+		decodedCount.Store(0)
+	}
+	decodedActors.Store(string(r), a)
 	return a, nil
 }
+
+// decodedActors caches replica handles decoded from their bytes (every
+// proxied request and handle call names one).
+var (
+	decodedActors sync.Map // string(replicaRef) -> sdk.Actor[replica[T]]
+	decodedCount  atomic.Int64
+)
+
+const maxDecodedActors = 4096
 
 func (d *Deployment[T, A]) start(ctx context.Context, replicaName string, init replicaInit, o DeploymentOptions) (replicaRef, error) {
 	a, err := d.class.Options(sdk.Name(replicaName), sdk.Namespace(Namespace), sdk.Detached(), sdk.MaxRestarts(-1),

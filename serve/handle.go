@@ -50,7 +50,10 @@ func (h *Handle[T]) DecodeMsgpack(dec *msgpack.Decoder) error {
 // Method is a typed method of a deployment, called through handles.
 type Method[T, A, R any] struct {
 	dep string
-	m   *sdk.Method1[replica[T], A, R]
+	d   interface {
+		actor(replicaRef) (sdk.Actor[replica[T]], error)
+	}
+	m *sdk.Method1[replica[T], A, R]
 }
 
 // NewMethod registers fn as the method name of deployment d's replicas,
@@ -60,7 +63,7 @@ func NewMethod[T, D, A, R any](d *Deployment[T, D], name string, fn func(*T, con
 		defer r.enter()()
 		return fn(r.inner, withReplica(ctx, r.init), a)
 	})
-	return &Method[T, A, R]{dep: d.name, m: m}
+	return &Method[T, A, R]{dep: d.name, d: d, m: m}
 }
 
 // Response is the future of a handle call.
@@ -100,10 +103,10 @@ func (m *Method[T, A, R]) Remote(ctx context.Context, h Handle[T], a A) Response
 	if err != nil {
 		return Response[R]{err: err}
 	}
-	var actor sdk.Actor[replica[T]]
-	if err := msgpack.Unmarshal(ref, &actor); err != nil {
+	actor, err := m.d.actor(ref)
+	if err != nil {
 		done(false)
-		return Response[R]{err: fmt.Errorf("serve: decode a replica handle of %s: %w", h.Deployment, err)}
+		return Response[R]{err: err}
 	}
 	return Response[R]{ref: m.m.Remote(ctx, actor, a), done: done}
 }
