@@ -83,6 +83,9 @@ type ProxyInfo struct {
 type Status struct {
 	Apps    []AppStatus
 	Proxies []ProxyInfo
+	// Stopping counts the replicas of deleted applications not stopped
+	// yet.
+	Stopping int
 }
 
 // AppStatus is an application's state.
@@ -116,6 +119,7 @@ type controller struct {
 	apps    map[string]AppSpec
 	deps    map[string]*depState // by app/deployment
 	proxies map[string]string    // node -> address
+	killing int                  // replicas being stopped now
 	ctx     context.Context
 	cancel  context.CancelFunc
 }
@@ -370,6 +374,12 @@ func (c *controller) status(ctx context.Context) (Status, error) {
 		s.Apps = append(s.Apps, as)
 	}
 	slices.SortFunc(s.Apps, func(a, b AppStatus) int { return strings.Compare(a.Name, b.Name) })
+	s.Stopping = c.killing
+	for _, st := range c.deps {
+		if _, live := c.apps[st.app]; !live {
+			s.Stopping += len(st.replicas)
+		}
+	}
 	for node, addr := range c.proxies {
 		s.Proxies = append(s.Proxies, ProxyInfo{Node: node, Addr: addr})
 	}
@@ -467,10 +477,14 @@ func (c *controller) reconcile(health bool) {
 		kept := st.replicas[:0]
 		for _, r := range st.replicas {
 			if gone := now.Sub(r.leaving); !r.leaving.IsZero() && gone > drainWait && (r.ongoing == 0 || !r.ready || gone > gracefulTimeout) {
+				c.killing++
 				go func(ref replicaRef) {
 					ctx, cancel := context.WithTimeout(c.ctx, healthTimeout)
 					defer cancel()
 					_ = ops.kill(ctx, ref)
+					c.mu.Lock()
+					c.killing--
+					c.mu.Unlock()
 				}(r.ref)
 				continue
 			}

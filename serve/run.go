@@ -209,7 +209,7 @@ func Shutdown(ctx context.Context) error {
 	// The replicas stop as the controller reconciles.
 	for {
 		st, err := ctrlStatus.Remote(ctx, c).Get(ctx)
-		if err != nil || len(st.Apps) == 0 && !anyReplicas(st) {
+		if err != nil || len(st.Apps) == 0 && st.Stopping == 0 {
 			break
 		}
 		select {
@@ -226,15 +226,4 @@ func Shutdown(ctx context.Context) error {
 	}
 	errs = append(errs, sdk.Kill(ctx, c, true))
 	return errors.Join(errs...)
-}
-
-func anyReplicas(st Status) bool {
-	for _, a := range st.Apps {
-		for _, d := range a.Deployments {
-			if len(d.Replicas) > 0 {
-				return true
-			}
-		}
-	}
-	return false
 }

@@ -91,6 +91,19 @@ func TestServeComposedApp(t *testing.T) {
 		}
 		return nil
 	})
+	// Shutdown returns once every Serve actor is gone.
+	if err := serve.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	alive, err := sdk.ListActors(ctx, sdk.StateFilter("state=ALIVE"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range alive {
+		if strings.HasPrefix(a.ClassName, "serve.") {
+			t.Errorf("after serve.Shutdown, %s %s is alive", a.ClassName, a.Name)
+		}
+	}
 }
 
 // TestServeSurvives: under constant HTTP load, a rolling update of the
