@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,7 +22,7 @@ import (
 // composed by a handle answers over HTTP through the proxy of each node,
 // and through a handle from the driver.
 func TestServeComposedApp(t *testing.T) {
-	ctx, _ := startMultiNode(t, nil, nodeSpec{"--num-cpus", "2"})
+	ctx, c := startMultiNode(t, nil, nodeSpec{"--num-cpus", "2"})
 	t.Cleanup(func() {
 		if err := serve.Shutdown(ctx); err != nil {
 			t.Errorf("serve.Shutdown: %v", err)
@@ -71,6 +72,12 @@ func TestServeComposedApp(t *testing.T) {
 	if len(pids) != 2 {
 		t.Errorf("the requests reached %d Front replicas, want both: %v", len(pids), pids)
 	}
+	// goray serve status, through the real binary.
+	out, err := runGoray(c.bin, c.env, "serve", "status", "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir))
+	if err != nil || !strings.Contains(out, "APPLICATION calc") || strings.Count(out, "PROXY") != 2 ||
+		!regexp.MustCompile(`tests-front +RUNNING +target 2 replicas +2 RUNNING`).MatchString(out) {
+		t.Fatalf("goray serve status: %v\n%s", err, out)
+	}
 	// A handle call from the driver, to the inner deployment.
 	h := serve.Handle[Doubler]{App: "calc", Deployment: "tests-doubler"}
 	if v, err := DoublerDouble.Remote(ctx, h, 5).Get(ctx); err != nil || v != 15 {
@@ -91,9 +98,9 @@ func TestServeComposedApp(t *testing.T) {
 		}
 		return nil
 	})
-	// Shutdown returns once every Serve actor is gone.
-	if err := serve.Shutdown(ctx); err != nil {
-		t.Fatal(err)
+	// goray serve shutdown returns once every Serve actor is gone.
+	if out, err := runGoray(c.bin, c.env, "serve", "shutdown", "--address", c.addr, "--auth-token-file", tokenFile(c.head.dir)); err != nil || !strings.Contains(out, "Serve stopped.") {
+		t.Fatalf("goray serve shutdown: %v\n%s", err, out)
 	}
 	alive, err := sdk.ListActors(ctx, sdk.StateFilter("state=ALIVE"))
 	if err != nil {

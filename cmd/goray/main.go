@@ -87,7 +87,7 @@ or less of them (default warn).`,
 	sec.register(root.PersistentFlags())
 	root.AddCommand(newStartCmd(log, sec), newStatusCmd(log, sec), newStopCmd(log, sec))
 	root.AddCommand(newMemoryCmd(log, sec), newListCmd(log, sec), newGetCmd(log, sec), newLogsCmd(log, sec), newSummaryCmd(log, sec))
-	root.AddCommand(newTimelineCmd(log, sec), newJobCmd(log, sec))
+	root.AddCommand(newTimelineCmd(log, sec), newJobCmd(log, sec), newServeCmd(log, sec))
 	root.AddCommand(newNATSCredsCmd(sec), newMetricsTokenCmd(sec), newDashboardKeyCmd(sec), newTLSCmd())
 	return root
 }
