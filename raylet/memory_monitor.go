@@ -22,7 +22,12 @@ import (
 // Messages to the raylet actor.
 type (
 	// memoryPressure: the node's memory is above the threshold.
-	memoryPressure struct{ usage MemoryUsage }
+	// memoryPressure carries a reading over the threshold and its
+	// number (Raylet.memReadings).
+	memoryPressure struct {
+		usage MemoryUsage
+		seq   uint64
+	}
 	// causeTimeout: stop waiting for worker id's exit to answer the
 	// owners asking why it died.
 	causeTimeout struct{ id protos.WorkerID }
@@ -66,6 +71,7 @@ func (r *Raylet) memoryMonitorLoop() {
 		if read == nil && n%redetectEvery == 0 {
 			src = detectMemorySource("/")
 		}
+		seq := r.memReadings.Add(1)
 		u, err := r.readMemory(src)
 		if err != nil {
 			if time.Since(lastErr) > time.Minute {
@@ -75,7 +81,7 @@ func (r *Raylet) memoryMonitorLoop() {
 			continue
 		}
 		if u.Fraction() > threshold {
-			r.system.Root.Send(r.pid, memoryPressure{usage: u})
+			r.system.Root.Send(r.pid, memoryPressure{usage: u, seq: seq})
 		}
 	}
 }
@@ -89,18 +95,21 @@ func (r *Raylet) readMemory(src *memorySource) (MemoryUsage, error) {
 }
 
 // memoryPressure kills one worker, unless the last one killed has not
-// exited yet (its memory is not free yet).
-func (s *state) memoryPressure(u MemoryUsage) {
-	if s.stopping {
+// exited yet (its memory is not free yet), or the reading was taken before
+// it had: readings queue while a kill is under way, and a stale one would
+// kill a second worker for memory the first one already gave back.
+func (s *state) memoryPressure(u MemoryUsage, seq uint64) {
+	if s.stopping || seq < s.oomFreshFrom {
 		return
 	}
 	if v := s.oomVictim; v != nil {
 		select {
 		case <-v.exited:
 			s.oomVictim = nil
+			s.oomFreshFrom = s.r.memReadings.Load() + 1
 		default:
-			return
 		}
+		return
 	}
 	cands, workers := s.oomCandidates()
 	choice, ok := pickOOMVictim(cands)

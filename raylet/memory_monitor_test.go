@@ -120,3 +120,34 @@ func TestMemoryMonitorOverTheWire(t *testing.T) {
 		t.Fatalf("monitor kills = %d, want 3", n)
 	}
 }
+
+// TestMemoryPressureIgnoresStaleReadings: readings queued while a victim
+// was dying, taken before it had exited, kill no one; the first one taken
+// after is heard.
+func TestMemoryPressureIgnoresStaleReadings(t *testing.T) {
+	r := &Raylet{cfg: Config{Logger: zerolog.Nop(), MemoryUsageThreshold: 0.5}}
+	s := &state{r: r, now: time.Now}
+	exited := make(chan struct{})
+	s.oomVictim = &workerProc{exited: exited}
+	high := MemoryUsage{Used: 900, Total: 1000}
+	for range 3 { // readings 1..3, while the victim dies
+		r.memReadings.Add(1)
+	}
+	s.memoryPressure(high, 1)
+	if s.oomVictim == nil {
+		t.Fatal("the victim was forgotten before it exited")
+	}
+	close(exited)
+	s.memoryPressure(high, 2) // notices the exit, kills no one
+	if s.oomVictim != nil || s.oomFreshFrom != 4 {
+		t.Fatalf("after the exit: victim %v, fresh from %d (want 4)", s.oomVictim, s.oomFreshFrom)
+	}
+	s.memoryPressure(high, 3) // stale: taken before the exit was seen
+	if !s.lastNoVictim.IsZero() {
+		t.Fatal("a stale reading looked for a victim")
+	}
+	s.memoryPressure(high, 4) // fresh: looks (and finds no worker to kill)
+	if s.lastNoVictim.IsZero() {
+		t.Fatal("a fresh reading did not look for a victim")
+	}
+}

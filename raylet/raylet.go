@@ -67,8 +67,10 @@ type Raylet struct {
 	// mem is where the node's memory and the kernel's OOM kills are read
 	// (memory_usage.go); the counters below are the memory monitor's
 	// (memory_monitor.go), for metrics.
-	mem            *memorySource
-	cpu            *cpuMeter
+	mem *memorySource
+	cpu *cpuMeter
+	// memReadings numbers the memory monitor's readings.
+	memReadings    atomic.Uint64
 	monitorKills   atomic.Uint64
 	kernelOOMKills atomic.Uint64
 

@@ -193,7 +193,10 @@ type state struct {
 	// kill; why workers died (bounded, oldest first in deathOrder), for
 	// their owners' GET_WORKER_FAILURE_CAUSE; the workers retired but not
 	// reaped yet; and the questions waiting for such a worker's exit.
-	oomVictim    *workerProc
+	oomVictim *workerProc
+	// oomFreshFrom is the first memory reading taken after the last
+	// victim exited: older ones are stale.
+	oomFreshFrom uint64
 	lastNoVictim time.Time
 	deaths       map[protos.WorkerID]*protos.GetWorkerFailureCauseReply
 	deathOrder   []protos.WorkerID
@@ -223,7 +226,7 @@ func (s *state) Receive(ctx actor.Context) {
 	case workerExited:
 		s.workerExited(m.w, m.err, m.kernelOOM)
 	case memoryPressure:
-		s.memoryPressure(m.usage)
+		s.memoryPressure(m.usage, m.seq)
 	case causeTimeout:
 		s.answerCause(m.id)
 	case reportTick:
