@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/goray/goray/sdk"
@@ -89,8 +90,9 @@ func Run[T any](ctx context.Context, b *Bound[T], opts ...RunOption) (Handle[T],
 	if _, err := ctrlDeploy.Remote(ctx, c, spec).Get(ctx); err != nil {
 		return Handle[T]{}, err
 	}
+	var proxyNodes []string
 	if !o.noHTTP {
-		if err := startProxies(ctx, o.host, o.port); err != nil {
+		if proxyNodes, err = startProxies(ctx, o.host, o.port); err != nil {
 			return Handle[T]{}, err
 		}
 	}
@@ -99,7 +101,9 @@ func Run[T any](ctx context.Context, b *Bound[T], opts ...RunOption) (Handle[T],
 		if err != nil {
 			return Handle[T]{}, err
 		}
-		if appRunning(st, o.name) && (o.noHTTP || len(st.Proxies) > 0) {
+		// Running, and every proxy started has told the controller
+		// where it listens.
+		if appRunning(st, o.name) && proxiesRegistered(st, proxyNodes) {
 			return Handle[T]{App: o.name, Deployment: b.spec.name}, nil
 		}
 		select {
@@ -108,6 +112,15 @@ func Run[T any](ctx context.Context, b *Bound[T], opts ...RunOption) (Handle[T],
 		case <-time.After(runPoll):
 		}
 	}
+}
+
+func proxiesRegistered(st Status, nodes []string) bool {
+	for _, n := range nodes {
+		if !slices.ContainsFunc(st.Proxies, func(p ProxyInfo) bool { return p.Node == n }) {
+			return false
+		}
+	}
+	return true
 }
 
 func appRunning(st Status, app string) bool {
@@ -144,27 +157,30 @@ func controllerHandle(ctx context.Context) (sdk.Actor[controller], error) {
 	return c, nil
 }
 
-// startProxies starts a proxy on every alive node that has none.
-func startProxies(ctx context.Context, host string, port int) error {
+// startProxies starts a proxy on every alive node that has none, and
+// returns the nodes.
+func startProxies(ctx context.Context, host string, port int) ([]string, error) {
 	nodes, err := sdk.ListNodes(ctx, sdk.StateFilter("state=ALIVE"))
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var out []string
 	for _, n := range nodes {
 		id, err := sdk.ParseNodeID(n.NodeID)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		p, err := proxyClass.Options(sdk.Name("serve-proxy:"+n.NodeID), sdk.Namespace(Namespace), sdk.Detached(), sdk.GetIfExists(),
 			sdk.MaxRestarts(-1), sdk.NumCPUs(0), sdk.Scheduling(sdk.NodeAffinity(id, false))).Remote(ctx, ProxyConfig{Node: n.NodeID, Host: host, Port: port})
 		if err != nil {
-			return fmt.Errorf("serve: start the proxy on node %.8s: %w", n.NodeID, err)
+			return nil, fmt.Errorf("serve: start the proxy on node %.8s: %w", n.NodeID, err)
 		}
 		if _, err := proxyAddr.Remote(ctx, p).Get(ctx); err != nil {
-			return fmt.Errorf("serve: the proxy on node %.8s: %w", n.NodeID, err)
+			return nil, fmt.Errorf("serve: the proxy on node %.8s: %w", n.NodeID, err)
 		}
+		out = append(out, n.NodeID)
 	}
-	return nil
+	return out, nil
 }
 
 // GetStatus reports the applications, their deployments' replicas and the
