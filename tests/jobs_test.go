@@ -106,7 +106,12 @@ func TestJobsCLI(t *testing.T) {
 		"--env", envJobDriver+"=1", "--env", "JOBVAR=from-submit", "--", exe)
 	if err != nil || strings.Count(out, `read "submitted data"`) != 2 || !strings.Contains(out, "JOBVAR=from-submit") ||
 		!strings.Contains(errOut, "Job driver-ok succeeded (exit code 0)") {
-		t.Fatalf("submit a driver: %v\n%s%s", err, out, errOut)
+		// What the job server and the nodes knew, for a failure that
+		// hangs (seen once in a TLS run).
+		st, stErr, _ := goray("job", "status", "driver-ok")
+		logs, logsErr, _ := goray("job", "logs", "driver-ok")
+		tasks, tasksErr, _ := goray("list", "tasks", "--detail")
+		t.Fatalf("submit a driver: %v\n%s%s\n--- job status:\n%s%s\n--- job logs:\n%s%s\n--- tasks:\n%s%s", err, out, errOut, st, stErr, logs, logsErr, tasks, tasksErr)
 	}
 	if j := status("driver-ok"); j.Status != jobs.Succeeded || j.ExitCode == nil || *j.ExitCode != 0 || j.WorkingDirPackage == "" ||
 		!slices.Equal(j.EnvNames, []string{envJobDriver, "JOBVAR"}) || j.StartTime.IsZero() || j.EndTime.Before(j.StartTime) {
